@@ -1,0 +1,64 @@
+//! The REST API: one file per resource, plus the pieces every route shares (authentication, the
+//! JSON body extractor, the response envelope and the error type).
+
+mod assistants;
+mod auth;
+mod envelope;
+mod error;
+mod health;
+mod json;
+mod openapi;
+mod patch;
+mod tools;
+
+pub use envelope::Envelope;
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, patch, post};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+/// The REST routes, with the body limit and the envelope for unknown routes and methods.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/assistant/create", post(assistants::create))
+        .route("/assistant/list", get(assistants::list))
+        .route(
+            "/assistant/details/{assistant_id}",
+            get(assistants::details),
+        )
+        .route(
+            "/assistant/update/{assistant_id}",
+            patch(assistants::update),
+        )
+        .route(
+            "/assistant/delete/{assistant_id}",
+            delete(assistants::delete),
+        )
+        .route("/tool/create", post(tools::create))
+        .route("/tool/list", get(tools::list))
+        .route("/tool/details/{tool_id}", get(tools::details))
+        .route("/tool/update/{tool_id}", patch(tools::update))
+        .route("/tool/delete/{tool_id}", delete(tools::delete))
+        .fallback(|| async { ApiError::NotFound("No such route".to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

@@ -1,0 +1,36 @@
+//! `GET /openapi.json`: the machine-readable description of every REST route and schema,
+//! generated from the handlers' own annotations so it cannot drift from the code.
+
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{assistants, health, tools};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "voxbridge", description = "Real-time voice agent server: REST API"),
+    paths(
+        health::healthz, health::readyz,
+        assistants::create, assistants::list, assistants::details, assistants::update, assistants::delete,
+        tools::create, tools::list, tools::details, tools::update, tools::delete,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,44 @@
+//! The assistant: what a caller talks to. Its seed fields (name, prompt, voice, start instruction,
+//! end-call webhook), the call settings beyond the seed, and the tools it may call. The REST layer
+//! validates into these types; the store persists them; a live call reads them.
+
+mod json_schema;
+mod secret;
+mod settings;
+mod tool;
+mod tts;
+
+pub use json_schema::check_parameters_schema;
+pub use secret::mask_secret;
+pub use settings::{
+    CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, SILENCE_TIMEOUT_SECS,
+    SttProvider, SttSettings, check_range,
+};
+pub use tool::{
+    BUILT_IN_TOOL_NAMES, HttpTool, TOOL_NAME_MAX_CHARS, TOOL_TIMEOUT_MS, ToolMethod,
+    is_function_name, is_sensitive_header,
+};
+pub use tts::{CartesiaVoice, SARVAM_DEFAULT_LANGUAGE, SarvamVoice, TtsConfig, TtsModel};
+
+/// Longest `assistant_name`, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+/// Longest `assistant_start_instruction`, in characters.
+pub const START_INSTRUCTION_MAX_CHARS: usize = 200;
+
+/// A stored assistant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assistant {
+    pub id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub description: String,
+    pub prompt: String,
+    pub tts: TtsConfig,
+    pub start_instruction: Option<String>,
+    pub end_call_url: Option<String>,
+    pub settings: CallSettings,
+    /// Attached tools, in the order the owner gave them.
+    pub tool_ids: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}

@@ -1,0 +1,183 @@
+//! The settings a live call needs beyond the seed's fields: which STT and LLM to use, who speaks
+//! first, and the call's timeouts. Every one is optional in the API and has a documented default,
+//! so an assistant created with only the seed's fields is complete.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::secret::mask_secret;
+use crate::validation::{Violations, check_http_url, is_bcp47};
+
+/// Speech-to-text provider for the caller's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SttProvider {
+    #[default]
+    Deepgram,
+    Sarvam,
+}
+
+/// `assistant_stt_config`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SttSettings {
+    /// `deepgram` (default) or `sarvam`.
+    pub provider: SttProvider,
+    /// Provider model; default `nova-3` for Deepgram, `saaras:v3` for Sarvam.
+    pub model: Option<String>,
+    /// Language of the caller; default `en` for Deepgram, `unknown` (auto-detect) for Sarvam.
+    pub language: Option<String>,
+}
+
+impl SttSettings {
+    pub fn effective_model(&self) -> &str {
+        self.model.as_deref().unwrap_or(match self.provider {
+            SttProvider::Deepgram => "nova-3",
+            SttProvider::Sarvam => "saaras:v3",
+        })
+    }
+
+    pub fn effective_language(&self) -> &str {
+        self.language.as_deref().unwrap_or(match self.provider {
+            SttProvider::Deepgram => "en",
+            SttProvider::Sarvam => "unknown",
+        })
+    }
+}
+
+/// `assistant_llm_config`: any OpenAI-compatible Chat Completions endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    /// Base URL up to and including `/v1`; default: the server's `llm.base_url`.
+    pub base_url: Option<String>,
+    /// Model name; default: the server's `llm.model`.
+    pub model: Option<String>,
+    /// Sampling temperature, 0 to 2 (default 0.7).
+    pub temperature: f32,
+    /// Largest reply in tokens, 1 to 4096 (default 300: spoken replies are short).
+    pub max_tokens: u32,
+    /// Overrides the server's LLM key for this assistant. Never returned in full.
+    pub api_key: Option<String>,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            model: None,
+            temperature: 0.7,
+            max_tokens: 300,
+            api_key: None,
+        }
+    }
+}
+
+/// Who opens the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstMessageMode {
+    /// The assistant speaks its start instruction as soon as the call connects (default).
+    #[default]
+    AssistantSpeaksFirst,
+    /// The assistant waits for the caller to speak first.
+    WaitForCaller,
+}
+
+/// Bounds of the numeric settings, shared by validation and the documentation.
+pub const SILENCE_TIMEOUT_SECS: (u32, u32, u32) = (5, 600, 30);
+pub const MAX_CALL_DURATION_SECS: (u32, u32, u32) = (30, 14_400, 1_800);
+
+/// Everything an assistant stores besides the seed's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallSettings {
+    pub stt: SttSettings,
+    pub llm: LlmSettings,
+    pub first_message_mode: FirstMessageMode,
+    pub silence_timeout_secs: u32,
+    pub max_call_duration_secs: u32,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        Self {
+            stt: SttSettings::default(),
+            llm: LlmSettings::default(),
+            first_message_mode: FirstMessageMode::default(),
+            silence_timeout_secs: SILENCE_TIMEOUT_SECS.2,
+            max_call_duration_secs: MAX_CALL_DURATION_SECS.2,
+        }
+    }
+}
+
+impl SttSettings {
+    pub fn validate(&self, field: &str, v: &mut Violations) {
+        if let Some(model) = &self.model
+            && model.trim().is_empty()
+        {
+            v.add(format!("{field}.model"), "must not be empty when given");
+        }
+        if let Some(language) = &self.language
+            && !(is_bcp47(language)
+                || (self.provider == SttProvider::Sarvam && language == "unknown"))
+        {
+            v.add(
+                format!("{field}.language"),
+                "must be a BCP-47 language code such as \"en-US\"",
+            );
+        }
+    }
+}
+
+impl LlmSettings {
+    pub fn validate(&self, field: &str, v: &mut Violations) {
+        if let Some(base_url) = &self.base_url
+            && let Err(why) = check_http_url(base_url)
+        {
+            v.add(format!("{field}.base_url"), why);
+        }
+        if let Some(model) = &self.model
+            && model.trim().is_empty()
+        {
+            v.add(format!("{field}.model"), "must not be empty when given");
+        }
+        if !(0.0..=2.0).contains(&self.temperature) {
+            v.add(format!("{field}.temperature"), "must be between 0 and 2");
+        }
+        if !(1..=4096).contains(&self.max_tokens) {
+            v.add(format!("{field}.max_tokens"), "must be between 1 and 4096");
+        }
+        if let Some(key) = &self.api_key
+            && key.trim().is_empty()
+        {
+            v.add(format!("{field}.api_key"), "must not be empty when given");
+        }
+    }
+
+    /// As responses show it: the api key masked.
+    pub fn to_public(&self) -> Self {
+        let mut shown = self.clone();
+        shown.api_key = shown.api_key.as_deref().map(mask_secret);
+        shown
+    }
+
+    /// A masked key sent back unchanged keeps the stored key.
+    pub fn keep_masked_key_from(&mut self, stored: &LlmSettings) {
+        if let (Some(sent), Some(kept)) = (&self.api_key, &stored.api_key)
+            && *sent == mask_secret(kept)
+        {
+            self.api_key = Some(kept.clone());
+        }
+    }
+}
+
+/// Checks a numeric setting against its `(min, max, default)` bounds.
+pub fn check_range(field: &str, value: u32, bounds: (u32, u32, u32), v: &mut Violations) {
+    if !(bounds.0..=bounds.1).contains(&value) {
+        v.add(
+            field,
+            format!("must be between {} and {}", bounds.0, bounds.1),
+        );
+    }
+}

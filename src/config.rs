@@ -1,0 +1,200 @@
+//! Layered configuration: built-in defaults < optional `voxbridge.toml` < `VOXBRIDGE_*` environment.
+//!
+//! Every key is documented in the README's configuration table; keep the two in step. Nested keys
+//! use `__` in environment variables (`VOXBRIDGE_DEEPGRAM__API_KEY`), so a flat key such as
+//! `database_url` is simply `VOXBRIDGE_DATABASE_URL`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server listens on.
+    pub bind: SocketAddr,
+    /// `sqlite:<path>` (created on first start) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Largest pool of database connections.
+    pub database_max_connections: u32,
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// `text` (human-readable) or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `voxbridge=debug,info`.
+    pub log_level: String,
+    /// Email of the owner of the first API key created on an empty database.
+    pub bootstrap_email: String,
+    /// Deepgram streaming STT.
+    pub deepgram: ProviderConfig,
+    /// Sarvam STT and TTS.
+    pub sarvam: ProviderConfig,
+    /// Cartesia TTS.
+    pub cartesia: CartesiaConfig,
+    /// The default OpenAI-compatible LLM (assistants may name their own).
+    pub llm: ProviderConfig,
+    /// Twilio's REST API (outbound calls, transfers, hang-ups).
+    pub twilio: TwilioConfig,
+}
+
+/// Where a provider is and the server's key for it. Base URLs are configurable so that tests,
+/// benchmarks and demos point at the sim fakes; WebSocket URLs are derived from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub base_url: String,
+    /// The server's key; empty means "not configured".
+    #[serde(default)]
+    pub api_key: String,
+    /// Default model.
+    #[serde(default)]
+    pub model: String,
+}
+
+/// Cartesia: a provider plus its API version header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartesiaConfig {
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub model: String,
+    /// The `Cartesia-Version` sent on every request.
+    pub version: String,
+}
+
+/// Twilio's REST API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub base_url: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite:voxbridge.db".to_owned(),
+            database_max_connections: 16,
+            max_body_bytes: 1024 * 1024,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            bootstrap_email: "admin@localhost".to_owned(),
+            deepgram: ProviderConfig {
+                base_url: "https://api.deepgram.com".to_owned(),
+                api_key: String::new(),
+                model: "nova-3".to_owned(),
+            },
+            sarvam: ProviderConfig {
+                base_url: "https://api.sarvam.ai".to_owned(),
+                api_key: String::new(),
+                model: "bulbul:v2".to_owned(),
+            },
+            cartesia: CartesiaConfig {
+                base_url: "https://api.cartesia.ai".to_owned(),
+                api_key: String::new(),
+                model: "sonic-3".to_owned(),
+                version: "2026-03-01".to_owned(),
+            },
+            llm: ProviderConfig {
+                base_url: "https://api.openai.com/v1".to_owned(),
+                api_key: String::new(),
+                model: "gpt-4o-mini".to_owned(),
+            },
+            twilio: TwilioConfig {
+                base_url: "https://api.twilio.com".to_owned(),
+            },
+        }
+    }
+}
+
+/// Configuration could not be assembled from its layers.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Loads defaults, then `file` if it exists, then the environment.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        Self::figment(file)
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    fn figment(file: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("VOXBRIDGE_").split("__"))
+    }
+}
+
+#[cfg(test)]
+// figment's Jail returns its own large error type; boxing it in tests would only add noise.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "voxbridge.toml",
+                "bind = \"127.0.0.1:9000\"\nlog_level = \"debug\"",
+            )?;
+            jail.set_env("VOXBRIDGE_LOG_LEVEL", "warn");
+            let config = Config::load(Path::new("voxbridge.toml")).expect("config loads");
+            assert_eq!(config.bind.port(), 9000, "file overrides default");
+            assert_eq!(config.log_level, "warn", "environment overrides file");
+            assert_eq!(config.database_url, "sqlite:voxbridge.db", "default kept");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nested_keys_come_from_double_underscore_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VOXBRIDGE_DEEPGRAM__API_KEY", "dg-key");
+            jail.set_env("VOXBRIDGE_DEEPGRAM__BASE_URL", "http://127.0.0.1:9100");
+            let config = Config::load(Path::new("absent.toml")).expect("config loads");
+            assert_eq!(config.deepgram.api_key, "dg-key");
+            assert_eq!(config.deepgram.base_url, "http://127.0.0.1:9100");
+            assert_eq!(
+                config.deepgram.model, "nova-3",
+                "unset nested keys keep defaults"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        figment::Jail::expect_with(|_| {
+            let config = Config::load(Path::new("absent.toml")).expect("config loads");
+            assert_eq!(config.bind.port(), 8080);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("voxbridge.toml", "bnid = \"127.0.0.1:9000\"")?;
+            let err = Config::load(Path::new("voxbridge.toml")).unwrap_err();
+            assert!(err.to_string().contains("bnid"), "{err}");
+            Ok(())
+        });
+    }
+}

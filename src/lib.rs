@@ -1,0 +1,26 @@
+//! voxbridge: a real-time voice agent server.
+//!
+//! Module map (see ARCHITECTURE.md for the data flow and invariants):
+//! - [`config`]: layered configuration (defaults < `voxbridge.toml` < `VOXBRIDGE_*`).
+//! - [`server`]: binds, serves and gracefully stops the HTTP server.
+//! - [`api`]: REST handlers, authentication, the response envelope and the error type.
+//! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
+//! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
+//! - [`validation`]: field-level rule checking shared by every resource.
+//! - [`audio`]: formats, G.711, resampling, VAD, WAV and pacing on the hot path.
+//! - [`generation`]: the turn counter that lets stale LLM/TTS output be dropped.
+//! - [`stt`], [`tts`], [`llm`]: a trait per provider role, one file per provider.
+//! - [`sim`]: protocol-faithful fake providers for tests, benchmarks and offline demos.
+
+pub mod api;
+pub mod assistant;
+pub mod audio;
+pub mod config;
+pub mod generation;
+pub mod llm;
+pub mod server;
+pub mod sim;
+pub mod store;
+pub mod stt;
+pub mod tts;
+pub mod validation;

@@ -1,0 +1,153 @@
+//! The `voxbridge` command: `serve`, `migrate` and `keys`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use voxbridge::config::{Config, LogFormat};
+use voxbridge::server::{Server, shutdown_signal};
+use voxbridge::store::Store;
+
+#[derive(Parser)]
+#[command(name = "voxbridge", version, about = "Real-time voice agent server")]
+struct Cli {
+    /// Configuration file; read if it exists (settings in VOXBRIDGE_* variables override it).
+    #[arg(
+        long,
+        global = true,
+        default_value = "voxbridge.toml",
+        env = "VOXBRIDGE_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (migrates the database first; creates a first API key on an empty one).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for an owner; the key is printed once and only its hash is stored.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+    /// List keys (prefix, owner, created, revoked); never the keys themselves.
+    List,
+    /// Revoke a key by its id or its shown prefix.
+    Revoke { id_or_prefix: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("voxbridge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("voxbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve => {
+            let email = config.bootstrap_email.clone();
+            let server = Server::bind(config).await?;
+            if server.store().count_api_keys().await? == 0 {
+                let key = server.store().create_api_key(&email).await?;
+                println!("Created the first API key (owner {email}). It is shown only this once:");
+                println!();
+                println!("    {}", key.plaintext);
+                println!();
+            }
+            tracing::info!(addr = %server.local_addr(), "voxbridge listening");
+            println!("voxbridge listening on http://{}", server.local_addr());
+            server.run_until(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let store = connect(&config).await?;
+            store.migrate().await?;
+            println!("database is up to date");
+        }
+        Command::Keys { command } => {
+            let store = connect(&config).await?;
+            store.migrate().await?;
+            keys(command, &store).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn connect(config: &Config) -> Result<Store, Box<dyn std::error::Error>> {
+    Ok(Store::connect(&config.database_url, config.database_max_connections).await?)
+}
+
+async fn keys(command: KeysCommand, store: &Store) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        KeysCommand::Create { email } => {
+            let key = store.create_api_key(&email).await?;
+            println!("{}", key.plaintext);
+            eprintln!(
+                "(key {} for {}; store it now, it is not shown again)",
+                key.row.key_prefix, key.row.email
+            );
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<38} {:<14} {:<28} {:<28} REVOKED",
+                "ID", "PREFIX", "OWNER", "CREATED"
+            );
+            for key in store.list_api_keys().await? {
+                println!(
+                    "{:<38} {:<14} {:<28} {:<28} {}",
+                    key.id,
+                    key.key_prefix,
+                    key.email,
+                    key.created_at,
+                    key.revoked_at.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        KeysCommand::Revoke { id_or_prefix } => match store.revoke_api_key(&id_or_prefix).await? {
+            0 => return Err(format!("no active key with id or prefix {id_or_prefix:?}").into()),
+            n => println!("revoked {n} key(s)"),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Text-to-speech: a provider-neutral streaming session over a provider's API.
+//!
+//! A [`TextToSpeech`] connects once per call and returns a [`TtsSession`]: commands in (speak
+//! text for a generation, cancel a generation) and [`TtsEvent`]s out, each stamped with the
+//! [`Generation`] it belongs to so that audio of a cancelled turn is dropped wherever it is.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::assistant::TtsConfig;
+use crate::audio::AudioFormat;
+use crate::generation::Generation;
+
+/// What a call asks of its TTS stream.
+#[derive(Debug, Clone)]
+pub struct TtsParams {
+    /// The assistant's voice (provider, voice/speaker, language, optional per-assistant key).
+    pub voice: TtsConfig,
+    /// The format the transport plays (e.g. μ-law 8 kHz for Twilio): providers are asked for
+    /// exactly this where they can produce it, so no transcoding happens.
+    pub output: AudioFormat,
+}
+
+/// Server-side settings of one TTS provider.
+#[derive(Debug, Clone)]
+pub struct TtsEndpoint {
+    /// `https://api.cartesia.ai`, a fake's `http://127.0.0.1:port`, ...; WebSocket URLs are
+    /// derived from it.
+    pub base_url: String,
+    /// The server's key, used unless the assistant's voice carries its own.
+    pub api_key: String,
+    /// Default model (`sonic-3`, `bulbul:v2`, ...), unless the voice names one.
+    pub model: String,
+}
+
+/// What the call sends to its TTS stream.
+#[derive(Debug, Clone)]
+pub enum TtsCommand {
+    /// Append `text` to the utterance of `generation` (the first call opens it). Text pieces are
+    /// concatenated verbatim. `last` closes the utterance so the provider flushes its tail.
+    Speak {
+        generation: Generation,
+        text: String,
+        last: bool,
+    },
+    /// Stop producing audio for `generation` now (barge-in).
+    Cancel { generation: Generation },
+}
+
+/// One word's place in the generated audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordTiming {
+    pub word: String,
+    /// Seconds from the start of the generation's audio.
+    pub start: f32,
+    pub end: f32,
+}
+
+/// What the TTS stream produced.
+#[derive(Debug, Clone)]
+pub enum TtsEvent {
+    /// Audio in the requested output format; any length (not frame aligned).
+    Audio {
+        generation: Generation,
+        audio: Bytes,
+    },
+    /// Word timestamps, when the provider gives them.
+    Words {
+        generation: Generation,
+        words: Vec<WordTiming>,
+    },
+    /// The provider finished the utterance (its own final event).
+    Done { generation: Generation },
+    /// The utterance failed; `generation` is `None` for connection-level failures.
+    Failed {
+        generation: Option<Generation>,
+        error: TtsError,
+    },
+}
+
+/// A failure of a TTS provider.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TtsError {
+    #[error("tts provider refused the credentials ({status}): {message}")]
+    Unauthorized { status: u16, message: String },
+    #[error("tts provider rejected the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("tts provider is rate limiting ({message})")]
+    RateLimited { message: String },
+    #[error("tts provider unavailable: {0}")]
+    Unavailable(String),
+    #[error("tts provider stalled: {0}")]
+    Stalled(String),
+    #[error("tts provider closed the stream: {0}")]
+    Closed(String),
+    #[error("tts protocol error: {0}")]
+    Protocol(String),
+}
+
+/// A live TTS stream. Dropping it closes the provider connection.
+pub struct TtsSession {
+    pub commands: mpsc::Sender<TtsCommand>,
+    pub events: mpsc::Receiver<TtsEvent>,
+}
+
+/// A text-to-speech provider.
+pub trait TextToSpeech: Send + Sync {
+    /// Opens a streaming session for one call.
+    fn connect(&self, params: TtsParams) -> BoxFuture<'static, Result<TtsSession, TtsError>>;
+}

@@ -1,0 +1,253 @@
+//! Test harness: a real voxbridge server on a loopback port, on SQLite or on PostgreSQL (each
+//! test in its own schema), plus a small JSON client.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use voxbridge::config::Config;
+use voxbridge::server::Server;
+use voxbridge::store::Store;
+
+/// The PostgreSQL the machine provides (trust auth).
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server and an API key of a first owner.
+pub struct TestServer {
+    pub base: String,
+    pub key: String,
+    pub store: Store,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteFile(std::path::PathBuf),
+    PostgresSchema(String),
+}
+
+impl TestServer {
+    /// Starts a server on `backend`, or answers `None` (having said why) when PostgreSQL is not
+    /// reachable outside CI. In CI an unreachable PostgreSQL fails the test.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`start`](Self::start), with a chance to adjust the configuration.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+        let mut config = Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            database_max_connections: 4,
+            ..Config::default()
+        };
+        let cleanup = match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir()
+                    .join(format!("voxbridge-test-{}.db", uuid::Uuid::new_v4()));
+                config.database_url = format!("sqlite:{}", path.display());
+                Cleanup::SqliteFile(path)
+            }
+            Backend::Postgres => {
+                let schema = create_postgres_schema().await?;
+                config.database_url =
+                    format!("{POSTGRES_ADMIN_URL}?options=-c%20search_path%3D{schema}");
+                Cleanup::PostgresSchema(schema)
+            }
+        };
+        adjust(&mut config);
+        let server = Server::bind(config).await.expect("server starts");
+        let base = format!("http://{}", server.local_addr());
+        let store = server.store().clone();
+        let key = store
+            .create_api_key("owner@example.com")
+            .await
+            .expect("key")
+            .plaintext;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run_until(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Some(Self {
+            base,
+            key,
+            store,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+            cleanup,
+        })
+    }
+
+    /// A key of another owner.
+    pub async fn key_for(&self, email: &str) -> String {
+        self.store
+            .create_api_key(email)
+            .await
+            .expect("key")
+            .plaintext
+    }
+
+    /// Sends a request with `key` as Bearer (if any) and a JSON body (if any).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request is answered");
+        Self::read(response).await
+    }
+
+    /// Sends a raw body with a given content type.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request is answered");
+        Self::read(response).await
+    }
+
+    async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(&self.key), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(&self.key), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(&self.key), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(&self.key), None).await
+    }
+
+    /// Stops the server and removes its database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        match &self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::PostgresSchema(schema) => {
+                if let Ok(pool) = admin_pool().await {
+                    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            }
+        }
+    }
+}
+
+async fn admin_pool() -> Result<sqlx::AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(POSTGRES_ADMIN_URL)
+        .await
+}
+
+static SKIP_REPORTED: AtomicBool = AtomicBool::new(false);
+
+async fn create_postgres_schema() -> Option<String> {
+    let pool = match admin_pool().await {
+        Ok(pool) => pool,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL at {POSTGRES_ADMIN_URL} is required in CI: {e}");
+            }
+            if !SKIP_REPORTED.swap(true, Ordering::Relaxed) {
+                println!(
+                    "SKIPPED: PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable ({e}); set CI=1 to make this a failure"
+                );
+            }
+            return None;
+        }
+    };
+    let schema = format!("vb_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .expect("schema created");
+    Some(schema)
+}
+
+/// Generates, for each named `async fn(TestServer)`, a test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::common::{Backend, TestServer};
+
+                #[tokio::test]
+                async fn sqlite() {
+                    let server = TestServer::start(Backend::Sqlite).await.expect("sqlite always runs");
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some(server) = TestServer::start(Backend::Postgres).await {
+                        super::$name(&server).await;
+                        server.stop().await;
+                    }
+                }
+            }
+        )*
+    };
+}

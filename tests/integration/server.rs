@@ -1,0 +1,103 @@
+//! Server-wide behaviour: probes, the OpenAPI document, authentication, unknown routes.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::TestServer;
+use crate::on_both_backends;
+
+on_both_backends!(
+    probes_answer,
+    openapi_lists_every_route,
+    auth_is_required,
+    unknown_routes_use_the_envelope
+);
+
+async fn probes_answer(s: &TestServer) {
+    let (status, body) = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["success"], true);
+    let (status, body) = s.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["database"], "reachable");
+}
+
+async fn openapi_lists_every_route(s: &TestServer) {
+    let (status, doc) = s.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/assistant/create", "post"),
+        ("/assistant/list", "get"),
+        ("/assistant/details/{assistant_id}", "get"),
+        ("/assistant/update/{assistant_id}", "patch"),
+        ("/assistant/delete/{assistant_id}", "delete"),
+        ("/tool/create", "post"),
+        ("/tool/list", "get"),
+        ("/tool/details/{tool_id}", "get"),
+        ("/tool/update/{tool_id}", "patch"),
+        ("/tool/delete/{tool_id}", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for schema in [
+        "CreateAssistant",
+        "UpdateAssistant",
+        "AssistantDetails",
+        "CreateTool",
+        "ToolDetails",
+    ] {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn auth_is_required(s: &TestServer) {
+    let body = json!({"assistant_name": "x"});
+    for key in [None, Some("vbx_not_a_real_key"), Some("")] {
+        let (status, reply) = s
+            .call(Method::POST, "/assistant/create", key, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "key {key:?}: {reply}");
+        assert_eq!(reply["success"], false);
+        assert!(reply["message"].as_str().unwrap().len() > 5);
+    }
+    // A scheme other than Bearer is refused too.
+    let response = reqwest::Client::new()
+        .get(format!("{}/assistant/list", s.base))
+        .header("authorization", format!("Basic {}", s.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // A revoked key stops working at once.
+    let key = s.key_for("revoked@example.com").await;
+    let (status, _) = s
+        .call(Method::GET, "/assistant/list", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let prefix = &key[..12];
+    assert_eq!(s.store.revoke_api_key(prefix).await.unwrap(), 1);
+    let (status, _) = s
+        .call(Method::GET, "/assistant/list", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+async fn unknown_routes_use_the_envelope(s: &TestServer) {
+    let (status, body) = s.get("/no/such/route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["success"], false);
+    let (status, body) = s
+        .call(Method::PUT, "/assistant/list", Some(&s.key), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["success"], false);
+}
