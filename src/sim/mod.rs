@@ -2,3 +2,7 @@
 //! auth headers, JSON fields, audio encodings), checks what clients send and answers mistakes the
 //! way the real service does. The fakes' routes do not overlap, so `voxbridge sim` serves all of
 //! them on one port; tests and benchmarks start them in-process.
+
+mod latency;
+
+pub use latency::Latency;
