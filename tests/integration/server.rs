@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{Backend, TestServer};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -100,4 +100,21 @@ async fn unknown_routes_use_the_envelope(s: &TestServer) {
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["success"], false);
+}
+
+/// Says, in the test report, whether the PostgreSQL half of the suite ran or why it skipped.
+#[tokio::test]
+async fn postgres_availability() {
+    match TestServer::start(Backend::Postgres).await {
+        Some(server) => {
+            println!(
+                "PostgreSQL tests ran against {}",
+                crate::common::postgres_admin_url()
+            );
+            server.stop().await;
+        }
+        None => {
+            println!("PostgreSQL tests were SKIPPED (reason above); run with CI=1 to require them")
+        }
+    }
 }
