@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address the HTTP/WebSocket server listens on.
     pub bind: SocketAddr,
+    /// The URL at which telephony providers reach this server (behind a TLS proxy:
+    /// `https://voice.example.com`). Media-stream URLs (`wss://…`) and webhook URLs are built
+    /// from it, and Twilio signatures are checked against it. Empty: `http://<bind>`.
+    pub public_url: String,
     /// `sqlite:<path>` (created on first start) or `postgres://user@host/db`.
     pub database_url: String,
     /// Largest pool of database connections.
@@ -87,6 +91,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
             database_url: "sqlite:voxbridge.db".to_owned(),
             database_max_connections: 16,
             max_body_bytes: 1024 * 1024,
@@ -127,6 +132,15 @@ impl Default for Config {
 pub struct ConfigError(#[from] Box<figment::Error>);
 
 impl Config {
+    /// The public base URL without a trailing slash (`http://<bind>` when not configured).
+    pub fn public_base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.bind)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
     /// Loads defaults, then `file` if it exists, then the environment.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         Self::figment(file)
