@@ -12,6 +12,7 @@
 //! - [`stt`], [`tts`], [`llm`]: a trait per provider role, one file per provider.
 //! - [`sim`]: protocol-faithful fake providers for tests, benchmarks and offline demos.
 
+pub mod agent;
 pub mod api;
 pub mod assistant;
 pub mod audio;

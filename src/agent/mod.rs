@@ -1,0 +1,5 @@
+//! The agent core shared by every channel: prompt templating, conversation history, phrase
+//! cutting for TTS, and tools.
+
+pub mod phrases;
+pub mod template;
