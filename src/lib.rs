@@ -23,5 +23,6 @@ pub mod server;
 pub mod sim;
 pub mod store;
 pub mod stt;
+pub mod transport;
 pub mod tts;
 pub mod validation;

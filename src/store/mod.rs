@@ -6,11 +6,13 @@
 
 mod api_keys;
 mod assistants;
+mod calls;
 mod clock;
 mod tools;
 
 pub use api_keys::{ApiKeyRow, NewApiKey, Owner};
 pub use assistants::AssistantSummary;
+pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};
 pub use clock::{format_timestamp, now_timestamp};
 
 use std::str::FromStr;

@@ -1,0 +1,58 @@
+//! Transports: one file per media-stream protocol (Twilio Media Streams, the browser widget,
+//! later Plivo and Exotel). A transport turns its wire format into [`Inbound`] events and turns
+//! the call's outbound frames, marks and clears into its wire format. The call session only ever
+//! sees these types, so it knows nothing of any provider.
+
+pub mod twilio;
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::audio::AudioFormat;
+
+/// What the caller's side sends, decoded from the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// Caller audio in the transport's native format (any length; normally 20 ms).
+    Audio(Bytes),
+    /// Playback reached this mark: all audio sent before it has been played (or was cleared).
+    Mark(String),
+    /// A keypad digit.
+    Dtmf(char),
+    /// The caller hung up or the stream was stopped.
+    Hangup,
+}
+
+/// A transport failure. Bad input never ends a call; these end only the socket they name.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("the media socket is closed")]
+    Closed,
+    #[error("media socket error: {0}")]
+    Socket(String),
+}
+
+/// The receiving half of a media stream.
+pub trait MediaSource: Send + 'static {
+    /// The next event; `None` once the socket is gone. Malformed frames are logged and skipped
+    /// inside the transport, never returned.
+    fn next(&mut self) -> impl Future<Output = Option<Inbound>> + Send;
+}
+
+/// The sending half of a media stream.
+pub trait MediaSink: Send + 'static {
+    /// The audio format the far end plays (and sends).
+    fn format(&self) -> AudioFormat;
+    /// Sends one frame of audio in [`format`](Self::format).
+    fn send_audio(
+        &mut self,
+        frame: &[u8],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Asks to be told (an [`Inbound::Mark`]) when everything sent so far has been played.
+    fn send_mark(&mut self, name: &str) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Drops everything sent but not yet played (barge-in).
+    fn clear(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Ends the stream.
+    fn close(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+}
