@@ -16,6 +16,7 @@ pub mod agent;
 pub mod api;
 pub mod assistant;
 pub mod audio;
+pub mod call;
 pub mod config;
 pub mod generation;
 pub mod llm;

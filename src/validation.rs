@@ -90,6 +90,16 @@ pub fn check_http_url(value: &str) -> Result<url::Url, String> {
     Ok(parsed)
 }
 
+/// An E.164 phone number: `+`, then 8 to 15 digits, the first not 0.
+pub fn is_e164(number: &str) -> bool {
+    let Some(digits) = number.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
 /// A well-formed BCP-47 language tag (RFC 5646 syntax: language, optional script, region and
 /// variants), e.g. `hi-IN`, `en`, `zh-Hant-TW`. The language must be an ISO 639 code (2-3
 /// letters): RFC 5646 also reserves 5-8 letter subtags, but none is registered, and accepting them
@@ -160,6 +170,23 @@ mod tests {
             "hi IN",
         ] {
             assert!(!is_bcp47(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn e164_numbers() {
+        for ok in ["+15550200000", "+919876543210", "+4420794600"] {
+            assert!(is_e164(ok), "{ok}");
+        }
+        for bad in [
+            "15550200000",
+            "+1555",
+            "+0155502000",
+            "+1 555 020 0000",
+            "+1555020000012345",
+            "",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
         }
     }
 

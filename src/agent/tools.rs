@@ -1,0 +1,310 @@
+//! The tools an agent offers its LLM: the built-ins voxbridge answers itself (`end_call`,
+//! `transfer_call`) and the assistant's HTTP tools, called with the model's arguments. Every
+//! failure (unknown tool, bad arguments, timeout, HTTP error) becomes a result the model reads, so
+//! a broken tool never breaks the call.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::assistant::{HttpTool, ToolMethod};
+use crate::llm::{ToolCall, ToolSpec};
+use crate::validation::is_e164;
+
+/// Longest tool result handed back to the model (a web page would blow the context).
+const MAX_RESULT_BYTES: usize = 8 * 1024;
+
+/// What a tool call asks voxbridge to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolAction {
+    /// Hang up once what has been said is heard.
+    EndCall { reason: String },
+    /// Hand the live call to another number.
+    Transfer { to: String },
+    /// Call an HTTP tool with these JSON arguments.
+    Http {
+        tool: Box<HttpTool>,
+        arguments: Value,
+    },
+}
+
+/// The tools of one call.
+#[derive(Debug, Clone)]
+pub struct Toolbox {
+    http_tools: Vec<HttpTool>,
+    can_transfer: bool,
+}
+
+impl Toolbox {
+    /// `can_transfer` is false where the transport cannot move a call (the browser).
+    pub fn new(http_tools: Vec<HttpTool>, can_transfer: bool) -> Self {
+        Self {
+            http_tools,
+            can_transfer,
+        }
+    }
+
+    /// The function specs sent with every chat request.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        let mut specs = vec![ToolSpec {
+            name: "end_call".into(),
+            description:
+                "End the call. Say goodbye first; the call ends once the caller has heard it."
+                    .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"reason": {"type": "string", "description": "Why the call ends"}}
+            }),
+        }];
+        if self.can_transfer {
+            specs.push(ToolSpec {
+                name: "transfer_call".into(),
+                description: "Transfer the caller to another phone number, e.g. a human agent. Tell the caller first.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"phone_number": {"type": "string", "description": "E.164 number, e.g. +15551234567"}},
+                    "required": ["phone_number"]
+                }),
+            });
+        }
+        specs.extend(self.http_tools.iter().map(|t| ToolSpec {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            parameters: t.parameters.clone(),
+        }));
+        specs
+    }
+
+    /// What `call` asks for, or the error text to hand back to the model.
+    pub fn resolve(&self, call: &ToolCall) -> Result<ToolAction, String> {
+        let arguments: Value = if call.function.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(&call.function.arguments)
+                .map_err(|e| format!("arguments are not valid JSON: {e}"))?
+        };
+        if !arguments.is_object() {
+            return Err("arguments must be a JSON object".into());
+        }
+        match call.function.name.as_str() {
+            "end_call" => Ok(ToolAction::EndCall {
+                reason: arguments["reason"]
+                    .as_str()
+                    .unwrap_or("assistant ended the call")
+                    .to_owned(),
+            }),
+            "transfer_call" if self.can_transfer => {
+                let to = arguments["phone_number"].as_str().unwrap_or_default();
+                if is_e164(to) {
+                    Ok(ToolAction::Transfer { to: to.to_owned() })
+                } else {
+                    Err(format!(
+                        "phone_number must be an E.164 number like +15551234567, got {to:?}"
+                    ))
+                }
+            }
+            name => self
+                .http_tools
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| ToolAction::Http {
+                    tool: Box::new(t.clone()),
+                    arguments,
+                })
+                .ok_or_else(|| format!("there is no tool named {name:?}")),
+        }
+    }
+}
+
+/// Calls an HTTP tool and answers what the model should read: the response body (JSON or text,
+/// truncated), or `{"error": ...}`.
+pub async fn call_http_tool(http: &reqwest::Client, tool: &HttpTool, arguments: &Value) -> String {
+    let mut request = match tool.method {
+        ToolMethod::Get => {
+            let Ok(mut url) = url::Url::parse(&tool.url) else {
+                return error_result("the tool's URL is invalid");
+            };
+            for (key, value) in arguments.as_object().into_iter().flatten() {
+                let value = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                url.query_pairs_mut().append_pair(key, &value);
+            }
+            http.get(url)
+        }
+        ToolMethod::Post => http.post(&tool.url).json(arguments),
+        ToolMethod::Put => http.put(&tool.url).json(arguments),
+        ToolMethod::Patch => http.patch(&tool.url).json(arguments),
+        ToolMethod::Delete => http.delete(&tool.url).json(arguments),
+    };
+    for (name, value) in &tool.headers {
+        request = request.header(name, value);
+    }
+    let timeout = Duration::from_millis(u64::from(tool.timeout_ms));
+    let response = match tokio::time::timeout(timeout, request.timeout(timeout).send()).await {
+        Err(_) => {
+            return error_result(&format!(
+                "the tool did not answer within {} ms",
+                tool.timeout_ms
+            ));
+        }
+        Ok(Err(e)) if e.is_timeout() => {
+            return error_result(&format!(
+                "the tool did not answer within {} ms",
+                tool.timeout_ms
+            ));
+        }
+        Ok(Err(e)) => return error_result(&format!("the tool could not be reached: {e}")),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let body = match tokio::time::timeout(timeout, response.bytes()).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return error_result(&format!("the tool's answer could not be read: {e}")),
+        Err(_) => {
+            return error_result(&format!(
+                "the tool did not answer within {} ms",
+                tool.timeout_ms
+            ));
+        }
+    };
+    let text = truncate(&String::from_utf8_lossy(&body));
+    if status.is_success() {
+        if text.is_empty() {
+            json!({"ok": true}).to_string()
+        } else {
+            text
+        }
+    } else {
+        json!({"error": format!("the tool answered HTTP {}", status.as_u16()), "body": text})
+            .to_string()
+    }
+}
+
+fn error_result(message: &str) -> String {
+    json!({ "error": message }).to_string()
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= MAX_RESULT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_RESULT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::FunctionCall;
+
+    fn call(name: &str, arguments: &str) -> ToolCall {
+        ToolCall {
+            id: "call_1".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: name.into(),
+                arguments: arguments.into(),
+            },
+        }
+    }
+
+    fn weather() -> HttpTool {
+        HttpTool {
+            id: "t1".into(),
+            owner_id: "o".into(),
+            name: "get_weather".into(),
+            description: "Weather".into(),
+            parameters: json!({"type": "object"}),
+            url: "http://127.0.0.1:9/weather".into(),
+            method: ToolMethod::Post,
+            headers: Default::default(),
+            timeout_ms: 500,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn specs_list_builtins_and_http_tools() {
+        let names: Vec<String> = Toolbox::new(vec![weather()], true)
+            .specs()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["end_call", "transfer_call", "get_weather"]);
+        let names: Vec<String> = Toolbox::new(vec![], false)
+            .specs()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["end_call"]);
+    }
+
+    #[test]
+    fn calls_resolve_or_explain_why_not() {
+        let tools = Toolbox::new(vec![weather()], true);
+        assert_eq!(
+            tools.resolve(&call("end_call", "")),
+            Ok(ToolAction::EndCall {
+                reason: "assistant ended the call".into()
+            })
+        );
+        assert_eq!(
+            tools.resolve(&call("transfer_call", r#"{"phone_number":"+15551234567"}"#)),
+            Ok(ToolAction::Transfer {
+                to: "+15551234567".into()
+            })
+        );
+        assert!(
+            tools
+                .resolve(&call("transfer_call", r#"{"phone_number":"555"}"#))
+                .is_err()
+        );
+        assert!(matches!(
+            tools.resolve(&call("get_weather", r#"{"city":"Paris"}"#)),
+            Ok(ToolAction::Http { .. })
+        ));
+        assert!(
+            tools
+                .resolve(&call("get_weather", "{oops"))
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(tools.resolve(&call("get_weather", "[1]")).is_err());
+        assert!(
+            tools
+                .resolve(&call("launch_rockets", "{}"))
+                .unwrap_err()
+                .contains("no tool named")
+        );
+        let no_transfer = Toolbox::new(vec![], false);
+        assert!(
+            no_transfer
+                .resolve(&call("transfer_call", r#"{"phone_number":"+15551234567"}"#))
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_tools_answer_an_error_result() {
+        let result = call_http_tool(
+            &reqwest::Client::new(),
+            &weather(),
+            &json!({"city": "Paris"}),
+        )
+        .await;
+        let parsed: Value = serde_json::from_str(&result).unwrap();
+        assert!(parsed["error"].as_str().unwrap().len() > 5, "{result}");
+    }
+
+    #[test]
+    fn long_results_are_truncated_on_a_char_boundary() {
+        let text = "é".repeat(MAX_RESULT_BYTES);
+        let out = truncate(&text);
+        assert!(out.len() <= MAX_RESULT_BYTES + 3);
+    }
+}

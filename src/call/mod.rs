@@ -1,0 +1,4 @@
+//! The per-call session: a few tasks joined by bounded channels (transport reader, transport
+//! writer, the providers' own tasks) and one agent task that owns the call's state.
+
+pub mod heard;
