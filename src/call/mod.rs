@@ -2,3 +2,7 @@
 //! writer, the providers' own tasks) and one agent task that owns the call's state.
 
 pub mod heard;
+pub mod io;
+pub mod recorder;
+pub mod reply;
+pub mod session;

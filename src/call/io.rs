@@ -1,0 +1,90 @@
+//! The messages that join a call's tasks. The reader task turns caller audio into
+//! [`MediaEvent`]s (VAD transitions, marks, keys, hang-up) for the agent; the agent sends the
+//! writer audio and marks on a data channel and clears on a separate control channel, so a
+//! barge-in never waits behind queued audio.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::generation::Generation;
+
+/// What the reader task tells the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The local VAD heard the caller start speaking (after its minimum speech time).
+    SpeechStarted,
+    /// The local VAD heard the caller stop (after its minimum silence time).
+    SpeechStopped,
+    /// Playback reached this mark.
+    Mark(String),
+    /// A keypad digit.
+    Dtmf(char),
+    /// The caller hung up (or the media socket closed).
+    Hangup,
+}
+
+/// Audio and marks for the writer, in playback order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriterItem {
+    /// Audio of `generation` in the transport's format.
+    Audio {
+        generation: Generation,
+        audio: Bytes,
+    },
+    /// Send mark `name` once `at` bytes of `generation`'s audio have been sent.
+    Mark {
+        generation: Generation,
+        at: u64,
+        name: String,
+    },
+}
+
+/// Orders for the writer that must not wait behind audio.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriterControl {
+    /// Drop all audio and marks older than `generation`, here and at the far end (barge-in).
+    Clear { generation: Generation },
+    /// Send what is buffered, then close the stream (the call is over).
+    Close,
+}
+
+/// Why a call ended; stored as the call's end reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    CallerHungUp,
+    AssistantEnded,
+    Transferred,
+    SilenceTimeout,
+    MaxDuration,
+    HungUpByApi,
+    ProviderError,
+    ServerShutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::CallerHungUp => "caller_hung_up",
+            EndReason::AssistantEnded => "assistant_ended_call",
+            EndReason::Transferred => "transferred",
+            EndReason::SilenceTimeout => "silence_timeout",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::HungUpByApi => "hung_up_by_api",
+            EndReason::ProviderError => "provider_error",
+            EndReason::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// Orders from outside the call (REST hang-up, server shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    HangUp,
+    Shutdown,
+}
+
+/// What the telephony provider can do to a live call beyond its media stream.
+pub trait CallControl: Send + Sync {
+    /// Moves the live call to `to` (the media stream ends as a result).
+    fn transfer(&self, to: String) -> BoxFuture<'static, Result<(), String>>;
+}

@@ -1,0 +1,46 @@
+//! Writes a call's transcript as it happens, off the agent's loop: the agent hands each finished
+//! turn to this task and goes on; the task writes turns in order. A crash loses at most the turn
+//! in progress (and whatever is still in this small queue).
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::store::{Store, TurnRecord};
+
+/// Turns waiting to be written; a call produces a few per minute.
+const QUEUE: usize = 64;
+
+/// The agent's handle for recording turns.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<TurnRecord>,
+}
+
+impl Recorder {
+    /// Starts the writer task for `call_id`; it ends once every handle is dropped and the queue
+    /// is written.
+    pub fn spawn(store: Store, call_id: String) -> (Self, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<TurnRecord>(QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some(turn) = rx.recv().await {
+                if let Err(e) = store.append_turn(&call_id, &turn).await {
+                    tracing::error!(call_id, error = %e, seq = turn.seq, "transcript turn not stored");
+                }
+            }
+        });
+        (Self { tx }, task)
+    }
+
+    /// A recorder whose turns the caller reads (tests, or a channel without a database).
+    pub fn channel() -> (Self, mpsc::Receiver<TurnRecord>) {
+        let (tx, rx) = mpsc::channel::<TurnRecord>(QUEUE);
+        (Self { tx }, rx)
+    }
+
+    /// Queues a turn; waits only if the writer is far behind.
+    pub async fn record(&self, turn: TurnRecord) {
+        if self.tx.send(turn).await.is_err() {
+            tracing::error!("transcript writer is gone; turn not stored");
+        }
+    }
+}

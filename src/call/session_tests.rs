@@ -1,0 +1,645 @@
+//! The agent alone, with every peer played by the test through channels: the caller's media
+//! events, the STT, the TTS, the LLM (scripted) and the writer. Time is tokio's paused clock.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::llm::{FinishReason, FunctionCall, LlmStream};
+use crate::stt::SttInput;
+
+/// An LLM that answers each request with the next scripted list of events, and remembers the
+/// requests.
+struct ScriptedLlm {
+    replies: Mutex<VecDeque<Vec<LlmEvent>>>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl ScriptedLlm {
+    fn new(replies: Vec<Vec<LlmEvent>>) -> Arc<Self> {
+        Arc::new(Self {
+            replies: Mutex::new(replies.into()),
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl ChatModel for ScriptedLlm {
+    fn stream(&self, request: ChatRequest) -> BoxFuture<'static, Result<LlmStream, LlmError>> {
+        let generation = request.generation;
+        self.requests.lock().unwrap().push(request);
+        let events = self.replies.lock().unwrap().pop_front().unwrap_or_default();
+        let events: Vec<Result<LlmEvent, LlmError>> = events
+            .into_iter()
+            .map(|e| Ok(restamp(e, generation)))
+            .collect();
+        Box::pin(async move { Ok(Box::pin(stream::iter(events)) as LlmStream) })
+    }
+}
+
+fn restamp(event: LlmEvent, generation: Generation) -> LlmEvent {
+    match event {
+        LlmEvent::Delta { text, .. } => LlmEvent::Delta { generation, text },
+        LlmEvent::ToolCalls { calls, .. } => LlmEvent::ToolCalls { generation, calls },
+        LlmEvent::Finished { reason, usage, .. } => LlmEvent::Finished {
+            generation,
+            reason,
+            usage,
+        },
+    }
+}
+
+fn text_reply(text: &str) -> Vec<LlmEvent> {
+    let g = Generation(0);
+    vec![
+        LlmEvent::Delta {
+            generation: g,
+            text: text.to_owned(),
+        },
+        LlmEvent::Finished {
+            generation: g,
+            reason: FinishReason::Stop,
+            usage: None,
+        },
+    ]
+}
+
+fn tool_reply(preface: &str, name: &str, arguments: &str) -> Vec<LlmEvent> {
+    let g = Generation(0);
+    let mut events = Vec::new();
+    if !preface.is_empty() {
+        events.push(LlmEvent::Delta {
+            generation: g,
+            text: preface.to_owned(),
+        });
+    }
+    events.push(LlmEvent::ToolCalls {
+        generation: g,
+        calls: vec![ToolCall {
+            id: "call_1".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: name.into(),
+                arguments: arguments.into(),
+            },
+        }],
+    });
+    events.push(LlmEvent::Finished {
+        generation: g,
+        reason: FinishReason::ToolCalls,
+        usage: None,
+    });
+    events
+}
+
+/// The test's side of every channel.
+struct Harness {
+    media: mpsc::Sender<MediaEvent>,
+    stt: mpsc::Sender<SttEvent>,
+    _stt_input: mpsc::Receiver<SttInput>,
+    tts_commands: mpsc::Receiver<TtsCommand>,
+    tts_events: mpsc::Sender<TtsEvent>,
+    writer: mpsc::Receiver<WriterItem>,
+    writer_control: mpsc::Receiver<WriterControl>,
+    control: mpsc::Sender<Control>,
+    turns: mpsc::Receiver<TurnRecord>,
+    llm: Arc<ScriptedLlm>,
+    agent: JoinHandle<CallOutcome>,
+}
+
+fn setup() -> CallSetup {
+    CallSetup {
+        call_id: "call-test".into(),
+        system_prompt: "You are a test agent.".into(),
+        start_instruction: Some("Hello there, how can I help?".into()),
+        first_message_mode: FirstMessageMode::AssistantSpeaksFirst,
+        silence_timeout: Duration::from_secs(10),
+        max_duration: Duration::from_secs(600),
+        interruption: InterruptionSettings::default(),
+        toolbox: Toolbox::new(vec![], true),
+        llm_model: "test-model".into(),
+        temperature: 0.5,
+        max_tokens: 100,
+        output_format: AudioFormat::MULAW_8K,
+    }
+}
+
+fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
+    let (media_tx, media_rx) = mpsc::channel(64);
+    let (stt_tx, stt_rx) = mpsc::channel(64);
+    let (stt_input_tx, stt_input_rx) = mpsc::channel(64);
+    let (tts_cmd_tx, tts_cmd_rx) = mpsc::channel(64);
+    let (tts_ev_tx, tts_ev_rx) = mpsc::channel(64);
+    let (writer_tx, writer_rx) = mpsc::channel(64);
+    let (writer_ctl_tx, writer_ctl_rx) = mpsc::channel(8);
+    let (control_tx, control_rx) = mpsc::channel(4);
+    let (recorder, turns) = Recorder::channel();
+    let llm = ScriptedLlm::new(replies);
+    let io = CallIo {
+        media: media_rx,
+        stt: SttSession {
+            input: stt_input_tx,
+            events: stt_rx,
+        },
+        tts: TtsSession {
+            commands: tts_cmd_tx,
+            events: tts_ev_rx,
+        },
+        llm: llm.clone(),
+        writer: writer_tx,
+        writer_control: writer_ctl_tx,
+        control: control_rx,
+        recorder,
+        http: reqwest::Client::new(),
+        call_control: None,
+    };
+    let agent = tokio::spawn(run_agent(setup, io));
+    Harness {
+        media: media_tx,
+        stt: stt_tx,
+        _stt_input: stt_input_rx,
+        tts_commands: tts_cmd_rx,
+        tts_events: tts_ev_tx,
+        writer: writer_rx,
+        writer_control: writer_ctl_rx,
+        control: control_tx,
+        turns,
+        llm,
+        agent,
+    }
+}
+
+impl Harness {
+    /// Reads TTS commands until an utterance is closed; answers its generation and text.
+    async fn utterance(&mut self) -> (Generation, String) {
+        let mut text = String::new();
+        loop {
+            let command = tokio::time::timeout(Duration::from_secs(30), self.tts_commands.recv())
+                .await
+                .expect("a tts command in time")
+                .expect("tts channel open");
+            match command {
+                TtsCommand::Speak {
+                    generation,
+                    text: piece,
+                    last,
+                } => {
+                    text.push_str(&piece);
+                    if last {
+                        return (generation, text.trim().to_owned());
+                    }
+                }
+                TtsCommand::Cancel { generation } => panic!("unexpected cancel of {generation}"),
+            }
+        }
+    }
+
+    /// Plays the TTS: audio for `words` (one 160-byte chunk per word), their timings, done.
+    async fn synthesize(&self, generation: Generation, text: &str) {
+        let words: Vec<WordTiming> = text
+            .split_whitespace()
+            .enumerate()
+            .map(|(i, w)| WordTiming {
+                word: w.into(),
+                start: i as f32 * 0.02,
+                end: (i + 1) as f32 * 0.02,
+            })
+            .collect();
+        for _ in &words {
+            let audio = Bytes::from(vec![0x55u8; 160]);
+            self.tts_events
+                .send(TtsEvent::Audio { generation, audio })
+                .await
+                .unwrap();
+        }
+        self.tts_events
+            .send(TtsEvent::Words { generation, words })
+            .await
+            .unwrap();
+        self.tts_events
+            .send(TtsEvent::Done { generation })
+            .await
+            .unwrap();
+    }
+
+    /// Reads writer items until the end mark of `generation`; answers the marks seen.
+    async fn until_end_mark(&mut self, generation: Generation) -> Vec<String> {
+        let mut marks = Vec::new();
+        loop {
+            let item = tokio::time::timeout(Duration::from_secs(30), self.writer.recv())
+                .await
+                .expect("writer item in time")
+                .expect("writer open");
+            if let WriterItem::Mark {
+                name,
+                generation: g,
+                ..
+            } = item
+            {
+                assert_eq!(g, generation);
+                marks.push(name.clone());
+                if name.ends_with(".end") {
+                    return marks;
+                }
+            }
+        }
+    }
+
+    async fn echo(&self, mark: &str) {
+        self.media
+            .send(MediaEvent::Mark(mark.to_owned()))
+            .await
+            .unwrap();
+    }
+
+    /// Speaks a reply to its end: synthesise, read the marks, echo them all.
+    async fn play_reply(&mut self) -> (Generation, String) {
+        let (generation, text) = self.utterance().await;
+        self.synthesize(generation, &text).await;
+        let marks = self.until_end_mark(generation).await;
+        for mark in marks {
+            self.echo(&mark).await;
+        }
+        (generation, text)
+    }
+
+    async fn user_says(&self, text: &str) {
+        self.media.send(MediaEvent::SpeechStarted).await.unwrap();
+        self.stt
+            .send(SttEvent::Transcript {
+                text: text.into(),
+                is_final: true,
+                speech_final: true,
+            })
+            .await
+            .unwrap();
+        self.media.send(MediaEvent::SpeechStopped).await.unwrap();
+    }
+
+    async fn turn(&mut self) -> TurnRecord {
+        tokio::time::timeout(Duration::from_secs(30), self.turns.recv())
+            .await
+            .expect("turn in time")
+            .expect("turn")
+    }
+
+    async fn end(self) -> CallOutcome {
+        tokio::time::timeout(Duration::from_secs(60), self.agent)
+            .await
+            .expect("agent ends")
+            .expect("agent ok")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn greets_then_answers_each_turn() {
+    let mut h = start(
+        setup(),
+        vec![text_reply("Sure, a table for two. Anything else?")],
+    );
+    let (g1, greeting) = h.play_reply().await;
+    assert_eq!(g1, Generation(1));
+    assert_eq!(greeting, "Hello there, how can I help?");
+    let turn = h.turn().await;
+    assert_eq!(
+        (turn.role.as_str(), turn.text.as_str(), turn.interrupted),
+        ("assistant", greeting.as_str(), false)
+    );
+
+    h.user_says("A table for two please").await;
+    let turn = h.turn().await;
+    assert_eq!(
+        (turn.role.as_str(), turn.text.as_str()),
+        ("user", "A table for two please")
+    );
+    let (g2, reply) = h.play_reply().await;
+    assert_eq!(g2, Generation(2));
+    assert_eq!(reply, "Sure, a table for two. Anything else?");
+    assert_eq!(h.turn().await.text, reply);
+
+    let request = &h.llm.requests()[0];
+    assert_eq!(request.model, "test-model");
+    assert_eq!(
+        request.messages,
+        vec![
+            ChatMessage::System {
+                content: "You are a test agent.".into()
+            },
+            ChatMessage::Assistant {
+                content: Some("Hello there, how can I help?".into()),
+                tool_calls: vec![]
+            },
+            ChatMessage::User {
+                content: "A table for two please".into()
+            },
+        ]
+    );
+    assert_eq!(
+        request
+            .tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["end_call", "transfer_call"]
+    );
+
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
+}
+
+#[tokio::test(start_paused = true)]
+async fn barge_in_clears_and_keeps_only_what_was_heard() {
+    let long = "Our opening hours are nine to five on weekdays and ten to two on Saturdays.";
+    let mut h = start(setup(), vec![text_reply(long), text_reply("Of course.")]);
+    h.play_reply().await;
+    h.turn().await;
+    h.user_says("When are you open").await;
+    h.turn().await;
+    let (g2, text) = h.utterance().await;
+    h.synthesize(g2, &text).await;
+    // Five words have been played when the caller cuts in.
+    let mut echoed = 0;
+    while echoed < 5 {
+        if let Some(WriterItem::Mark { name, .. }) = h.writer.recv().await {
+            h.echo(&name).await;
+            echoed += 1;
+        }
+    }
+    h.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    h.stt
+        .send(SttEvent::Transcript {
+            text: "wait, what about Sunday".into(),
+            is_final: false,
+            speech_final: false,
+        })
+        .await
+        .unwrap();
+    let control = h.writer_control.recv().await.unwrap();
+    assert_eq!(
+        control,
+        WriterControl::Clear {
+            generation: Generation(3)
+        }
+    );
+    assert_eq!(h.tts_commands.recv().await.unwrap().generation(), g2);
+    let turn = h.turn().await;
+    assert_eq!(turn.text, "Our opening hours are nine");
+    assert!(turn.interrupted);
+
+    // Late audio of the interrupted reply is dropped, not forwarded.
+    h.tts_events
+        .send(TtsEvent::Audio {
+            generation: g2,
+            audio: Bytes::from(vec![1u8; 160]),
+        })
+        .await
+        .unwrap();
+    h.stt
+        .send(SttEvent::Transcript {
+            text: "wait, what about Sunday".into(),
+            is_final: true,
+            speech_final: true,
+        })
+        .await
+        .unwrap();
+    let (g4, _) = h.utterance().await;
+    assert!(g4 > Generation(3), "the next reply is newer than the clear");
+    while let Ok(item) = h.writer.try_recv() {
+        assert!(
+            !matches!(item, WriterItem::Audio { generation, .. } if generation == g2),
+            "stale audio forwarded"
+        );
+    }
+    let history = &h.llm.requests()[1].messages;
+    assert_eq!(
+        history[3],
+        ChatMessage::Assistant {
+            content: Some("Our opening hours are nine".into()),
+            tool_calls: vec![]
+        }
+    );
+    assert_eq!(
+        history[4],
+        ChatMessage::User {
+            content: "wait, what about Sunday".into()
+        }
+    );
+    h.control.send(Control::HangUp).await.unwrap();
+    let outcome = h.end().await;
+    assert_eq!(outcome.reason, EndReason::HungUpByApi);
+    assert_eq!(outcome.barge_ins, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backchannels_do_not_interrupt() {
+    let mut h = start(setup(), vec![]);
+    let (g1, text) = h.utterance().await;
+    h.synthesize(g1, &text).await;
+    let first = h.writer.recv().await.unwrap();
+    assert!(matches!(first, WriterItem::Audio { .. }));
+    h.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    h.stt
+        .send(SttEvent::Transcript {
+            text: "uh-huh".into(),
+            is_final: true,
+            speech_final: true,
+        })
+        .await
+        .unwrap();
+    h.media.send(MediaEvent::SpeechStopped).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        h.writer_control.try_recv().is_err(),
+        "no clear for a backchannel"
+    );
+    // The greeting plays on to its end.
+    let marks = h.until_end_mark(g1).await;
+    for mark in marks {
+        h.echo(&mark).await;
+    }
+    let turn = h.turn().await;
+    assert!(!turn.interrupted);
+    assert!(
+        h.llm.requests().is_empty(),
+        "an uh-huh is not a turn to answer"
+    );
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_speech_interrupts_even_without_words() {
+    let mut h = start(setup(), vec![]);
+    let (g1, text) = h.utterance().await;
+    h.synthesize(g1, &text).await;
+    h.writer.recv().await.unwrap();
+    h.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    let control = h.writer_control.recv().await.unwrap();
+    assert_eq!(
+        control,
+        WriterControl::Clear {
+            generation: Generation(2)
+        }
+    );
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_call_waits_for_the_goodbye_to_be_heard() {
+    let mut h = start(
+        setup(),
+        vec![tool_reply("Goodbye, have a nice day!", "end_call", "{}")],
+    );
+    h.play_reply().await;
+    h.turn().await;
+    h.user_says("That's all, bye").await;
+    h.turn().await;
+    let (g2, text) = h.utterance().await;
+    assert_eq!(text, "Goodbye, have a nice day!");
+    h.synthesize(g2, &text).await;
+    let marks = h.until_end_mark(g2).await;
+    // Until the end mark comes back the call stays up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !h.agent.is_finished(),
+        "hung up before the goodbye was heard"
+    );
+    for mark in marks {
+        h.echo(&mark).await;
+    }
+    let outcome = h.end().await;
+    assert_eq!(outcome.reason, EndReason::AssistantEnded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_prompts_once_then_ends() {
+    let mut h = start(setup(), vec![]);
+    h.play_reply().await;
+    h.turn().await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (_, prompt) = h.play_reply().await;
+    assert_eq!(prompt, SILENCE_PROMPT);
+    h.turn().await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (_, goodbye) = h.play_reply().await;
+    assert_eq!(goodbye, SILENCE_GOODBYE);
+    assert_eq!(h.end().await.reason, EndReason::SilenceTimeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_for_the_caller_when_asked() {
+    let mut config = setup();
+    config.first_message_mode = FirstMessageMode::WaitForCaller;
+    let mut h = start(config, vec![text_reply("Hi! How can I help?")]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.tts_commands.try_recv().is_err(), "the agent waits");
+    h.user_says("Hello?").await;
+    let (g, text) = h.utterance().await;
+    assert_eq!((g, text.as_str()), (Generation(1), "Hi! How can I help?"));
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_duration_ends_politely() {
+    let mut config = setup();
+    config.max_duration = Duration::from_secs(30);
+    config.silence_timeout = Duration::from_secs(600);
+    let mut h = start(config, vec![]);
+    h.play_reply().await;
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let (_, text) = h.play_reply().await;
+    assert_eq!(text, MAX_DURATION_GOODBYE);
+    assert_eq!(h.end().await.reason, EndReason::MaxDuration);
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_tool_result_goes_back_to_the_model() {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/weather",
+        post(
+            |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                axum::Json(serde_json::json!({"city": body["city"], "forecast": "sunny"}))
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/weather", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let tool = crate::assistant::HttpTool {
+        id: "t".into(),
+        owner_id: "o".into(),
+        name: "get_weather".into(),
+        description: "Weather".into(),
+        parameters: serde_json::json!({"type": "object"}),
+        url,
+        method: crate::assistant::ToolMethod::Post,
+        headers: Default::default(),
+        timeout_ms: 5000,
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let mut config = setup();
+    config.toolbox = Toolbox::new(vec![tool], false);
+    let mut h = start(
+        config,
+        vec![
+            tool_reply("Let me check.", "get_weather", r#"{"city":"Paris"}"#),
+            text_reply("It is sunny in Paris."),
+        ],
+    );
+    h.play_reply().await;
+    h.turn().await;
+    h.user_says("Weather in Paris?").await;
+    h.turn().await;
+    let (g2, preface) = h.utterance().await;
+    assert_eq!(preface, "Let me check.");
+    h.synthesize(g2, &preface).await;
+    // The tool runs on a real socket: let real time pass for it.
+    let (g, answer) = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
+            if h.llm.requests().len() == 2 {
+                break h.utterance().await;
+            }
+        }
+    })
+    .await
+    .expect("follow-up in time");
+    assert_eq!((g, answer.as_str()), (g2, "It is sunny in Paris."));
+    let follow_up = &h.llm.requests()[1].messages;
+    let ChatMessage::Tool {
+        tool_call_id,
+        content,
+    } = &follow_up[4]
+    else {
+        panic!("tool message expected: {follow_up:?}")
+    };
+    assert_eq!(tool_call_id, "call_1");
+    assert!(content.contains("sunny"), "{content}");
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
+impl TtsCommand {
+    fn generation(&self) -> Generation {
+        match self {
+            TtsCommand::Speak { generation, .. } | TtsCommand::Cancel { generation } => *generation,
+        }
+    }
+}
