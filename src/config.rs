@@ -43,6 +43,8 @@ pub struct Config {
     pub llm: ProviderConfig,
     /// Twilio's REST API (outbound calls, transfers, hang-ups).
     pub twilio: TwilioConfig,
+    /// End-of-call webhook delivery.
+    pub webhook: crate::webhook::WebhookSettings,
 }
 
 /// Where a provider is and the server's key for it. Base URLs are configurable so that tests,
@@ -122,6 +124,7 @@ impl Default for Config {
             twilio: TwilioConfig {
                 base_url: "https://api.twilio.com".to_owned(),
             },
+            webhook: crate::webhook::WebhookSettings::default(),
         }
     }
 }

@@ -27,3 +27,4 @@ pub mod stt;
 pub mod transport;
 pub mod tts;
 pub mod validation;
+pub mod webhook;

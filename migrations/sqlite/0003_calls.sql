@@ -51,3 +51,9 @@ CREATE TABLE webhook_deliveries (
     delivered_at     TEXT
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+
+-- Values the server generates once and must keep (e.g. the webhook signing secret).
+CREATE TABLE server_settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);

@@ -5,4 +5,5 @@ pub mod heard;
 pub mod io;
 pub mod recorder;
 pub mod reply;
+pub mod report;
 pub mod session;

@@ -9,11 +9,13 @@ mod assistants;
 mod calls;
 mod clock;
 mod tools;
+mod webhooks;
 
 pub use api_keys::{ApiKeyRow, NewApiKey, Owner};
 pub use assistants::AssistantSummary;
 pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};
 pub use clock::{format_timestamp, now_timestamp};
+pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,243 @@
+//! End-of-call webhooks: signed, retried with exponential backoff, and durable. Each delivery is
+//! a row in the store's outbox; a worker sends due rows, so a restart resumes what was pending and
+//! a receiver that is down for an hour still gets its report.
+
+mod address_policy;
+mod signature;
+
+pub use address_policy::{AddressError, AddressPolicy};
+pub use signature::{SIGNATURE_HEADER, sign, verify};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::store::{PendingDelivery, Store, StoreError, format_timestamp};
+
+/// Settings of webhook delivery (`[webhook]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// HMAC-SHA256 key for `X-Voxbridge-Signature`. Empty: a random secret is generated on
+    /// first start and kept in the database (`voxbridge webhook-secret` prints it).
+    pub secret: String,
+    /// Allow receivers on loopback addresses.
+    pub allow_loopback: bool,
+    /// Allow receivers on private, link-local and unique-local addresses.
+    pub allow_private: bool,
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: u32,
+    /// Per-attempt timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// First retry delay, in milliseconds; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            allow_loopback: false,
+            allow_private: false,
+            max_attempts: 10,
+            timeout_ms: 10_000,
+            retry_base_ms: 2_000,
+            retry_max_ms: 600_000,
+        }
+    }
+}
+
+/// The server's webhook sender: enqueue reports, and a worker that delivers them.
+#[derive(Clone)]
+pub struct Webhooks {
+    store: Store,
+    settings: Arc<WebhookSettings>,
+    secret: Arc<str>,
+    wake: Arc<Notify>,
+}
+
+/// Why one attempt failed.
+struct AttemptError {
+    message: String,
+    /// Whether another attempt could succeed (a 400 will not).
+    retryable: bool,
+}
+
+/// How many deliveries are sent at once.
+const PARALLEL_DELIVERIES: usize = 8;
+/// How often the worker looks for due deliveries when nobody wakes it.
+const POLL: Duration = Duration::from_secs(1);
+
+impl Webhooks {
+    /// Loads (or creates, once) the signing secret.
+    pub async fn new(store: Store, settings: WebhookSettings) -> Result<Self, StoreError> {
+        let secret = if settings.secret.is_empty() {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes).expect("the OS random source is available");
+            let generated: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            store
+                .init_server_setting("webhook_secret", &format!("whsec_{generated}"))
+                .await?
+        } else {
+            settings.secret.clone()
+        };
+        Ok(Self {
+            store,
+            settings: Arc::new(settings),
+            secret: secret.into(),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The secret receivers verify signatures with.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Queues `payload` for `url` and wakes the worker.
+    pub async fn enqueue(
+        &self,
+        call_id: &str,
+        url: &str,
+        payload: &serde_json::Value,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.store
+            .enqueue_webhook(&id, call_id, url, &payload.to_string())
+            .await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Starts the delivery worker; it runs until the task is aborted.
+    pub fn spawn_worker(&self) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.work().await })
+    }
+
+    async fn work(self) {
+        loop {
+            let now = format_timestamp(time::OffsetDateTime::now_utc());
+            match self.store.due_webhooks(&now, 64).await {
+                Ok(due) if !due.is_empty() => {
+                    futures_util::stream::iter(due)
+                        .for_each_concurrent(PARALLEL_DELIVERIES, |d| self.deliver(d))
+                        .await;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read the webhook outbox"),
+            }
+            let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+        }
+    }
+
+    async fn deliver(&self, delivery: PendingDelivery) {
+        let result = self.attempt(&delivery).await;
+        let stored = match result {
+            Ok(()) => {
+                tracing::info!(
+                    delivery = delivery.id,
+                    call_id = delivery.call_id,
+                    "webhook delivered"
+                );
+                self.store.webhook_delivered(&delivery.id).await
+            }
+            Err(error) => {
+                let attempts = delivery.attempts + 1;
+                let next = (error.retryable && attempts < i64::from(self.settings.max_attempts))
+                    .then(|| {
+                        let delay = self.backoff(attempts);
+                        format_timestamp(time::OffsetDateTime::now_utc() + delay)
+                    });
+                tracing::warn!(
+                    delivery = delivery.id,
+                    call_id = delivery.call_id,
+                    attempts,
+                    error = error.message,
+                    retry_at = next.as_deref().unwrap_or("never"),
+                    "webhook attempt failed"
+                );
+                self.store
+                    .webhook_attempt_failed(&delivery.id, &error.message, next.as_deref())
+                    .await
+            }
+        };
+        if let Err(e) = stored {
+            tracing::error!(delivery = delivery.id, error = %e, "webhook outcome not stored");
+        }
+    }
+
+    /// `base × 2^(attempts-1)`, capped, with ±20 % jitter so receivers that come back are not hit
+    /// by every sender at the same instant.
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exponent = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(30);
+        let delay = self
+            .settings
+            .retry_base_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.settings.retry_max_ms);
+        let mut noise = [0u8; 1];
+        getrandom::fill(&mut noise).expect("the OS random source is available");
+        let factor = 0.8 + 0.4 * f64::from(noise[0]) / 255.0;
+        Duration::from_millis((delay as f64 * factor) as u64)
+    }
+
+    async fn attempt(&self, delivery: &PendingDelivery) -> Result<(), AttemptError> {
+        let fail = |message: String, retryable: bool| AttemptError { message, retryable };
+        let url = url::Url::parse(&delivery.url).map_err(|e| fail(e.to_string(), false))?;
+        let policy = AddressPolicy {
+            allow_loopback: self.settings.allow_loopback,
+            allow_private: self.settings.allow_private,
+        };
+        let addr = policy.resolve(&url).await.map_err(|e| {
+            let retryable = matches!(e, AddressError::Unresolvable(_));
+            fail(e.to_string(), retryable)
+        })?;
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let timeout = Duration::from_millis(self.settings.timeout_ms);
+        // The checked address is pinned, so a second DNS answer cannot redirect the request.
+        let client = reqwest::Client::builder()
+            .resolve(host, addr)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| fail(e.to_string(), true))?;
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signature = sign(&self.secret, timestamp, delivery.payload.as_bytes());
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header("X-Voxbridge-Event", "call.ended")
+            .header("X-Voxbridge-Delivery", &delivery.id)
+            .body(delivery.payload.clone())
+            .send()
+            .await
+            .map_err(|e| fail(format!("request failed: {e}"), true))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        // Retry what may pass later (timeouts, rate limits, server errors); a receiver that
+        // refuses the request itself will refuse it again.
+        let retryable =
+            status.is_server_error() || matches!(status.as_u16(), 408 | 409 | 425 | 429);
+        Err(fail(
+            format!("receiver answered HTTP {}", status.as_u16()),
+            retryable,
+        ))
+    }
+}
