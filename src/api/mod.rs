@@ -3,6 +3,7 @@
 
 mod assistants;
 mod auth;
+mod calls;
 mod envelope;
 mod error;
 mod health;
@@ -57,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tool/details/{tool_id}", get(tools::details))
         .route("/tool/update/{tool_id}", patch(tools::update))
         .route("/tool/delete/{tool_id}", delete(tools::delete))
+        .route("/call/list", get(calls::list))
+        .route("/call/details/{call_id}", get(calls::details))
         .fallback(|| async { ApiError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))

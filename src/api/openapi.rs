@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{assistants, health, tools};
+use super::{assistants, calls, health, tools};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use super::{assistants, health, tools};
         health::healthz, health::readyz,
         assistants::create, assistants::list, assistants::details, assistants::update, assistants::delete,
         tools::create, tools::list, tools::details, tools::update, tools::delete,
+        calls::list, calls::details,
     ),
     modifiers(&BearerAuth),
 )]

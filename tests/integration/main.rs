@@ -4,5 +4,6 @@
 mod common;
 
 mod assistants;
+mod calls;
 mod server;
 mod tools;

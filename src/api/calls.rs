@@ -1,0 +1,233 @@
+//! `/call/*` records: list (paginated, filtered by assistant and status) and details (with the
+//! transcript, the rendered texts and the webhook delivery state). Outbound calls and hang-ups
+//! live in `outbound.rs`.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::Caller;
+use super::envelope::{Envelope, ok};
+use super::error::ApiError;
+use crate::store::{CallFilter, CallRecord, CallStatus, DeliveryState, TurnRecord};
+
+/// Largest page of `GET /call/list`.
+const MAX_PAGE_SIZE: i64 = 100;
+
+/// Query of `GET /call/list`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// 1-based page number (default 1).
+    pub page: Option<i64>,
+    /// Calls per page, 1-100 (default 20).
+    pub page_size: Option<i64>,
+    /// Only calls of this assistant.
+    pub assistant_id: Option<String>,
+    /// Only calls in this status (`queued`, `ringing`, `in-progress`, `completed`, `busy`,
+    /// `no-answer`, `failed`, `canceled`).
+    pub status: Option<String>,
+}
+
+/// One call in a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallSummary {
+    pub call_id: String,
+    pub assistant_id: String,
+    pub trunk_id: Option<String>,
+    /// `inbound`, `outbound` or `web`.
+    pub direction: String,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub status: String,
+    pub end_reason: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+/// `data` of `GET /call/list`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallPage {
+    pub calls: Vec<CallSummary>,
+    pub page: i64,
+    pub page_size: i64,
+    pub total: i64,
+}
+
+/// One transcript line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscriptTurn {
+    /// `user`, `assistant` or `tool`.
+    pub role: String,
+    pub text: String,
+    /// Milliseconds from the start of the call.
+    pub offset_ms: i64,
+    /// The caller cut this assistant turn short; its text is what was heard.
+    pub interrupted: bool,
+}
+
+/// The end-of-call webhook's delivery state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDelivery {
+    pub delivery_id: String,
+    pub url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// `data` of `GET /call/details/{call_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallDetails {
+    #[serde(flatten)]
+    pub summary: CallSummary,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub rendered_prompt: String,
+    pub rendered_start_instruction: Option<String>,
+    /// Placeholders that had neither a metadata value nor a default.
+    pub missing_variables: Vec<String>,
+    pub duration_seconds: Option<f64>,
+    pub transcript: Vec<TranscriptTurn>,
+    pub webhook_deliveries: Vec<WebhookDelivery>,
+}
+
+pub(super) fn summary(c: &CallRecord) -> CallSummary {
+    CallSummary {
+        call_id: c.id.clone(),
+        assistant_id: c.assistant_id.clone(),
+        trunk_id: c.trunk_id.clone(),
+        direction: c.direction.as_str().to_owned(),
+        from_number: c.from_number.clone(),
+        to_number: c.to_number.clone(),
+        status: c.status.as_str().to_owned(),
+        end_reason: c.end_reason.clone(),
+        created_at: c.created_at.clone(),
+        started_at: c.started_at.clone(),
+        ended_at: c.ended_at.clone(),
+    }
+}
+
+fn details_of(
+    c: CallRecord,
+    turns: Vec<TurnRecord>,
+    deliveries: Vec<DeliveryState>,
+) -> CallDetails {
+    let report = crate::call::report::end_of_call_report(&c, &[]);
+    CallDetails {
+        summary: summary(&c),
+        duration_seconds: report["duration_seconds"].as_f64(),
+        metadata: c.metadata,
+        rendered_prompt: c.rendered_prompt,
+        rendered_start_instruction: c.rendered_start_instruction,
+        missing_variables: c.missing_variables,
+        transcript: turns
+            .into_iter()
+            .map(|t| TranscriptTurn {
+                role: t.role,
+                text: t.text,
+                offset_ms: t.offset_ms,
+                interrupted: t.interrupted,
+            })
+            .collect(),
+        webhook_deliveries: deliveries
+            .into_iter()
+            .map(|d| WebhookDelivery {
+                delivery_id: d.id,
+                url: d.url,
+                status: d.status,
+                attempts: d.attempts,
+                last_error: d.last_error,
+                delivered_at: d.delivered_at,
+            })
+            .collect(),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/call/list", operation_id = "call_list", tag = "calls",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Calls retrieved successfully, newest first", body = Envelope<CallPage>),
+        (status = 400, description = "Invalid query", body = Envelope<Value>),
+        (status = 401, description = "Invalid or missing Bearer token", body = Envelope<Value>),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(owner): Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let page = query.page.unwrap_or(1);
+    let page_size = query.page_size.unwrap_or(20);
+    if page < 1 {
+        return Err(ApiError::invalid("page", "must be 1 or more"));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+        return Err(ApiError::invalid(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            CallStatus::parse(s)
+                .filter(|p| p.as_str() == s)
+                .ok_or_else(|| {
+                    let all: Vec<&str> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    ApiError::invalid("status", format!("must be one of: {}", all.join(", ")))
+                })?,
+        ),
+    };
+    let filter = CallFilter {
+        assistant_id: query.assistant_id,
+        status,
+        limit: page_size,
+        offset: (page - 1).saturating_mul(page_size),
+    };
+    let (calls, total) = state.store.list_calls(&owner.id, &filter).await?;
+    let page = CallPage {
+        calls: calls.iter().map(summary).collect(),
+        page,
+        page_size,
+        total,
+    };
+    Ok(ok("Calls retrieved successfully", page))
+}
+
+#[utoipa::path(
+    get, path = "/call/details/{call_id}", operation_id = "call_details", tag = "calls",
+    params(("call_id" = String, Path, description = "The call id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Call details retrieved", body = Envelope<CallDetails>),
+        (status = 401, description = "Invalid or missing Bearer token", body = Envelope<Value>),
+        (status = 404, description = "Call not found", body = Envelope<Value>),
+    )
+)]
+pub async fn details(
+    State(state): State<AppState>,
+    Caller(owner): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let call = state
+        .store
+        .get_call(&owner.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Call not found".to_owned()))?;
+    let turns = state.store.call_turns(&call.id).await?;
+    let deliveries = state.store.call_webhooks(&call.id).await?;
+    Ok(ok(
+        "Call details retrieved successfully",
+        details_of(call, turns, deliveries),
+    ))
+}
