@@ -20,6 +20,7 @@ pub mod call;
 pub mod config;
 pub mod generation;
 pub mod llm;
+pub mod metrics;
 pub mod server;
 pub mod sim;
 pub mod store;

@@ -35,6 +35,7 @@ pub struct Server {
 impl Server {
     /// Opens (and migrates) the database and binds the configured address.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        crate::metrics::install();
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         store.migrate().await?;
         let listener =

@@ -32,6 +32,17 @@ pub struct AppState {
     pub config: Arc<Config>,
 }
 
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics_text() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(),
+    )
+}
+
 /// The REST routes, with the body limit and the envelope for unknown routes and methods.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
@@ -39,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/metrics", get(metrics_text))
         .route("/assistant/create", post(assistants::create))
         .route("/assistant/list", get(assistants::list))
         .route(

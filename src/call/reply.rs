@@ -44,6 +44,10 @@ pub struct Reply {
     pub utterance_base: u64,
     /// Audio bytes of this reply forwarded to the writer.
     pub audio_bytes: u64,
+    /// When the current LLM request started (cleared at its first token).
+    pub requested_at: Option<tokio::time::Instant>,
+    /// When the first phrase went to the TTS.
+    pub first_phrase_at: Option<tokio::time::Instant>,
     /// When the first audio of this reply went to the writer.
     pub first_audio_at: Option<tokio::time::Instant>,
     pub words: SpokenWords,
@@ -75,6 +79,8 @@ impl Reply {
             utterance_base: 0,
             audio_bytes: 0,
             first_audio_at: None,
+            requested_at: None,
+            first_phrase_at: None,
             words: SpokenWords::default(),
             tools_in_flight: 0,
             end_marked: false,

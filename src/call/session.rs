@@ -124,6 +124,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         user_text: String::new(),
         user_turn_started: None,
         user_speaking: false,
+        user_stopped_at: None,
         barge_deadline: None,
         silence_deadline: None,
         silence_prompted: false,
@@ -158,6 +159,8 @@ struct Agent {
     user_text: String,
     user_turn_started: Option<Instant>,
     user_speaking: bool,
+    /// When the local VAD last heard the caller stop (start of the latency a caller hears).
+    user_stopped_at: Option<Instant>,
     /// Caller speech over the agent that will interrupt at this instant unless it stops.
     barge_deadline: Option<Instant>,
     silence_deadline: Option<Instant>,
@@ -275,6 +278,7 @@ impl Agent {
             }
             MediaEvent::SpeechStopped => {
                 self.user_speaking = false;
+                self.user_stopped_at = Some(Instant::now());
                 self.barge_deadline = None;
                 if self.reply.is_none() && self.user_text.is_empty() {
                     self.arm_silence();
@@ -394,6 +398,9 @@ impl Agent {
         }
         let text = std::mem::take(&mut self.user_text);
         let at = self.user_turn_started.take().unwrap_or_else(Instant::now);
+        if let Some(stopped) = self.user_stopped_at {
+            crate::metrics::stage("stt_final", stopped.elapsed().as_secs_f64());
+        }
         self.silence_prompted = false;
         self.history.push(ChatMessage::User {
             content: text.clone(),
@@ -500,6 +507,7 @@ impl Agent {
         });
         if let Some(reply) = self.reply.as_mut() {
             reply.abort_llm();
+            reply.requested_at = Some(Instant::now());
             reply.llm = Some(task);
             reply.llm_finished = false;
             reply.completion_text.clear();
@@ -568,6 +576,11 @@ impl Agent {
         let Some(reply) = self.reply.as_mut() else {
             return;
         };
+        if reply.completion_text.is_empty()
+            && let Some(requested) = reply.requested_at.take()
+        {
+            crate::metrics::stage("llm_first_token", requested.elapsed().as_secs_f64());
+        }
         reply.completion_text.push_str(text);
         let phrases = reply.splitter.push(text);
         for phrase in phrases {
@@ -719,6 +732,7 @@ impl Agent {
             reply.utterance_open = true;
             reply.utterance_base = reply.audio_bytes;
         }
+        reply.first_phrase_at.get_or_insert_with(Instant::now);
         if !reply.spoken_text.is_empty() {
             reply.spoken_text.push(' ');
         }
@@ -817,7 +831,16 @@ impl Agent {
                 let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
                     return;
                 };
-                reply.first_audio_at.get_or_insert_with(Instant::now);
+                if reply.first_audio_at.is_none() {
+                    let now = Instant::now();
+                    reply.first_audio_at = Some(now);
+                    if let Some(phrase) = reply.first_phrase_at {
+                        crate::metrics::stage("tts_first_audio", (now - phrase).as_secs_f64());
+                    }
+                    if let Some(stopped) = self.user_stopped_at.take() {
+                        crate::metrics::stage("voice_to_voice", (now - stopped).as_secs_f64());
+                    }
+                }
                 reply.audio_bytes += audio.len() as u64;
                 let item = WriterItem::Audio { generation, audio };
                 // Room was checked before this event was taken.
@@ -901,6 +924,7 @@ impl Agent {
             return;
         };
         self.barge_ins += 1;
+        metrics::counter!(crate::metrics::BARGE_INS).increment(1);
         self.barge_deadline = None;
         let heard = reply.words.heard_text();
         let next = reply.generation.next();

@@ -118,3 +118,15 @@ async fn postgres_availability() {
         }
     }
 }
+
+async fn metrics_are_exposed(s: &TestServer) {
+    let response = reqwest::get(format!("{}/metrics", s.base)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    // Metrics appear once recorded; the endpoint itself must always answer text.
+    let _ = response.text().await.unwrap();
+}

@@ -1,0 +1,77 @@
+//! Prometheus metrics (`GET /metrics`): live calls, calls by end reason, per-stage latency of a
+//! reply, provider errors, barge-ins, skipped frames and webhook deliveries. Recording is a few
+//! atomic operations; the text is rendered only when scraped.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Calls whose session is running.
+pub const LIVE_CALLS: &str = "voxbridge_live_calls";
+/// Calls ended, by `reason`.
+pub const CALLS_ENDED: &str = "voxbridge_calls_ended_total";
+/// Seconds spent in each `stage` of a reply: `stt_final` (end of user speech → STT final),
+/// `llm_first_token` (turn end → first LLM token), `tts_first_audio` (first phrase sent → first
+/// TTS audio), `first_frame_out` (first TTS audio → first frame written), `voice_to_voice`
+/// (end of user speech → first frame written).
+pub const STAGE_LATENCY: &str = "voxbridge_stage_latency_seconds";
+/// Provider failures, by `provider` and `kind`.
+pub const PROVIDER_ERRORS: &str = "voxbridge_provider_errors_total";
+/// Interruptions of the agent by the caller.
+pub const BARGE_INS: &str = "voxbridge_barge_ins_total";
+/// Inbound media frames skipped as malformed, oversized or out of order.
+pub const FRAMES_SKIPPED: &str = "voxbridge_inbound_frames_skipped_total";
+/// Webhook attempts, by `outcome` (`delivered`, `retry`, `failed`).
+pub const WEBHOOK_ATTEMPTS: &str = "voxbridge_webhook_attempts_total";
+/// Caller audio frames the STT could not take in time (its queue was full).
+pub const STT_FRAMES_DROPPED: &str = "voxbridge_stt_frames_dropped_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and answers its handle.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5,
+            5.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(STAGE_LATENCY.to_owned()), &buckets)
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (a test harness); ours still renders what
+        // reaches it, and the server keeps working either way.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_gauge!(LIVE_CALLS, "Calls whose session is running");
+    metrics::describe_counter!(CALLS_ENDED, "Calls ended, by reason");
+    metrics::describe_histogram!(
+        STAGE_LATENCY,
+        metrics::Unit::Seconds,
+        "Latency of each stage of a reply"
+    );
+    metrics::describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind");
+    metrics::describe_counter!(BARGE_INS, "Interruptions of the agent by the caller");
+    metrics::describe_counter!(FRAMES_SKIPPED, "Inbound media frames skipped");
+    metrics::describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by outcome");
+    metrics::describe_counter!(
+        STT_FRAMES_DROPPED,
+        "Caller audio frames the STT could not take in time"
+    );
+}
+
+/// Records one stage's latency.
+pub fn stage(stage: &'static str, seconds: f64) {
+    metrics::histogram!(STAGE_LATENCY, "stage" => stage).record(seconds);
+}
+
+/// The Prometheus text of every metric.
+pub fn render() -> String {
+    install().render()
+}
