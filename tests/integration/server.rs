@@ -8,6 +8,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     probes_answer,
+    metrics_are_exposed,
     openapi_lists_every_route,
     auth_is_required,
     unknown_routes_use_the_envelope
