@@ -4,5 +4,6 @@
 mod common;
 
 mod assistants;
+mod llm;
 mod server;
 mod tools;

@@ -89,9 +89,9 @@ pub(super) struct Chunk<'a> {
     #[serde(default)]
     pub error: Option<ErrorField>,
     /// vLLM-style errors: `{"object": "error", "message": ...}`.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub object: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub message: Option<Cow<'a, str>>,
 }
 
@@ -119,7 +119,7 @@ pub(super) struct Choice<'a> {
     pub index: u32,
     #[serde(default, borrow)]
     pub delta: Option<Delta<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub finish_reason: Option<Cow<'a, str>>,
     /// Some servers put usage in the final choice.
     #[serde(default)]
@@ -128,7 +128,7 @@ pub(super) struct Choice<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct Delta<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub content: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
@@ -138,7 +138,7 @@ pub(super) struct Delta<'a> {
 pub(super) struct ToolCallDelta<'a> {
     #[serde(default)]
     pub index: Option<u32>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub function: Option<FunctionDelta<'a>>,
@@ -146,7 +146,7 @@ pub(super) struct ToolCallDelta<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct FunctionDelta<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub name: Option<Cow<'a, str>>,
     /// A piece of the arguments' JSON text. A server that sends the arguments as a JSON object
     /// instead of a string gets them re-encoded.
@@ -326,6 +326,14 @@ fn first_choice<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cho
     deserializer.deserialize_option(Choices)
 }
 
+/// An optional string, borrowed from the input when it holds no escapes. (serde borrows a bare
+/// `Cow` field but not one inside an `Option`, hence the newtype.)
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'de>>::deserialize(deserializer)?.map(|t| t.0))
+}
+
 /// `function.arguments`: a string (borrowed when it can be), or any other JSON re-encoded.
 fn arguments_text<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -433,8 +441,15 @@ mod tests {
     fn content_without_escapes_is_borrowed() {
         let raw = br#"{"choices":[{"index":0,"delta":{"content":"Sure"},"finish_reason":null}]}"#;
         let chunk: Chunk = serde_json::from_slice(raw).unwrap();
-        let content = chunk.choice.unwrap().delta.unwrap().content.unwrap();
+        let choice = chunk.choice.unwrap();
+        assert!(matches!(choice.finish_reason, None));
+        let content = choice.delta.unwrap().content.unwrap();
         assert!(matches!(content, Cow::Borrowed("Sure")));
+        let escaped: Chunk =
+            serde_json::from_slice(br#"{"choices":[{"delta":{"content":"caf\u00e9 \"x\""}}]}"#)
+                .unwrap();
+        let content = escaped.choice.unwrap().delta.unwrap().content.unwrap();
+        assert_eq!(content, "café \"x\"");
     }
 
     #[test]
@@ -466,6 +481,12 @@ mod tests {
         let calls = chunk.choice.unwrap().delta.unwrap().tool_calls.unwrap();
         let arguments = calls[0].function.as_ref().unwrap().arguments.as_deref();
         assert_eq!(arguments, Some("{\"city\":\"Paris\"}"));
+        let raw = br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":"{\"ci"}}]}}]}"#;
+        let chunk: Chunk = serde_json::from_slice(raw).unwrap();
+        let calls = chunk.choice.unwrap().delta.unwrap().tool_calls.unwrap();
+        assert!(matches!(calls[0].id, Some(Cow::Borrowed("call_1"))));
+        let arguments = calls[0].function.as_ref().unwrap().arguments.as_deref();
+        assert_eq!(arguments, Some("{\"ci"));
     }
 
     #[test]
