@@ -5,9 +5,11 @@
 //! between the socket and the agent. Dropping it drops the HTTP response, which closes the
 //! connection: that is how a barge-in aborts the model. Deadlines are checked around every read.
 
-use futures_util::{FutureExt, StreamExt};
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use reqwest::Response;
-use tokio::time::timeout_at;
+use tokio::time::{Instant, timeout_at};
 
 use super::exchange::{Exchange, Failure, describe};
 use super::wire::{self, Chunk};
@@ -16,9 +18,12 @@ use crate::llm::sse::{SseEvent, SseParser};
 use crate::llm::tool_calls::{ToolCallAccumulator, ToolCallFragment};
 use crate::llm::{FinishReason, LlmError, LlmEvent, LlmStream, Usage};
 
-/// How long a finished response may take to deliver its last bytes, so its connection goes back
-/// to the pool instead of being closed (a new TLS handshake costs a whole round trip or two).
-const DRAIN_FOR_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long `Finished` may wait for the end of the body after `[DONE]`. The end usually arrives
+/// with `[DONE]`; reading it is what puts the connection back in the pool for the next turn
+/// (instead of paying a new TCP and TLS handshake).
+const END_OF_BODY_WAIT: Duration = Duration::from_millis(50);
+/// How long a background task keeps waiting for it after that.
+const DRAIN_FOR_REUSE: Duration = Duration::from_secs(2);
 
 /// Wraps a started response into the event stream of its turn.
 pub(super) fn events(exchange: Exchange, response: Response, generation: Generation) -> LlmStream {
@@ -29,6 +34,7 @@ pub(super) fn events(exchange: Exchange, response: Response, generation: Generat
         reply: Reply::default(),
         generation,
         pending: None,
+        done: false,
         ended: false,
     };
     futures_util::stream::unfold(completion, |mut completion| async move {
@@ -46,6 +52,8 @@ struct Completion {
     generation: Generation,
     /// `Finished`, waiting behind the `ToolCalls` event.
     pending: Option<LlmEvent>,
+    /// `[DONE]` (or a finish reason and the end of the body) arrived.
+    done: bool,
     ended: bool,
 }
 
@@ -71,6 +79,7 @@ enum Step {
 impl Completion {
     async fn next(&mut self) -> Option<Result<LlmEvent, LlmError>> {
         if let Some(event) = self.pending.take() {
+            self.release_connection().await;
             return Some(Ok(event));
         }
         if self.ended {
@@ -89,7 +98,13 @@ impl Completion {
             match step {
                 Step::Event(event) => return Some(Ok(event)),
                 Step::Continue => {}
-                Step::Done => return Some(self.complete()),
+                Step::Done => {
+                    let step = self.complete();
+                    if self.pending.is_none() {
+                        self.release_connection().await;
+                    }
+                    return Some(step);
+                }
                 Step::Fail { error, retryable } => {
                     if retryable && !self.reply.first_token_seen {
                         match self.resend(error).await {
@@ -149,7 +164,7 @@ impl Completion {
     /// `[DONE]`: hands out the tool calls (if any), then `Finished`.
     fn complete(&mut self) -> Result<LlmEvent, LlmError> {
         self.ended = true;
-        release_for_reuse(self.response.take());
+        self.done = true;
         let calls = self
             .reply
             .tool_calls
@@ -242,24 +257,44 @@ impl Reply {
     }
 }
 
-/// Lets a finished response deliver its last bytes (the end of the chunked body) so that its
-/// connection returns to the pool. Usually they are already here; otherwise a short-lived task
-/// waits for them, so the consumer gets `Finished` without waiting.
-fn release_for_reuse(response: Option<Response>) {
-    let Some(mut response) = response else {
-        return;
-    };
-    for _ in 0..8 {
-        match response.chunk().now_or_never() {
-            Some(Ok(Some(_))) => {}
-            Some(_) => return,
-            None => break,
+impl Completion {
+    /// Reads the end of a finished body so its connection goes back to the pool: the client
+    /// only reports the end once the connection is pooled. Briefly here; if the end is late, in
+    /// a short-lived task, so `Finished` is not held up.
+    async fn release_connection(&mut self) {
+        let Some(mut response) = self.response.take() else {
+            return;
+        };
+        let deadline = (Instant::now() + END_OF_BODY_WAIT).min(self.exchange.deadline(true));
+        if timeout_at(deadline, read_to_end(&mut response))
+            .await
+            .is_err()
+        {
+            drain_in_background(response);
         }
     }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // Dropped between `ToolCalls` and `Finished`: the reply was whole, keep the connection.
+        // Any other drop (barge-in, error) closes it, which is what aborts the request.
+        if self.done
+            && let Some(response) = self.response.take()
+        {
+            drain_in_background(response);
+        }
+    }
+}
+
+async fn read_to_end(response: &mut Response) {
+    while let Ok(Some(_)) = response.chunk().await {}
+}
+
+fn drain_in_background(mut response: Response) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
-            let drain = async { while let Ok(Some(_)) = response.chunk().await {} };
-            let _ = tokio::time::timeout(DRAIN_FOR_REUSE, drain).await;
+            let _ = tokio::time::timeout(DRAIN_FOR_REUSE, read_to_end(&mut response)).await;
         });
     }
 }

@@ -360,6 +360,9 @@ impl Framing {
             }
             Fault::EndWithoutDone { .. } => false,
             Fault::Disconnect { .. } => {
+                // A pause first lets the server flush what it wrote, so the client gets the
+                // chunks sent before the cut, as it would from a real connection that drops.
+                plan.push_back(Action::Sleep(Duration::from_millis(20)));
                 plan.push_back(Action::Cut);
                 false
             }
