@@ -224,6 +224,35 @@ pub trait ChatModel: Send + Sync {
     /// Starts a streaming completion. The request is serialised before this returns, so the
     /// future borrows nothing. It resolves once a response has started (status known, after any
     /// retries); dropping it or the stream aborts the HTTP request.
-    fn stream(&self, request: ChatRequest<'_>)
-    -> BoxFuture<'static, Result<LlmStream, LlmError>>;
+    fn stream(&self, request: ChatRequest<'_>) -> BoxFuture<'static, Result<LlmStream, LlmError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assistant_overrides_the_server_field_by_field() {
+        let server = ProviderConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: "sk-server".into(),
+            model: "gpt-4o-mini".into(),
+        };
+        let own_model = LlmSettings {
+            model: Some("llama3.1".into()),
+            base_url: Some("http://localhost:11434/v1".into()),
+            ..LlmSettings::default()
+        };
+        assert_eq!(
+            LlmEndpoint::resolve(&own_model, &server),
+            LlmEndpoint {
+                base_url: "http://localhost:11434/v1".into(),
+                api_key: "sk-server".into(),
+                model: "llama3.1".into(),
+            }
+        );
+        let defaults = LlmEndpoint::resolve(&LlmSettings::default(), &server);
+        assert_eq!(defaults.model, "gpt-4o-mini");
+        assert_eq!(defaults.base_url, "https://api.openai.com/v1");
+    }
 }

@@ -265,7 +265,10 @@ mod tests {
 
     #[test]
     fn done_tolerates_surrounding_whitespace_but_nothing_else() {
-        assert_eq!(parse_in_pieces(b"data: [DONE] \n\n", &[]), vec![Owned::Done]);
+        assert_eq!(
+            parse_in_pieces(b"data: [DONE] \n\n", &[]),
+            vec![Owned::Done]
+        );
         assert_eq!(
             parse_in_pieces(b"data: [DONE]x\n\n", &[]),
             vec![data("[DONE]x")]

@@ -239,7 +239,12 @@ mod tests {
     #[test]
     fn fragments_of_one_index_concatenate() {
         let mut acc = ToolCallAccumulator::new();
-        acc.push(frag(Some(0), Some("call_Zr3"), Some("reschedule"), Some("")));
+        acc.push(frag(
+            Some(0),
+            Some("call_Zr3"),
+            Some("reschedule"),
+            Some(""),
+        ));
         acc.push(frag(Some(0), None, None, Some("{\"da")));
         acc.push(frag(Some(0), None, None, Some("te\":\"2026-03-06\"}")));
         let calls = acc.finish().unwrap();
@@ -260,7 +265,12 @@ mod tests {
                     continue;
                 }
                 let mut acc = ToolCallAccumulator::new();
-                acc.push(frag(Some(0), Some("c1"), Some("f"), Some(&arguments[..cut_a])));
+                acc.push(frag(
+                    Some(0),
+                    Some("c1"),
+                    Some("f"),
+                    Some(&arguments[..cut_a]),
+                ));
                 acc.push(frag(Some(0), None, None, Some(&arguments[cut_a..cut_b])));
                 acc.push(frag(Some(0), None, None, Some(&arguments[cut_b..])));
                 let calls = acc.finish().unwrap();
@@ -289,7 +299,12 @@ mod tests {
     fn whole_calls_in_one_fragment_each_work_with_or_without_index() {
         let mut acc = ToolCallAccumulator::new();
         acc.push(frag(None, None, Some("end_call"), Some("{}")));
-        acc.push(frag(None, None, Some("get_weather"), Some("{\"city\":\"Paris\"}")));
+        acc.push(frag(
+            None,
+            None,
+            Some("get_weather"),
+            Some("{\"city\":\"Paris\"}"),
+        ));
         assert_eq!(
             summary(&acc.finish().unwrap()),
             vec![
@@ -336,7 +351,10 @@ mod tests {
         let mut acc = ToolCallAccumulator::new();
         acc.push(frag(Some(0), Some("a"), Some("f"), Some("{\"n\"")));
         acc.push(frag(Some(0), Some("a"), Some("f"), Some(":1}")));
-        assert_eq!(summary(&acc.finish().unwrap()), vec![("a", "f", "{\"n\":1}")]);
+        assert_eq!(
+            summary(&acc.finish().unwrap()),
+            vec![("a", "f", "{\"n\":1}")]
+        );
     }
 
     #[test]

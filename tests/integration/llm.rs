@@ -181,7 +181,10 @@ async fn a_text_reply_streams_in_pieces_and_ends_with_usage() {
 
     let received = fake.handle.requests();
     assert_eq!(received.len(), 1);
-    assert_eq!(received[0].authorization.as_deref(), Some(&*format!("Bearer {KEY}")));
+    assert_eq!(
+        received[0].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
     assert_eq!(received[0].status, 200);
     let body = &received[0].body;
     assert_eq!(body["model"], "gpt-4o-mini");
@@ -333,16 +336,12 @@ async fn parallel_tool_calls_are_kept_apart_by_index() {
 
 #[tokio::test]
 async fn ollama_style_whole_calls_without_ids_and_with_stop_work() {
-    let fake = start(
-        OpenAiFake::new()
-            .script(two_calls_script())
-            .quirks(Quirks {
-                whole_tool_calls: true,
-                omit_tool_call_ids: true,
-                stop_with_tool_calls: true,
-                ..Quirks::default()
-            }),
-    )
+    let fake = start(OpenAiFake::new().script(two_calls_script()).quirks(Quirks {
+        whole_tool_calls: true,
+        omit_tool_call_ids: true,
+        stop_with_tool_calls: true,
+        ..Quirks::default()
+    }))
     .await;
     let chat = client(&fake);
     let outcome = run(&chat, &[user("weather in Paris and Oslo")], &tools())
@@ -387,11 +386,19 @@ async fn framing_variants_give_the_same_reply() {
     ];
     for quirks in variants {
         let fake = start(OpenAiFake::new().quirks(quirks.clone())).await;
-        let outcome = run(&client(&fake), &[user("What's the weather in Rome?")], &tools())
-            .await
-            .unwrap();
+        let outcome = run(
+            &client(&fake),
+            &[user("What's the weather in Rome?")],
+            &tools(),
+        )
+        .await
+        .unwrap();
         assert!(outcome.error.is_none(), "{quirks:?}: {:?}", outcome.error);
-        assert_eq!(outcome.text(), "Let me check the weather in Rome.", "{quirks:?}");
+        assert_eq!(
+            outcome.text(),
+            "Let me check the weather in Rome.",
+            "{quirks:?}"
+        );
         assert_eq!(outcome.calls[0].function.arguments, "{\"city\":\"Rome\"}");
         assert!(outcome.finished.unwrap().1.is_some(), "{quirks:?}: usage");
     }
@@ -416,7 +423,10 @@ async fn reasoning_is_never_spoken() {
     }))
     .await;
     let outcome = run(&client(&fake), &[user("hello")], &[]).await.unwrap();
-    assert_eq!(outcome.text(), "Sure. You said: hello. How else can I help?");
+    assert_eq!(
+        outcome.text(),
+        "Sure. You said: hello. How else can I help?"
+    );
 }
 
 #[tokio::test]
@@ -431,7 +441,10 @@ async fn a_wrong_or_missing_key_is_unauthorized_and_not_retried() {
     match wrong {
         LlmError::Unauthorized { status, message } => {
             assert_eq!(status, 401);
-            assert!(message.starts_with("Incorrect API key provided"), "{message}");
+            assert!(
+                message.starts_with("Incorrect API key provided"),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -440,7 +453,10 @@ async fn a_wrong_or_missing_key_is_unauthorized_and_not_retried() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(missing, LlmError::Unauthorized { status: 401, .. }));
+    assert!(matches!(
+        missing,
+        LlmError::Unauthorized { status: 401, .. }
+    ));
     let received = fake.handle.requests();
     assert_eq!(received.len(), 2, "no retries");
     assert_eq!(received[1].authorization, None);
@@ -450,19 +466,31 @@ async fn a_wrong_or_missing_key_is_unauthorized_and_not_retried() {
 async fn forbidden_is_unauthorized() {
     let fake = start(OpenAiFake::new()).await;
     fake.handle.push_fault(Fault::forbidden());
-    let error = client(&fake).stream(request(&[user("hi")], &[])).await.err().unwrap();
-    assert!(matches!(error, LlmError::Unauthorized { status: 403, .. }), "{error:?}");
+    let error = client(&fake)
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, LlmError::Unauthorized { status: 403, .. }),
+        "{error:?}"
+    );
     assert_eq!(fake.handle.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn rate_limits_are_retried_then_succeed() {
     let fake = start(OpenAiFake::new()).await;
-    fake.handle.push_fault(Fault::rate_limited(Duration::from_millis(20)));
-    fake.handle.push_fault(Fault::rate_limited(Duration::from_millis(20)));
+    fake.handle
+        .push_fault(Fault::rate_limited(Duration::from_millis(20)));
+    fake.handle
+        .push_fault(Fault::rate_limited(Duration::from_millis(20)));
     let outcome = run(&client(&fake), &[user("hello")], &[]).await.unwrap();
     assert!(outcome.error.is_none());
-    assert_eq!(outcome.text(), "Sure. You said: hello. How else can I help?");
+    assert_eq!(
+        outcome.text(),
+        "Sure. You said: hello. How else can I help?"
+    );
     let statuses: Vec<u16> = fake.handle.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [429, 429, 200]);
 }
@@ -471,9 +499,14 @@ async fn rate_limits_are_retried_then_succeed() {
 async fn retries_stop_after_two() {
     let fake = start(OpenAiFake::new()).await;
     for _ in 0..3 {
-        fake.handle.push_fault(Fault::rate_limited(Duration::from_millis(5)));
+        fake.handle
+            .push_fault(Fault::rate_limited(Duration::from_millis(5)));
     }
-    let error = client(&fake).stream(request(&[user("hi")], &[])).await.err().unwrap();
+    let error = client(&fake)
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(error, LlmError::RateLimited { .. }), "{error:?}");
     assert_eq!(fake.handle.requests().len(), 3);
 }
@@ -481,7 +514,8 @@ async fn retries_stop_after_two() {
 #[tokio::test]
 async fn a_wait_longer_than_the_first_token_budget_is_not_attempted() {
     let fake = start(OpenAiFake::new()).await;
-    fake.handle.push_fault(Fault::rate_limited(Duration::from_secs(30)));
+    fake.handle
+        .push_fault(Fault::rate_limited(Duration::from_secs(30)));
     let chat = client_with(
         &fake,
         KEY,
@@ -490,7 +524,11 @@ async fn a_wait_longer_than_the_first_token_budget_is_not_attempted() {
             total: Duration::from_secs(30),
         },
     );
-    let error = chat.stream(request(&[user("hi")], &[])).await.err().unwrap();
+    let error = chat
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(error, LlmError::RateLimited { .. }), "{error:?}");
     assert_eq!(fake.handle.requests().len(), 1);
 }
@@ -499,8 +537,15 @@ async fn a_wait_longer_than_the_first_token_budget_is_not_attempted() {
 async fn out_of_quota_is_not_retried() {
     let fake = start(OpenAiFake::new()).await;
     fake.handle.push_fault(Fault::insufficient_quota());
-    let error = client(&fake).stream(request(&[user("hi")], &[])).await.err().unwrap();
-    assert!(matches!(error, LlmError::Rejected { status: 429, .. }), "{error:?}");
+    let error = client(&fake)
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, LlmError::Rejected { status: 429, .. }),
+        "{error:?}"
+    );
     assert_eq!(fake.handle.requests().len(), 1);
 }
 
@@ -515,7 +560,11 @@ async fn server_errors_are_retried_and_reported() {
     for _ in 0..3 {
         fake.handle.push_fault(Fault::overloaded());
     }
-    let error = client(&fake).stream(request(&[user("hi")], &[])).await.err().unwrap();
+    let error = client(&fake)
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
     match error {
         LlmError::Unavailable { status, message } => {
             assert_eq!(status, Some(503));
@@ -533,15 +582,29 @@ async fn x_should_retry_false_is_obeyed() {
     };
     fault.should_retry = Some(false);
     fake.handle.push_fault(Fault::Http(fault));
-    let error = client(&fake).stream(request(&[user("hi")], &[])).await.err().unwrap();
-    assert!(matches!(error, LlmError::Unavailable { status: Some(500), .. }));
+    let error = client(&fake)
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(
+        error,
+        LlmError::Unavailable {
+            status: Some(500),
+            ..
+        }
+    ));
     assert_eq!(fake.handle.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn an_unknown_model_is_rejected() {
     let fake = start(OpenAiFake::new().models(&["gpt-4.1"])).await;
-    let error = client(&fake).stream(request(&[user("hi")], &[])).await.err().unwrap();
+    let error = client(&fake)
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
     match error {
         LlmError::Rejected { status, message } => {
             assert_eq!(status, 404);
@@ -569,7 +632,11 @@ async fn an_invalid_history_is_rejected_with_the_api_message() {
         },
         user("hello?"),
     ];
-    let error = client(&fake).stream(request(&history, &tools())).await.err().unwrap();
+    let error = client(&fake)
+        .stream(request(&history, &tools()))
+        .await
+        .err()
+        .unwrap();
     match error {
         LlmError::Rejected { status, message } => {
             assert_eq!(status, 400);
@@ -583,7 +650,8 @@ async fn an_invalid_history_is_rejected_with_the_api_message() {
 #[tokio::test]
 async fn a_mid_stream_error_after_the_first_token_is_reported_not_retried() {
     let fake = start(OpenAiFake::new().script(scripted(LONG_TEXT))).await;
-    fake.handle.push_fault(Fault::MidStreamError { after_chunks: 4 });
+    fake.handle
+        .push_fault(Fault::MidStreamError { after_chunks: 4 });
     let outcome = run(&client(&fake), &[user("hours?")], &[]).await.unwrap();
     assert_eq!(outcome.deltas.len(), 3);
     match outcome.error {
@@ -597,18 +665,24 @@ async fn a_mid_stream_error_after_the_first_token_is_reported_not_retried() {
 async fn a_failure_before_the_first_token_is_retried() {
     let fake = start(OpenAiFake::new()).await;
     // After the role chunk only: nothing was said yet.
-    fake.handle.push_fault(Fault::MidStreamError { after_chunks: 1 });
-    fake.handle.push_fault(Fault::EndWithoutDone { after_chunks: 1 });
+    fake.handle
+        .push_fault(Fault::MidStreamError { after_chunks: 1 });
+    fake.handle
+        .push_fault(Fault::EndWithoutDone { after_chunks: 1 });
     let outcome = run(&client(&fake), &[user("hello")], &[]).await.unwrap();
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
-    assert_eq!(outcome.text(), "Sure. You said: hello. How else can I help?");
+    assert_eq!(
+        outcome.text(),
+        "Sure. You said: hello. How else can I help?"
+    );
     assert_eq!(fake.handle.requests().len(), 3);
 }
 
 #[tokio::test]
 async fn a_stream_ending_without_done_is_truncated() {
     let fake = start(OpenAiFake::new().script(scripted(LONG_TEXT))).await;
-    fake.handle.push_fault(Fault::EndWithoutDone { after_chunks: 3 });
+    fake.handle
+        .push_fault(Fault::EndWithoutDone { after_chunks: 3 });
     let outcome = run(&client(&fake), &[user("hours?")], &[]).await.unwrap();
     assert_eq!(outcome.deltas.len(), 2);
     assert_eq!(outcome.error, Some(LlmError::Truncated));
@@ -618,11 +692,15 @@ async fn a_stream_ending_without_done_is_truncated() {
 #[tokio::test]
 async fn a_cut_connection_is_a_stream_error() {
     let fake = start(OpenAiFake::new().script(scripted(LONG_TEXT))).await;
-    fake.handle.push_fault(Fault::Disconnect { after_chunks: 3 });
+    fake.handle
+        .push_fault(Fault::Disconnect { after_chunks: 3 });
     let outcome = run(&client(&fake), &[user("hours?")], &[]).await.unwrap();
     assert_eq!(outcome.deltas.len(), 2);
     assert!(
-        matches!(outcome.error, Some(LlmError::Stream(_) | LlmError::Truncated)),
+        matches!(
+            outcome.error,
+            Some(LlmError::Stream(_) | LlmError::Truncated)
+        ),
         "{:?}",
         outcome.error
     );
@@ -633,14 +711,19 @@ async fn a_cut_connection_is_a_stream_error() {
 async fn a_malformed_chunk_is_a_protocol_error() {
     for after_chunks in [1, 3] {
         let fake = start(OpenAiFake::new().script(scripted(LONG_TEXT))).await;
-        fake.handle.push_fault(Fault::MalformedChunk { after_chunks });
+        fake.handle
+            .push_fault(Fault::MalformedChunk { after_chunks });
         let outcome = run(&client(&fake), &[user("hours?")], &[]).await.unwrap();
         assert!(
             matches!(outcome.error, Some(LlmError::Protocol(_))),
             "{:?}",
             outcome.error
         );
-        assert_eq!(fake.handle.requests().len(), 1, "a protocol error is not retried");
+        assert_eq!(
+            fake.handle.requests().len(),
+            1,
+            "a protocol error is not retried"
+        );
     }
 }
 
@@ -655,7 +738,11 @@ async fn no_response_within_the_first_token_budget_times_out() {
             total: Duration::from_secs(30),
         },
     );
-    let error = chat.stream(request(&[user("hi")], &[])).await.err().unwrap();
+    let error = chat
+        .stream(request(&[user("hi")], &[]))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(error, LlmError::FirstTokenTimeout(2000));
 }
 
@@ -763,7 +850,12 @@ async fn the_fake_refuses_what_openai_refuses() {
     let (status, body) = post(&fake, None, hello.clone()).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["type"], "invalid_request_error");
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("You didn't provide an API key"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("You didn't provide an API key")
+    );
 
     let (status, body) = post(&fake, Some("Bearer sk-nope-123456789"), hello.clone()).await;
     assert_eq!(status, 401);
@@ -783,7 +875,10 @@ async fn the_fake_refuses_what_openai_refuses() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_type");
-    assert_eq!(body["error"]["param"], "messages[1].tool_calls[0].function.arguments");
+    assert_eq!(
+        body["error"]["param"],
+        "messages[1].tool_calls[0].function.arguments"
+    );
 
     let (status, body) = post(
         &fake,
@@ -798,7 +893,12 @@ async fn the_fake_refuses_what_openai_refuses() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("role 'tool' must be a response"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("role 'tool' must be a response")
+    );
 
     let (status, body) = post(
         &fake,
@@ -810,7 +910,12 @@ async fn the_fake_refuses_what_openai_refuses() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["param"], "tools[0].type");
 
-    let (status, body) = post(&fake, Some(&bearer), json!({"model": "gpt-4o-mini", "messages": []})).await;
+    let (status, body) = post(
+        &fake,
+        Some(&bearer),
+        json!({"model": "gpt-4o-mini", "messages": []}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "empty_array");
 }
@@ -830,6 +935,9 @@ async fn the_fake_answers_without_streaming_when_asked() {
     assert_eq!(body["object"], "chat.completion");
     let message = &body["choices"][0]["message"];
     assert_eq!(message["content"], "Let me check the weather in Oslo.");
-    assert_eq!(message["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    assert_eq!(
+        message["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Oslo\"}"
+    );
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
 }

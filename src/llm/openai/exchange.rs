@@ -173,7 +173,11 @@ impl Exchange {
 }
 
 /// The error a non-2xx status stands for.
-fn status_error(status: reqwest::StatusCode, headers: &HeaderMap, body: wire::ErrorBody) -> LlmError {
+fn status_error(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    body: wire::ErrorBody,
+) -> LlmError {
     let mut message = match (body.message.is_empty(), body.kind) {
         (false, _) => body.message,
         (true, Some(kind)) => kind,

@@ -76,10 +76,7 @@ impl OpenAiChat {
 }
 
 impl ChatModel for OpenAiChat {
-    fn stream(
-        &self,
-        request: ChatRequest<'_>,
-    ) -> BoxFuture<'static, Result<LlmStream, LlmError>> {
+    fn stream(&self, request: ChatRequest<'_>) -> BoxFuture<'static, Result<LlmStream, LlmError>> {
         let body = match wire::request_body(&self.model, &request) {
             Ok(body) => Bytes::from(body),
             Err(e) => {

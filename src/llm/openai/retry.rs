@@ -50,10 +50,7 @@ impl RetryPolicy {
 
 /// Whether an HTTP failure is worth resending.
 pub fn retryable_status(status: u16, headers: &HeaderMap, code: Option<&str>) -> bool {
-    match headers
-        .get("x-should-retry")
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
         Some("true") => return true,
         Some("false") => return false,
         _ => {}
@@ -67,7 +64,12 @@ pub fn retryable_status(status: u16, headers: &HeaderMap, code: Option<&str>) ->
 /// The wait the server asks for: `retry-after-ms`, else `retry-after` in seconds or as an
 /// HTTP date, if positive and at most a minute.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let wait = if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         seconds(ms / 1000.0)
     } else {

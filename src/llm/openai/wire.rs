@@ -280,14 +280,20 @@ pub(super) fn error_body(bytes: &[u8]) -> ErrorBody {
             kind: body.kind,
         },
         Err(_) => ErrorBody {
-            message: String::from_utf8_lossy(bytes).trim().chars().take(500).collect(),
+            message: String::from_utf8_lossy(bytes)
+                .trim()
+                .chars()
+                .take(500)
+                .collect(),
             ..ErrorBody::default()
         },
     }
 }
 
 /// `choices`: keeps the first choice with `index` 0 and skips the rest without keeping them.
-fn first_choice<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Choice<'de>>, D::Error> {
+fn first_choice<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Choice<'de>>, D::Error> {
     struct Choices;
 
     impl<'de> Visitor<'de> for Choices {
@@ -442,7 +448,7 @@ mod tests {
         let raw = br#"{"choices":[{"index":0,"delta":{"content":"Sure"},"finish_reason":null}]}"#;
         let chunk: Chunk = serde_json::from_slice(raw).unwrap();
         let choice = chunk.choice.unwrap();
-        assert!(matches!(choice.finish_reason, None));
+        assert!(choice.finish_reason.is_none());
         let content = choice.delta.unwrap().content.unwrap();
         assert!(matches!(content, Cow::Borrowed("Sure")));
         let escaped: Chunk =

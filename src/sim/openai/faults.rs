@@ -60,7 +60,8 @@ impl Fault {
     pub fn insufficient_quota() -> Self {
         Fault::Http(HttpFault {
             status: 429,
-            message: "You exceeded your current quota, please check your plan and billing details.".into(),
+            message: "You exceeded your current quota, please check your plan and billing details."
+                .into(),
             kind: "insufficient_quota".into(),
             code: Some("insufficient_quota".into()),
             retry_after: None,
@@ -70,19 +71,31 @@ impl Fault {
 
     /// 500 `server_error`.
     pub fn server_error() -> Self {
-        Self::status(500, "The server had an error while processing your request. Sorry about that!", "server_error")
+        Self::status(
+            500,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+        )
     }
 
     /// 503: the engine is overloaded.
     pub fn overloaded() -> Self {
-        Self::status(503, "The engine is currently overloaded, please try again later.", "server_error")
+        Self::status(
+            503,
+            "The engine is currently overloaded, please try again later.",
+            "server_error",
+        )
     }
 
     /// 403: the key may not be used from here.
     pub fn forbidden() -> Self {
         Fault::Http(HttpFault {
             code: Some("unsupported_country_region_territory".into()),
-            ..HttpFault::new(403, "Country, region, or territory not supported", "request_forbidden")
+            ..HttpFault::new(
+                403,
+                "Country, region, or territory not supported",
+                "request_forbidden",
+            )
         })
     }
 
@@ -159,7 +172,10 @@ impl Fragments {
     /// The pieces of `text`, never splitting a character.
     pub fn split<'a>(&self, text: &'a str) -> Vec<&'a str> {
         let mut cuts: Vec<usize> = match self {
-            Fragments::Every(n) => (1..).map(|k| k * (*n).max(1)).take_while(|&c| c < text.len()).collect(),
+            Fragments::Every(n) => (1..)
+                .map(|k| k * (*n).max(1))
+                .take_while(|&c| c < text.len())
+                .collect(),
             Fragments::At(offsets) => offsets.clone(),
         };
         for cut in &mut cuts {
@@ -192,7 +208,11 @@ mod tests {
     #[test]
     fn fragments_cover_the_text_without_splitting_characters() {
         let text = "{\"n\":\"Crème\"}";
-        for fragments in [Fragments::Every(1), Fragments::Every(3), Fragments::At(vec![0, 9, 9, 100])] {
+        for fragments in [
+            Fragments::Every(1),
+            Fragments::Every(3),
+            Fragments::At(vec![0, 9, 9, 100]),
+        ] {
             let pieces = fragments.split(text);
             assert_eq!(pieces.concat(), text);
             assert!(pieces.iter().all(|p| !p.is_empty()));

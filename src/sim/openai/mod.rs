@@ -40,7 +40,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 pub use faults::{Fault, Fragments, HttpFault, Quirks, UsageMode};
-pub use script::{Capture, Reply, ReplySpec, Rule, Script, ScriptError, ScriptedCall, ToolCallSpec, When};
+pub use script::{
+    Capture, Reply, ReplySpec, Rule, Script, ScriptError, ScriptedCall, ToolCallSpec, When,
+};
 
 use crate::sim::Latency;
 use render::{Action, Completion, Shape};
@@ -310,8 +312,14 @@ async fn answer(shared: &Arc<Shared>, authorization: Option<&str>, body: &[u8]) 
     };
     (
         [
-            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8")),
-            (HeaderName::from_static("x-request-id"), HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("req_sim"))),
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            ),
+            (
+                HeaderName::from_static("x-request-id"),
+                HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("req_sim")),
+            ),
         ],
         Body::from_stream(body_stream(plan, watch)),
     )
@@ -330,7 +338,10 @@ fn body_stream(
                 Some(Action::Sleep(duration)) => tokio::time::sleep(duration).await,
                 Some(Action::Cut) => {
                     watch.finished = true;
-                    let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: disconnect");
+                    let cut = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "fault: disconnect",
+                    );
                     return Some((Err(cut), (plan, watch)));
                 }
                 None => {
@@ -367,7 +378,10 @@ fn check_key(expected: &KeyCheck, authorization: Option<&str>) -> Result<(), Api
         param: None,
         code,
     };
-    let Some(key) = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim) else {
+    let Some(key) = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
         return Err(unauthorized(
             "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys.".to_owned(),
             None,
@@ -412,7 +426,10 @@ fn http_fault(fault: &HttpFault) -> Response {
     let headers = response.headers_mut();
     if let Some(wait) = fault.retry_after {
         headers.insert("retry-after-ms", HeaderValue::from(wait.as_millis() as u64));
-        headers.insert("retry-after", HeaderValue::from(wait.as_secs_f64().ceil() as u64));
+        headers.insert(
+            "retry-after",
+            HeaderValue::from(wait.as_secs_f64().ceil() as u64),
+        );
     }
     if let Some(retry) = fault.should_retry {
         headers.insert(
@@ -421,9 +438,18 @@ fn http_fault(fault: &HttpFault) -> Response {
         );
     }
     if fault.status == 429 {
-        headers.insert("x-ratelimit-limit-requests", HeaderValue::from_static("500"));
-        headers.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("0"));
-        headers.insert("x-ratelimit-reset-requests", HeaderValue::from_static("120ms"));
+        headers.insert(
+            "x-ratelimit-limit-requests",
+            HeaderValue::from_static("500"),
+        );
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("0"),
+        );
+        headers.insert(
+            "x-ratelimit-reset-requests",
+            HeaderValue::from_static("120ms"),
+        );
     }
     response
 }

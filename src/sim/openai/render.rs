@@ -51,7 +51,10 @@ impl<'a> Completion<'a> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Self {
-            id: format!("chatcmpl-{}", &uuid::Uuid::new_v4().simple().to_string()[..29]),
+            id: format!(
+                "chatcmpl-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..29]
+            ),
             created,
             model: &request.model,
             reply,
@@ -147,7 +150,8 @@ impl<'a> Completion<'a> {
             message["tool_calls"] = Value::Array(
                 (0..self.reply.tool_calls.len())
                     .map(|i| {
-                        let mut call = self.tool_call(i, &self.reply.tool_calls[i].arguments, quirks);
+                        let mut call =
+                            self.tool_call(i, &self.reply.tool_calls[i].arguments, quirks);
                         if let Some(map) = call.as_object_mut() {
                             map.remove("index");
                         }
@@ -187,8 +191,18 @@ impl<'a> Completion<'a> {
             false,
         ));
         if quirks.reasoning {
-            chunks.push((self.chunk(json!({"reasoning_content": "Let me think."}), None, None), true));
-            chunks.push((self.chunk(json!({"reasoning": " The caller wants an answer."}), None, None), true));
+            chunks.push((
+                self.chunk(json!({"reasoning_content": "Let me think."}), None, None),
+                true,
+            ));
+            chunks.push((
+                self.chunk(
+                    json!({"reasoning": " The caller wants an answer."}),
+                    None,
+                    None,
+                ),
+                true,
+            ));
         }
         for piece in text_pieces(text, shape.text_chunk_chars) {
             chunks.push((self.chunk(json!({"content": piece}), None, None), true));
@@ -203,7 +217,11 @@ impl<'a> Completion<'a> {
         } else {
             for (i, call) in self.reply.tool_calls.iter().enumerate() {
                 chunks.push((
-                    self.chunk(json!({"tool_calls": [self.tool_call(i, "", quirks)]}), None, None),
+                    self.chunk(
+                        json!({"tool_calls": [self.tool_call(i, "", quirks)]}),
+                        None,
+                        None,
+                    ),
                     true,
                 ));
                 if call.arguments.is_empty() {
@@ -211,7 +229,10 @@ impl<'a> Completion<'a> {
                 }
                 for piece in shape.fragments.split(&call.arguments) {
                     let fragment = json!({"index": i, "function": {"arguments": piece}});
-                    chunks.push((self.chunk(json!({"tool_calls": [fragment]}), None, None), true));
+                    chunks.push((
+                        self.chunk(json!({"tool_calls": [fragment]}), None, None),
+                        true,
+                    ));
                 }
             }
         }
@@ -454,7 +475,9 @@ mod tests {
         assert_eq!(content, "Let me check.");
         let arguments: String = events
             .iter()
-            .filter_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+            .filter_map(|e| {
+                e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+            })
             .collect();
         assert_eq!(arguments, "{\"city\":\"Paris\"}");
         let finish = &events[events.len() - 2];
@@ -520,7 +543,10 @@ mod tests {
         assert_eq!(whole["object"], "chat.completion");
         let message = &whole["choices"][0]["message"];
         assert_eq!(message["content"], "Let me check.");
-        assert_eq!(message["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(
+            message["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
         assert!(message["tool_calls"][0].get("index").is_none());
         assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
     }

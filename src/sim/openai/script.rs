@@ -182,7 +182,7 @@ impl Script {
                 .reply
                 .tool_calls
                 .iter()
-                .all(|c| request.tool_names.iter().any(|n| *n == c.name));
+                .all(|c| request.tool_names.contains(&c.name));
             if !offered {
                 continue;
             }
@@ -316,7 +316,10 @@ fn capture_from(user: &str, capture: &Capture) -> String {
     let is = |word: &str, list: &[String]| list.iter().any(|w| w.eq_ignore_ascii_case(word));
     let mut words = user.split_whitespace();
     while let Some(word) = words.next() {
-        if !is(word.trim_matches(|c: char| !c.is_alphanumeric()), &capture.after) {
+        if !is(
+            word.trim_matches(|c: char| !c.is_alphanumeric()),
+            &capture.after,
+        ) {
             continue;
         }
         let mut taken: Vec<&str> = Vec::new();
@@ -455,7 +458,8 @@ mod tests {
 
     #[test]
     fn greets_when_no_one_spoke_yet() {
-        let reply = Script::builtin().reply(&request(vec![msg(Role::System, "Be nice.")], ALL_TOOLS));
+        let reply =
+            Script::builtin().reply(&request(vec![msg(Role::System, "Be nice.")], ALL_TOOLS));
         assert!(reply.text.starts_with("Hello"));
         assert!(reply.tool_calls.is_empty());
     }
@@ -521,7 +525,11 @@ mod tests {
             ALL_TOOLS,
         ));
         assert!(reply.tool_calls.is_empty(), "no loop back into the tool");
-        assert!(reply.text.contains("sunny and 21 degrees"), "{}", reply.text);
+        assert!(
+            reply.text.contains("sunny and 21 degrees"),
+            "{}",
+            reply.text
+        );
         assert!(reply.text.contains("Paris"), "{}", reply.text);
     }
 
@@ -553,14 +561,19 @@ mod tests {
         assert!(Script::from_json(r#"{"rules":[{"reply":{}}]}"#).is_err());
         assert!(Script::from_json(r#"{"rules":[{"reply":{"text":"x"},"wen":{}}]}"#).is_err());
         assert!(
-            Script::from_json(r#"{"rules":[{"reply":{"tool_calls":[{"name":"f","arguments":3}]}}]}"#)
-                .is_err()
+            Script::from_json(
+                r#"{"rules":[{"reply":{"tool_calls":[{"name":"f","arguments":3}]}}]}"#
+            )
+            .is_err()
         );
     }
 
     #[test]
     fn without_a_matching_rule_the_fallback_answers() {
-        let script = Script::from_json(r#"{"rules":[{"when":{"user_contains":["x"]},"reply":{"text":"x"}}]}"#).unwrap();
+        let script = Script::from_json(
+            r#"{"rules":[{"when":{"user_contains":["x"]},"reply":{"text":"x"}}]}"#,
+        )
+        .unwrap();
         let reply = script.reply(&request(vec![msg(Role::User, "y")], &[]));
         assert_eq!(reply.text, FALLBACK_TEXT);
     }

@@ -22,7 +22,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// A 400 `invalid_request_error`.
-    pub fn invalid(message: impl Into<String>, param: Option<String>, code: Option<&'static str>) -> Self {
+    pub fn invalid(
+        message: impl Into<String>,
+        param: Option<String>,
+        code: Option<&'static str>,
+    ) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -104,7 +108,11 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
 
     let model = match request.get("model") {
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid("you must provide a model parameter", None, None));
+            return Err(ApiError::invalid(
+                "you must provide a model parameter",
+                None,
+                None,
+            ));
         }
         Some(Value::String(model)) => model.clone(),
         Some(other) => return Err(invalid_type("model", "a string", other)),
@@ -143,7 +151,11 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
             None | Some(Value::Null) => false,
             Some(Value::Bool(include)) => *include,
             Some(other) => {
-                return Err(invalid_type("stream_options.include_usage", "a boolean", other));
+                return Err(invalid_type(
+                    "stream_options.include_usage",
+                    "a boolean",
+                    other,
+                ));
             }
         },
         Some(other) => return Err(invalid_type("stream_options", "an object", other)),
@@ -173,14 +185,18 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
         };
         if t > 2.0 {
             return Err(ApiError::invalid(
-                format!("Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got {temperature} instead."),
+                format!(
+                    "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got {temperature} instead."
+                ),
                 Some("temperature".into()),
                 Some("decimal_above_max_value"),
             ));
         }
         if t < 0.0 {
             return Err(ApiError::invalid(
-                format!("Invalid 'temperature': decimal below minimum value. Expected a value >= 0, but got {temperature} instead."),
+                format!(
+                    "Invalid 'temperature': decimal below minimum value. Expected a value >= 0, but got {temperature} instead."
+                ),
                 Some("temperature".into()),
                 Some("decimal_below_min_value"),
             ));
@@ -193,7 +209,9 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
             };
             if n < 1 {
                 return Err(ApiError::invalid(
-                    format!("Invalid '{key}': integer below minimum value. Expected a value >= 1, but got {n} instead."),
+                    format!(
+                        "Invalid '{key}': integer below minimum value. Expected a value >= 1, but got {n} instead."
+                    ),
                     Some(key.into()),
                     Some("integer_below_min_value"),
                 ));
@@ -226,7 +244,9 @@ fn message(i: usize, value: &Value) -> Result<Message, ApiError> {
             "function" => Role::Function,
             other => {
                 return Err(ApiError::invalid(
-                    format!("Invalid value: '{other}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."),
+                    format!(
+                        "Invalid value: '{other}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."
+                    ),
                     Some(format!("{path}.role")),
                     Some("invalid_value"),
                 ));
@@ -246,7 +266,11 @@ fn message(i: usize, value: &Value) -> Result<Message, ApiError> {
             .map(|(j, c)| called_tool(&format!("{path}.tool_calls[{j}]"), c))
             .collect::<Result<Vec<_>, _>>()?,
         (Role::Assistant, Some(other)) => {
-            return Err(invalid_type(&format!("{path}.tool_calls"), "an array", other));
+            return Err(invalid_type(
+                &format!("{path}.tool_calls"),
+                "an array",
+                other,
+            ));
         }
         (_, Some(_)) => {
             return Err(ApiError::invalid(
@@ -287,7 +311,11 @@ fn message(i: usize, value: &Value) -> Result<Message, ApiError> {
         }
         (Role::Tool, Some(Value::String(id))) => Some(id.clone()),
         (Role::Tool, Some(other)) => {
-            return Err(invalid_type(&format!("{path}.tool_call_id"), "a string", other));
+            return Err(invalid_type(
+                &format!("{path}.tool_call_id"),
+                "a string",
+                other,
+            ));
         }
         _ => None,
     };
@@ -312,12 +340,22 @@ fn text_of_parts(path: &str, parts: &[Value]) -> Result<String, ApiError> {
                 Some(Value::String(t)) => text.push_str(t),
                 None | Some(Value::Null) => return Err(missing(&format!("{part_path}.text"))),
                 Some(other) => {
-                    return Err(invalid_type(&format!("{part_path}.text"), "a string", other));
+                    return Err(invalid_type(
+                        &format!("{part_path}.text"),
+                        "a string",
+                        other,
+                    ));
                 }
             },
             Some(Value::String(_)) => {}
             None | Some(Value::Null) => return Err(missing(&format!("{part_path}.type"))),
-            Some(other) => return Err(invalid_type(&format!("{part_path}.type"), "a string", other)),
+            Some(other) => {
+                return Err(invalid_type(
+                    &format!("{part_path}.type"),
+                    "a string",
+                    other,
+                ));
+            }
         }
     }
     Ok(text)
@@ -354,7 +392,11 @@ fn called_tool(path: &str, value: &Value) -> Result<CalledTool, ApiError> {
         None | Some(Value::Null) => return Err(missing(&format!("{function_path}.name"))),
         Some(Value::String(name)) => name.clone(),
         Some(other) => {
-            return Err(invalid_type(&format!("{function_path}.name"), "a string", other));
+            return Err(invalid_type(
+                &format!("{function_path}.name"),
+                "a string",
+                other,
+            ));
         }
     };
     let arguments = match function.get("arguments") {
@@ -468,7 +510,9 @@ fn tool(i: usize, value: &Value) -> Result<String, ApiError> {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         return Err(ApiError::invalid(
-            format!("Invalid '{name_path}': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."),
+            format!(
+                "Invalid '{name_path}': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."
+            ),
             Some(name_path),
             Some("invalid_value"),
         ));
@@ -495,7 +539,9 @@ fn missing(param: &str) -> ApiError {
 
 fn empty_array(param: &str) -> ApiError {
     ApiError::invalid(
-        format!("Invalid '{param}': empty array. Expected an array with minimum length 1, but got an empty array instead."),
+        format!(
+            "Invalid '{param}': empty array. Expected an array with minimum length 1, but got an empty array instead."
+        ),
         Some(param.to_owned()),
         Some("empty_array"),
     )
@@ -558,12 +604,20 @@ mod tests {
         assert!(request.stream && request.include_usage);
         assert_eq!(request.tool_names, ["get_weather"]);
         assert_eq!(request.messages[1].content, "Weather in Paris?");
-        assert_eq!(request.messages[2].tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+        assert_eq!(
+            request.messages[2].tool_calls[0].arguments,
+            "{\"city\":\"Paris\"}"
+        );
     }
 
     #[test]
     fn body_model_and_messages_are_required() {
-        assert!(validate(b"{not json").unwrap_err().message.starts_with("We could not parse"));
+        assert!(
+            validate(b"{not json")
+                .unwrap_err()
+                .message
+                .starts_with("We could not parse")
+        );
         assert_eq!(
             rejected(json!({"messages": [{"role": "user", "content": "x"}]})).message,
             "you must provide a model parameter"
@@ -582,8 +636,12 @@ mod tests {
         assert_eq!(e.code, Some("invalid_value"));
         let e = rejected(json!({"model": "m", "messages": [{"role": "user"}]}));
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));
-        let e = rejected(json!({"model": "m", "messages": [{"role": "assistant", "content": null}]}));
-        assert_eq!(e.message, "Invalid value for 'content': expected a string, got null.");
+        let e =
+            rejected(json!({"model": "m", "messages": [{"role": "assistant", "content": null}]}));
+        assert_eq!(
+            e.message,
+            "Invalid value for 'content': expected a string, got null."
+        );
         let e = rejected(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}));
         assert_eq!(e.param.as_deref(), Some("messages[0].tool_call_id"));
     }
@@ -597,7 +655,9 @@ mod tests {
             {"role": "user", "content": "and?"}
         ]}));
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(e.message.starts_with("An assistant message with 'tool_calls' must be followed by tool messages"));
+        assert!(e.message.starts_with(
+            "An assistant message with 'tool_calls' must be followed by tool messages"
+        ));
         assert!(e.message.ends_with("call_2"));
         assert_eq!(e.param.as_deref(), Some("messages.[1].role"));
 
@@ -614,7 +674,10 @@ mod tests {
             {"role": "user", "content": "x"},
             {"role": "tool", "tool_call_id": "call_9", "content": "ok"}
         ]}));
-        assert!(e.message.contains("must be a response to a preceeding message with 'tool_calls'"));
+        assert!(
+            e.message
+                .contains("must be a response to a preceeding message with 'tool_calls'")
+        );
         assert_eq!(e.param.as_deref(), Some("messages.[1].role"));
     }
 
@@ -640,11 +703,15 @@ mod tests {
         assert_eq!(e.code, Some("invalid_value"));
         let e = rejected(base(json!([{"type": "function", "function": {}}])));
         assert_eq!(e.param.as_deref(), Some("tools[0].function.name"));
-        let e = rejected(base(json!([{"type": "function", "function": {"name": "get weather"}}])));
+        let e = rejected(base(
+            json!([{"type": "function", "function": {"name": "get weather"}}]),
+        ));
         assert!(e.message.contains("does not match pattern"));
         let e = rejected(base(json!([])));
         assert_eq!(e.code, Some("empty_array"));
-        let e = rejected(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}));
+        let e = rejected(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}),
+        );
         assert_eq!(e.param.as_deref(), Some("tool_choice"));
     }
 
@@ -655,7 +722,9 @@ mod tests {
         assert_eq!(e.code, Some("decimal_above_max_value"));
         let e = rejected(json!({"model": "m", "messages": user, "max_tokens": 0}));
         assert_eq!(e.code, Some("integer_below_min_value"));
-        let e = rejected(json!({"model": "m", "messages": user, "stream_options": {"include_usage": true}}));
+        let e = rejected(
+            json!({"model": "m", "messages": user, "stream_options": {"include_usage": true}}),
+        );
         assert_eq!(e.param.as_deref(), Some("stream_options"));
         let e = rejected(json!({"model": "m", "messages": user, "stream": "yes"}));
         assert_eq!(e.code, Some("invalid_type"));
