@@ -22,7 +22,7 @@ use crate::agent::tools::{ToolAction, Toolbox, call_http_tool};
 use crate::assistant::FirstMessageMode;
 use crate::audio::AudioFormat;
 use crate::generation::Generation;
-use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall};
+use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall, ToolSpec};
 use crate::store::TurnRecord;
 use crate::stt::{SttEvent, SttSession};
 use crate::tts::{TtsCommand, TtsEvent, TtsSession, WordTiming};
@@ -59,7 +59,6 @@ pub struct CallSetup {
     pub max_duration: Duration,
     pub interruption: InterruptionSettings,
     pub toolbox: Toolbox,
-    pub llm_model: String,
     pub temperature: f32,
     pub max_tokens: u32,
     /// The format of the audio the TTS produces and the writer plays.
@@ -114,6 +113,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         history: vec![ChatMessage::System {
             content: setup.system_prompt.clone(),
         }],
+        tool_specs: setup.toolbox.specs(),
         setup,
         io,
         inbox_tx,
@@ -155,6 +155,8 @@ struct Agent {
     generation: Generation,
     reply: Option<Reply>,
     history: Vec<ChatMessage>,
+    /// The functions offered to the LLM (the same for the whole call).
+    tool_specs: Vec<ToolSpec>,
     /// Settled user text of the turn in progress.
     user_text: String,
     user_turn_started: Option<Instant>,
@@ -468,18 +470,18 @@ impl Agent {
     }
 
     fn request_completion(&mut self, generation: Generation) {
-        let request = ChatRequest {
+        // The request is serialised here, borrowing the history; only the response is awaited
+        // in the task.
+        let started = self.io.llm.stream(ChatRequest {
             generation,
-            model: self.setup.llm_model.clone(),
-            messages: self.history.clone(),
-            tools: self.setup.toolbox.specs(),
+            messages: &self.history,
+            tools: &self.tool_specs,
             temperature: self.setup.temperature,
             max_tokens: self.setup.max_tokens,
-        };
-        let llm = Arc::clone(&self.io.llm);
+        });
         let inbox = self.inbox_tx.clone();
         let task = tokio::spawn(async move {
-            match llm.stream(request).await {
+            match started.await {
                 Err(error) => {
                     let _ = inbox
                         .send(Internal::Llm {

@@ -2,14 +2,25 @@
 //!
 //! [`ChatModel::stream`] starts one completion and yields [`LlmEvent`]s stamped with the
 //! request's [`Generation`]. Dropping the stream aborts the HTTP request (barge-in); there is no
-//! cancel endpoint in the protocol.
+//! cancel endpoint in the protocol. The call session only sees these types: the wire format
+//! (SSE, chunk JSON, tool-call fragments) stays inside the provider modules.
+
+pub mod openai;
+pub mod sse;
+pub mod tool_calls;
+
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::assistant::LlmSettings;
+use crate::config::ProviderConfig;
 use crate::generation::Generation;
+
+pub use openai::{OpenAiChat, RetryPolicy};
 
 /// One message of the conversation, in the Chat Completions shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,23 +69,66 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
-/// One completion request.
-#[derive(Debug, Clone)]
-pub struct ChatRequest {
+/// One completion request. It borrows the conversation: the call session keeps its history and
+/// tool list and lends them for the time it takes to serialise the request, so no turn copies
+/// the history.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
     pub generation: Generation,
-    pub model: String,
-    pub messages: Vec<ChatMessage>,
-    pub tools: Vec<ToolSpec>,
+    pub messages: &'a [ChatMessage],
+    pub tools: &'a [ToolSpec],
     pub temperature: f32,
     pub max_tokens: u32,
 }
 
-/// Server-side or per-assistant settings of an OpenAI-compatible endpoint.
-#[derive(Debug, Clone)]
+/// Where the model is: an OpenAI-compatible endpoint, the key it expects and the model to ask.
+/// Resolved once per call from the assistant's settings and the server's defaults.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LlmEndpoint {
     /// Up to and including `/v1`, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
+    /// Sent as `Authorization: Bearer <key>`; empty sends no header (local servers need none).
     pub api_key: String,
+    pub model: String,
+}
+
+impl LlmEndpoint {
+    /// The assistant's own base URL, model and key where it names them, the server's otherwise.
+    pub fn resolve(assistant: &LlmSettings, server: &ProviderConfig) -> Self {
+        Self {
+            base_url: assistant
+                .base_url
+                .clone()
+                .unwrap_or_else(|| server.base_url.clone()),
+            api_key: assistant
+                .api_key
+                .clone()
+                .unwrap_or_else(|| server.api_key.clone()),
+            model: assistant
+                .model
+                .clone()
+                .unwrap_or_else(|| server.model.clone()),
+        }
+    }
+}
+
+/// How long a completion may take. Both clocks start when [`ChatModel::stream`] is called, so
+/// retries spend the same budget the caller is waiting through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmTimeouts {
+    /// Until the first token (text or tool call; not the role-only chunk, not reasoning).
+    pub first_token: Duration,
+    /// Until the end of the reply.
+    pub total: Duration,
+}
+
+impl Default for LlmTimeouts {
+    fn default() -> Self {
+        Self {
+            first_token: Duration::from_secs(5),
+            total: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Why a completion ended.
@@ -116,6 +170,17 @@ pub enum LlmEvent {
     },
 }
 
+impl LlmEvent {
+    /// The agent turn this output belongs to.
+    pub fn generation(&self) -> Generation {
+        match self {
+            LlmEvent::Delta { generation, .. }
+            | LlmEvent::ToolCalls { generation, .. }
+            | LlmEvent::Finished { generation, .. } => *generation,
+        }
+    }
+}
+
 /// A failure of the LLM endpoint.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LlmError {
@@ -134,10 +199,21 @@ pub enum LlmError {
     FirstTokenTimeout(u64),
     #[error("llm reply exceeded {0} ms")]
     TotalTimeout(u64),
+    /// The connection failed while the reply was streaming.
     #[error("llm stream broke: {0}")]
     Stream(String),
+    /// The stream ended before the model finished (no `[DONE]`, no finish reason).
+    #[error("llm stream ended before the reply was complete")]
+    Truncated,
+    /// The server reported an error inside a stream that had already started.
+    #[error("llm failed mid-stream: {message}")]
+    MidStream { message: String },
+    /// The server sent something that is not the protocol (bad SSE, bad JSON, bad tool call).
     #[error("llm protocol error: {0}")]
     Protocol(String),
+    /// The endpoint settings cannot work (bad base URL, a key that is not a header value).
+    #[error("llm endpoint misconfigured: {0}")]
+    Config(String),
 }
 
 /// A stream of one completion's events; dropping it aborts the request.
@@ -145,6 +221,38 @@ pub type LlmStream = BoxStream<'static, Result<LlmEvent, LlmError>>;
 
 /// An OpenAI-compatible chat model.
 pub trait ChatModel: Send + Sync {
-    /// Starts a streaming completion. Resolves once the response has started (status known).
-    fn stream(&self, request: ChatRequest) -> BoxFuture<'static, Result<LlmStream, LlmError>>;
+    /// Starts a streaming completion. The request is serialised before this returns, so the
+    /// future borrows nothing. It resolves once a response has started (status known, after any
+    /// retries); dropping it or the stream aborts the HTTP request.
+    fn stream(&self, request: ChatRequest<'_>) -> BoxFuture<'static, Result<LlmStream, LlmError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assistant_overrides_the_server_field_by_field() {
+        let server = ProviderConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: "sk-server".into(),
+            model: "gpt-4o-mini".into(),
+        };
+        let own_model = LlmSettings {
+            model: Some("llama3.1".into()),
+            base_url: Some("http://localhost:11434/v1".into()),
+            ..LlmSettings::default()
+        };
+        assert_eq!(
+            LlmEndpoint::resolve(&own_model, &server),
+            LlmEndpoint {
+                base_url: "http://localhost:11434/v1".into(),
+                api_key: "sk-server".into(),
+                model: "llama3.1".into(),
+            }
+        );
+        let defaults = LlmEndpoint::resolve(&LlmSettings::default(), &server);
+        assert_eq!(defaults.model, "gpt-4o-mini");
+        assert_eq!(defaults.base_url, "https://api.openai.com/v1");
+    }
 }

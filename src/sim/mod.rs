@@ -4,5 +4,6 @@
 //! them on one port; tests and benchmarks start them in-process.
 
 mod latency;
+pub mod openai;
 
 pub use latency::Latency;

@@ -5,5 +5,6 @@ mod common;
 
 mod assistants;
 mod calls;
+mod llm;
 mod server;
 mod tools;
