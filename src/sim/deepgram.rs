@@ -12,7 +12,6 @@
 //!
 //! The handle records every stream ([`ReceivedStream`]) and can stage refusals and faults.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::{self, Instant};
 
 use super::Latency;
+use super::outbox::{Emission, Outbox};
 use super::speech_detector::{DetectorConfig, SpeechDetector};
 use super::stream_log::{
     RefusedHandshake, StreamFault, StreamLog, StreamRecord, parse_query,
@@ -416,12 +416,6 @@ impl ListenParams {
     }
 }
 
-/// A message for the client: finals wait `first_byte`, the rest `per_chunk`.
-struct Emission {
-    is_final: bool,
-    text: String,
-}
-
 struct Utterance {
     text: String,
     start_ms: u64,
@@ -700,35 +694,6 @@ impl TimelineState {
     }
 }
 
-/// Messages waiting for their send time, in order (a later message is never sent earlier).
-#[derive(Default)]
-struct Outbox {
-    queue: VecDeque<(Instant, Message)>,
-}
-
-impl Outbox {
-    fn schedule(&mut self, latency: Latency, emissions: &mut Vec<Emission>) {
-        let now = Instant::now();
-        for emission in emissions.drain(..) {
-            let delay = if emission.is_final {
-                latency.first_byte
-            } else {
-                latency.per_chunk
-            };
-            let due = self
-                .queue
-                .back()
-                .map_or(now + delay, |(last, _)| (*last).max(now + delay));
-            self.queue
-                .push_back((due, Message::Text(emission.text.into())));
-        }
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.queue.front().map(|(due, _)| *due)
-    }
-}
-
 /// What the client sent as a JSON control message, if anything.
 fn control_type(bytes: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
@@ -833,10 +798,8 @@ async fn serve_stream(
             }
             () = &mut wake, if armed_for.is_some() => {
                 let now = Instant::now();
-                while outbox.next_due().is_some_and(|due| due <= now) {
-                    if let Some((_, message)) = outbox.queue.pop_front()
-                        && socket.send(message).await.is_err()
-                    {
+                while let Some(text) = outbox.pop_due(now) {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
                         record.update(|r| r.client_closed = true);
                         return;
                     }
@@ -857,7 +820,7 @@ async fn serve_stream(
             wake.as_mut().reset(due);
             armed_for = Some(due);
         }
-        if ending && outbox.queue.is_empty() {
+        if ending && outbox.is_empty() {
             close(&mut socket, &record, 1000, "").await;
             // Wait (briefly) for the client's half of the close handshake.
             let _ = time::timeout(Duration::from_secs(2), async {

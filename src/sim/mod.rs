@@ -5,6 +5,7 @@
 
 pub mod deepgram;
 mod latency;
+mod outbox;
 pub mod sarvam_stt;
 pub mod speech_detector;
 pub mod stream_log;
