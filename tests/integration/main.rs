@@ -5,4 +5,7 @@ mod common;
 
 mod assistants;
 mod server;
+mod stt_deepgram;
+mod stt_sarvam;
+mod stt_support;
 mod tools;
