@@ -281,10 +281,12 @@ async fn credentials_refused_on_reconnect_end_the_session() {
         code: 1011,
         reason: "NET-0000".to_owned(),
     });
-    fake.refuse_next_handshake(401);
     let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
+    // Only the reconnection is refused.
+    fake.refuse_next_handshake(401);
     let audio = mulaw_8k(&[(false, 400)]);
-    send_audio(&session.input, &audio, FRAME).await;
+    // The session may end before all of it is sent.
+    send_audio_paced(&session.input, &audio, FRAME, Duration::ZERO).await;
     let events = events_until(&mut session.events, |e| matches!(e, SttEvent::Closed(_))).await;
     assert!(
         matches!(events.last(), Some(SttEvent::Closed(Err(SttError::Unauthorized { status: 401, .. })))),
@@ -301,11 +303,11 @@ async fn gives_up_after_bounded_reconnect_attempts() {
         code: 1011,
         reason: "NET-0000".to_owned(),
     });
+    let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
     for _ in 0..3 {
         fake.refuse_next_handshake(503);
     }
-    let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
-    send_audio(&session.input, &mulaw_8k(&[(false, 300)]), FRAME).await;
+    send_audio_paced(&session.input, &mulaw_8k(&[(false, 300)]), FRAME, Duration::ZERO).await;
     let events = events_until(&mut session.events, |e| matches!(e, SttEvent::Closed(_))).await;
     assert!(
         matches!(events.last(), Some(SttEvent::Closed(Err(SttError::Unavailable(_))))),
@@ -521,7 +523,8 @@ async fn fake_close_stream_sends_finals_then_metadata() {
         .iter()
         .find(|m| m["type"] == "Results" && m["is_final"] == true)
         .expect("the pending utterance is finalised");
-    assert_eq!(final_result["channel"]["alternatives"][0]["transcript"], "Hello, I need help.");
+    // Neither punctuate nor smart_format was asked for: plain lowercase words.
+    assert_eq!(final_result["channel"]["alternatives"][0]["transcript"], "hello i need help");
     // Timestamps are on the audio timeline: speech began at 0.2 s.
     let first_word = &final_result["channel"]["alternatives"][0]["words"][0];
     assert!((first_word["start"].as_f64().unwrap() - 0.2).abs() < 0.06, "{first_word}");
