@@ -30,10 +30,8 @@ use tokio::time::{self, Instant};
 use super::Latency;
 use super::outbox::{Emission, Outbox};
 use super::speech_detector::{DetectorConfig, SpeechDetector};
-use super::stream_log::{
-    RefusedHandshake, StreamFault, StreamLog, StreamRecord, parse_query,
-};
 pub use super::stream_log::ReceivedStream;
+use super::stream_log::{RefusedHandshake, StreamFault, StreamLog, StreamRecord, parse_query};
 use super::stt_script::{ScriptError, SttScript};
 use crate::audio::Encoding;
 
@@ -469,15 +467,17 @@ impl Timeline {
     fn push_audio(&mut self, audio: &[u8], out: &mut Vec<Emission>) {
         self.state.audio_hash.update(audio);
         let state = &mut self.state;
-        self.detector
-            .push(audio, |detector, window| state.on_window(detector, window.end_ms, window.onset_ms, out));
+        self.detector.push(audio, |detector, window| {
+            state.on_window(detector, window.end_ms, window.onset_ms, out)
+        });
     }
 
     /// `Finalize`: whatever was heard becomes final now (an empty final if nothing was).
     fn finalize(&mut self, out: &mut Vec<Emission>) {
         let now = self.detector.now_ms();
         if self.state.current.is_some() {
-            self.state.finalize(&mut self.detector, now, false, true, out);
+            self.state
+                .finalize(&mut self.detector, now, false, true, out);
         } else {
             let text = self.state.results(&[], 0, 0, now, true, false, true);
             self.state.segment_start_ms = now;
@@ -492,7 +492,8 @@ impl Timeline {
     fn close_stream(&mut self, out: &mut Vec<Emission>) {
         let now = self.detector.now_ms();
         if self.state.current.is_some() {
-            self.state.finalize(&mut self.detector, now, false, false, out);
+            self.state
+                .finalize(&mut self.detector, now, false, false, out);
         }
         let digest = std::mem::take(&mut self.state.audio_hash).finalize();
         let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -571,7 +572,15 @@ impl TimelineState {
                 let text = self.current.as_ref().map(|u| {
                     let words: Vec<&str> = u.text.split_whitespace().collect();
                     let heard = heard.min(words.len());
-                    self.results(&words[..heard], start_ms, last_voiced, now, false, false, false)
+                    self.results(
+                        &words[..heard],
+                        start_ms,
+                        last_voiced,
+                        now,
+                        false,
+                        false,
+                        false,
+                    )
                 });
                 if let Some(text) = text {
                     out.push(Emission {
@@ -704,7 +713,9 @@ fn control_type(bytes: &[u8]) -> Option<String> {
     if bytes.first() != Some(&b'{') {
         return None;
     }
-    serde_json::from_slice::<Control>(bytes).ok().map(|c| c.kind)
+    serde_json::from_slice::<Control>(bytes)
+        .ok()
+        .map(|c| c.kind)
 }
 
 async fn serve_stream(
@@ -870,7 +881,11 @@ mod tests {
         assert_eq!(ok.utterance_end(), Some(1000));
 
         let no_ue = ListenParams::parse(&query(&[("utterance_end_ms", "1000")])).unwrap();
-        assert_eq!(no_ue.utterance_end(), None, "UtteranceEnd needs interim_results");
+        assert_eq!(
+            no_ue.utterance_end(),
+            None,
+            "UtteranceEnd needs interim_results"
+        );
 
         for bad in [
             vec![("encoding", "mulaw")],
@@ -891,7 +906,10 @@ mod tests {
         let keys = vec!["k1".to_owned()];
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, "Token k1".parse().unwrap());
-        assert!(matches!(authenticate(&keys, &headers, &[]), Some(Auth::Header)));
+        assert!(matches!(
+            authenticate(&keys, &headers, &[]),
+            Some(Auth::Header)
+        ));
         headers.insert(header::AUTHORIZATION, "Bearer k1".parse().unwrap());
         assert!(authenticate(&keys, &headers, &[]).is_some());
         headers.insert(header::AUTHORIZATION, "Token wrong".parse().unwrap());

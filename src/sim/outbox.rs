@@ -86,7 +86,11 @@ mod tests {
         assert_eq!(outbox.pop_due(start), None);
         let at = start + Duration::from_millis(300);
         assert_eq!(outbox.pop_due(at).as_deref(), Some("final"));
-        assert_eq!(outbox.pop_due(at).as_deref(), Some("event"), "held behind the final");
+        assert_eq!(
+            outbox.pop_due(at).as_deref(),
+            Some("event"),
+            "held behind the final"
+        );
         assert!(outbox.is_empty());
     }
 }

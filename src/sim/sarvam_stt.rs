@@ -278,9 +278,8 @@ impl StreamParams {
                 )),
             }
         };
-        let language = get("language-code").ok_or_else(|| {
-            "Missing required query parameter: language-code".to_owned()
-        })?;
+        let language = get("language-code")
+            .ok_or_else(|| "Missing required query parameter: language-code".to_owned())?;
         if !LANGUAGES.contains(&language) {
             return Err(format!("Invalid language-code: {language}"));
         }
@@ -358,8 +357,9 @@ impl Recognizer {
 
     fn push_pcm(&mut self, pcm: &[u8], out: &mut Vec<Emission>) {
         let mut windows = Vec::new();
-        self.detector
-            .push(pcm, |d, w| windows.push((w.onset_ms, d.silence_ms(), w.end_ms)));
+        self.detector.push(pcm, |d, w| {
+            windows.push((w.onset_ms, d.silence_ms(), w.end_ms))
+        });
         for (onset, silence, now) in windows {
             if onset.is_some() {
                 self.speaking_since = onset;
@@ -458,7 +458,10 @@ fn audio_pcm(payload: AudioPayload, params: &StreamParams) -> Result<Vec<u8>, St
     let rate = match payload.sample_rate {
         None => None,
         Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => Some(s.parse::<u64>().map_err(|_| format!("Invalid sample_rate: {s}"))?),
+        Some(Value::String(s)) => Some(
+            s.parse::<u64>()
+                .map_err(|_| format!("Invalid sample_rate: {s}"))?,
+        ),
         Some(other) => return Err(format!("Invalid sample_rate: {other}")),
     };
     if let Some(rate) = rate

@@ -244,7 +244,8 @@ mod tests {
 
     #[test]
     fn ignores_clicks_and_handles_split_pcm_samples() {
-        let mut d = SpeechDetector::new(Some(Encoding::Pcm16), 16_000, 1, DetectorConfig::default());
+        let mut d =
+            SpeechDetector::new(Some(Encoding::Pcm16), 16_000, 1, DetectorConfig::default());
         let click: Vec<u8> = (0..160).flat_map(|_| 20_000i16.to_le_bytes()).collect();
         let silence = vec![0u8; 3200];
         let mut stream = Vec::new();

@@ -159,6 +159,10 @@ impl StreamRecord {
 
 /// Query string as ordered pairs.
 pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+    raw.map(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect()
+    })
+    .unwrap_or_default()
 }

@@ -54,10 +54,11 @@ impl SttScript {
             path: name.clone(),
             source,
         })?;
-        let file: ScriptFile = serde_json::from_str(&text).map_err(|source| ScriptError::Parse {
-            path: name.clone(),
-            source,
-        })?;
+        let file: ScriptFile =
+            serde_json::from_str(&text).map_err(|source| ScriptError::Parse {
+                path: name.clone(),
+                source,
+            })?;
         if file.utterances.is_empty() {
             return Err(ScriptError::Empty { path: name });
         }

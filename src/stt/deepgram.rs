@@ -282,8 +282,8 @@ fn results_event(results: Results) -> Inbound {
         .unwrap_or_default();
     // An empty preview says nothing; an empty final matters only when it marks an endpoint or
     // answers a Finalize.
-    let meaningful = !text.is_empty()
-        || (results.is_final && (results.speech_final || results.from_finalize));
+    let meaningful =
+        !text.is_empty() || (results.is_final && (results.speech_final || results.from_finalize));
     if !meaningful {
         return Inbound::Ignore;
     }
@@ -320,7 +320,9 @@ mod tests {
 
     #[test]
     fn listen_url_carries_the_stream_settings() {
-        let url = stt("https://api.deepgram.com").listen_url(&params()).unwrap();
+        let url = stt("https://api.deepgram.com")
+            .listen_url(&params())
+            .unwrap();
         assert_eq!(url.scheme(), "wss");
         assert_eq!(url.path(), "/v1/listen");
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();

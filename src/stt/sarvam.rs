@@ -225,7 +225,10 @@ impl Wire for SarvamWire {
     const PROVIDER: &'static str = "sarvam";
 
     fn request(&self) -> Result<Request, SttError> {
-        socket::upgrade_request(&self.url, &[(HeaderName::from_static(KEY_HEADER), &self.key)])
+        socket::upgrade_request(
+            &self.url,
+            &[(HeaderName::from_static(KEY_HEADER), &self.key)],
+        )
     }
 
     fn refused(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> SttError {
@@ -386,13 +389,11 @@ fn parse_message(text: &str) -> Inbound {
             }
         },
         "events" => match serde_json::from_str::<Envelope<Signal>>(text) {
-            Ok(Envelope { data }) => {
-                match data.signal_type.or(data.event_type).as_deref() {
-                    Some("START_SPEECH") => Inbound::Event(SttEvent::SpeechStarted),
-                    Some("END_SPEECH") => Inbound::Event(SttEvent::SpeechEnded),
-                    _ => Inbound::Ignore,
-                }
-            }
+            Ok(Envelope { data }) => match data.signal_type.or(data.event_type).as_deref() {
+                Some("START_SPEECH") => Inbound::Event(SttEvent::SpeechStarted),
+                Some("END_SPEECH") => Inbound::Event(SttEvent::SpeechEnded),
+                _ => Inbound::Ignore,
+            },
             Err(error) => {
                 tracing::warn!(%error, "sarvam sent a malformed event; skipped");
                 Inbound::Ignore
@@ -486,6 +487,20 @@ mod tests {
             assert_eq!(decoded, expected);
             assert_eq!(value["audio"]["sample_rate"], 8000);
             assert_eq!(value["audio"]["encoding"], "audio/wav");
+        }
+    }
+
+    #[test]
+    fn audio_messages_reuse_one_buffer() {
+        let mut w = wire(AudioFormat::MULAW_8K);
+        let frame = vec![0x55u8; 160];
+        let first = w.audio_text(&frame, AudioFormat::MULAW_8K);
+        let address = first.as_ptr();
+        // The socket drops each message once it is written; the next one reuses the memory.
+        drop(first);
+        for _ in 0..10 {
+            let next = w.audio_text(&frame, AudioFormat::MULAW_8K);
+            assert_eq!(next.as_ptr(), address, "no allocation per frame");
         }
     }
 

@@ -451,9 +451,10 @@ impl<W: Wire> SessionTask<W> {
                 backoff = backoff.saturating_mul(2);
             }
             let request = self.wire.request().map_err(ReconnectEnd::GaveUp)?;
-            let opened = self
-                .buffer_while(socket::open(request, self.options.connect_timeout))
-                .await?;
+            // Boxed: the connect future is ~11 KB and only needed while reconnecting; inline, it
+            // would sit in every session task for the whole call.
+            let opening = Box::pin(socket::open(request, self.options.connect_timeout));
+            let opened = self.buffer_while(opening).await?;
             match opened {
                 Ok(ws) => {
                     self.wire.reset();
@@ -660,7 +661,10 @@ mod tests {
         assert_eq!(backlog.push(audio(160)), 0);
         assert_eq!(backlog.push(audio(160)), 0);
         assert_eq!(backlog.push(audio(160)), 160, "oldest frame dropped");
-        assert!(matches!(backlog.pop(), Some(SttInput::Finalize)), "control kept");
+        assert!(
+            matches!(backlog.pop(), Some(SttInput::Finalize)),
+            "control kept"
+        );
         let mut frames = 0;
         while let Some(item) = backlog.pop() {
             assert!(matches!(item, SttInput::Audio(_)));

@@ -15,7 +15,9 @@ use voxbridge::sim::deepgram::{DEFAULT_API_KEY, DeepgramFake, DeepgramFakeConfig
 use voxbridge::sim::stream_log::StreamFault;
 use voxbridge::sim::stt_script::SttScript;
 use voxbridge::stt::deepgram::{DeepgramOptions, DeepgramStt};
-use voxbridge::stt::{SessionOptions, SpeechToText, SttEndpoint, SttError, SttEvent, SttInput, SttParams};
+use voxbridge::stt::{
+    SessionOptions, SpeechToText, SttEndpoint, SttError, SttEvent, SttInput, SttParams,
+};
 
 use crate::stt_support::*;
 
@@ -77,16 +79,20 @@ async fn speech_becomes_transcript_events() {
     let mut session = stt.connect(params()).await.expect("connects");
 
     // Empty frames must never reach Deepgram (it would end the stream).
-    session.input.send(SttInput::Audio(Bytes::new())).await.unwrap();
+    session
+        .input
+        .send(SttInput::Audio(Bytes::new()))
+        .await
+        .unwrap();
     let audio = mulaw_8k(&[(false, 300), (true, 900), (false, 1400)]);
     send_audio(&session.input, &audio, FRAME).await;
 
     let events = events_until(&mut session.events, |e| *e == SttEvent::UtteranceEnd).await;
     assert_eq!(events.first(), Some(&SttEvent::SpeechStarted), "{events:?}");
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, SttEvent::Transcript { is_final: false, text, .. } if !text.is_empty())),
+        events.iter().any(
+            |e| matches!(e, SttEvent::Transcript { is_final: false, text, .. } if !text.is_empty())
+        ),
         "interim results while speaking: {events:?}"
     );
     let finals: Vec<&SttEvent> = events.iter().filter(|e| is_final(e)).collect();
@@ -108,7 +114,10 @@ async fn speech_becomes_transcript_events() {
     let streams = fake.streams();
     assert_eq!(streams.len(), 1);
     let stream = &streams[0];
-    assert_eq!(stream.header("authorization"), Some("Token deepgram-test-key"));
+    assert_eq!(
+        stream.header("authorization"),
+        Some("Token deepgram-test-key")
+    );
     assert_eq!(stream.query_value("encoding"), Some("mulaw"));
     assert_eq!(stream.query_value("sample_rate"), Some("8000"));
     assert_eq!(stream.query_value("channels"), Some("1"));
@@ -116,8 +125,16 @@ async fn speech_becomes_transcript_events() {
     assert_eq!(stream.query_value("endpointing"), Some("300"));
     assert_eq!(stream.query_value("utterance_end_ms"), Some("1000"));
     assert_eq!(stream.query_value("vad_events"), Some("true"));
-    assert_eq!(stream.audio_bytes, audio.len() as u64, "every byte, unchanged");
-    assert_eq!(stream.audio_messages, (audio.len() / FRAME) as u64, "one binary frame per 20 ms frame");
+    assert_eq!(
+        stream.audio_bytes,
+        audio.len() as u64,
+        "every byte, unchanged"
+    );
+    assert_eq!(
+        stream.audio_messages,
+        (audio.len() / FRAME) as u64,
+        "one binary frame per 20 ms frame"
+    );
     assert_eq!(stream.control, vec!["CloseStream"]);
     assert!(stream.rejected.is_empty(), "{:?}", stream.rejected);
     assert_eq!(stream.closed_with, Some((1000, String::new())));
@@ -198,16 +215,28 @@ async fn handshake_failures_are_typed_and_auth_is_not_retried() {
     assert_eq!(fake.refused().len(), 1, "no retry on bad credentials");
 
     fake.refuse_next_handshake(429);
-    let err = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.err().unwrap();
+    let err = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SttError::RateLimited { .. }), "{err:?}");
 
     fake.refuse_next_handshake(503);
-    let err = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.err().unwrap();
+    let err = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SttError::Unavailable(_)), "{err:?}");
 
     let mut bad_model = params();
     bad_model.model = "gpt-4".to_owned();
-    let err = client(&base, DEFAULT_API_KEY, quick()).connect(bad_model).await.err().unwrap();
+    let err = client(&base, DEFAULT_API_KEY, quick())
+        .connect(bad_model)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, SttError::Rejected { status: 400, message } if message.contains("No such model")),
         "dg-error text is kept: {err:?}"
@@ -281,7 +310,10 @@ async fn credentials_refused_on_reconnect_end_the_session() {
         code: 1011,
         reason: "NET-0000".to_owned(),
     });
-    let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
+    let mut session = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .unwrap();
     // Only the reconnection is refused.
     fake.refuse_next_handshake(401);
     let audio = mulaw_8k(&[(false, 400)]);
@@ -289,7 +321,13 @@ async fn credentials_refused_on_reconnect_end_the_session() {
     send_audio_paced(&session.input, &audio, FRAME, Duration::ZERO).await;
     let events = events_until(&mut session.events, |e| matches!(e, SttEvent::Closed(_))).await;
     assert!(
-        matches!(events.last(), Some(SttEvent::Closed(Err(SttError::Unauthorized { status: 401, .. })))),
+        matches!(
+            events.last(),
+            Some(SttEvent::Closed(Err(SttError::Unauthorized {
+                status: 401,
+                ..
+            })))
+        ),
         "{events:?}"
     );
     assert_eq!(fake.refused().len(), 1, "no retry after 401");
@@ -303,14 +341,26 @@ async fn gives_up_after_bounded_reconnect_attempts() {
         code: 1011,
         reason: "NET-0000".to_owned(),
     });
-    let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
+    let mut session = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .unwrap();
     for _ in 0..3 {
         fake.refuse_next_handshake(503);
     }
-    send_audio_paced(&session.input, &mulaw_8k(&[(false, 300)]), FRAME, Duration::ZERO).await;
+    send_audio_paced(
+        &session.input,
+        &mulaw_8k(&[(false, 300)]),
+        FRAME,
+        Duration::ZERO,
+    )
+    .await;
     let events = events_until(&mut session.events, |e| matches!(e, SttEvent::Closed(_))).await;
     assert!(
-        matches!(events.last(), Some(SttEvent::Closed(Err(SttError::Unavailable(_))))),
+        matches!(
+            events.last(),
+            Some(SttEvent::Closed(Err(SttError::Unavailable(_))))
+        ),
         "{events:?}"
     );
     assert_eq!(fake.refused().len(), 3);
@@ -324,14 +374,22 @@ async fn keepalive_is_sent_while_idle() {
         ping: false,
         ..SessionOptions::default()
     };
-    let session = client(&base, DEFAULT_API_KEY, options).connect(params()).await.unwrap();
+    let session = client(&base, DEFAULT_API_KEY, options)
+        .connect(params())
+        .await
+        .unwrap();
     wait_for("the stream to open", || fake.streams().len() == 1).await;
     tokio::time::pause();
     // 13 s without audio: Deepgram would close at 10 s without KeepAlive.
     tokio::time::sleep(Duration::from_secs(13)).await;
     tokio::time::resume();
     wait_for("keep-alives", || {
-        fake.streams()[0].control.iter().filter(|c| *c == "KeepAlive").count() >= 2
+        fake.streams()[0]
+            .control
+            .iter()
+            .filter(|c| *c == "KeepAlive")
+            .count()
+            >= 2
     })
     .await;
     let stream = &fake.streams()[0];
@@ -400,7 +458,8 @@ async fn malformed_server_messages_are_skipped() {
 
 // ---- The fake against wrong requests (a raw WebSocket client) ----
 
-type RawSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn ws_url(base: &str, query: &str) -> String {
     format!("{}/v1/listen?{query}", base.replacen("http", "ws", 1))
@@ -415,7 +474,9 @@ async fn raw_connect(
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse().unwrap());
     }
-    tokio_tungstenite::connect_async(request).await.map(|(s, _)| s)
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
 }
 
 fn refusal(result: Result<RawSocket, tungstenite::Error>) -> (u16, String) {
@@ -441,12 +502,31 @@ async fn fake_rejects_missing_or_wrong_credentials() {
     let (fake, base) = fake().await;
     let (status, dg_error) = refusal(raw_connect(&base, MULAW_QUERY, &[]).await);
     assert_eq!((status, dg_error.as_str()), (401, "Invalid credentials."));
-    let (status, _) = refusal(raw_connect(&base, MULAW_QUERY, &[("authorization", "deepgram-test-key")]).await);
+    let (status, _) = refusal(
+        raw_connect(
+            &base,
+            MULAW_QUERY,
+            &[("authorization", "deepgram-test-key")],
+        )
+        .await,
+    );
     assert_eq!(status, 401, "the scheme is required");
-    assert!(raw_connect(&base, MULAW_QUERY, &[("authorization", "Bearer deepgram-test-key")]).await.is_ok());
-    let browser = raw_connect(&base, MULAW_QUERY, &[("sec-websocket-protocol", "token, deepgram-test-key")])
+    assert!(
+        raw_connect(
+            &base,
+            MULAW_QUERY,
+            &[("authorization", "Bearer deepgram-test-key")]
+        )
         .await
-        .expect("browser-style subprotocol auth");
+        .is_ok()
+    );
+    let browser = raw_connect(
+        &base,
+        MULAW_QUERY,
+        &[("sec-websocket-protocol", "token, deepgram-test-key")],
+    )
+    .await
+    .expect("browser-style subprotocol auth");
     drop(browser);
     assert_eq!(fake.refused().len(), 2);
 }
@@ -473,9 +553,14 @@ async fn read_to_close(socket: &mut RawSocket) -> (Vec<Value>, Option<(u16, Stri
     let mut messages = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(15), socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => messages.push(serde_json::from_str(&text).unwrap()),
+            Ok(Some(Ok(Message::Text(text)))) => {
+                messages.push(serde_json::from_str(&text).unwrap())
+            }
             Ok(Some(Ok(Message::Close(frame)))) => {
-                return (messages, frame.map(|f| (u16::from(f.code), f.reason.to_string())));
+                return (
+                    messages,
+                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                );
             }
             Ok(Some(Ok(_))) => {}
             Ok(Some(Err(_)) | None) => return (messages, None),
@@ -488,7 +573,10 @@ async fn read_to_close(socket: &mut RawSocket) -> (Vec<Value>, Option<(u16, Stri
 async fn fake_ends_the_stream_on_an_empty_frame() {
     let (fake, base) = fake().await;
     let mut socket = raw_connect(&base, MULAW_QUERY, &[AUTH]).await.unwrap();
-    socket.send(Message::Binary(mulaw_8k(&[(true, 500)]).into())).await.unwrap();
+    socket
+        .send(Message::Binary(mulaw_8k(&[(true, 500)]).into()))
+        .await
+        .unwrap();
     socket.send(Message::Binary(Bytes::new())).await.unwrap();
     let (messages, close) = read_to_close(&mut socket).await;
     assert_eq!(close, Some((1000, String::new())));
@@ -501,7 +589,9 @@ async fn fake_rejects_control_messages_sent_as_binary() {
     let (fake, base) = fake().await;
     let mut socket = raw_connect(&base, MULAW_QUERY, &[AUTH]).await.unwrap();
     socket
-        .send(Message::Binary(Bytes::from_static(br#"{"type":"KeepAlive"}"#)))
+        .send(Message::Binary(Bytes::from_static(
+            br#"{"type":"KeepAlive"}"#,
+        )))
         .await
         .unwrap();
     let (_, close) = read_to_close(&mut socket).await;
@@ -513,23 +603,43 @@ async fn fake_rejects_control_messages_sent_as_binary() {
 async fn fake_close_stream_sends_finals_then_metadata() {
     let (_fake, base) = fake().await;
     let mut socket = raw_connect(&base, MULAW_QUERY, &[AUTH]).await.unwrap();
-    socket.send(Message::Binary(mulaw_8k(&[(false, 200), (true, 600)]).into())).await.unwrap();
-    socket.send(Message::text(r#"{"type":"CloseStream"}"#)).await.unwrap();
+    socket
+        .send(Message::Binary(
+            mulaw_8k(&[(false, 200), (true, 600)]).into(),
+        ))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"type":"CloseStream"}"#))
+        .await
+        .unwrap();
     let (messages, close) = read_to_close(&mut socket).await;
     assert_eq!(close, Some((1000, String::new())));
-    let kinds: Vec<&str> = messages.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.last(), Some(&"Metadata"));
     let final_result = messages
         .iter()
         .find(|m| m["type"] == "Results" && m["is_final"] == true)
         .expect("the pending utterance is finalised");
     // Neither punctuate nor smart_format was asked for: plain lowercase words.
-    assert_eq!(final_result["channel"]["alternatives"][0]["transcript"], "hello i need help");
+    assert_eq!(
+        final_result["channel"]["alternatives"][0]["transcript"],
+        "hello i need help"
+    );
     // Timestamps are on the audio timeline: speech began at 0.2 s.
     let first_word = &final_result["channel"]["alternatives"][0]["words"][0];
-    assert!((first_word["start"].as_f64().unwrap() - 0.2).abs() < 0.06, "{first_word}");
+    assert!(
+        (first_word["start"].as_f64().unwrap() - 0.2).abs() < 0.06,
+        "{first_word}"
+    );
     let metadata = messages.last().unwrap();
-    assert!((metadata["duration"].as_f64().unwrap() - 0.8).abs() < 0.02, "{metadata}");
+    assert!(
+        (metadata["duration"].as_f64().unwrap() - 0.8).abs() < 0.02,
+        "{metadata}"
+    );
     assert_eq!(metadata["sha256"].as_str().unwrap().len(), 64);
 }
 
@@ -537,8 +647,14 @@ async fn fake_close_stream_sends_finals_then_metadata() {
 async fn fake_finalize_marks_from_finalize() {
     let (_fake, base) = fake().await;
     let mut socket = raw_connect(&base, MULAW_QUERY, &[AUTH]).await.unwrap();
-    socket.send(Message::Binary(mulaw_8k(&[(true, 500)]).into())).await.unwrap();
-    socket.send(Message::text(r#"{"type":"Finalize"}"#)).await.unwrap();
+    socket
+        .send(Message::Binary(mulaw_8k(&[(true, 500)]).into()))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"type":"Finalize"}"#))
+        .await
+        .unwrap();
     loop {
         let Some(Ok(Message::Text(text))) = socket.next().await else {
             panic!("stream ended before the final");
@@ -558,16 +674,26 @@ async fn fake_sends_no_utterance_end_without_interim_results() {
     let query = "encoding=mulaw&sample_rate=8000&endpointing=300&utterance_end_ms=1000&interim_results=false";
     let mut socket = raw_connect(&base, query, &[AUTH]).await.unwrap();
     socket
-        .send(Message::Binary(mulaw_8k(&[(true, 500), (false, 2000)]).into()))
+        .send(Message::Binary(
+            mulaw_8k(&[(true, 500), (false, 2000)]).into(),
+        ))
         .await
         .unwrap();
-    socket.send(Message::text(r#"{"type":"CloseStream"}"#)).await.unwrap();
+    socket
+        .send(Message::text(r#"{"type":"CloseStream"}"#))
+        .await
+        .unwrap();
     let (messages, _) = read_to_close(&mut socket).await;
-    let kinds: Vec<&str> = messages.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"Results"), "{kinds:?}");
     assert!(!kinds.contains(&"UtteranceEnd"), "{kinds:?}");
     assert!(
-        messages.iter().all(|m| m["type"] != "Results" || m["is_final"] == true),
+        messages
+            .iter()
+            .all(|m| m["type"] != "Results" || m["is_final"] == true),
         "no interim results either"
     );
 
@@ -575,10 +701,15 @@ async fn fake_sends_no_utterance_end_without_interim_results() {
     let query = "encoding=mulaw&sample_rate=8000&endpointing=300&utterance_end_ms=1000&interim_results=true";
     let mut socket = raw_connect(&base, query, &[AUTH]).await.unwrap();
     socket
-        .send(Message::Binary(mulaw_8k(&[(true, 500), (false, 2000)]).into()))
+        .send(Message::Binary(
+            mulaw_8k(&[(true, 500), (false, 2000)]).into(),
+        ))
         .await
         .unwrap();
-    socket.send(Message::text(r#"{"type":"CloseStream"}"#)).await.unwrap();
+    socket
+        .send(Message::text(r#"{"type":"CloseStream"}"#))
+        .await
+        .unwrap();
     let (messages, _) = read_to_close(&mut socket).await;
     assert!(messages.iter().any(|m| m["type"] == "UtteranceEnd"));
 }
@@ -603,7 +734,9 @@ async fn fake_delays_finals_by_the_configured_latency() {
     let base = serve(fake.router()).await;
     let mut socket = raw_connect(&base, MULAW_QUERY, &[AUTH]).await.unwrap();
     socket
-        .send(Message::Binary(mulaw_8k(&[(true, 500), (false, 400)]).into()))
+        .send(Message::Binary(
+            mulaw_8k(&[(true, 500), (false, 400)]).into(),
+        ))
         .await
         .unwrap();
     let sent = tokio::time::Instant::now();
@@ -618,4 +751,76 @@ async fn fake_delays_finals_by_the_configured_latency() {
             break;
         }
     }
+}
+
+/// Serves the fake until killed, printing its base URL: the memory measurement runs it in a
+/// child process so the figure is the client's alone.
+#[tokio::test]
+#[ignore = "helper process for memory_per_session"]
+async fn fake_server_process() {
+    if std::env::var_os("VOXBRIDGE_FAKE_PROCESS").is_none() {
+        return;
+    }
+    let (_fake, base) = fake().await;
+    println!("FAKE_BASE={base}");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+/// Resident memory of `n` live Deepgram client sessions (plain TCP: TLS adds rustls' buffers).
+/// Run with `--run-ignored only` and `--no-capture` to see the figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn memory_per_session() {
+    use std::io::BufRead;
+    fn rss_kib() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "stt_deepgram::fake_server_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("VOXBRIDGE_FAKE_PROCESS", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the fake prints its URL").unwrap();
+        if let Some(base) = line.strip_prefix("FAKE_BASE=") {
+            break base.to_owned();
+        }
+    };
+    let stt = client(&base, DEFAULT_API_KEY, SessionOptions::default());
+    // Warm up allocator pools and lazily built state.
+    let warm = stt.connect(params()).await.unwrap();
+    send_audio(&warm.input, &mulaw_8k(&[(true, 200)]), FRAME).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    let n = 500;
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        let session = stt.connect(params()).await.unwrap();
+        send_audio(
+            &session.input,
+            &mulaw_8k(&[(false, 100), (true, 400)]),
+            FRAME,
+        )
+        .await;
+        sessions.push(session);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib();
+    println!(
+        "{n} client sessions: {} KiB resident, {:.1} KiB per session",
+        after - before,
+        (after - before) as f64 / n as f64
+    );
+    drop(sessions);
+    let _ = child.kill();
+    let _ = child.wait();
 }

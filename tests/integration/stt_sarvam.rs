@@ -13,7 +13,9 @@ use voxbridge::sim::sarvam_stt::{DEFAULT_API_KEY, SarvamSttFake, SarvamSttFakeCo
 use voxbridge::sim::stream_log::StreamFault;
 use voxbridge::sim::stt_script::SttScript;
 use voxbridge::stt::sarvam::{SarvamOptions, SarvamStt};
-use voxbridge::stt::{SessionOptions, SpeechToText, SttEndpoint, SttError, SttEvent, SttInput, SttParams};
+use voxbridge::stt::{
+    SessionOptions, SpeechToText, SttEndpoint, SttError, SttEvent, SttInput, SttParams,
+};
 
 use crate::stt_support::*;
 
@@ -129,7 +131,11 @@ async fn closing_flushes_and_ends_cleanly() {
     let voxbridge::stt::SttSession { input, mut events } = session;
     drop(input);
     let seen = events_until(&mut events, |e| matches!(e, SttEvent::Closed(_))).await;
-    assert_eq!(final_texts(&seen), vec!["मेरा ऑर्डर कहाँ है"], "the tail is transcribed");
+    assert_eq!(
+        final_texts(&seen),
+        vec!["मेरा ऑर्डर कहाँ है"],
+        "the tail is transcribed"
+    );
     assert_eq!(seen.last(), Some(&SttEvent::Closed(Ok(()))));
     wait_for("the client to close", || fake.streams()[0].client_closed).await;
     assert_eq!(fake.streams()[0].control, vec!["flush"]);
@@ -138,7 +144,11 @@ async fn closing_flushes_and_ends_cleanly() {
 #[tokio::test]
 async fn handshake_failures_are_typed() {
     let (fake, base) = fake().await;
-    let err = client(&base, "wrong", quick()).connect(params()).await.err().unwrap();
+    let err = client(&base, "wrong", quick())
+        .connect(params())
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, SttError::Unauthorized { status: 403, message } if message.contains("invalid_api_key_error")),
         "Sarvam answers 403 for a bad key: {err:?}"
@@ -146,17 +156,32 @@ async fn handshake_failures_are_typed() {
     assert_eq!(fake.refused().len(), 1, "no retry");
 
     fake.refuse_next_handshake(429);
-    let err = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.err().unwrap();
+    let err = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SttError::RateLimited { .. }), "{err:?}");
 
     fake.refuse_next_handshake(500);
-    let err = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.err().unwrap();
+    let err = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SttError::Unavailable(_)), "{err:?}");
 
     let mut bad = params();
     bad.language = "xx-YY".to_owned();
-    let err = client(&base, DEFAULT_API_KEY, quick()).connect(bad).await.err().unwrap();
-    assert!(matches!(err, SttError::Rejected { status: 400, .. }), "{err:?}");
+    let err = client(&base, DEFAULT_API_KEY, quick())
+        .connect(bad)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, SttError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -167,13 +192,18 @@ async fn mid_stream_close_reconnects() {
         code: 1011,
         reason: "internal error".to_owned(),
     });
-    let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
+    let mut session = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .unwrap();
     let audio = mulaw_8k(&[(false, 800), (true, 700), (false, 1200)]);
     let sender = send_audio_paced(&session.input, &audio, FRAME, Duration::from_millis(2));
     let receiver = events_until(&mut session.events, is_final);
     let ((), events) = tokio::join!(sender, receiver);
     assert!(
-        events.iter().any(|e| matches!(e, SttEvent::Reconnected { .. })),
+        events
+            .iter()
+            .any(|e| matches!(e, SttEvent::Reconnected { .. })),
         "{events:?}"
     );
     assert_eq!(final_texts(&events), vec!["मेरा ऑर्डर कहाँ है"]);
@@ -184,13 +214,18 @@ async fn mid_stream_close_reconnects() {
 async fn stalled_provider_is_detected_and_replaced() {
     let (fake, base) = fake().await;
     fake.stage_fault(StreamFault::StallAfterAudio { audio_ms: 200 });
-    let mut session = client(&base, DEFAULT_API_KEY, quick()).connect(params()).await.unwrap();
+    let mut session = client(&base, DEFAULT_API_KEY, quick())
+        .connect(params())
+        .await
+        .unwrap();
     let audio = mulaw_8k(&[(false, 1500), (true, 700), (false, 1200)]);
     let sender = send_audio_paced(&session.input, &audio, FRAME, Duration::from_millis(10));
     let receiver = events_until(&mut session.events, is_final);
     let ((), events) = tokio::join!(sender, receiver);
     assert!(
-        events.iter().any(|e| matches!(e, SttEvent::Reconnected { lost_ms } if *lost_ms > 0)),
+        events
+            .iter()
+            .any(|e| matches!(e, SttEvent::Reconnected { lost_ms } if *lost_ms > 0)),
         "{events:?}"
     );
     assert_eq!(fake.streams().len(), 2);
@@ -216,20 +251,29 @@ async fn pcm16_16k_passes_through() {
 
 // ---- The fake against wrong requests ----
 
-type RawSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-const GOOD_QUERY: &str =
-    "language-code=hi-IN&model=saaras:v3&sample_rate=8000&input_audio_codec=pcm_s16le&vad_signals=true&flush_signal=true";
+const GOOD_QUERY: &str = "language-code=hi-IN&model=saaras:v3&sample_rate=8000&input_audio_codec=pcm_s16le&vad_signals=true&flush_signal=true";
 
-async fn raw_connect(base: &str, query: &str, key: Option<&str>) -> Result<RawSocket, tungstenite::Error> {
-    let url = format!("{}/speech-to-text/ws?{query}", base.replacen("http", "ws", 1));
+async fn raw_connect(
+    base: &str,
+    query: &str,
+    key: Option<&str>,
+) -> Result<RawSocket, tungstenite::Error> {
+    let url = format!(
+        "{}/speech-to-text/ws?{query}",
+        base.replacen("http", "ws", 1)
+    );
     let mut request = url.into_client_request().unwrap();
     if let Some(key) = key {
         request
             .headers_mut()
             .insert("api-subscription-key", key.parse().unwrap());
     }
-    tokio_tungstenite::connect_async(request).await.map(|(s, _)| s)
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
 }
 
 fn refusal(result: Result<RawSocket, tungstenite::Error>) -> (u16, Value) {
@@ -282,13 +326,24 @@ async fn next_json(socket: &mut RawSocket) -> Value {
 #[tokio::test]
 async fn fake_answers_bad_messages_with_sarvam_errors() {
     let (fake, base) = fake().await;
-    let mut socket = raw_connect(&base, GOOD_QUERY, Some(DEFAULT_API_KEY)).await.unwrap();
+    let mut socket = raw_connect(&base, GOOD_QUERY, Some(DEFAULT_API_KEY))
+        .await
+        .unwrap();
     let pcm = BASE64.encode([0u8; 320]);
     let bad_messages = [
         Message::Binary(vec![0u8; 160].into()),
-        Message::text(json!({"audio": {"data": "***", "sample_rate": 8000, "encoding": "audio/wav"}}).to_string()),
-        Message::text(json!({"audio": {"data": pcm, "sample_rate": 16000, "encoding": "audio/wav"}}).to_string()),
-        Message::text(json!({"audio": {"data": pcm, "sample_rate": "8000", "encoding": "audio/mp3"}}).to_string()),
+        Message::text(
+            json!({"audio": {"data": "***", "sample_rate": 8000, "encoding": "audio/wav"}})
+                .to_string(),
+        ),
+        Message::text(
+            json!({"audio": {"data": pcm, "sample_rate": 16000, "encoding": "audio/wav"}})
+                .to_string(),
+        ),
+        Message::text(
+            json!({"audio": {"data": pcm, "sample_rate": "8000", "encoding": "audio/mp3"}})
+                .to_string(),
+        ),
         Message::text(r#"{"type":"config"}"#),
         Message::text("not json"),
     ];
@@ -298,17 +353,30 @@ async fn fake_answers_bad_messages_with_sarvam_errors() {
         let reply = next_json(&mut socket).await;
         assert_eq!(reply["type"], "error", "{reply}");
         assert_eq!(reply["data"]["code"], "invalid_request_error");
-        assert!(reply["data"]["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(
+            reply["data"]["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty())
+        );
     }
     // A good message is accepted; sample_rate may be a string or a number.
     socket
-        .send(Message::text(json!({"audio": {"data": pcm, "sample_rate": "8000", "encoding": "audio/wav"}}).to_string()))
+        .send(Message::text(
+            json!({"audio": {"data": pcm, "sample_rate": "8000", "encoding": "audio/wav"}})
+                .to_string(),
+        ))
         .await
         .unwrap();
-    socket.send(Message::text(r#"{"type":"flush"}"#)).await.unwrap();
+    socket
+        .send(Message::text(r#"{"type":"flush"}"#))
+        .await
+        .unwrap();
     let reply = next_json(&mut socket).await;
     assert_eq!(reply["type"], "data");
-    assert_eq!(reply["data"]["transcript"], "", "a flush on silence still answers");
+    assert_eq!(
+        reply["data"]["transcript"], "",
+        "a flush on silence still answers"
+    );
     let stream = &fake.streams()[0];
     assert_eq!(stream.rejected.len(), count);
     assert_eq!(stream.audio_bytes, 320);
@@ -318,14 +386,22 @@ async fn fake_answers_bad_messages_with_sarvam_errors() {
 async fn fake_ignores_flush_without_flush_signal() {
     let (_fake, base) = fake().await;
     let query = "language-code=hi-IN&sample_rate=8000&input_audio_codec=pcm_s16le&vad_signals=true";
-    let mut socket = raw_connect(&base, query, Some(DEFAULT_API_KEY)).await.unwrap();
+    let mut socket = raw_connect(&base, query, Some(DEFAULT_API_KEY))
+        .await
+        .unwrap();
     let speech = pcm16(&[(true, 500)], 8000);
     socket
         .send(Message::text(json!({"audio": {"data": BASE64.encode(&speech), "sample_rate": 8000, "encoding": "audio/wav"}}).to_string()))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut socket).await["data"]["signal_type"], "START_SPEECH");
-    socket.send(Message::text(r#"{"type":"flush"}"#)).await.unwrap();
+    assert_eq!(
+        next_json(&mut socket).await["data"]["signal_type"],
+        "START_SPEECH"
+    );
+    socket
+        .send(Message::text(r#"{"type":"flush"}"#))
+        .await
+        .unwrap();
     // Then 1.2 s of silence: the server's own VAD ends the utterance.
     let silence = pcm16(&[(false, 1200)], 8000);
     socket
@@ -333,7 +409,10 @@ async fn fake_ignores_flush_without_flush_signal() {
         .await
         .unwrap();
     let end = next_json(&mut socket).await;
-    assert_eq!(end["data"]["signal_type"], "END_SPEECH", "the flush was not honoured: {end}");
+    assert_eq!(
+        end["data"]["signal_type"], "END_SPEECH",
+        "the flush was not honoured: {end}"
+    );
     let data = next_json(&mut socket).await;
     assert_eq!(data["type"], "data");
     assert_eq!(data["data"]["transcript"], "मेरा ऑर्डर कहाँ है");

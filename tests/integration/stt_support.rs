@@ -42,7 +42,13 @@ pub fn samples(segments: &[(bool, u32)], rate: u32) -> Vec<i16> {
     for &(voiced, ms) in segments {
         let n = (rate * ms / 1000) as usize;
         let start = out.len();
-        out.extend((0..n).map(|i| if voiced { voiced_sample(start + i, rate) } else { 0 }));
+        out.extend((0..n).map(|i| {
+            if voiced {
+                voiced_sample(start + i, rate)
+            } else {
+                0
+            }
+        }));
     }
     out
 }
