@@ -279,6 +279,65 @@ async fn mid_stream_close_reconnects_and_keeps_transcribing() {
     assert_eq!(streams[0].closed_with, Some((1011, "NET-0000".to_owned())));
     let total: u64 = streams.iter().map(|s| s.audio_bytes).sum();
     assert!(total <= audio.len() as u64, "audio is never replayed");
+    let lost_ms: u64 = events
+        .iter()
+        .map(|e| match e {
+            SttEvent::Reconnected { lost_ms } => *lost_ms,
+            _ => 0,
+        })
+        .sum();
+    // Nothing disappears silently: what did not arrive was reported (8 bytes per ms, plus
+    // rounding down to whole milliseconds).
+    assert!(
+        total + lost_ms * 8 + 8 >= audio.len() as u64,
+        "received {total} bytes, reported {lost_ms} ms lost, sent {}",
+        audio.len()
+    );
+}
+
+#[tokio::test]
+async fn audio_during_a_slow_reconnect_is_bounded_and_reported() {
+    let (fake, base) = fake().await;
+    fake.stage_fault(StreamFault::CloseAfterAudio {
+        audio_ms: 100,
+        code: 1011,
+        reason: "NET-0000".to_owned(),
+    });
+    let options = SessionOptions {
+        backlog_ms: 100,
+        // One refused attempt, then a long pause before the next: audio piles up meanwhile.
+        reconnect_backoff: Duration::from_secs(1),
+        ..quick()
+    };
+    let mut session = client(&base, DEFAULT_API_KEY, options)
+        .connect(params())
+        .await
+        .unwrap();
+    fake.refuse_next_handshake(503);
+    send_audio(&session.input, &mulaw_8k(&[(false, 200)]), FRAME).await;
+    wait_for("the fake to close the stream", || {
+        fake.streams()[0].closed_with.is_some()
+    })
+    .await;
+    // One second of audio while the session is reconnecting.
+    send_audio(&session.input, &mulaw_8k(&[(false, 1000)]), FRAME).await;
+    let events = events_until(&mut session.events, |e| {
+        matches!(e, SttEvent::Reconnected { .. })
+    })
+    .await;
+    let Some(SttEvent::Reconnected { lost_ms }) = events.last() else {
+        unreachable!()
+    };
+    assert!(*lost_ms >= 800, "dropped backlog is reported: {lost_ms} ms");
+    wait_for("the backlog on the new stream", || {
+        fake.streams().get(1).is_some_and(|s| s.audio_ms >= 80)
+    })
+    .await;
+    assert!(
+        fake.streams()[1].audio_ms <= 120,
+        "only the newest 100 ms were kept"
+    );
+    assert_eq!(fake.refused().len(), 1);
 }
 
 #[tokio::test]

@@ -418,3 +418,33 @@ async fn fake_ignores_flush_without_flush_signal() {
     assert_eq!(data["data"]["transcript"], "मेरा ऑर्डर कहाँ है");
     assert_eq!(data["data"]["language_code"], "hi-IN");
 }
+
+#[tokio::test]
+async fn silence_keeps_an_idle_stream_alive() {
+    let (fake, base) = fake().await;
+    let options = SessionOptions {
+        ping: false,
+        ..SessionOptions::default()
+    };
+    let session = client(&base, DEFAULT_API_KEY, options)
+        .connect(params())
+        .await
+        .unwrap();
+    wait_for("the stream to open", || fake.streams().len() == 1).await;
+    tokio::time::pause();
+    // Sarvam has no keep-alive message: the client sends 20 ms of silence when idle.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::resume();
+    wait_for("silent keep-alive audio", || {
+        fake.streams()[0].audio_messages >= 2
+    })
+    .await;
+    let stream = &fake.streams()[0];
+    assert_eq!(
+        stream.audio_bytes,
+        stream.audio_messages * 320,
+        "20 ms of PCM16 8 kHz each"
+    );
+    assert!(stream.rejected.is_empty(), "{:?}", stream.rejected);
+    drop(session);
+}
