@@ -323,15 +323,18 @@ impl Agent {
 
     fn on_stt(&mut self, event: SttEvent) {
         match event {
-            SttEvent::SpeechStarted | SttEvent::Reconnected { .. } => {
-                if let SttEvent::Reconnected { lost_ms } = event {
-                    tracing::warn!(call_id = %self.setup.call_id, lost_ms, "stt reconnected");
-                }
+            // The local VAD decides about speech; the provider's own signals add nothing here.
+            SttEvent::SpeechStarted | SttEvent::SpeechEnded => {}
+            SttEvent::Reconnected { lost_ms } => {
+                tracing::warn!(call_id = %self.setup.call_id, lost_ms, "stt reconnected");
+                metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "stt", "kind" => "reconnected")
+                    .increment(1);
             }
             SttEvent::Transcript {
                 text,
                 is_final,
                 speech_final,
+                ..
             } => {
                 let text = text.trim();
                 if self.agent_speaking() {

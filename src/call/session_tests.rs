@@ -290,6 +290,7 @@ impl Harness {
                 text: text.into(),
                 is_final: true,
                 speech_final: true,
+                from_finalize: false,
             })
             .await
             .unwrap();
@@ -383,6 +384,7 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
             text: "wait, what about Sunday".into(),
             is_final: false,
             speech_final: false,
+            from_finalize: false,
         })
         .await
         .unwrap();
@@ -411,6 +413,7 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
             text: "wait, what about Sunday".into(),
             is_final: true,
             speech_final: true,
+            from_finalize: false,
         })
         .await
         .unwrap();
@@ -455,6 +458,7 @@ async fn backchannels_do_not_interrupt() {
             text: "uh-huh".into(),
             is_final: true,
             speech_final: true,
+            from_finalize: false,
         })
         .await
         .unwrap();

@@ -3,7 +3,13 @@
 //! way the real service does. The fakes' routes do not overlap, so `voxbridge sim` serves all of
 //! them on one port; tests and benchmarks start them in-process.
 
+pub mod deepgram;
 mod latency;
 pub mod openai;
+mod outbox;
+pub mod sarvam_stt;
+pub mod speech_detector;
+pub mod stream_log;
+pub mod stt_script;
 
 pub use latency::Latency;

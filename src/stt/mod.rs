@@ -4,6 +4,17 @@
 //! audio in and a channel of [`SttEvent`]s out, with a task per session owning the provider's
 //! socket (keep-alives, health checks, reconnection). The call session never sees a provider's
 //! wire format.
+//!
+//! Providers: [`deepgram::DeepgramStt`] (Deepgram live streaming) and [`sarvam::SarvamStt`]
+//! (Sarvam streaming STT). Both run on the same session task ([`session`]), which owns the
+//! socket's health and reconnection; each provider file only speaks its wire format.
+
+pub mod deepgram;
+pub mod sarvam;
+mod session;
+pub mod socket;
+
+pub use session::SessionOptions;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -41,24 +52,34 @@ pub struct SttEndpoint {
 pub enum SttEvent {
     /// The provider detected the start of speech (an early barge-in hint).
     SpeechStarted,
+    /// The provider's voice activity detection heard speech stop; a final transcript follows
+    /// (Sarvam's `END_SPEECH`). Providers without such a signal never send it.
+    SpeechEnded,
     /// Recognised text. `is_final: false` is a preview that a later event replaces;
     /// `is_final: true` is settled text to append to the user's turn; `speech_final: true` also
-    /// marks the end of the utterance (endpointing).
+    /// marks the end of the utterance (endpointing). `from_finalize: true` marks the answer to an
+    /// [`SttInput::Finalize`] (it may be empty when nothing was pending), so a call that decided
+    /// the end of turn locally knows when the flushed text has arrived.
     Transcript {
         text: String,
         is_final: bool,
         speech_final: bool,
+        from_finalize: bool,
     },
     /// No words for `utterance_end_ms`: the user's turn is over even if no `speech_final` came.
     UtteranceEnd,
     /// The provider link broke and was re-established; `lost_ms` of audio may not have been
-    /// transcribed (never silently: the call logs and counts it).
+    /// transcribed (never silently: the call logs and counts it). It is an upper bound: audio
+    /// written to the broken link after its last answered ping, plus audio dropped because the
+    /// reconnect buffer was full. Audio is never replayed (no duplicated words).
     Reconnected { lost_ms: u64 },
     /// The stream ended; `Err` when it ended because of a failure the session could not repair.
     Closed(Result<(), SttError>),
 }
 
 /// A failure of an STT provider, typed so the call can decide (retry, degrade, end).
+/// `status` is the HTTP status of a refused handshake, or the WebSocket close code when the
+/// provider rejected the stream after it opened.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SttError {
     #[error("stt provider refused the credentials ({status}): {message}")]
@@ -75,6 +96,25 @@ pub enum SttError {
     Closed(String),
     #[error("stt protocol error: {0}")]
     Protocol(String),
+    /// The server's own settings for the provider are unusable (bad base URL, key not a valid
+    /// header value, audio format the provider cannot take).
+    #[error("stt provider misconfigured: {0}")]
+    Config(String),
+}
+
+impl SttError {
+    /// Whether reconnecting may help. Credentials, rejected requests and configuration do not
+    /// change by trying again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SttError::RateLimited { .. }
+                | SttError::Unavailable(_)
+                | SttError::Stalled(_)
+                | SttError::Closed(_)
+                | SttError::Protocol(_)
+        )
+    }
 }
 
 /// What the call sends to its STT stream.
@@ -86,7 +126,12 @@ pub enum SttInput {
     Finalize,
 }
 
-/// A live STT stream. Dropping it closes the provider connection.
+/// A live STT stream. Dropping it closes the provider connection (the provider is told to
+/// finish: Deepgram `CloseStream`, Sarvam `flush`). To receive the last transcripts, drop only
+/// `input` and read `events` until [`SttEvent::Closed`].
+///
+/// `input` is bounded: send with `try_send` from the audio path; `Full` means the provider link
+/// is not keeping up and the frame is dropped by the caller (count it).
 pub struct SttSession {
     pub input: mpsc::Sender<SttInput>,
     pub events: mpsc::Receiver<SttEvent>,

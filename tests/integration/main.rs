@@ -7,4 +7,7 @@ mod assistants;
 mod calls;
 mod llm;
 mod server;
+mod stt_deepgram;
+mod stt_sarvam;
+mod stt_support;
 mod tools;
