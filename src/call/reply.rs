@@ -1,7 +1,8 @@
-//! One agent reply (one generation): the LLM completion(s) behind it, the phrases sent to TTS, the
-//! audio forwarded to the writer, and the words the caller has heard. A reply is spoken as one or
-//! more TTS utterances in strict sequence — normally one, more when tool calls split it ("let me
-//! check" … result … answer) — because a TTS context cannot stay open while a tool runs.
+//! One agent reply: the LLM completion(s) behind it, the phrases sent to TTS, the audio forwarded
+//! to the writer, and the words the caller has heard. A reply is spoken as one or more TTS
+//! utterances in strict sequence — normally one, more when tool calls split it ("let me check" …
+//! result … answer), because a TTS context cannot stay open while a tool runs. Each utterance is
+//! its own generation; the reply owns the range from its first generation to its current one.
 
 use std::collections::VecDeque;
 
@@ -23,7 +24,12 @@ pub enum ReplySource {
 
 /// The state of one reply.
 pub struct Reply {
+    /// The generation of the reply's first utterance.
+    pub first_generation: Generation,
+    /// The generation of the current (latest) utterance.
     pub generation: Generation,
+    /// An utterance of the current generation has been closed: the next phrase needs a new one.
+    pub segment_used: bool,
     pub source: ReplySource,
     /// The running LLM request, if any (aborted on barge-in).
     pub llm: Option<JoinHandle<()>>,
@@ -40,10 +46,10 @@ pub struct Reply {
     pub utterances_pending: u32,
     /// Phrases held back until the previous utterance is done.
     pub queued_phrases: VecDeque<String>,
-    /// Audio bytes forwarded before the current utterance began (its word times start here).
-    pub utterance_base: u64,
     /// Audio bytes of this reply forwarded to the writer.
     pub audio_bytes: u64,
+    /// Audio bytes of the current generation forwarded to the writer.
+    pub segment_audio_bytes: u64,
     /// When the current LLM request started (cleared at its first token).
     pub requested_at: Option<tokio::time::Instant>,
     /// When the first phrase went to the TTS.
@@ -66,7 +72,9 @@ pub struct Reply {
 impl Reply {
     pub fn new(generation: Generation, source: ReplySource) -> Self {
         Self {
+            first_generation: generation,
             generation,
+            segment_used: false,
             source,
             llm: None,
             llm_finished: source == ReplySource::Scripted,
@@ -76,8 +84,8 @@ impl Reply {
             utterance_open: false,
             utterances_pending: 0,
             queued_phrases: VecDeque::new(),
-            utterance_base: 0,
             audio_bytes: 0,
+            segment_audio_bytes: 0,
             first_audio_at: None,
             requested_at: None,
             first_phrase_at: None,
@@ -88,6 +96,11 @@ impl Reply {
             transfer_after: None,
             history_messages: Vec::new(),
         }
+    }
+
+    /// Whether output stamped `generation` belongs to this reply.
+    pub fn owns(&self, generation: Generation) -> bool {
+        (self.first_generation..=self.generation).contains(&generation)
     }
 
     /// Whether any of this reply's audio has gone to the caller.

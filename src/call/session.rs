@@ -310,7 +310,7 @@ impl Agent {
         let Some((generation, point)) = parse_mark(name) else {
             return;
         };
-        let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
+        let Some(reply) = self.reply.as_mut().filter(|r| r.owns(generation)) else {
             return;
         };
         reply.words.heard_up_to(point);
@@ -522,7 +522,7 @@ impl Agent {
     fn on_internal(&mut self, message: Internal) {
         match message {
             Internal::Llm { generation, event } => {
-                if generation != self.generation {
+                if !self.reply.as_ref().is_some_and(|r| r.owns(generation)) {
                     return;
                 }
                 match event {
@@ -536,7 +536,7 @@ impl Agent {
                 }
             }
             Internal::LlmEnded { generation } => {
-                if generation == self.generation
+                if self.reply.as_ref().is_some_and(|r| r.owns(generation))
                     && self
                         .reply
                         .as_ref()
@@ -558,11 +558,12 @@ impl Agent {
                 {
                     *slot = content;
                 }
-                if let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) {
+                if let Some(reply) = self.reply.as_mut().filter(|r| r.owns(generation)) {
                     reply.tools_in_flight = reply.tools_in_flight.saturating_sub(1);
                     if reply.tools_in_flight == 0 {
                         if reply.end_after.is_none() && reply.transfer_after.is_none() {
-                            self.request_completion(generation);
+                            let current = reply.generation;
+                            self.request_completion(current);
                         } else {
                             self.maybe_place_end_mark();
                         }
@@ -734,8 +735,14 @@ impl Agent {
             return;
         }
         if !reply.utterance_open {
+            if reply.segment_used {
+                // The TTS closed this generation's context: the next utterance is a new one.
+                self.generation = self.generation.next();
+                reply.generation = self.generation;
+                reply.segment_used = false;
+                reply.segment_audio_bytes = 0;
+            }
             reply.utterance_open = true;
-            reply.utterance_base = reply.audio_bytes;
         }
         reply.first_phrase_at.get_or_insert_with(Instant::now);
         if !reply.spoken_text.is_empty() {
@@ -760,6 +767,7 @@ impl Agent {
             return;
         }
         reply.utterance_open = false;
+        reply.segment_used = true;
         reply.utterances_pending += 1;
         let command = TtsCommand::Speak {
             generation: reply.generation,
@@ -782,7 +790,7 @@ impl Agent {
         reply.end_marked = true;
         let item = WriterItem::Mark {
             generation: reply.generation,
-            at: reply.audio_bytes,
+            at: reply.segment_audio_bytes,
             name: mark_name(reply.generation, MarkPoint::End),
         };
         if self.io.writer.try_send(item).is_err() {
@@ -834,6 +842,7 @@ impl Agent {
         match event {
             TtsEvent::Audio { generation, audio } => {
                 let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
+                    // Stale (an interrupted or older utterance): dropped here.
                     return;
                 };
                 if reply.first_audio_at.is_none() {
@@ -847,6 +856,7 @@ impl Agent {
                     }
                 }
                 reply.audio_bytes += audio.len() as u64;
+                reply.segment_audio_bytes += audio.len() as u64;
                 let item = WriterItem::Audio { generation, audio };
                 // Room was checked before this event was taken.
                 if self.io.writer.try_send(item).is_err() {
@@ -855,7 +865,7 @@ impl Agent {
             }
             TtsEvent::Words { generation, words } => self.on_words(generation, &words),
             TtsEvent::Done { generation } => {
-                let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
+                let Some(reply) = self.reply.as_mut().filter(|r| r.owns(generation)) else {
                     return;
                 };
                 reply.utterances_pending = reply.utterances_pending.saturating_sub(1);
@@ -876,8 +886,9 @@ impl Agent {
             }
             TtsEvent::Failed { generation, error } => {
                 tracing::warn!(call_id = %self.setup.call_id, %error, ?generation, "tts failed");
-                let current = self.reply.as_ref().map(|r| r.generation);
-                if generation.is_none() || generation == current {
+                let owned =
+                    generation.is_some_and(|g| self.reply.as_ref().is_some_and(|r| r.owns(g)));
+                if generation.is_none() || owned {
                     // What was produced will play; the rest of this utterance is lost.
                     if let Some(reply) = self.reply.as_mut() {
                         reply.utterances_pending = reply.utterances_pending.saturating_sub(1);
@@ -896,12 +907,13 @@ impl Agent {
         let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
             return;
         };
+        // Word times count from the start of this generation's audio, as do the writer's marks.
         for word in words {
             let count = reply.words.push(&word.word);
             let within = (f64::from(word.end.max(0.0)) * bytes_per_second) as u64;
             let item = WriterItem::Mark {
                 generation,
-                at: reply.utterance_base + within,
+                at: within,
                 name: mark_name(generation, MarkPoint::Words(count)),
             };
             if self.io.writer.try_send(item).is_err() {
