@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{assistants, health, tools};
+use super::{assistants, health, phone_numbers, tools, trunks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,9 @@ use super::{assistants, health, tools};
         health::healthz, health::readyz,
         assistants::create, assistants::list, assistants::details, assistants::update, assistants::delete,
         tools::create, tools::list, tools::details, tools::update, tools::delete,
+        trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
+        phone_numbers::create, phone_numbers::list, phone_numbers::details,
+        phone_numbers::update, phone_numbers::delete,
     ),
     modifiers(&BearerAuth),
 )]

@@ -7,7 +7,9 @@
 mod api_keys;
 mod assistants;
 mod clock;
+mod phone_numbers;
 mod tools;
+mod trunks;
 
 pub use api_keys::{ApiKeyRow, NewApiKey, Owner};
 pub use assistants::AssistantSummary;
