@@ -230,6 +230,13 @@ fn check_stream_url(url: &str) -> Result<(), TwimlError> {
     if url.contains('#') {
         return refuse("a fragment is not allowed");
     }
+    // The parser would read `wss:///media` as host "media".
+    if url
+        .split_once("://")
+        .is_none_or(|(_, rest)| rest.starts_with('/') || rest.is_empty())
+    {
+        return refuse("no host");
+    }
     let Ok(parsed) = url::Url::parse(url) else {
         return refuse("not an absolute URL");
     };

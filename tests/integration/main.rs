@@ -4,5 +4,7 @@
 mod common;
 
 mod assistants;
+mod phone_numbers;
 mod server;
 mod tools;
+mod trunks;
