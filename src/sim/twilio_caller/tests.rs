@@ -91,6 +91,8 @@ fn is_silence(payload: &Value) -> bool {
 }
 
 #[tokio::test]
+// The callback's signature is tungstenite's; its error type is large by design.
+#[allow(clippy::result_large_err)]
 async fn greeting_and_media_frames_are_shaped_like_twilio() {
     let (listener, url) = listener().await;
     let mut config = CallerConfig::new(
