@@ -6,4 +6,5 @@
 mod latency;
 
 pub use latency::Latency;
+pub mod twilio;
 pub mod twilio_caller;
