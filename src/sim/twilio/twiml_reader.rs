@@ -339,14 +339,13 @@ impl<'a> Reader<'a> {
             if raw.contains('<') {
                 return self.error("'<' inside an attribute value");
             }
-            let start = self.pos;
-            let value = decode(raw, start)?;
+            // Attribute-value normalisation: literal whitespace characters become spaces (the
+            // escaped ones, `&#10;`, are kept: that is why writers escape them).
+            let value = decode(&raw.replace(['\t', '\n', '\r'], " "), self.pos)?;
             self.pos += raw.len() + 1;
             if attrs.iter().any(|(k, _)| *k == key) {
                 return self.error(format!("attribute {key} given twice"));
             }
-            // Attribute-value normalisation: literal whitespace characters become spaces.
-            let value = value.replace(['\t', '\n', '\r'], " ");
             attrs.push((key, value));
         }
         let mut children = Vec::new();

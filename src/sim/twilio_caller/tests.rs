@@ -191,6 +191,8 @@ async fn greeting_and_media_frames_are_shaped_like_twilio() {
         next_json(&mut ws).await.is_none(),
         "the caller closes after stop"
     );
+    let _ = ws.close(None).await;
+    drop(ws);
 
     let report = caller.finished().await;
     assert_eq!(report.end, Some(CallerEnd::ScriptHangUp));
@@ -379,6 +381,8 @@ async fn the_caller_waits_for_the_agent_to_finish_before_speaking() {
             _ => {}
         }
     }
+    let _ = ws.close(None).await;
+    drop(ws);
 
     let report = caller.finished().await;
     assert_eq!(report.end, Some(CallerEnd::ScriptHangUp));
@@ -417,6 +421,8 @@ async fn dtmf_is_sent_and_a_remote_hang_up_stops_the_stream() {
             break;
         }
     }
+    let _ = ws.close(None).await;
+    drop(ws);
     let report = caller.finished().await;
     assert_eq!(report.end, Some(CallerEnd::RemoteHangUp));
     assert_eq!(report.dtmf_sent.len(), 1);
