@@ -442,3 +442,76 @@ async fn an_unreachable_server_is_a_connect_failure() {
         report.end
     );
 }
+
+/// Footprint of many callers at once (for the load generator's budget), printed, not asserted:
+/// `cargo nextest run --run-ignored only many_callers --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn many_callers_footprint() {
+    const CALLERS: usize = 500;
+    fn rss_kib() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4
+    }
+    fn cpu_ms() -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        // utime and stime, in clock ticks (100 Hz).
+        (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) * 10
+    }
+    let (listener, url) = listener().await;
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let config = caller_ws_config();
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await
+                else {
+                    return;
+                };
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    let before = rss_kib();
+    let mut callers = Vec::new();
+    for _ in 0..CALLERS {
+        let mut config = CallerConfig::new(&url, CallerScript::new());
+        config.record = RecordOptions {
+            frames: false,
+            audio: false,
+        };
+        callers.push(spawn_caller(config));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let connected = rss_kib();
+    let cpu_start = cpu_ms();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu = cpu_ms() - cpu_start;
+    println!(
+        "{CALLERS} callers (and their server sockets): {} KiB RSS each; {:.1}% of one core for \
+         5 s = {:.1} us per caller frame",
+        (connected - before) / CALLERS as u64,
+        cpu as f64 / 50.0,
+        cpu as f64 * 1000.0 / (CALLERS as f64 * 250.0)
+    );
+    for caller in &callers {
+        caller.hang_up();
+    }
+    for caller in callers {
+        let report = caller.finished().await;
+        assert_eq!(report.end, Some(CallerEnd::RemoteHangUp));
+    }
+}
