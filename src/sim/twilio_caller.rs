@@ -441,7 +441,10 @@ impl Session<'_> {
                     self.end_step(at, false);
                 }
                 Step::WaitForAgentSpeech { timeout } => {
-                    if self.last_media_at.is_some_and(|t| t >= began) {
+                    // Audio still playing counts, even if it arrived before the step began.
+                    let heard =
+                        self.last_media_at.is_some_and(|t| t >= began) || self.playout.queued() > 0;
+                    if heard {
                         self.end_step(at, false);
                     } else if waited >= *timeout {
                         self.end_step(at, true);
