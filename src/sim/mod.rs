@@ -4,7 +4,7 @@
 //! them on one port; tests and benchmarks start them in-process.
 
 mod latency;
-
-pub use latency::Latency;
 pub mod twilio;
 pub mod twilio_caller;
+
+pub use latency::Latency;
