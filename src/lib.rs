@@ -10,6 +10,7 @@
 //! - [`audio`]: formats, G.711, resampling, VAD, WAV and pacing on the hot path.
 //! - [`generation`]: the turn counter that lets stale LLM/TTS output be dropped.
 //! - [`stt`], [`tts`], [`llm`]: a trait per provider role, one file per provider.
+//! - [`telephony`]: trunks, phone numbers, provider REST clients, webhook signatures, TwiML.
 //! - [`sim`]: protocol-faithful fake providers for tests, benchmarks and offline demos.
 
 pub mod agent;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod sim;
 pub mod store;
 pub mod stt;
+pub mod telephony;
 pub mod transport;
 pub mod tts;
 pub mod validation;

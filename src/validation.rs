@@ -75,6 +75,28 @@ impl Violations {
             self.add(field, why);
         }
     }
+
+    /// Checks an E.164 phone number (`+14155550100`).
+    pub fn e164(&mut self, field: &str, value: &str) {
+        if !is_e164(value) {
+            self.add(
+                field,
+                "must be an E.164 phone number: + and 8-15 digits, the first not 0",
+            );
+        }
+    }
+}
+
+/// An E.164 phone number as telephony providers take it: `+`, then 8-15 digits (country code
+/// first, so never a leading 0), nothing else. No spaces or dashes: inbound calls are routed by
+/// exact match on the number, so one spelling per number is what keeps routing unambiguous.
+pub fn is_e164(value: &str) -> bool {
+    let Some(digits) = value.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
 }
 
 /// An absolute `http` or `https` URL with a host, or why not.
@@ -88,16 +110,6 @@ pub fn check_http_url(value: &str) -> Result<url::Url, String> {
         return Err("must be an absolute http(s) URL with a host".to_owned());
     }
     Ok(parsed)
-}
-
-/// An E.164 phone number: `+`, then 8 to 15 digits, the first not 0.
-pub fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else {
-        return false;
-    };
-    (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
 }
 
 /// A well-formed BCP-47 language tag (RFC 5646 syntax: language, optional script, region and
@@ -174,29 +186,39 @@ mod tests {
     }
 
     #[test]
-    fn e164_numbers() {
-        for ok in ["+15550200000", "+919876543210", "+4420794600"] {
-            assert!(is_e164(ok), "{ok}");
-        }
-        for bad in [
-            "15550200000",
-            "+1555",
-            "+0155502000",
-            "+1 555 020 0000",
-            "+1555020000012345",
-            "",
-        ] {
-            assert!(!is_e164(bad), "{bad}");
-        }
-    }
-
-    #[test]
     fn urls_must_be_absolute_http() {
         assert!(check_http_url("https://api.example.com/call-ended").is_ok());
         assert!(check_http_url("http://127.0.0.1:9000/x").is_ok());
         assert!(check_http_url("ftp://example.com").is_err());
         assert!(check_http_url("/relative").is_err());
         assert!(check_http_url("example.com/x").is_err());
+    }
+
+    #[test]
+    fn e164_numbers() {
+        for ok in [
+            "+14155550100",
+            "+919876543210",
+            "+12345678",
+            "+123456789012345",
+        ] {
+            assert!(is_e164(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "14155550100",
+            "+04155550100",
+            "+1234567",
+            "+1234567890123456",
+            "+1 415 555 0100",
+            "+1-415-555-0100",
+            "+1415555010a",
+            "++14155550100",
+            "+１４１５５５５０１００",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ mod health;
 mod json;
 mod openapi;
 mod patch;
+mod phone_numbers;
 mod tools;
+mod trunks;
 
 pub use envelope::Envelope;
 pub use error::ApiError;
@@ -72,6 +74,25 @@ pub fn router(state: AppState) -> Router {
         .route("/tool/delete/{tool_id}", delete(tools::delete))
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
+        .route("/trunk/create", post(trunks::create))
+        .route("/trunk/list", get(trunks::list))
+        .route("/trunk/details/{trunk_id}", get(trunks::details))
+        .route("/trunk/update/{trunk_id}", patch(trunks::update))
+        .route("/trunk/delete/{trunk_id}", delete(trunks::delete))
+        .route("/phone_number/create", post(phone_numbers::create))
+        .route("/phone_number/list", get(phone_numbers::list))
+        .route(
+            "/phone_number/details/{phone_number_id}",
+            get(phone_numbers::details),
+        )
+        .route(
+            "/phone_number/update/{phone_number_id}",
+            patch(phone_numbers::update),
+        )
+        .route(
+            "/phone_number/delete/{phone_number_id}",
+            delete(phone_numbers::delete),
+        )
         .fallback(|| async { ApiError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))

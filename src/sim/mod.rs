@@ -11,5 +11,7 @@ pub mod sarvam_stt;
 pub mod speech_detector;
 pub mod stream_log;
 pub mod stt_script;
+pub mod twilio;
+pub mod twilio_caller;
 
 pub use latency::Latency;

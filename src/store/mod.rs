@@ -8,7 +8,9 @@ mod api_keys;
 mod assistants;
 mod calls;
 mod clock;
+mod phone_numbers;
 mod tools;
+mod trunks;
 mod webhooks;
 
 pub use api_keys::{ApiKeyRow, NewApiKey, Owner};

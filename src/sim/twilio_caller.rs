@@ -1,0 +1,717 @@
+//! The simulated phone caller: a Twilio Media Streams client, as Twilio itself would open it
+//! against our `<Connect><Stream>` URL. It plays the human on the phone in integration tests,
+//! end-to-end tests and the load generator, so it must be faithful and light: one task per
+//! caller, no lock, no per-frame allocation beyond the JSON text each frame must be, and no audio
+//! kept unless a test asks for it.
+//!
+//! On the wire it does what Twilio does: `connected`, then `start` (stream, call and account
+//! SIDs, custom parameters, μ-law/8000/1), then a `media` frame of 160 μ-law bytes every 20 ms on
+//! the real clock — the script's speech, or silence (`0xFF`) when it has nothing to say — with
+//! sequence numbers, chunks and timestamps as JSON strings; `dtmf` when the script presses a key;
+//! `stop` and a close when the call ends on its side. What the server sends is checked as Twilio
+//! checks it (right `streamSid`, only `media`/`mark`/`clear`, valid base64) and queued in a
+//! playout buffer drained at 8000 bytes/s: a `mark` comes back when the audio before it has
+//! played, a `clear` drops the queue and returns pending marks at once.
+
+mod audio;
+mod playout;
+mod report;
+mod script;
+
+pub use audio::{BYTES_PER_MS, CallerAudio, CallerAudioError, FRAME_BYTES, SILENCE};
+pub use report::{
+    CallerEnd, CallerReport, ClearRecord, MarkRecord, MediaRecord, PROTOCOL_ERROR, ProtocolError,
+    SpeechRecord, StepRecord,
+};
+pub use script::{CallerScript, ScriptError, ScriptSpec, Step, StepSpec};
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::telephony::new_sid;
+use crate::telephony::twilio_signature::{SIGNATURE_HEADER, compute_signature};
+
+/// One frame of the wire clock.
+const FRAME: Duration = Duration::from_millis(20);
+/// How long to wait for the server's close after ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What to keep of the server's audio. Frames cost ~32 bytes each (1.6 KB per second of agent
+/// speech); audio costs 8 KB per second. The load generator turns both off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// Keep a [`MediaRecord`] per `media` message.
+    pub frames: bool,
+    /// Keep the audio itself ([`CallerReport::outbound_audio`]).
+    pub audio: bool,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        Self {
+            frames: true,
+            audio: false,
+        }
+    }
+}
+
+/// Everything one simulated caller needs.
+#[derive(Debug, Clone)]
+pub struct CallerConfig {
+    /// The `<Stream url>`: `ws://` or `wss://`.
+    pub url: String,
+    pub account_sid: String,
+    pub call_sid: String,
+    pub stream_sid: String,
+    /// The `<Parameter>`s, sent back in `start.customParameters`.
+    pub custom_parameters: Vec<(String, String)>,
+    pub script: CallerScript,
+    pub record: RecordOptions,
+    /// The call is hung up (with `stop`) after this long, whatever the script says.
+    pub max_duration: Duration,
+    pub connect_timeout: Duration,
+    /// With an auth token, the upgrade request carries `X-Twilio-Signature` over the URL (as
+    /// Twilio sends it; the server should not rely on it alone).
+    pub signing_token: Option<String>,
+}
+
+impl CallerConfig {
+    /// A caller for `url` with fresh SIDs, no parameters and the default recording.
+    pub fn new(url: impl Into<String>, script: CallerScript) -> Self {
+        Self {
+            url: url.into(),
+            account_sid: new_sid("AC"),
+            call_sid: new_sid("CA"),
+            stream_sid: new_sid("MZ"),
+            custom_parameters: Vec::new(),
+            script,
+            record: RecordOptions::default(),
+            max_duration: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            signing_token: None,
+        }
+    }
+}
+
+/// How the call is ended from outside the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteEnd {
+    /// The call was hung up (REST `Status=completed`, the callee's side).
+    HangUp,
+    /// The call was redirected to other TwiML: this stream stops.
+    Redirect,
+}
+
+/// Ends a running caller from another task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallerControl(Arc<watch::Sender<Option<RemoteEnd>>>);
+
+impl CallerControl {
+    /// Ends the call: `stop`, then close.
+    pub fn hang_up(&self) {
+        self.0.send_replace(Some(RemoteEnd::HangUp));
+    }
+
+    /// Stops the stream because the call moved on to other TwiML: `stop`, then close.
+    pub fn redirect(&self) {
+        self.0.send_replace(Some(RemoteEnd::Redirect));
+    }
+}
+
+/// A caller running on its own task.
+#[derive(Debug)]
+pub struct CallerHandle {
+    control: CallerControl,
+    task: JoinHandle<CallerReport>,
+}
+
+impl CallerHandle {
+    pub fn control(&self) -> CallerControl {
+        self.control.clone()
+    }
+
+    pub fn hang_up(&self) {
+        self.control.hang_up();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the call to end and answers what it saw.
+    pub async fn finished(self) -> CallerReport {
+        match self.task.await {
+            Ok(report) => report,
+            Err(e) => CallerReport {
+                end: Some(CallerEnd::Transport(format!("caller task failed: {e}"))),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Starts a caller on its own task.
+pub fn spawn_caller(config: CallerConfig) -> CallerHandle {
+    let (tx, rx) = watch::channel(None);
+    let task = tokio::spawn(run_caller(config, rx));
+    CallerHandle {
+        control: CallerControl(Arc::new(tx)),
+        task,
+    }
+}
+
+/// Small WebSocket buffers: tungstenite's defaults (128 KiB each way) would make 2000 callers
+/// cost half a gigabyte before any audio moves.
+pub fn caller_ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(1024 * 1024))
+        .max_frame_size(Some(1024 * 1024))
+}
+
+/// Runs one call to its end on the current task; `control` can end it from outside.
+pub async fn run_caller(
+    config: CallerConfig,
+    mut control: watch::Receiver<Option<RemoteEnd>>,
+) -> CallerReport {
+    let t0 = Instant::now();
+    let mut report = CallerReport {
+        call_sid: config.call_sid.clone(),
+        stream_sid: config.stream_sid.clone(),
+        ..Default::default()
+    };
+    let ws = match connect(&config).await {
+        Ok(ws) => ws,
+        Err(why) => {
+            report.end = Some(CallerEnd::ConnectFailed(why));
+            report.ended_at = t0.elapsed();
+            return report;
+        }
+    };
+    report.connected_at = Some(t0.elapsed());
+    let mut session = Session {
+        silence_payload: BASE64.encode([SILENCE; FRAME_BYTES]),
+        config: &config,
+        ws,
+        t0,
+        seq: 0,
+        chunk: 0,
+        report,
+        playout: playout::Playout::default(),
+        payload: Vec::with_capacity(FRAME_BYTES * 4),
+        clears: 0,
+        last_media_at: None,
+        step: 0,
+        step_started: None,
+        say_pos: 0,
+    };
+    let end = session.run(&mut control).await;
+    let mut report = session.report;
+    report.end = Some(end);
+    report.ended_at = t0.elapsed();
+    report
+}
+
+async fn connect(
+    config: &CallerConfig,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, String> {
+    let mut request = config
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("bad stream URL {:?}: {e}", config.url))?;
+    if let Some(token) = &config.signing_token {
+        let signature = compute_signature::<&str, &str>(token, &config.url, &[]);
+        if let Ok(value) = HeaderValue::from_str(&signature) {
+            request.headers_mut().insert(SIGNATURE_HEADER, value);
+        }
+    }
+    let connecting =
+        tokio_tungstenite::connect_async_with_config(request, Some(caller_ws_config()), true);
+    match tokio::time::timeout(config.connect_timeout, connecting).await {
+        Err(_) => Err("timed out opening the WebSocket".to_owned()),
+        Ok(Err(e)) => Err(format!("WebSocket handshake failed: {e}")),
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
+}
+
+async fn remote_end(control: &mut watch::Receiver<Option<RemoteEnd>>) -> RemoteEnd {
+    loop {
+        if let Some(end) = *control.borrow_and_update() {
+            return end;
+        }
+        if control.changed().await.is_err() {
+            // Nobody can end the call from outside any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A message from the server, borrowed from the frame's text.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(rename = "streamSid", borrow, default)]
+    stream_sid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    media: Option<IncomingMedia<'a>>,
+    #[serde(borrow, default)]
+    mark: Option<IncomingMark<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IncomingMedia<'a> {
+    #[serde(borrow, default)]
+    payload: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct IncomingMark<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// What the loop does next.
+enum Flow {
+    Continue,
+    End(CallerEnd),
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Session<'a> {
+    config: &'a CallerConfig,
+    ws: Ws,
+    t0: Instant,
+    /// Last `sequenceNumber` sent (`start` is 1).
+    seq: u64,
+    /// Last `media.chunk` sent.
+    chunk: u64,
+    report: CallerReport,
+    playout: playout::Playout,
+    /// Reused base64 decode buffer.
+    payload: Vec<u8>,
+    silence_payload: String,
+    clears: u32,
+    last_media_at: Option<Instant>,
+    step: usize,
+    step_started: Option<Instant>,
+    say_pos: usize,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, control: &mut watch::Receiver<Option<RemoteEnd>>) -> CallerEnd {
+        if let Err(e) = self.send_greeting().await {
+            return CallerEnd::Transport(e.to_string());
+        }
+        let script = self.config.script.clone();
+        let mut ticker = tokio::time::interval_at(Instant::now() + FRAME, FRAME);
+        // A late tick is made up at once: the caller's clock, like a phone's, does not slow down.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let deadline = tokio::time::sleep_until(self.t0 + self.config.max_duration);
+        tokio::pin!(deadline);
+        loop {
+            let flow = tokio::select! {
+                biased;
+                end = remote_end(control) => {
+                    return self.hang_up(match end {
+                        RemoteEnd::HangUp => CallerEnd::RemoteHangUp,
+                        RemoteEnd::Redirect => CallerEnd::StreamRedirected,
+                    }).await;
+                }
+                () = &mut deadline => return self.hang_up(CallerEnd::MaxDuration).await,
+                message = self.ws.next() => match message {
+                    Some(Ok(message)) => self.on_message(message).await,
+                    Some(Err(e)) => Err(e),
+                    None => Ok(Flow::End(CallerEnd::ServerClosed)),
+                },
+                _ = ticker.tick() => self.on_tick(script.steps()).await,
+            };
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::End(CallerEnd::ScriptHangUp)) => {
+                    return self.hang_up(CallerEnd::ScriptHangUp).await;
+                }
+                Ok(Flow::End(end)) => return end,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return CallerEnd::ServerClosed;
+                }
+                Err(e) => return CallerEnd::Transport(e.to_string()),
+            }
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), tungstenite::Error> {
+        self.ws.send(Message::text(text)).await
+    }
+
+    async fn send_greeting(&mut self) -> Result<(), tungstenite::Error> {
+        self.send_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.to_owned())
+            .await?;
+        let parameters: serde_json::Map<String, serde_json::Value> = self
+            .config
+            .custom_parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let seq = self.next_seq();
+        let start = serde_json::json!({
+            "event": "start",
+            "sequenceNumber": seq.to_string(),
+            "start": {
+                "accountSid": self.config.account_sid,
+                "streamSid": self.config.stream_sid,
+                "callSid": self.config.call_sid,
+                "tracks": ["inbound"],
+                "customParameters": parameters,
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+            },
+            "streamSid": self.config.stream_sid,
+        });
+        self.send_text(start.to_string()).await
+    }
+
+    /// One 20 ms tick: play out the server's audio, advance the script, send one frame.
+    async fn on_tick(&mut self, steps: &[Step]) -> Result<Flow, tungstenite::Error> {
+        let mut due: Vec<usize> = Vec::new();
+        let played = self.playout.play(FRAME_BYTES, |mark| due.push(mark));
+        self.report.played_bytes += played;
+        for mark in due {
+            self.echo_mark(mark, false).await?;
+        }
+
+        let now = Instant::now();
+        let at = self.elapsed();
+        let mut frame = [SILENCE; FRAME_BYTES];
+        let mut speaking = false;
+        let mut dtmf: Vec<char> = Vec::new();
+        while let Some(step) = steps.get(self.step) {
+            let began = match self.step_started {
+                Some(began) => began,
+                None => {
+                    self.step_started = Some(now);
+                    self.say_pos = 0;
+                    self.report.steps.push(StepRecord {
+                        index: self.step,
+                        kind: step.kind(),
+                        started_at: at,
+                        ended_at: None,
+                        timed_out: false,
+                    });
+                    now
+                }
+            };
+            let waited = now.duration_since(began);
+            match step {
+                Step::Wait(duration) => {
+                    if waited < *duration {
+                        break;
+                    }
+                    self.end_step(at, false);
+                }
+                Step::WaitForAgentSpeech { timeout } => {
+                    // Audio still playing counts, even if it arrived before the step began.
+                    let heard =
+                        self.last_media_at.is_some_and(|t| t >= began) || self.playout.queued() > 0;
+                    if heard {
+                        self.end_step(at, false);
+                    } else if waited >= *timeout {
+                        self.end_step(at, true);
+                    } else {
+                        break;
+                    }
+                }
+                Step::WaitForAgentSilence { quiet, timeout } => {
+                    let since = self.last_media_at.map_or(began, |t| t.max(began));
+                    if self.playout.queued() == 0 && now.duration_since(since) >= *quiet {
+                        self.end_step(at, false);
+                    } else if waited >= *timeout {
+                        self.end_step(at, true);
+                    } else {
+                        break;
+                    }
+                }
+                Step::Say(audio) => {
+                    if self.say_pos == 0 {
+                        self.report.speech.push(SpeechRecord {
+                            step: self.step,
+                            started_at: at,
+                            ended_at: None,
+                        });
+                    }
+                    let from = self.say_pos;
+                    let to = (from + FRAME_BYTES).min(audio.len());
+                    frame[..to - from].copy_from_slice(&audio.as_bytes()[from..to]);
+                    self.say_pos = to;
+                    if to >= audio.len() {
+                        if let Some(last) = self.report.speech.last_mut() {
+                            last.ended_at = Some(at);
+                        }
+                        self.end_step(at, false);
+                    }
+                    if to > from {
+                        // This tick's frame is taken; the next step starts on the next tick.
+                        speaking = true;
+                        break;
+                    }
+                }
+                Step::Dtmf(digit) => {
+                    dtmf.push(*digit);
+                    self.end_step(at, false);
+                }
+                Step::HangUp => {
+                    self.end_step(at, false);
+                    return Ok(Flow::End(CallerEnd::ScriptHangUp));
+                }
+            }
+        }
+        if self.step >= steps.len() && self.report.script_finished_at.is_none() && !steps.is_empty()
+        {
+            self.report.script_finished_at = Some(at);
+        }
+        for digit in dtmf {
+            self.send_dtmf(digit, at).await?;
+        }
+        let frame = self.media_json(speaking.then_some(&frame[..]));
+        self.send_text(frame).await?;
+        self.report.frames_sent += 1;
+        Ok(Flow::Continue)
+    }
+
+    fn end_step(&mut self, at: Duration, timed_out: bool) {
+        if let Some(record) = self.report.steps.last_mut()
+            && record.index == self.step
+        {
+            record.ended_at = Some(at);
+            record.timed_out = timed_out;
+        }
+        self.step += 1;
+        self.step_started = None;
+    }
+
+    /// A `media` frame of caller audio (`None`: silence), padded with silence to 160 bytes.
+    fn media_json(&mut self, audio: Option<&[u8]>) -> String {
+        let seq = self.next_seq();
+        self.chunk += 1;
+        let mut json = String::with_capacity(300 + self.config.stream_sid.len());
+        let _ = write!(
+            json,
+            r#"{{"event":"media","sequenceNumber":"{seq}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":""#,
+            self.chunk,
+            self.chunk * 20
+        );
+        match audio {
+            Some(bytes) if bytes.len() == FRAME_BYTES => BASE64.encode_string(bytes, &mut json),
+            Some(bytes) => {
+                let mut frame = [SILENCE; FRAME_BYTES];
+                let n = bytes.len().min(FRAME_BYTES);
+                frame[..n].copy_from_slice(&bytes[..n]);
+                BASE64.encode_string(frame, &mut json);
+            }
+            None => json.push_str(&self.silence_payload),
+        }
+        let _ = write!(json, r#""}},"streamSid":"{}"}}"#, self.config.stream_sid);
+        json
+    }
+
+    async fn send_dtmf(&mut self, digit: char, at: Duration) -> Result<(), tungstenite::Error> {
+        let seq = self.next_seq();
+        let json = format!(
+            r#"{{"event":"dtmf","streamSid":"{}","sequenceNumber":"{seq}","dtmf":{{"track":"inbound_track","digit":"{digit}"}}}}"#,
+            self.config.stream_sid
+        );
+        self.send_text(json).await?;
+        self.report.dtmf_sent.push((at, digit));
+        Ok(())
+    }
+
+    async fn echo_mark(&mut self, record: usize, cleared: bool) -> Result<(), tungstenite::Error> {
+        let at = self.elapsed();
+        let Some(mark) = self.report.marks.get_mut(record) else {
+            return Ok(());
+        };
+        mark.echoed_at = Some(at);
+        mark.cleared = cleared;
+        let name = serde_json::Value::String(mark.name.clone());
+        let seq = self.next_seq();
+        let json = format!(
+            r#"{{"event":"mark","sequenceNumber":"{seq}","streamSid":"{}","mark":{{"name":{name}}}}}"#,
+            self.config.stream_sid
+        );
+        self.send_text(json).await
+    }
+
+    fn protocol_error(&mut self, detail: impl Into<String>) {
+        let at = self.elapsed();
+        self.report.protocol_errors.push(ProtocolError {
+            at,
+            code: PROTOCOL_ERROR,
+            detail: detail.into(),
+        });
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<Flow, tungstenite::Error> {
+        match message {
+            Message::Text(text) => self.on_text(text.as_str()).await,
+            Message::Binary(_) => {
+                self.protocol_error("binary frame: Twilio only accepts JSON text frames");
+                Ok(Flow::Continue)
+            }
+            Message::Close(_) => Ok(Flow::End(CallerEnd::ServerClosed)),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<Flow, tungstenite::Error> {
+        let message: Incoming<'_> = match serde_json::from_str(text) {
+            Ok(message) => message,
+            Err(e) => {
+                self.protocol_error(format!("not a JSON message ({e})"));
+                return Ok(Flow::Continue);
+            }
+        };
+        let Some(event) = message.event.as_deref() else {
+            self.protocol_error("message without an event");
+            return Ok(Flow::Continue);
+        };
+        if !matches!(event, "media" | "mark" | "clear") {
+            self.protocol_error(format!(
+                "unsupported event {event:?}: only media, mark and clear are accepted"
+            ));
+            return Ok(Flow::Continue);
+        }
+        match message.stream_sid.as_deref() {
+            Some(sid) if sid == self.config.stream_sid => {}
+            Some(sid) => {
+                self.protocol_error(format!("{event} for another stream: streamSid {sid:?}"));
+                return Ok(Flow::Continue);
+            }
+            None => {
+                self.protocol_error(format!("{event} without a streamSid"));
+                return Ok(Flow::Continue);
+            }
+        }
+        match event {
+            "media" => {
+                let Some(payload) = message.media.and_then(|m| m.payload) else {
+                    self.protocol_error("media without media.payload");
+                    return Ok(Flow::Continue);
+                };
+                self.on_media(&payload);
+            }
+            "mark" => {
+                let Some(name) = message.mark.and_then(|m| m.name) else {
+                    self.protocol_error("mark without mark.name");
+                    return Ok(Flow::Continue);
+                };
+                let record = self.report.marks.len();
+                self.report.marks.push(MarkRecord {
+                    name: name.into_owned(),
+                    received_at: self.elapsed(),
+                    offset: self.playout.received(),
+                    echoed_at: None,
+                    cleared: false,
+                });
+                if self.playout.push_mark(record) {
+                    self.echo_mark(record, false).await?;
+                }
+            }
+            _ => {
+                let mut due: Vec<usize> = Vec::new();
+                let dropped = self.playout.clear(|mark| due.push(mark));
+                self.clears += 1;
+                let at = self.elapsed();
+                self.report.clears.push(ClearRecord {
+                    at,
+                    dropped_bytes: dropped,
+                    offset: self.playout.received(),
+                });
+                for mark in due {
+                    self.echo_mark(mark, true).await?;
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn on_media(&mut self, payload: &str) {
+        self.payload.clear();
+        if let Err(e) = BASE64.decode_vec(payload, &mut self.payload) {
+            self.protocol_error(format!("media.payload is not valid base64 ({e})"));
+            return;
+        }
+        if self.payload.starts_with(b"RIFF") {
+            // Twilio would play the header as a burst of noise; the test should hear about it.
+            self.protocol_error("media.payload is a WAV file: send raw mu-law bytes");
+        }
+        if self.payload.is_empty() {
+            return;
+        }
+        let at = self.elapsed();
+        let offset = self.playout.push_audio(self.payload.len());
+        self.last_media_at = Some(Instant::now());
+        self.report.outbound_bytes += self.payload.len() as u64;
+        self.report.first_media_at.get_or_insert(at);
+        self.report.last_media_at = Some(at);
+        if self.config.record.frames {
+            self.report.media.push(MediaRecord {
+                at,
+                bytes: self.payload.len() as u32,
+                offset,
+                after_clears: self.clears,
+            });
+        }
+        if self.config.record.audio {
+            self.report.outbound_audio.extend_from_slice(&self.payload);
+        }
+    }
+
+    /// Ends the call from the caller's side: `stop`, close, wait briefly for the server's close.
+    async fn hang_up(&mut self, end: CallerEnd) -> CallerEnd {
+        let seq = self.next_seq();
+        let stop = format!(
+            r#"{{"event":"stop","sequenceNumber":"{seq}","streamSid":"{}","stop":{{"accountSid":"{}","callSid":"{}"}}}}"#,
+            self.config.stream_sid, self.config.account_sid, self.config.call_sid
+        );
+        if self.send_text(stop).await.is_err() {
+            return end;
+        }
+        let _ = self.ws.close(None).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+        end
+    }
+}
