@@ -27,6 +27,7 @@ pub mod sim;
 pub mod store;
 pub mod stt;
 pub mod telephony;
+pub mod tokens;
 pub mod transport;
 pub mod tts;
 pub mod validation;

@@ -19,6 +19,7 @@ CREATE TABLE calls (
     missing_variables           TEXT NOT NULL,
     stream_token_hash           TEXT,
     stream_token_used_at        TEXT,
+    stream_token_expires_at     TEXT,
     created_at                  TEXT NOT NULL,
     started_at                  TEXT,
     ended_at                    TEXT,

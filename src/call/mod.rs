@@ -7,3 +7,4 @@ pub mod recorder;
 pub mod reply;
 pub mod report;
 pub mod session;
+pub mod setup;

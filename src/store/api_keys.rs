@@ -1,13 +1,10 @@
-//! API keys and their owners. A key is shown once at creation; only its SHA-256 is stored, so a
-//! database leak does not leak keys. Keys are 256 random bits, so a fast hash is enough (there is
-//! nothing to brute-force), and lookup is a single indexed equality.
+//! API keys and their owners. A key is shown once at creation; only its SHA-256 is stored (see
+//! [`crate::tokens`]), so a database leak does not leak keys.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Store, StoreError, now_timestamp};
+use crate::tokens::{random_token, token_hash};
 
 /// What every key starts with, so a leaked key is recognisable in logs and secret scanners.
 const KEY_PREFIX: &str = "vbx_";
@@ -38,27 +35,11 @@ pub struct NewApiKey {
     pub plaintext: String,
 }
 
-fn generate_key() -> String {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).expect("the OS random source is available");
-    format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret))
-}
-
-fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        use std::fmt::Write;
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
-}
-
 impl Store {
     /// Creates a key for `email`, creating the owner on first use.
     pub async fn create_api_key(&self, email: &str) -> Result<NewApiKey, StoreError> {
         let owner = self.ensure_owner(email).await?;
-        let plaintext = generate_key();
+        let plaintext = random_token(KEY_PREFIX);
         let row = ApiKeyRow {
             id: uuid::Uuid::now_v7().to_string(),
             email: owner.email,
@@ -73,7 +54,7 @@ impl Store {
         .bind(&row.id)
         .bind(&owner.id)
         .bind(&row.key_prefix)
-        .bind(hash_key(&plaintext))
+        .bind(token_hash(&plaintext))
         .bind(&row.created_at)
         .execute(self.pool())
         .await?;
@@ -109,7 +90,7 @@ impl Store {
             "SELECT u.id, u.email FROM api_keys k JOIN users u ON u.id = k.user_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
-        .bind(hash_key(key))
+        .bind(token_hash(key))
         .fetch_optional(self.pool())
         .await?;
         row.map(|row| {
@@ -161,27 +142,5 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         Ok(row.try_get("n")?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_long_random_and_prefixed() {
-        let a = generate_key();
-        let b = generate_key();
-        assert!(a.starts_with(KEY_PREFIX));
-        assert_eq!(a.len(), KEY_PREFIX.len() + 43);
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn hash_is_hex_sha256() {
-        assert_eq!(
-            hash_key("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

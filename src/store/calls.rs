@@ -121,6 +121,8 @@ pub struct NewCall {
     pub missing_variables: Vec<String>,
     /// SHA-256 (hex) of the one-time media-stream token, if the call gets a stream.
     pub stream_token_hash: Option<String>,
+    /// Until when the token may be used (a timestamp in the stored format).
+    pub stream_token_expires_at: Option<String>,
 }
 
 /// A stored call.
@@ -179,9 +181,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (id, owner_id, assistant_id, trunk_id, direction, from_number, \
              to_number, status, status_rank, provider_call_sid, metadata, rendered_prompt, \
-             rendered_start_instruction, missing_variables, stream_token_hash, created_at, \
-             updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+             rendered_start_instruction, missing_variables, stream_token_hash, \
+             stream_token_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
         )
         .bind(&c.id)
         .bind(&c.owner_id)
@@ -198,6 +200,7 @@ impl Store {
         .bind(&c.rendered_start_instruction)
         .bind(serde_json::to_string(&c.missing_variables).expect("strings serialise"))
         .bind(&c.stream_token_hash)
+        .bind(&c.stream_token_expires_at)
         .bind(&now)
         .execute(self.pool())
         .await?;
@@ -205,8 +208,8 @@ impl Store {
     }
 
     /// Consumes a call's one-time stream token: answers the call if `token_hash` matches an
-    /// unused token, and marks it used in the same statement, so a token works exactly once even
-    /// when two sockets race with it.
+    /// unused, unexpired token, and marks it used in the same statement, so a token works exactly
+    /// once even when two sockets race with it.
     pub async fn consume_stream_token(
         &self,
         call_id: &str,
@@ -215,7 +218,8 @@ impl Store {
         let now = now_timestamp();
         let done = sqlx::query(
             "UPDATE calls SET stream_token_used_at = $1, updated_at = $1 \
-             WHERE id = $2 AND stream_token_hash = $3 AND stream_token_used_at IS NULL",
+             WHERE id = $2 AND stream_token_hash = $3 AND stream_token_used_at IS NULL \
+             AND (stream_token_expires_at IS NULL OR stream_token_expires_at > $1)",
         )
         .bind(&now)
         .bind(call_id)

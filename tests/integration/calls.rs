@@ -39,6 +39,7 @@ async fn insert_call(s: &TestServer, key: &str, assistant_id: &str, status: Call
             rendered_start_instruction: Some("Hi John".into()),
             missing_variables: vec!["company".into()],
             stream_token_hash: Some("secret-token-hash".into()),
+            stream_token_expires_at: None,
         })
         .await
         .unwrap();
