@@ -3,7 +3,9 @@
 
 pub mod heard;
 pub mod io;
+pub mod providers;
 pub mod recorder;
+pub mod registry;
 pub mod reply;
 pub mod report;
 pub mod session;

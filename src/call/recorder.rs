@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use crate::store::{Store, TurnRecord};
 
 /// Turns waiting to be written; a call produces a few per minute.
-const QUEUE: usize = 64;
+const QUEUE: usize = 256;
 
 /// The agent's handle for recording turns.
 #[derive(Clone)]
@@ -37,10 +37,12 @@ impl Recorder {
         (Self { tx }, rx)
     }
 
-    /// Queues a turn; waits only if the writer is far behind.
-    pub async fn record(&self, turn: TurnRecord) {
-        if self.tx.send(turn).await.is_err() {
-            tracing::error!("transcript writer is gone; turn not stored");
+    /// Queues a turn without waiting: the agent's loop must not stall on a slow database. Turns
+    /// keep their order; a queue this far behind means the database is failing, and the turn is
+    /// logged as lost.
+    pub fn record(&self, turn: TurnRecord) {
+        if let Err(e) = self.tx.try_send(turn) {
+            tracing::error!(error = %e, "transcript queue full or closed; turn not stored");
         }
     }
 }

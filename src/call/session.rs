@@ -258,10 +258,7 @@ impl Agent {
             offset_ms: self.offset_ms(at),
             interrupted,
         };
-        let recorder = self.io.recorder.clone();
-        // The recorder's queue is generous; awaiting it here would stall the call on a slow
-        // database, so the write is handed to a task that keeps the order per call.
-        tokio::spawn(async move { recorder.record(turn).await });
+        self.io.recorder.record(turn);
     }
 
     // ----- the caller's media -------------------------------------------------------------
@@ -792,6 +789,7 @@ impl Agent {
             generation: reply.generation,
             at: reply.segment_audio_bytes,
             name: mark_name(reply.generation, MarkPoint::End),
+            last: true,
         };
         if self.io.writer.try_send(item).is_err() {
             tracing::error!(call_id = %self.setup.call_id, "writer queue full; end mark lost");
@@ -915,6 +913,7 @@ impl Agent {
                 generation,
                 at: within,
                 name: mark_name(generation, MarkPoint::Words(count)),
+                last: false,
             };
             if self.io.writer.try_send(item).is_err() {
                 // A lost word mark only makes the heard text shorter at a barge-in.

@@ -1,0 +1,73 @@
+//! Chooses and configures a call's providers from the assistant's settings and the server's
+//! config: the STT of `assistant_stt_config`, the TTS of `assistant_tts_model` (an `api_key` in
+//! the voice overrides the server's), and the OpenAI-compatible LLM of `assistant_llm_config`.
+
+use std::sync::Arc;
+
+use crate::assistant::{Assistant, SttProvider, TtsConfig};
+use crate::audio::AudioFormat;
+use crate::config::Config;
+use crate::llm::openai::OpenAiChat;
+use crate::llm::{ChatModel, LlmEndpoint, LlmError, LlmTimeouts};
+use crate::stt::deepgram::DeepgramStt;
+use crate::stt::sarvam::SarvamStt;
+use crate::stt::{SpeechToText, SttEndpoint, SttParams};
+use crate::tts::cartesia::CartesiaTts;
+use crate::tts::sarvam::SarvamTts;
+use crate::tts::{TextToSpeech, TtsEndpoint, TtsParams};
+
+/// Silence (ms) after which the STT ends the caller's utterance.
+pub const ENDPOINTING_MS: u32 = 300;
+/// Silence (ms) after the last word after which the STT declares the utterance over even when
+/// endpointing never fired (noisy lines).
+pub const UTTERANCE_END_MS: u32 = 1000;
+
+/// The call's speech-to-text client and what to ask it for.
+pub fn speech_to_text(config: &Config, assistant: &Assistant, format: AudioFormat) -> (Box<dyn SpeechToText>, SttParams) {
+    let stt = &assistant.settings.stt;
+    let params = SttParams {
+        format,
+        model: stt.effective_model().to_owned(),
+        language: stt.effective_language().to_owned(),
+        endpointing_ms: ENDPOINTING_MS,
+        utterance_end_ms: UTTERANCE_END_MS,
+    };
+    let client: Box<dyn SpeechToText> = match stt.provider {
+        SttProvider::Deepgram => Box::new(DeepgramStt::new(SttEndpoint {
+            base_url: config.deepgram.base_url.clone(),
+            api_key: config.deepgram.api_key.clone(),
+        })),
+        SttProvider::Sarvam => Box::new(SarvamStt::new(SttEndpoint {
+            base_url: config.sarvam.base_url.clone(),
+            api_key: config.sarvam.api_key.clone(),
+        })),
+    };
+    (client, params)
+}
+
+/// The call's text-to-speech client and what to ask it for (audio in the transport's format).
+pub fn text_to_speech(config: &Config, assistant: &Assistant, output: AudioFormat) -> (Box<dyn TextToSpeech>, TtsParams) {
+    let params = TtsParams { voice: assistant.tts.clone(), output };
+    let client: Box<dyn TextToSpeech> = match &assistant.tts {
+        TtsConfig::Cartesia(_) => Box::new(CartesiaTts::new(
+            TtsEndpoint {
+                base_url: config.cartesia.base_url.clone(),
+                api_key: config.cartesia.api_key.clone(),
+                model: config.cartesia.model.clone(),
+            },
+            config.cartesia.version.clone(),
+        )),
+        TtsConfig::Sarvam(_) => Box::new(SarvamTts::new(TtsEndpoint {
+            base_url: config.sarvam.base_url.clone(),
+            api_key: config.sarvam.api_key.clone(),
+            model: config.sarvam.model.clone(),
+        })),
+    };
+    (client, params)
+}
+
+/// The call's LLM: the assistant's endpoint and model, or the server's.
+pub fn language_model(config: &Config, assistant: &Assistant, http: &reqwest::Client) -> Result<Arc<dyn ChatModel>, LlmError> {
+    let endpoint = LlmEndpoint::resolve(&assistant.settings.llm, &config.llm);
+    Ok(Arc::new(OpenAiChat::new(http.clone(), endpoint, LlmTimeouts::default())?))
+}

@@ -1,0 +1,215 @@
+//! Runs a connected call from its first frame to its record: loads the assistant and its tools,
+//! connects STT and TTS in parallel, starts the reader, writer and agent tasks, and when the agent
+//! ends, closes the stream, stores the outcome and queues the end-of-call report. Transports call
+//! [`run_call`] once their handshake has identified the call; nothing here knows which transport
+//! it is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::io::{CallControl, EndReason};
+use super::reader::{caller_vad, run_reader};
+use super::recorder::Recorder;
+use super::report::end_of_call_report;
+use super::session::{CallIo, CallSetup, run_agent};
+use super::writer::run_writer;
+use super::{CallServices, providers};
+use crate::agent::tools::Toolbox;
+use crate::assistant::{Assistant, HttpTool};
+use crate::store::{CallRecord, CallStatus};
+use crate::transport::{MediaSink, MediaSource};
+
+/// How many reader events may wait for the agent.
+const MEDIA_QUEUE: usize = 64;
+/// Audio chunks and marks that may wait for the writer.
+const WRITER_QUEUE: usize = 32;
+
+/// Runs the call to its end. Never panics on provider or transport failures: they end the call
+/// with a reason.
+pub async fn run_call<S: MediaSource, K: MediaSink>(
+    services: CallServices,
+    call: CallRecord,
+    source: S,
+    mut sink: K,
+    call_control: Option<Arc<dyn CallControl>>,
+) {
+    let span = tracing::info_span!("call", call_id = %call.id);
+    async move {
+        let (registration, control) = services.live.register(&call.id);
+        let reason = match load_assistant(&services, &call).await {
+            Some((assistant, tools)) => {
+                connect_and_talk(&services, &call, &assistant, tools, source, sink, control, call_control).await
+            }
+            None => {
+                tracing::error!("the call's assistant is gone; closing the stream");
+                let _ = sink.close().await;
+                EndReason::ProviderError
+            }
+        };
+        drop(registration);
+        finish(&services, &call, reason).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn load_assistant(services: &CallServices, call: &CallRecord) -> Option<(Assistant, Vec<HttpTool>)> {
+    let assistant = match services.store.get_assistant(&call.owner_id, &call.assistant_id).await {
+        Ok(Some(assistant)) => assistant,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the assistant");
+            return None;
+        }
+    };
+    let mut tools = Vec::with_capacity(assistant.tool_ids.len());
+    for id in &assistant.tool_ids {
+        match services.store.get_tool(&call.owner_id, id).await {
+            Ok(Some(tool)) => tools.push(tool),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, tool_id = id, "tool not loaded"),
+        }
+    }
+    Some((assistant, tools))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_and_talk<S: MediaSource, K: MediaSink>(
+    services: &CallServices,
+    call: &CallRecord,
+    assistant: &Assistant,
+    tools: Vec<HttpTool>,
+    source: S,
+    mut sink: K,
+    control: mpsc::Receiver<super::io::Control>,
+    call_control: Option<Arc<dyn CallControl>>,
+) -> EndReason {
+    let config = &services.config;
+    let format = sink.format();
+    let llm = match providers::language_model(config, assistant, &services.http) {
+        Ok(llm) => llm,
+        Err(e) => {
+            tracing::error!(error = %e, "llm misconfigured");
+            let _ = sink.close().await;
+            return EndReason::ProviderError;
+        }
+    };
+    let (stt, stt_params) = providers::speech_to_text(config, assistant, format);
+    let (tts, tts_params) = providers::text_to_speech(config, assistant, format);
+    // Both connect at once: the greeting waits only for the slower of the two.
+    let (stt, tts) = tokio::join!(stt.connect(stt_params), tts.connect(tts_params));
+    let (stt, tts) = match (stt, tts) {
+        (Ok(stt), Ok(tts)) => (stt, tts),
+        (stt, tts) => {
+            if let Err(e) = &stt {
+                tracing::error!(error = %e, "stt did not connect");
+                metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "stt", "kind" => "connect").increment(1);
+            }
+            if let Err(e) = &tts {
+                tracing::error!(error = %e, "tts did not connect");
+                metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "tts", "kind" => "connect").increment(1);
+            }
+            let _ = sink.close().await;
+            return EndReason::ProviderError;
+        }
+    };
+    let vad = match caller_vad(format, assistant.settings.vad) {
+        Ok(vad) => vad,
+        Err(e) => {
+            tracing::error!(error = %e, "no vad for this audio format");
+            let _ = sink.close().await;
+            return EndReason::ProviderError;
+        }
+    };
+    if let Err(e) = services.store.advance_call_status(&call.id, CallStatus::InProgress, None).await {
+        tracing::warn!(error = %e, "call status not stored");
+    }
+
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+    let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let reader = tokio::spawn(run_reader(source, format, stt.input.clone(), vad, media_tx).in_current_span());
+    let writer = tokio::spawn(run_writer(sink, items_rx, control_rx).in_current_span());
+    let (recorder, recorder_task) = Recorder::spawn(services.store.clone(), call.id.clone());
+
+    let setup = CallSetup {
+        call_id: call.id.clone(),
+        system_prompt: call.rendered_prompt.clone(),
+        start_instruction: call.rendered_start_instruction.clone(),
+        first_message_mode: assistant.settings.first_message_mode,
+        silence_timeout: Duration::from_secs(u64::from(assistant.settings.silence_timeout_secs)),
+        max_duration: Duration::from_secs(u64::from(assistant.settings.max_call_duration_secs)),
+        interruption: assistant.settings.interruption.clone(),
+        toolbox: Toolbox::new(tools, call_control.is_some()),
+        temperature: assistant.settings.llm.temperature,
+        max_tokens: assistant.settings.llm.max_tokens,
+        output_format: format,
+    };
+    let io = CallIo {
+        media: media_rx,
+        stt,
+        tts,
+        llm,
+        writer: items_tx,
+        writer_control: control_tx,
+        control,
+        recorder,
+        http: services.http.clone(),
+        call_control,
+    };
+    let outcome = run_agent(setup, io).await;
+    tracing::info!(reason = outcome.reason.as_str(), duration_ms = outcome.duration.as_millis() as u64, barge_ins = outcome.barge_ins, "call ended");
+    // The agent closed the writer; the reader ends with the socket.
+    let _ = writer.await;
+    reader.abort();
+    // Every turn is stored before the report is built from the store.
+    let _ = recorder_task.await;
+    outcome.reason
+}
+
+/// Stores the end of the call and queues its report.
+async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason) {
+    metrics::counter!(crate::metrics::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
+    let store = &services.store;
+    if let Err(e) = store.set_end_reason(&call.id, reason.as_str()).await {
+        tracing::error!(error = %e, "end reason not stored");
+    }
+    let status = if reason == EndReason::ProviderError && call.started_at.is_none() {
+        CallStatus::Failed
+    } else {
+        CallStatus::Completed
+    };
+    if let Err(e) = store.advance_call_status(&call.id, status, Some(reason.as_str())).await {
+        tracing::error!(error = %e, "final status not stored");
+    }
+    queue_report(services, &call.id).await;
+}
+
+/// Queues the end-of-call report if the assistant has a webhook.
+pub async fn queue_report(services: &CallServices, call_id: &str) {
+    let store = &services.store;
+    let Ok(Some(call)) = store.get_call_any_owner(call_id).await else {
+        return;
+    };
+    let url = match store.get_assistant_any_state(&call.owner_id, &call.assistant_id).await {
+        Ok(Some(assistant)) => assistant.end_call_url,
+        _ => None,
+    };
+    let Some(url) = url else {
+        return;
+    };
+    let turns = match store.call_turns(&call.id).await {
+        Ok(turns) => turns,
+        Err(e) => {
+            tracing::error!(error = %e, "transcript not loaded for the report");
+            Vec::new()
+        }
+    };
+    let report = end_of_call_report(&call, &turns);
+    if let Err(e) = services.webhooks.enqueue(&call.id, &url, &report).await {
+        tracing::error!(error = %e, "end-of-call report not queued");
+    }
+}
