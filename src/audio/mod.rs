@@ -5,6 +5,7 @@ pub mod format;
 pub mod frame;
 pub mod g711;
 pub mod resample;
+pub mod vad;
 pub mod wav;
 
 pub use format::{AudioFormat, Encoding};
