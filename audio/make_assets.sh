@@ -47,10 +47,10 @@ for rate in 8000 16000; do
         edge "vad/${name}_$k.wav" "$s6" $(( s6 + a )) "$rate"
         edge "vad/${name}_$k.wav" $(( s6 + a + s9 )) $(( s6 + a + s9 + b )) "$rate"
     done
-    total=$(samples "vad/speech_$k.wav")
+    seconds=$(soxi -D "vad/speech_$k.wav")
     # Noisy speech: pink noise about 10 dB under the speech (speech RMS ~ -23 dBFS while talking,
     # noise ~ -34 dBFS).
-    $SOX -n -r "$rate" -c 1 -b 16 "$TMP/noise.wav" synth "${total}s" pinknoise vol 0.1
+    $SOX -n -r "$rate" -c 1 -b 16 "$TMP/noise.wav" synth "$seconds" pinknoise vol 0.1
     $SOX -m -v 1 "vad/speech_$k.wav" -v 1 "$TMP/noise.wav" "vad/noisy_speech_$k.wav"
     # Digital silence and a low noise floor (pink noise ~ -44 dBFS: line hiss, a quiet room).
     silence 3 "$rate" "vad/silence_$k.wav"
