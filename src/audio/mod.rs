@@ -4,6 +4,7 @@
 pub mod format;
 pub mod frame;
 pub mod g711;
+pub mod pacer;
 pub mod resample;
 pub mod vad;
 pub mod wav;
