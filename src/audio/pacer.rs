@@ -284,8 +284,10 @@ mod tests {
         mut audio: mpsc::Receiver<Vec<u8>>,
         mut barge: mpsc::Receiver<()>,
         sent: mpsc::UnboundedSender<(Instant, usize)>,
+        stall_after: Option<(usize, Duration)>,
     ) -> Pacer {
         let mut clock = FrameClock::new();
+        let mut count = 0;
         let mut pending: Option<(Vec<u8>, usize)> = None;
         let mut closed = false;
         loop {
@@ -311,6 +313,11 @@ mod tests {
                 _ = clock.tick(), if pacer.has_frame() => {
                     let frame = pacer.next_frame().expect("has_frame");
                     sent.send((Instant::now(), frame.len())).expect("test receiver");
+                    count += 1;
+                    // A slow socket write.
+                    if let Some((_, stall)) = stall_after.filter(|(after, _)| *after == count) {
+                        tokio::time::sleep(stall).await;
+                    }
                 }
                 chunk = audio.recv(), if pending.is_none() && !closed => match chunk {
                     Some(chunk) => pending = Some((chunk, 0)),
@@ -329,7 +336,7 @@ mod tests {
         let (_barge_tx, barge_rx) = mpsc::channel(1);
         let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
         let pacer = Pacer::new(AudioFormat::MULAW_8K, 2000);
-        let writer = tokio::spawn(writer(pacer, audio_rx, barge_rx, sent_tx));
+        let writer = tokio::spawn(writer(pacer, audio_rx, barge_rx, sent_tx, None));
 
         // TTS: 10 minutes of μ-law in odd-sized chunks, produced faster than real time.
         let total = 8000 * 600;
@@ -371,6 +378,7 @@ mod tests {
             audio_rx,
             barge_rx,
             sent_tx,
+            None,
         ));
         audio_tx.send(vec![1; 8000]).await.unwrap(); // 1 s
         let start = Instant::now();
@@ -390,5 +398,31 @@ mod tests {
         }
         drop(audio_tx);
         writer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_writer_catches_up_instead_of_drifting() {
+        let (audio_tx, audio_rx) = mpsc::channel(4);
+        let (_barge_tx, barge_rx) = mpsc::channel(1);
+        let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
+        // The 10th send takes 70 ms.
+        let stall = Some((10, Duration::from_millis(70)));
+        let pacer = Pacer::new(AudioFormat::MULAW_8K, 2000);
+        let writer = tokio::spawn(writer(pacer, audio_rx, barge_rx, sent_tx, stall));
+        audio_tx.send(vec![1; 160 * 40]).await.unwrap();
+        drop(audio_tx);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        while let Some((at, _)) = sent_rx.recv().await {
+            times.push((at - start).as_millis() as u64);
+        }
+        writer.await.unwrap();
+        assert_eq!(times.len(), 40);
+        // Frames 10..=12 fell due during the stall (180–250 ms) and go out together when it
+        // ends; from frame 13 on, every frame is exactly on its original schedule.
+        let on_schedule = |range: std::ops::Range<u64>| range.map(|n| n * 20).collect::<Vec<_>>();
+        assert_eq!(times[..10], on_schedule(0..10));
+        assert_eq!(times[10..13], [250, 250, 250]);
+        assert_eq!(times[13..], on_schedule(13..40));
     }
 }

@@ -115,7 +115,7 @@ impl CascadeVad {
         let (windows, speech, after_onset) = NEURAL.with(|cell| {
             let mut scratch = cell.borrow_mut();
             let scratch = scratch.get_or_insert_with(NeuralScratch::new);
-            let audio = scratch.to_16k(older, newer, self.sample_rate);
+            let audio = scratch.resample_to_16k(older, newer, self.sample_rate);
             let count = audio.len() / silero::WINDOW;
             let first = audio.len() - count * silero::WINDOW;
             let (mut speech, mut after_onset) = (0usize, 0usize);
@@ -330,7 +330,7 @@ impl NeuralScratch {
     }
 
     /// The segment `older ‖ newer` at 16 kHz, full scale ±1.0, time-aligned.
-    fn to_16k(&mut self, older: &[i16], newer: &[i16], sample_rate: u32) -> &[f32] {
+    fn resample_to_16k(&mut self, older: &[i16], newer: &[i16], sample_rate: u32) -> &[f32] {
         self.audio.clear();
         let audio = &mut self.audio;
         match (sample_rate, self.upsampler.as_mut()) {
