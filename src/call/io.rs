@@ -31,11 +31,13 @@ pub enum WriterItem {
         generation: Generation,
         audio: Bytes,
     },
-    /// Send mark `name` once `at` bytes of `generation`'s audio have been sent.
+    /// Send mark `name` once `at` bytes of `generation`'s audio have been sent. `last`: no more
+    /// audio of this generation follows, so a partial last frame goes out padded.
     Mark {
         generation: Generation,
         at: u64,
         name: String,
+        last: bool,
     },
 }
 

@@ -4,9 +4,34 @@
 pub mod heard;
 pub mod io;
 pub mod providers;
+pub mod reader;
 pub mod recorder;
 pub mod registry;
 pub mod reply;
 pub mod report;
+pub mod runner;
 pub mod session;
 pub mod setup;
+pub mod writer;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::telephony::twilio_rest::TwilioRest;
+use crate::webhook::Webhooks;
+
+pub use registry::LiveCalls;
+
+/// What every call needs from the server: the store, the config, one shared HTTP client (its
+/// connection pool keeps LLM requests warm), the webhook sender, the live-call registry and the
+/// telephony REST client.
+#[derive(Clone)]
+pub struct CallServices {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub webhooks: Webhooks,
+    pub live: LiveCalls,
+    pub twilio: TwilioRest,
+}

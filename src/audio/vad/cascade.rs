@@ -1,0 +1,529 @@
+//! The cascade detector: energy on every frame, Silero to confirm candidate onsets.
+//!
+//! States: *silence* → (an active frame) → *candidate* → (it lasted `min_speech_ms`, and the
+//! neural model agrees) → *speech* → (`min_silence_ms` without an active frame) → *silence*.
+//! A candidate with a gap of more than [`CANDIDATE_GAP_MS`] dies without costing a neural run
+//! (a click, a short knock). A candidate the model rejects (a cough, a door, music) is asked
+//! about again after a growing back-off, so a steady non-speech sound costs little.
+//!
+//! Confirmation runs Silero with a fresh state over the candidate's audio from
+//! [`PREROLL_MS`] before its onset up to now (at most [`MAX_ANALYSIS_MS`]), kept in a small ring
+//! buffer; 8 kHz audio is first upsampled to the model's 16 kHz. Per call the detector holds
+//! that ring (8 KiB at 8 kHz) and 1 KiB of model state; everything else is shared or per thread.
+
+use std::cell::RefCell;
+
+use super::energy::EnergyDetector;
+use super::silero::{self, Silero};
+use super::{Vad, VadConfig, VadError, VadEvent};
+use crate::audio::resample::Resampler;
+
+/// Audio before a candidate's onset given to the model, so it hears the onset in context.
+pub const PREROLL_MS: u32 = 64;
+/// Longest stretch of audio the model is given per confirmation (16 windows of 32 ms).
+pub const MAX_ANALYSIS_MS: u32 = 512;
+/// A candidate dies after this much inactivity.
+pub const CANDIDATE_GAP_MS: u32 = 120;
+/// Share of the analysed windows after the onset that must be speech to confirm.
+const CONFIRM_SHARE: f32 = 0.5;
+/// A rejected candidate is looked at again after `min_speech_ms << min(rejections, this)`.
+const MAX_BACKOFF_SHIFT: u32 = 3;
+
+/// Counters for tuning and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VadStats {
+    pub frames: u64,
+    pub active_frames: u64,
+    /// Confirmations attempted (candidates that reached `min_speech_ms`).
+    pub neural_runs: u64,
+    /// 32 ms windows the model evaluated.
+    pub neural_windows: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Silence,
+    Candidate {
+        onset: u64,
+        last_active: u64,
+        check_at: u64,
+        rejections: u32,
+    },
+    Speech {
+        last_active: u64,
+    },
+}
+
+/// See the module docs. Times inside are in samples since the stream start.
+pub struct CascadeVad {
+    config: VadConfig,
+    sample_rate: u32,
+    energy: EnergyDetector,
+    history: History,
+    silero: Silero,
+    position: u64,
+    state: State,
+    stats: VadStats,
+}
+
+impl CascadeVad {
+    /// A detector for 8000 or 16000 Hz audio with `config` (validated).
+    pub fn new(config: VadConfig, sample_rate: u32) -> Result<Self, VadError> {
+        if sample_rate != 8000 && sample_rate != 16_000 {
+            return Err(VadError::UnsupportedRate(sample_rate));
+        }
+        config.validate()?;
+        Ok(Self {
+            config,
+            sample_rate,
+            energy: EnergyDetector::new(config.energy_margin_db, sample_rate),
+            history: History::new(ms_to_samples(MAX_ANALYSIS_MS, sample_rate) as usize),
+            silero: Silero::new(),
+            position: 0,
+            state: State::Silence,
+            stats: VadStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &VadConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> VadStats {
+        self.stats
+    }
+
+    fn ms(&self, samples: u64) -> u64 {
+        samples * 1000 / u64::from(self.sample_rate)
+    }
+
+    fn samples(&self, ms: u32) -> u64 {
+        ms_to_samples(ms, self.sample_rate)
+    }
+
+    /// Asks the neural model whether the audio since `onset` is speech.
+    fn confirm(&mut self, onset: u64) -> bool {
+        let start = onset.saturating_sub(self.samples(PREROLL_MS));
+        let wanted = (self.position - start).min(self.history.len() as u64) as usize;
+        let (older, newer) = self.history.last(wanted);
+        // Windows that start at or after the onset (in 16 kHz samples from the segment's end).
+        let onset_back = ((self.position - onset) * 16_000 / u64::from(self.sample_rate)) as usize;
+        self.stats.neural_runs += 1;
+        let threshold = self.config.threshold;
+        let silero = &mut self.silero;
+        silero.reset();
+        let (windows, speech, after_onset) = NEURAL.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let scratch = scratch.get_or_insert_with(NeuralScratch::new);
+            let audio = scratch.resample_to_16k(older, newer, self.sample_rate);
+            let count = audio.len() / silero::WINDOW;
+            let first = audio.len() - count * silero::WINDOW;
+            let (mut speech, mut after_onset) = (0usize, 0usize);
+            for i in 0..count {
+                let from = first + i * silero::WINDOW;
+                let Ok(window) =
+                    <&[f32; silero::WINDOW]>::try_from(&audio[from..from + silero::WINDOW])
+                else {
+                    continue;
+                };
+                let p = silero.process(window);
+                // Only windows mostly after the onset vote; earlier ones warm the model up.
+                if audio.len() - from <= onset_back + silero::WINDOW / 2 {
+                    after_onset += 1;
+                    if p >= threshold {
+                        speech += 1;
+                    }
+                }
+            }
+            (count, speech, after_onset)
+        });
+        self.stats.neural_windows += windows as u64;
+        if after_onset == 0 {
+            // Too little audio to judge (a very short min_speech_ms): trust the energy.
+            return true;
+        }
+        speech as f32 >= CONFIRM_SHARE * after_onset as f32
+    }
+}
+
+impl Vad for CascadeVad {
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    fn process(&mut self, frame: &[i16]) -> Option<VadEvent> {
+        let start = self.position;
+        let end = start + frame.len() as u64;
+        self.position = end;
+        self.history.push(frame);
+        let continuing = match self.state {
+            State::Silence => false,
+            State::Candidate { last_active, .. } | State::Speech { last_active } => {
+                last_active == start
+            }
+        };
+        let active = self.energy.process(frame, continuing);
+        self.stats.frames += 1;
+        self.stats.active_frames += u64::from(active);
+
+        match self.state {
+            State::Silence => {
+                if active {
+                    self.state = State::Candidate {
+                        onset: start,
+                        last_active: end,
+                        check_at: start + self.samples(self.config.min_speech_ms),
+                        rejections: 0,
+                    };
+                    return self.check_candidate();
+                }
+                None
+            }
+            State::Candidate {
+                ref mut last_active,
+                ..
+            } => {
+                if active {
+                    *last_active = end;
+                } else if end - *last_active > self.samples(CANDIDATE_GAP_MS) {
+                    self.state = State::Silence;
+                    return None;
+                }
+                self.check_candidate()
+            }
+            State::Speech {
+                ref mut last_active,
+            } => {
+                if active {
+                    *last_active = end;
+                    return None;
+                }
+                let last = *last_active;
+                if end - last >= self.samples(self.config.min_silence_ms) {
+                    self.state = State::Silence;
+                    return Some(VadEvent::SpeechEnd {
+                        at_ms: self.ms(last),
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    fn is_speaking(&self) -> bool {
+        matches!(self.state, State::Speech { .. })
+    }
+
+    fn reset(&mut self) {
+        self.energy.reset();
+        self.history.clear();
+        self.silero.reset();
+        self.position = 0;
+        self.state = State::Silence;
+    }
+}
+
+impl CascadeVad {
+    fn check_candidate(&mut self) -> Option<VadEvent> {
+        let State::Candidate {
+            onset,
+            last_active,
+            check_at,
+            rejections,
+        } = self.state
+        else {
+            return None;
+        };
+        if self.position < check_at {
+            return None;
+        }
+        if !self.config.neural || self.confirm(onset) {
+            self.state = State::Speech { last_active };
+            return Some(VadEvent::SpeechStart {
+                at_ms: self.ms(onset),
+            });
+        }
+        // Not speech: start over from here, and look again later.
+        let rejections = rejections + 1;
+        let wait = self.samples(self.config.min_speech_ms) << rejections.min(MAX_BACKOFF_SHIFT);
+        self.state = State::Candidate {
+            onset: self.position,
+            last_active,
+            check_at: self.position + wait,
+            rejections,
+        };
+        None
+    }
+}
+
+fn ms_to_samples(ms: u32, sample_rate: u32) -> u64 {
+    u64::from(ms) * u64::from(sample_rate) / 1000
+}
+
+/// The most recent samples of the stream, for the neural model to look back at.
+struct History {
+    buffer: Box<[i16]>,
+    /// Next write position.
+    head: usize,
+    filled: usize,
+}
+
+impl History {
+    fn new(capacity: usize) -> Self {
+        Self {
+            buffer: vec![0; capacity].into_boxed_slice(),
+            head: 0,
+            filled: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.filled
+    }
+
+    fn clear(&mut self) {
+        self.head = 0;
+        self.filled = 0;
+    }
+
+    fn push(&mut self, mut samples: &[i16]) {
+        let capacity = self.buffer.len();
+        if samples.len() > capacity {
+            samples = &samples[samples.len() - capacity..];
+        }
+        let first = (capacity - self.head).min(samples.len());
+        self.buffer[self.head..self.head + first].copy_from_slice(&samples[..first]);
+        self.buffer[..samples.len() - first].copy_from_slice(&samples[first..]);
+        self.head = (self.head + samples.len()) % capacity;
+        self.filled = (self.filled + samples.len()).min(capacity);
+    }
+
+    /// The last `n` samples (n ≤ len) as two slices, oldest first.
+    fn last(&self, n: usize) -> (&[i16], &[i16]) {
+        let n = n.min(self.filled);
+        let capacity = self.buffer.len();
+        let start = (self.head + capacity - n) % capacity;
+        if start + n <= capacity {
+            (&self.buffer[start..start + n], &[])
+        } else {
+            (&self.buffer[start..], &self.buffer[..self.head])
+        }
+    }
+}
+
+/// Per-thread buffers for confirmations: the 8 → 16 kHz upsampler and the 16 kHz audio.
+struct NeuralScratch {
+    upsampler: Option<Resampler>,
+    audio: Vec<f32>,
+}
+
+thread_local! {
+    static NEURAL: RefCell<Option<NeuralScratch>> = const { RefCell::new(None) };
+}
+
+impl NeuralScratch {
+    fn new() -> Self {
+        Self {
+            upsampler: Resampler::new(8000, 16_000).ok(),
+            audio: Vec::with_capacity(ms_to_samples(MAX_ANALYSIS_MS + 40, 16_000) as usize),
+        }
+    }
+
+    /// The segment `older ‖ newer` at 16 kHz, full scale ±1.0, time-aligned.
+    fn resample_to_16k(&mut self, older: &[i16], newer: &[i16], sample_rate: u32) -> &[f32] {
+        self.audio.clear();
+        let audio = &mut self.audio;
+        match (sample_rate, self.upsampler.as_mut()) {
+            (8000, Some(up)) => {
+                up.reset();
+                let mut skip = up.delay_samples();
+                let mut take = |frame: &[i16]| {
+                    let from = skip.min(frame.len());
+                    skip -= from;
+                    audio.extend(frame[from..].iter().map(|&s| f32::from(s) / 32768.0));
+                };
+                up.push(older, &mut take);
+                up.push(newer, &mut take);
+                up.flush(&mut take);
+                audio.truncate((older.len() + newer.len()) * 2);
+            }
+            _ => audio.extend(older.iter().chain(newer).map(|&s| f32::from(s) / 32768.0)),
+        }
+        &self.audio
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_latest_samples() {
+        let mut history = History::new(5);
+        history.push(&[1, 2, 3]);
+        assert_eq!(history.last(2), (&[2, 3][..], &[][..]));
+        history.push(&[4, 5, 6, 7]);
+        let (a, b) = history.last(5);
+        assert_eq!([a, b].concat(), [3, 4, 5, 6, 7]);
+        history.push(&[8, 9, 10, 11, 12, 13]);
+        let (a, b) = history.last(9);
+        assert_eq!([a, b].concat(), [9, 10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn rejects_other_rates() {
+        assert_eq!(
+            CascadeVad::new(VadConfig::default(), 44_100).err(),
+            Some(VadError::UnsupportedRate(44_100))
+        );
+    }
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+    use crate::audio::wav;
+
+    const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+    /// Speech segments of `path` from `audio/edges.csv`, in ms.
+    fn truth(path: &str) -> Vec<(u64, u64)> {
+        std::fs::read_to_string(format!("{ROOT}/audio/edges.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut fields = line.split(',');
+                (fields.next()? == path).then(|| {
+                    (
+                        fields.next().unwrap().parse().unwrap(),
+                        fields.next().unwrap().parse().unwrap(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Runs a clip through a detector in 20 ms frames; returns the speech segments it reports.
+    fn segments(path: &str, config: VadConfig) -> (Vec<(u64, u64)>, VadStats) {
+        let clip = wav::read(format!("{ROOT}/audio/{path}")).unwrap();
+        let mut vad = CascadeVad::new(config, clip.sample_rate).unwrap();
+        let frame = clip.sample_rate as usize / 50;
+        let mut found = Vec::new();
+        let mut open = None;
+        // Trailing silence so a segment at the very end can close.
+        let tail = vec![0i16; clip.sample_rate as usize];
+        for chunk in clip.samples.chunks(frame).chain(tail.chunks(frame)) {
+            match vad.process(chunk) {
+                Some(VadEvent::SpeechStart { at_ms }) => open = Some(at_ms),
+                Some(VadEvent::SpeechEnd { at_ms }) => found.push((open.take().unwrap(), at_ms)),
+                None => {}
+            }
+        }
+        (found, vad.stats())
+    }
+
+    /// Asserts that `found` has the same segments as `expected`, each edge within ±60 ms.
+    fn assert_edges(path: &str, found: &[(u64, u64)], expected: &[(u64, u64)]) {
+        assert_eq!(
+            found.len(),
+            expected.len(),
+            "{path}: found {found:?}, truth {expected:?}"
+        );
+        for (&(start, end), &(true_start, true_end)) in found.iter().zip(expected) {
+            assert!(
+                start.abs_diff(true_start) <= 60,
+                "{path}: start {start} vs {true_start}"
+            );
+            assert!(
+                end.abs_diff(true_end) <= 60,
+                "{path}: end {end} vs {true_end}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_speech_edges_in_clean_and_noisy_speech() {
+        for path in [
+            "vad/speech_8k.wav",
+            "vad/speech_16k.wav",
+            "vad/noisy_speech_8k.wav",
+            "vad/noisy_speech_16k.wav",
+        ] {
+            let (found, stats) = segments(path, VadConfig::default());
+            assert_edges(path, &found, &truth(path));
+            // The cascade asks the neural model once per utterance, not per frame.
+            assert_eq!(stats.neural_runs, 2, "{path}: {stats:?}");
+        }
+    }
+
+    #[test]
+    fn finds_caller_utterances() {
+        for path in [
+            "caller/book_table.wav",
+            "caller/tomorrow_at_seven.wav",
+            "caller/thank_you_goodbye.wav",
+            "caller/backchannel_uh_huh.wav",
+        ] {
+            let (found, _) = segments(path, VadConfig::default());
+            assert_edges(path, &found, &truth(path));
+        }
+    }
+
+    #[test]
+    fn silence_and_low_noise_are_never_speech() {
+        for path in [
+            "vad/silence_8k.wav",
+            "vad/silence_16k.wav",
+            "vad/low_noise_8k.wav",
+            "vad/low_noise_16k.wav",
+        ] {
+            for neural in [true, false] {
+                let (found, stats) = segments(
+                    path,
+                    VadConfig {
+                        neural,
+                        ..VadConfig::default()
+                    },
+                );
+                assert!(found.is_empty(), "{path}: {found:?}");
+                assert_eq!(
+                    stats.neural_runs, 0,
+                    "{path}: no candidate should reach the model"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cough_is_not_speech() {
+        let (found, stats) = segments("caller/cough.wav", VadConfig::default());
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(stats.neural_runs, 1, "the model was asked and said no");
+        // Energy alone would have barged in: the neural stage is what filters it.
+        let energy_only = VadConfig {
+            neural: false,
+            ..VadConfig::default()
+        };
+        let (found, _) = segments("caller/cough.wav", energy_only);
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn reset_restarts_stream_time() {
+        let clip = wav::read(format!("{ROOT}/audio/caller/thank_you_goodbye.wav")).unwrap();
+        let mut vad = CascadeVad::new(VadConfig::default(), 8000).unwrap();
+        let mut starts = Vec::new();
+        for _ in 0..2 {
+            for chunk in clip.samples.chunks(160) {
+                if let Some(VadEvent::SpeechStart { at_ms }) = vad.process(chunk) {
+                    starts.push(at_ms);
+                }
+            }
+            assert!(vad.is_speaking());
+            vad.reset();
+            assert!(!vad.is_speaking());
+        }
+        assert_eq!(starts, [300, 300]);
+    }
+}
