@@ -6,3 +6,4 @@
 mod latency;
 
 pub use latency::Latency;
+pub mod voice;
