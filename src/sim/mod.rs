@@ -3,7 +3,11 @@
 //! way the real service does. The fakes' routes do not overlap, so `voxbridge sim` serves all of
 //! them on one port; tests and benchmarks start them in-process.
 
+pub mod cartesia;
 mod latency;
+mod recorded;
+pub mod sarvam_tts;
+pub mod voice;
 
 pub use latency::Latency;
-pub mod voice;
+pub use recorded::RecordedRequest;
