@@ -13,11 +13,13 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{merge_patch, not_null, nullable, typed};
+use crate::agent::interruption::InterruptionSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
     SILENCE_TIMEOUT_SECS, START_INSTRUCTION_MAX_CHARS, SttSettings, TtsConfig, TtsModel,
-    check_range,
+    check_range, check_vad,
 };
+use crate::audio::vad::VadConfig;
 use crate::store::now_timestamp;
 use crate::validation::Violations;
 
@@ -60,6 +62,14 @@ pub struct CreateAssistant {
     pub assistant_silence_timeout_secs: Option<u32>,
     /// Longest call in seconds (30-14400, default 1800).
     pub assistant_max_call_duration_secs: Option<u32>,
+    /// Voice activity detection of the caller (barge-in): `min_speech_ms` (default 200),
+    /// `min_silence_ms` (500), `threshold` (0.5), `energy_margin_db` (7), `neural` (true).
+    #[schema(value_type = Option<VadConfig>)]
+    pub assistant_vad_config: Option<Value>,
+    /// When caller speech interrupts the agent: `enabled` (true), `min_words` (1),
+    /// `force_after_ms` (1500).
+    #[schema(value_type = Option<InterruptionSettings>)]
+    pub assistant_interruption_config: Option<Value>,
     /// Ids of the caller's own active tools.
     pub tool_ids: Option<Vec<String>>,
 }
@@ -96,6 +106,12 @@ pub struct UpdateAssistant {
     pub assistant_silence_timeout_secs: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
     pub assistant_max_call_duration_secs: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<VadConfig>)]
+    pub assistant_vad_config: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<InterruptionSettings>)]
+    pub assistant_interruption_config: Option<Option<Value>>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_ids: Option<Option<Vec<String>>>,
 }
@@ -145,6 +161,8 @@ pub struct AssistantDetails {
     pub assistant_first_message_mode: FirstMessageMode,
     pub assistant_silence_timeout_secs: u32,
     pub assistant_max_call_duration_secs: u32,
+    pub assistant_vad_config: VadConfig,
+    pub assistant_interruption_config: InterruptionSettings,
 }
 
 impl AssistantDetails {
@@ -162,6 +180,8 @@ impl AssistantDetails {
             assistant_first_message_mode: a.settings.first_message_mode,
             assistant_silence_timeout_secs: a.settings.silence_timeout_secs,
             assistant_max_call_duration_secs: a.settings.max_call_duration_secs,
+            assistant_vad_config: a.settings.vad,
+            assistant_interruption_config: a.settings.interruption.clone(),
             assistant_id: a.id,
             assistant_name: a.name,
             assistant_description: a.description,
@@ -218,6 +238,10 @@ fn check_assistant(a: &Assistant, v: &mut Violations) {
         MAX_CALL_DURATION_SECS,
         v,
     );
+    check_vad(&a.settings.vad, "assistant_vad_config", v);
+    a.settings
+        .interruption
+        .validate("assistant_interruption_config", v);
     check_tool_id_shape(&a.tool_ids, v);
 }
 
@@ -301,6 +325,13 @@ pub async fn create(
     }
     if let Some(llm) = body.assistant_llm_config {
         settings.llm = typed("assistant_llm_config", llm, &mut v).unwrap_or_default();
+    }
+    if let Some(vad) = body.assistant_vad_config {
+        settings.vad = typed("assistant_vad_config", vad, &mut v).unwrap_or_default();
+    }
+    if let Some(interruption) = body.assistant_interruption_config {
+        settings.interruption =
+            typed("assistant_interruption_config", interruption, &mut v).unwrap_or_default();
     }
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.silence_timeout_secs = body
@@ -527,6 +558,27 @@ fn apply_update(stored: &Assistant, body: &UpdateAssistant) -> Result<Assistant,
         if let Some(mut llm) = typed::<LlmSettings>("assistant_llm_config", doc, &mut v) {
             llm.keep_masked_key_from(&stored.settings.llm);
             a.settings.llm = llm;
+        }
+    }
+    if let Some(patch) = &body.assistant_vad_config {
+        let mut doc = serde_json::to_value(stored.settings.vad).expect("plain structs serialise");
+        match patch {
+            Some(patch) => merge_patch(&mut doc, patch),
+            None => doc = Value::Object(Default::default()),
+        }
+        if let Some(vad) = typed("assistant_vad_config", doc, &mut v) {
+            a.settings.vad = vad;
+        }
+    }
+    if let Some(patch) = &body.assistant_interruption_config {
+        let mut doc =
+            serde_json::to_value(&stored.settings.interruption).expect("plain structs serialise");
+        match patch {
+            Some(patch) => merge_patch(&mut doc, patch),
+            None => doc = Value::Object(Default::default()),
+        }
+        if let Some(interruption) = typed("assistant_interruption_config", doc, &mut v) {
+            a.settings.interruption = interruption;
         }
     }
     if let Some(mode) = body.assistant_first_message_mode {

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::secret::mask_secret;
+use crate::agent::interruption::InterruptionSettings;
+use crate::audio::vad::VadConfig;
 use crate::validation::{Violations, check_http_url, is_bcp47};
 
 /// Speech-to-text provider for the caller's audio.
@@ -97,6 +99,10 @@ pub struct CallSettings {
     pub first_message_mode: FirstMessageMode,
     pub silence_timeout_secs: u32,
     pub max_call_duration_secs: u32,
+    /// When the caller's voice counts as speech (barge-in starts here).
+    pub vad: VadConfig,
+    /// When caller speech over the agent interrupts it.
+    pub interruption: InterruptionSettings,
 }
 
 impl Default for CallSettings {
@@ -107,6 +113,8 @@ impl Default for CallSettings {
             first_message_mode: FirstMessageMode::default(),
             silence_timeout_secs: SILENCE_TIMEOUT_SECS.2,
             max_call_duration_secs: MAX_CALL_DURATION_SECS.2,
+            vad: VadConfig::default(),
+            interruption: InterruptionSettings::default(),
         }
     }
 }
@@ -179,5 +187,13 @@ pub fn check_range(field: &str, value: u32, bounds: (u32, u32, u32), v: &mut Vio
             field,
             format!("must be between {} and {}", bounds.0, bounds.1),
         );
+    }
+}
+
+/// Checks VAD settings, naming the offending field under `field`.
+pub fn check_vad(config: &VadConfig, field: &str, v: &mut Violations) {
+    if let Err(crate::audio::vad::VadError::InvalidConfig(why)) = config.validate() {
+        let (name, rule) = why.split_once(' ').unwrap_or((why, "is out of range"));
+        v.add(format!("{field}.{name}"), rule.replace("..=", " to "));
     }
 }

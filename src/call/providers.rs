@@ -23,7 +23,11 @@ pub const ENDPOINTING_MS: u32 = 300;
 pub const UTTERANCE_END_MS: u32 = 1000;
 
 /// The call's speech-to-text client and what to ask it for.
-pub fn speech_to_text(config: &Config, assistant: &Assistant, format: AudioFormat) -> (Box<dyn SpeechToText>, SttParams) {
+pub fn speech_to_text(
+    config: &Config,
+    assistant: &Assistant,
+    format: AudioFormat,
+) -> (Box<dyn SpeechToText>, SttParams) {
     let stt = &assistant.settings.stt;
     let params = SttParams {
         format,
@@ -46,8 +50,15 @@ pub fn speech_to_text(config: &Config, assistant: &Assistant, format: AudioForma
 }
 
 /// The call's text-to-speech client and what to ask it for (audio in the transport's format).
-pub fn text_to_speech(config: &Config, assistant: &Assistant, output: AudioFormat) -> (Box<dyn TextToSpeech>, TtsParams) {
-    let params = TtsParams { voice: assistant.tts.clone(), output };
+pub fn text_to_speech(
+    config: &Config,
+    assistant: &Assistant,
+    output: AudioFormat,
+) -> (Box<dyn TextToSpeech>, TtsParams) {
+    let params = TtsParams {
+        voice: assistant.tts.clone(),
+        output,
+    };
     let client: Box<dyn TextToSpeech> = match &assistant.tts {
         TtsConfig::Cartesia(_) => Box::new(CartesiaTts::new(
             TtsEndpoint {
@@ -67,7 +78,15 @@ pub fn text_to_speech(config: &Config, assistant: &Assistant, output: AudioForma
 }
 
 /// The call's LLM: the assistant's endpoint and model, or the server's.
-pub fn language_model(config: &Config, assistant: &Assistant, http: &reqwest::Client) -> Result<Arc<dyn ChatModel>, LlmError> {
+pub fn language_model(
+    config: &Config,
+    assistant: &Assistant,
+    http: &reqwest::Client,
+) -> Result<Arc<dyn ChatModel>, LlmError> {
     let endpoint = LlmEndpoint::resolve(&assistant.settings.llm, &config.llm);
-    Ok(Arc::new(OpenAiChat::new(http.clone(), endpoint, LlmTimeouts::default())?))
+    Ok(Arc::new(OpenAiChat::new(
+        http.clone(),
+        endpoint,
+        LlmTimeouts::default(),
+    )?))
 }

@@ -29,9 +29,14 @@ fn vad_feed(format: AudioFormat) -> (VadFeed, u32) {
     match format.encoding {
         Encoding::Mulaw => (VadFeed::Mulaw, format.sample_rate),
         Encoding::Alaw => (VadFeed::Alaw, format.sample_rate),
-        Encoding::Pcm16 if matches!(format.sample_rate, 8000 | 16_000) => (VadFeed::Pcm16, format.sample_rate),
+        Encoding::Pcm16 if matches!(format.sample_rate, 8000 | 16_000) => {
+            (VadFeed::Pcm16, format.sample_rate)
+        }
         Encoding::Pcm16 => match Resampler::new(format.sample_rate, 16_000) {
-            Ok(resampler) => (VadFeed::Resampled(Box::new(resampler), Vec::with_capacity(960)), 16_000),
+            Ok(resampler) => (
+                VadFeed::Resampled(Box::new(resampler), Vec::with_capacity(960)),
+                16_000,
+            ),
             Err(e) => {
                 tracing::error!(error = %e, rate = format.sample_rate, "no resampler for the VAD; using 16 kHz as is");
                 (VadFeed::Pcm16, 16_000)
@@ -41,7 +46,10 @@ fn vad_feed(format: AudioFormat) -> (VadFeed, u32) {
 }
 
 /// Builds the VAD for caller audio in `format`.
-pub fn caller_vad(format: AudioFormat, config: crate::audio::vad::VadConfig) -> Result<CascadeVad, crate::audio::vad::VadError> {
+pub fn caller_vad(
+    format: AudioFormat,
+    config: crate::audio::vad::VadConfig,
+) -> Result<CascadeVad, crate::audio::vad::VadError> {
     CascadeVad::new(config, vad_feed(format).1)
 }
 
@@ -101,11 +109,19 @@ fn decode(feed: &mut VadFeed, audio: &[u8], pcm: &mut Vec<i16>) {
         VadFeed::Alaw => g711::decode_alaw_into(audio, pcm),
         VadFeed::Pcm16 => {
             pcm.clear();
-            pcm.extend(audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+            pcm.extend(
+                audio
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
         }
         VadFeed::Resampled(resampler, scratch) => {
             scratch.clear();
-            scratch.extend(audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+            scratch.extend(
+                audio
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
             pcm.clear();
             resampler.push(scratch, |frame| pcm.extend_from_slice(frame));
         }

@@ -27,7 +27,10 @@ impl LiveCalls {
         let (tx, rx) = mpsc::channel(4);
         self.calls.insert(call_id.to_owned(), tx);
         metrics::gauge!(crate::metrics::LIVE_CALLS).increment(1.0);
-        let registration = Registration { calls: self.clone(), call_id: call_id.to_owned() };
+        let registration = Registration {
+            calls: self.clone(),
+            call_id: call_id.to_owned(),
+        };
         (registration, rx)
     }
 

@@ -41,7 +41,17 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
         let (registration, control) = services.live.register(&call.id);
         let reason = match load_assistant(&services, &call).await {
             Some((assistant, tools)) => {
-                connect_and_talk(&services, &call, &assistant, tools, source, sink, control, call_control).await
+                connect_and_talk(
+                    &services,
+                    &call,
+                    &assistant,
+                    tools,
+                    source,
+                    sink,
+                    control,
+                    call_control,
+                )
+                .await
             }
             None => {
                 tracing::error!("the call's assistant is gone; closing the stream");
@@ -56,8 +66,15 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
     .await
 }
 
-async fn load_assistant(services: &CallServices, call: &CallRecord) -> Option<(Assistant, Vec<HttpTool>)> {
-    let assistant = match services.store.get_assistant(&call.owner_id, &call.assistant_id).await {
+async fn load_assistant(
+    services: &CallServices,
+    call: &CallRecord,
+) -> Option<(Assistant, Vec<HttpTool>)> {
+    let assistant = match services
+        .store
+        .get_assistant(&call.owner_id, &call.assistant_id)
+        .await
+    {
         Ok(Some(assistant)) => assistant,
         Ok(None) => return None,
         Err(e) => {
@@ -124,14 +141,20 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
             return EndReason::ProviderError;
         }
     };
-    if let Err(e) = services.store.advance_call_status(&call.id, CallStatus::InProgress, None).await {
+    if let Err(e) = services
+        .store
+        .advance_call_status(&call.id, CallStatus::InProgress, None)
+        .await
+    {
         tracing::warn!(error = %e, "call status not stored");
     }
 
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
     let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(8);
-    let reader = tokio::spawn(run_reader(source, format, stt.input.clone(), vad, media_tx).in_current_span());
+    let reader = tokio::spawn(
+        run_reader(source, format, stt.input.clone(), vad, media_tx).in_current_span(),
+    );
     let writer = tokio::spawn(run_writer(sink, items_rx, control_rx).in_current_span());
     let (recorder, recorder_task) = Recorder::spawn(services.store.clone(), call.id.clone());
 
@@ -161,7 +184,12 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         call_control,
     };
     let outcome = run_agent(setup, io).await;
-    tracing::info!(reason = outcome.reason.as_str(), duration_ms = outcome.duration.as_millis() as u64, barge_ins = outcome.barge_ins, "call ended");
+    tracing::info!(
+        reason = outcome.reason.as_str(),
+        duration_ms = outcome.duration.as_millis() as u64,
+        barge_ins = outcome.barge_ins,
+        "call ended"
+    );
     // The agent closed the writer; the reader ends with the socket.
     let _ = writer.await;
     reader.abort();
@@ -182,7 +210,10 @@ async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason) {
     } else {
         CallStatus::Completed
     };
-    if let Err(e) = store.advance_call_status(&call.id, status, Some(reason.as_str())).await {
+    if let Err(e) = store
+        .advance_call_status(&call.id, status, Some(reason.as_str()))
+        .await
+    {
         tracing::error!(error = %e, "final status not stored");
     }
     queue_report(services, &call.id).await;
@@ -194,7 +225,10 @@ pub async fn queue_report(services: &CallServices, call_id: &str) {
     let Ok(Some(call)) = store.get_call_any_owner(call_id).await else {
         return;
     };
-    let url = match store.get_assistant_any_state(&call.owner_id, &call.assistant_id).await {
+    let url = match store
+        .get_assistant_any_state(&call.owner_id, &call.assistant_id)
+        .await
+    {
         Ok(Some(assistant)) => assistant.end_call_url,
         _ => None,
     };

@@ -118,7 +118,11 @@ impl Writer {
             }
             self.bases.push_back((generation, self.pushed));
         }
-        self.bases.iter().rev().find(|(g, _)| *g == generation).map(|(_, base)| *base)
+        self.bases
+            .iter()
+            .rev()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, base)| *base)
     }
 
     fn take(&mut self, item: WriterItem) {
@@ -134,7 +138,12 @@ impl Writer {
                 self.pending = Some(audio);
                 self.push_pending();
             }
-            WriterItem::Mark { generation, at, name, last } => {
+            WriterItem::Mark {
+                generation,
+                at,
+                name,
+                last,
+            } => {
                 if generation < self.floor {
                     return;
                 }
@@ -164,7 +173,10 @@ impl Writer {
         }
     }
 
-    async fn send_frame<K: MediaSink>(&mut self, sink: &mut K) -> Result<(), crate::transport::TransportError> {
+    async fn send_frame<K: MediaSink>(
+        &mut self,
+        sink: &mut K,
+    ) -> Result<(), crate::transport::TransportError> {
         let before = self.pacer.buffered_bytes();
         let Some(frame) = self.pacer.next_frame() else {
             return Ok(());
@@ -177,8 +189,15 @@ impl Writer {
         self.send_due_marks(sink).await
     }
 
-    async fn send_due_marks<K: MediaSink>(&mut self, sink: &mut K) -> Result<(), crate::transport::TransportError> {
-        while self.marks.front().is_some_and(|(position, _)| *position <= self.sent) {
+    async fn send_due_marks<K: MediaSink>(
+        &mut self,
+        sink: &mut K,
+    ) -> Result<(), crate::transport::TransportError> {
+        while self
+            .marks
+            .front()
+            .is_some_and(|(position, _)| *position <= self.sent)
+        {
             let (_, name) = self.marks.pop_front().expect("checked above");
             sink.send_mark(&name).await?;
         }

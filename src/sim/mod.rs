@@ -3,15 +3,20 @@
 //! way the real service does. The fakes' routes do not overlap, so `voxbridge sim` serves all of
 //! them on one port; tests and benchmarks start them in-process.
 
+pub mod cartesia;
 pub mod deepgram;
 mod latency;
 pub mod openai;
 mod outbox;
+mod recorded;
 pub mod sarvam_stt;
+pub mod sarvam_tts;
 pub mod speech_detector;
 pub mod stream_log;
 pub mod stt_script;
 pub mod twilio;
 pub mod twilio_caller;
+pub mod voice;
 
 pub use latency::Latency;
+pub use recorded::RecordedRequest;

@@ -69,6 +69,25 @@ impl Store {
         Ok(Some(assistant))
     }
 
+    /// The owner's assistant with this id even if it was deleted since (a call that used it
+    /// still reports to its webhook).
+    pub async fn get_assistant_any_state(
+        &self,
+        owner_id: &str,
+        id: &str,
+    ) -> Result<Option<Assistant>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, owner_id, name, description, prompt, tts_model, tts_config, \
+             start_instruction, end_call_url, settings, created_at, updated_at \
+             FROM assistants WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(id)
+        .bind(owner_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(assistant_from_row).transpose()
+    }
+
     /// The owner's active assistants, newest first.
     pub async fn list_assistants(
         &self,

@@ -3,6 +3,32 @@
 //! A [`TextToSpeech`] connects once per call and returns a [`TtsSession`]: commands in (speak
 //! text for a generation, cancel a generation) and [`TtsEvent`]s out, each stamped with the
 //! [`Generation`] it belongs to so that audio of a cancelled turn is dropped wherever it is.
+//!
+//! Providers: [`CartesiaTts`] (WebSocket, the low-latency default), [`CartesiaBytes`] (HTTP,
+//! one request per turn), [`SarvamTts`] (WebSocket) and [`SarvamRest`] (HTTP). Each session is
+//! one task that owns the provider link; it detects a stalled or closed link within
+//! [`TtsTimeouts`], reports the turn that was in flight as failed and reconnects, so no call
+//! ever waits for a `Done` that will not come.
+//!
+//! Guarantees every provider keeps: audio is in exactly [`TtsParams::output`]; PCM16 audio is
+//! always whole samples; after `Cancel`, `Done` or `Failed` for a generation no further event of
+//! that generation is emitted.
+
+pub mod cartesia;
+pub mod cartesia_bytes;
+mod health;
+mod http_session;
+mod sample_carry;
+pub mod sarvam;
+pub mod sarvam_rest;
+mod wav;
+mod ws;
+
+pub use cartesia::CartesiaTts;
+pub use cartesia_bytes::CartesiaBytes;
+pub use health::TtsTimeouts;
+pub use sarvam::SarvamTts;
+pub use sarvam_rest::SarvamRest;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -96,12 +122,54 @@ pub enum TtsError {
     Closed(String),
     #[error("tts protocol error: {0}")]
     Protocol(String),
+    /// The provider cannot produce the transport's format (no resampling is done here).
+    #[error("tts provider cannot produce {0}")]
+    UnsupportedFormat(AudioFormat),
+    /// The server or assistant configuration cannot work (no key, a voice of another provider).
+    #[error("tts is misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 /// A live TTS stream. Dropping it closes the provider connection.
 pub struct TtsSession {
     pub commands: mpsc::Sender<TtsCommand>,
     pub events: mpsc::Receiver<TtsEvent>,
+}
+
+/// Commands a session buffers before the caller has to wait: a turn is a handful of phrases.
+const COMMAND_CAPACITY: usize = 32;
+/// Events a session buffers before it stops reading the provider (TCP backpressure).
+const EVENT_CAPACITY: usize = 64;
+
+impl TtsSession {
+    /// A session and the task's ends of its channels.
+    fn channels() -> (Self, mpsc::Receiver<TtsCommand>, mpsc::Sender<TtsEvent>) {
+        let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (event_tx, events) = mpsc::channel(EVENT_CAPACITY);
+        (Self { commands, events }, command_rx, event_tx)
+    }
+}
+
+/// The key a session authenticates with: the assistant's own, else the server's.
+fn resolve_api_key(voice_key: Option<&str>, endpoint: &TtsEndpoint) -> Result<String, TtsError> {
+    let key = voice_key
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or(&endpoint.api_key);
+    if key.trim().is_empty() {
+        return Err(TtsError::Misconfigured(
+            "no api key: neither the assistant's voice nor the server configures one".to_owned(),
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// The model a session asks for: the assistant's, else the server's, else `fallback`.
+fn resolve_model(voice_model: Option<&str>, endpoint: &TtsEndpoint, fallback: &str) -> String {
+    voice_model
+        .filter(|m| !m.trim().is_empty())
+        .or(Some(endpoint.model.as_str()).filter(|m| !m.trim().is_empty()))
+        .unwrap_or(fallback)
+        .to_owned()
 }
 
 /// A text-to-speech provider.

@@ -54,7 +54,7 @@ pub trait Vad: Send {
 }
 
 /// Per-assistant VAD settings, carried by the assistant API (all fields optional in JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VadConfig {
     /// Speech must last this long before it counts (filters clicks, short noises, and most

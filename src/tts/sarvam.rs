@@ -1,0 +1,753 @@
+//! Sarvam Bulbul over its streaming WebSocket (`/text-to-speech/ws`).
+//!
+//! The socket carries one utterance at a time and has no ids: `config` first (codec and rate set
+//! explicitly, so audio arrives in the transport's format), then `text` pieces, then `flush` at
+//! the end of the turn; the `final` event (asked for with `send_completion_event=true`) closes
+//! it. Audio is therefore attributed to the one active generation. A newer generation's text
+//! waits client-side until the active one's `final`, so attribution never depends on guesses
+//! about how the server orders overlapping utterances (its audio could not play earlier anyway).
+//!
+//! Barge-in: Sarvam has no cancel message. Draining the cancelled utterance until its `final`
+//! would keep the socket busy (and, if the turn was not flushed yet, leave its text in the
+//! server's buffer to be spoken in front of the next turn). Instead the socket is dropped and a
+//! fresh one opened at once: nothing of the cancelled turn can arrive on it, and the handshake
+//! happens while the caller is still speaking, off the next turn's critical path.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tracing::{debug, warn};
+
+use super::health::{Liveness, Probe};
+use super::sample_carry::SampleCarry;
+use super::ws::{self, Ws};
+use super::{
+    TextToSpeech, TtsCommand, TtsEndpoint, TtsError, TtsEvent, TtsParams, TtsSession, TtsTimeouts,
+    resolve_api_key, resolve_model, wav,
+};
+use crate::assistant::TtsConfig;
+use crate::audio::{AudioFormat, Encoding};
+use crate::config::ProviderConfig;
+use crate::generation::Generation;
+
+pub(crate) const DEFAULT_MODEL: &str = "bulbul:v2";
+/// Rates the streaming endpoint produces.
+const SAMPLE_RATES: [u32; 4] = [8000, 16_000, 22_050, 24_000];
+/// Largest message accepted. Sarvam sends a synthesis chunk (up to `max_chunk_length`
+/// characters, ~10 s of speech) per message: 10 s of 24 kHz PCM16 is 480 KB, 640 KB in base64.
+const MAX_MESSAGE: usize = 2 * 1024 * 1024;
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Sarvam over WebSocket.
+#[derive(Debug, Clone)]
+pub struct SarvamTts {
+    endpoint: TtsEndpoint,
+    timeouts: TtsTimeouts,
+    min_buffer_size: u32,
+    max_chunk_length: u32,
+}
+
+impl SarvamTts {
+    pub fn new(endpoint: TtsEndpoint) -> Self {
+        Self {
+            endpoint,
+            timeouts: TtsTimeouts::default(),
+            min_buffer_size: 50,
+            max_chunk_length: 150,
+        }
+    }
+
+    /// A client from the server's `[sarvam]` section.
+    pub fn from_config(config: &ProviderConfig) -> Self {
+        Self::new(TtsEndpoint {
+            base_url: config.base_url.clone(),
+            api_key: config.api_key.clone(),
+            model: config.model.clone(),
+        })
+    }
+
+    pub fn with_timeouts(mut self, timeouts: TtsTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sarvam's text buffering: characters held before synthesis starts (`min_buffer_size`,
+    /// default 50) and characters per synthesis chunk (`max_chunk_length`, default 150).
+    pub fn with_buffering(mut self, min_buffer_size: u32, max_chunk_length: u32) -> Self {
+        self.min_buffer_size = min_buffer_size;
+        self.max_chunk_length = max_chunk_length;
+        self
+    }
+}
+
+impl TextToSpeech for SarvamTts {
+    fn connect(&self, params: TtsParams) -> BoxFuture<'static, Result<TtsSession, TtsError>> {
+        let setup = SarvamSetup::new(
+            &self.endpoint,
+            &params,
+            self.min_buffer_size,
+            self.max_chunk_length,
+        );
+        let timeouts = self.timeouts;
+        Box::pin(async move {
+            let setup = setup?;
+            let (session, commands, events) = TtsSession::channels();
+            let mut task = Session {
+                setup,
+                timeouts,
+                ws: None,
+                last_connect: Instant::now(),
+                active: None,
+                waiting: VecDeque::new(),
+                retired: None,
+                events,
+                liveness: Liveness::new(timeouts),
+            };
+            task.ensure_connected().await?;
+            tokio::spawn(task.run(commands));
+            Ok(session)
+        })
+    }
+}
+
+/// A call's Sarvam stream settings, fixed for the call.
+struct SarvamSetup {
+    url: url::Url,
+    api_key: String,
+    /// The `config` message, serialised once and sent first on every socket.
+    config: String,
+    output: AudioFormat,
+}
+
+#[derive(Serialize)]
+struct ConfigMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: ConfigData<'a>,
+}
+
+#[derive(Serialize)]
+struct ConfigData<'a> {
+    target_language_code: &'a str,
+    speaker: &'a str,
+    /// A string on this endpoint.
+    speech_sample_rate: String,
+    output_audio_codec: &'static str,
+    min_buffer_size: u32,
+    max_chunk_length: u32,
+}
+
+impl SarvamSetup {
+    fn new(
+        endpoint: &TtsEndpoint,
+        params: &TtsParams,
+        min_buffer_size: u32,
+        max_chunk_length: u32,
+    ) -> Result<Self, TtsError> {
+        let TtsConfig::Sarvam(voice) = &params.voice else {
+            return Err(TtsError::Misconfigured(
+                "the Sarvam client was given a voice of another provider".to_owned(),
+            ));
+        };
+        let output = params.output;
+        if !SAMPLE_RATES.contains(&output.sample_rate) {
+            return Err(TtsError::UnsupportedFormat(output));
+        }
+        let codec = match output.encoding {
+            Encoding::Mulaw => "mulaw",
+            Encoding::Alaw => "alaw",
+            Encoding::Pcm16 => "linear16",
+        };
+        let model = resolve_model(voice.model.as_deref(), endpoint, DEFAULT_MODEL);
+        let mut url = ws::ws_url(&endpoint.base_url, "/text-to-speech/ws")?;
+        url.query_pairs_mut()
+            .append_pair("model", &model)
+            .append_pair("send_completion_event", "true");
+        // Speakers are lowercase on Sarvam's side; a capitalised name is rejected.
+        let speaker = voice.speaker.to_lowercase();
+        let config = serde_json::to_string(&ConfigMessage {
+            kind: "config",
+            data: ConfigData {
+                target_language_code: &voice.target_language_code,
+                speaker: &speaker,
+                speech_sample_rate: output.sample_rate.to_string(),
+                output_audio_codec: codec,
+                min_buffer_size,
+                max_chunk_length,
+            },
+        })
+        .map_err(|e| TtsError::Misconfigured(e.to_string()))?;
+        Ok(Self {
+            url,
+            api_key: resolve_api_key(voice.api_key.as_deref(), endpoint)?,
+            config,
+            output,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct TextMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: TextData<'a>,
+}
+
+#[derive(Serialize)]
+struct TextData<'a> {
+    text: &'a str,
+}
+
+const FLUSH: &str = r#"{"type":"flush"}"#;
+const PING: &str = r#"{"type":"ping"}"#;
+
+#[derive(Deserialize)]
+struct ServerMessage<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<ServerData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ServerData<'a> {
+    #[serde(default, borrow)]
+    audio: Option<Cow<'a, str>>,
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+impl ServerData<'_> {
+    fn error(&self) -> TtsError {
+        let message = self
+            .message
+            .clone()
+            .or_else(|| {
+                self.error
+                    .as_ref()
+                    .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+            })
+            .unwrap_or_else(|| "unspecified error".to_owned());
+        let status = match &self.code {
+            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Some(serde_json::Value::String(code)) => Some(match code.as_str() {
+                "invalid_api_key_error" => 403,
+                "insufficient_quota_error" | "rate_limit_exceeded_error" => 429,
+                "internal_server_error" => 500,
+                "unprocessable_entity_error" => 422,
+                _ => 400,
+            }),
+            _ => None,
+        };
+        ws::status_error(status.unwrap_or(400), message)
+    }
+}
+
+/// The generation whose audio the socket is carrying.
+struct Active {
+    generation: Generation,
+    /// `flush` was sent: only audio and `final` remain.
+    flushed: bool,
+    carry: SampleCarry,
+    /// No audio yet (a WAV header, if any, would be at its start).
+    first_audio: bool,
+    progress: Instant,
+}
+
+/// A generation whose text waits for the active one to finish.
+struct Waiting {
+    generation: Generation,
+    text: String,
+    last: bool,
+}
+
+struct Session {
+    setup: SarvamSetup,
+    timeouts: TtsTimeouts,
+    ws: Option<Ws>,
+    last_connect: Instant,
+    active: Option<Active>,
+    waiting: VecDeque<Waiting>,
+    retired: Option<Generation>,
+    events: mpsc::Sender<TtsEvent>,
+    liveness: Liveness,
+}
+
+impl Session {
+    async fn run(mut self, mut commands: mpsc::Receiver<TtsCommand>) {
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(TtsCommand::Speak { generation, text, last }) => {
+                        self.speak(generation, text, last).await;
+                    }
+                    Some(TtsCommand::Cancel { generation }) => self.cancel(generation).await,
+                    None => break,
+                },
+                frame = ws::next_frame(&mut self.ws) => self.on_frame(frame).await,
+                () = tokio::time::sleep_until(deadline), if self.ws.is_some() => {
+                    self.on_deadline().await;
+                }
+            }
+            // Turns waiting for the socket start here, once, rather than from every handler
+            // that frees it.
+            self.start_waiting().await;
+            if self.events.is_closed() {
+                break;
+            }
+        }
+        if let Some(socket) = self.ws.take() {
+            ws::close(socket).await;
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.active.is_some()
+    }
+
+    fn deadline(&self) -> Instant {
+        let link = self.liveness.deadline(self.busy());
+        match &self.active {
+            Some(active) if active.flushed => link.min(active.progress + self.timeouts.turn_idle),
+            _ => link,
+        }
+    }
+
+    async fn speak(&mut self, generation: Generation, text: String, last: bool) {
+        if let Some(active) = &self.active
+            && active.generation == generation
+        {
+            if active.flushed {
+                warn!(%generation, "sarvam: text after the last piece of a turn dropped");
+                return;
+            }
+            return self.send_turn_text(&text, last).await;
+        }
+        if let Some(waiting) = self.waiting.iter_mut().find(|w| w.generation == generation) {
+            if waiting.last && !text.is_empty() {
+                warn!(%generation, "sarvam: text after the last piece of a turn dropped");
+                return;
+            }
+            waiting.text.push_str(&text);
+            waiting.last |= last;
+            return;
+        }
+        if self.is_retired(generation) {
+            debug!(%generation, "sarvam: text for a finished or cancelled turn dropped");
+            return;
+        }
+        if self.active.is_some() {
+            // A newer turn means the active one gets no more text: flush it so it finishes.
+            if self.active.as_ref().is_some_and(|a| !a.flushed) {
+                self.send_turn_text("", true).await;
+            }
+            for older in &mut self.waiting {
+                older.last = true;
+            }
+            self.waiting.push_back(Waiting {
+                generation,
+                text,
+                last,
+            });
+            return;
+        }
+        self.start(generation, &text, last).await;
+    }
+
+    /// Makes `generation` the active one and sends its text so far.
+    async fn start(&mut self, generation: Generation, text: &str, last: bool) {
+        if let Err(error) = self.ensure_connected().await {
+            self.retire(generation);
+            return self
+                .emit(TtsEvent::Failed {
+                    generation: Some(generation),
+                    error,
+                })
+                .await;
+        }
+        self.active = Some(Active {
+            generation,
+            flushed: false,
+            carry: SampleCarry::new(self.setup.output.encoding),
+            first_audio: true,
+            progress: Instant::now(),
+        });
+        self.send_turn_text(text, last).await;
+    }
+
+    /// Sends a piece of the active turn, and `flush` after its last piece.
+    async fn send_turn_text(&mut self, text: &str, last: bool) {
+        if !text.is_empty() {
+            let message = serde_json::to_string(&TextMessage {
+                kind: "text",
+                data: TextData { text },
+            })
+            .unwrap_or_default();
+            if let Err(error) = self.send(message).await {
+                return self.connection_lost(error).await;
+            }
+        }
+        if last {
+            if let Some(active) = &mut self.active {
+                active.flushed = true;
+                active.progress = Instant::now();
+                let generation = active.generation;
+                self.retire(generation);
+            }
+            if let Err(error) = self.send(FLUSH.to_owned()).await {
+                self.connection_lost(error).await;
+            }
+        }
+    }
+
+    /// Starts waiting turns once the socket is free.
+    async fn start_waiting(&mut self) {
+        while self.active.is_none() {
+            let Some(next) = self.waiting.pop_front() else {
+                return;
+            };
+            self.start(next.generation, &next.text, next.last).await;
+        }
+    }
+
+    async fn cancel(&mut self, generation: Generation) {
+        self.retire(generation);
+        self.waiting.retain(|w| w.generation != generation);
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.generation == generation)
+        {
+            self.active = None;
+            // No cancel in the protocol: a fresh socket is the only way to stop the server's
+            // synthesis and clear its text buffer.
+            if let Some(socket) = self.ws.take() {
+                tokio::spawn(ws::close(socket));
+            }
+            if let Err(e) = self.ensure_connected().await {
+                warn!(error = %e, "sarvam: reconnect after cancel failed; retrying at the next turn");
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) {
+        let message = match frame {
+            Some(Ok(message)) => message,
+            Some(Err(tungstenite::Error::Capacity(e))) => {
+                return self
+                    .connection_lost(TtsError::Protocol(format!("oversized message: {e}")))
+                    .await;
+            }
+            Some(Err(e)) => return self.connection_lost(TtsError::Closed(e.to_string())).await,
+            None => {
+                return self
+                    .connection_lost(TtsError::Closed("the provider closed the socket".into()))
+                    .await;
+            }
+        };
+        self.liveness.heard();
+        match message {
+            Message::Text(text) => self.on_text(text.as_str()).await,
+            Message::Close(frame) => {
+                let reason =
+                    frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
+                self.connection_lost(TtsError::Closed(format!(
+                    "the provider closed the socket{reason}"
+                )))
+                .await;
+            }
+            Message::Binary(_) => debug!("sarvam: unexpected binary frame skipped"),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let message: ServerMessage<'_> = match serde_json::from_str(text) {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(error = %e, "sarvam: malformed message skipped");
+                return;
+            }
+        };
+        match (&*message.kind, message.data) {
+            (
+                "audio",
+                Some(ServerData {
+                    audio: Some(b64), ..
+                }),
+            ) => self.on_audio(&b64).await,
+            (
+                "event",
+                Some(ServerData {
+                    event_type: Some(event),
+                    ..
+                }),
+            ) if event == "final" => {
+                if let Some(active) = self.active.take() {
+                    self.retire(active.generation);
+                    self.emit(TtsEvent::Done {
+                        generation: active.generation,
+                    })
+                    .await;
+                }
+            }
+            ("error", Some(data)) => self.on_error(data.error()).await,
+            ("error", None) => {
+                self.on_error(TtsError::Protocol("error without details".into()))
+                    .await
+            }
+            (kind, _) => debug!(kind, "sarvam: message skipped"),
+        }
+    }
+
+    async fn on_audio(&mut self, b64: &str) {
+        let Some(active) = &mut self.active else {
+            debug!("sarvam: audio with no active turn dropped");
+            return;
+        };
+        active.progress = Instant::now();
+        let generation = active.generation;
+        let mut audio = match active.carry.decode_base64(b64.as_bytes()) {
+            Ok(audio) => audio,
+            Err(e) => {
+                warn!(error = %e, "sarvam: audio with bad base64 skipped");
+                return;
+            }
+        };
+        if std::mem::take(&mut active.first_audio)
+            && let Some(header) = wav::streamed_header_len(&audio)
+        {
+            // Headerless PCM is what was asked for; strip a WAV header should one come anyway.
+            audio = audio.slice(header.min(audio.len())..);
+        }
+        if !audio.is_empty() {
+            self.emit(TtsEvent::Audio { generation, audio }).await;
+        }
+    }
+
+    /// An error message: it fails the active turn (or the session, if none is active), and the
+    /// socket is replaced because the server's buffer state is unknown after it.
+    async fn on_error(&mut self, error: TtsError) {
+        warn!(%error, "sarvam: provider error");
+        let generation = self.active.take().map(|a| a.generation);
+        if let Some(generation) = generation {
+            self.retire(generation);
+        }
+        self.emit(TtsEvent::Failed { generation, error }).await;
+        if generation.is_some() {
+            if let Some(socket) = self.ws.take() {
+                tokio::spawn(ws::close(socket));
+            }
+            if let Err(e) = self.ensure_connected().await {
+                warn!(error = %e, "sarvam: reconnect failed; retrying at the next turn");
+            }
+        }
+    }
+
+    async fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if let Some(active) = &self.active
+            && active.flushed
+            && active.progress + self.timeouts.turn_idle <= now
+        {
+            let error = TtsError::Stalled(format!(
+                "no progress on the turn for {:?}",
+                self.timeouts.turn_idle
+            ));
+            return self.connection_lost(error).await;
+        }
+        if self.liveness.deadline(self.busy()) > now {
+            return;
+        }
+        match self.liveness.on_deadline() {
+            Probe::SendPing => {
+                let Some(socket) = &mut self.ws else { return };
+                let mut result = ws::send(
+                    socket,
+                    Message::Ping(Default::default()),
+                    self.timeouts.send,
+                )
+                .await;
+                if result.is_ok() && !self.active.is_some() {
+                    // Sarvam closes idle sockets; its own keep-alive is an application ping.
+                    result = ws::send(socket, Message::text(PING), self.timeouts.send).await;
+                }
+                if let Err(error) = result {
+                    self.connection_lost(error).await;
+                }
+            }
+            Probe::Dead => {
+                let error = TtsError::Stalled(format!(
+                    "no answer to a ping within {:?}",
+                    self.timeouts.pong
+                ));
+                self.connection_lost(error).await;
+            }
+        }
+    }
+
+    /// The socket is gone or unusable: fail the turn in flight, then reconnect for the next.
+    async fn connection_lost(&mut self, error: TtsError) {
+        warn!(%error, busy = self.busy(), "sarvam: connection lost");
+        self.ws = None;
+        if let Some(active) = self.active.take() {
+            self.retire(active.generation);
+            self.emit(TtsEvent::Failed {
+                generation: Some(active.generation),
+                error,
+            })
+            .await;
+        }
+        // Waiting turns reconnect when they start; otherwise reconnect now, off the critical
+        // path of the next turn.
+        if self.waiting.is_empty()
+            && self.last_connect.elapsed() >= RECONNECT_BACKOFF
+            && let Err(e) = self.ensure_connected().await
+        {
+            warn!(error = %e, "sarvam: reconnect failed; retrying at the next turn");
+        }
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), TtsError> {
+        if self.ws.is_some() {
+            return Ok(());
+        }
+        self.last_connect = Instant::now();
+        let request = ws::request(
+            &self.setup.url,
+            &[("api-subscription-key", &self.setup.api_key)],
+        )?;
+        let mut socket = ws::connect(
+            request,
+            ws::socket_config(MAX_MESSAGE),
+            self.timeouts.connect,
+        )
+        .await?;
+        ws::send(
+            &mut socket,
+            Message::text(self.setup.config.clone()),
+            self.timeouts.send,
+        )
+        .await?;
+        self.ws = Some(socket);
+        self.liveness.heard();
+        Ok(())
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), TtsError> {
+        match &mut self.ws {
+            Some(socket) => ws::send(socket, Message::text(text), self.timeouts.send).await,
+            None => Err(TtsError::Closed("no connection".into())),
+        }
+    }
+
+    async fn emit(&mut self, event: TtsEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    fn retire(&mut self, generation: Generation) {
+        self.retired = Some(self.retired.map_or(generation, |r| r.max(generation)));
+    }
+
+    fn is_retired(&self, generation: Generation) -> bool {
+        self.retired.is_some_and(|r| generation <= r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assistant::SarvamVoice;
+    use serde_json::Value;
+
+    fn params(speaker: &str, output: AudioFormat) -> TtsParams {
+        TtsParams {
+            voice: TtsConfig::Sarvam(SarvamVoice {
+                speaker: speaker.into(),
+                target_language_code: "hi-IN".into(),
+                api_key: None,
+                model: None,
+            }),
+            output,
+        }
+    }
+
+    fn endpoint() -> TtsEndpoint {
+        TtsEndpoint {
+            base_url: "https://api.sarvam.ai".into(),
+            api_key: "server".into(),
+            model: "bulbul:v2".into(),
+        }
+    }
+
+    #[test]
+    fn config_asks_for_the_transport_format_explicitly() {
+        let setup = SarvamSetup::new(
+            &endpoint(),
+            &params("Anushka", AudioFormat::MULAW_8K),
+            50,
+            150,
+        )
+        .unwrap();
+        assert_eq!(
+            setup.url.as_str(),
+            "wss://api.sarvam.ai/text-to-speech/ws?model=bulbul%3Av2&send_completion_event=true"
+        );
+        let config: Value = serde_json::from_str(&setup.config).unwrap();
+        assert_eq!(config["type"], "config");
+        assert_eq!(config["data"]["output_audio_codec"], "mulaw");
+        assert_eq!(config["data"]["speech_sample_rate"], "8000");
+        assert_eq!(config["data"]["speaker"], "anushka");
+        assert!(config["data"].get("pitch").is_none());
+        let setup = SarvamSetup::new(
+            &endpoint(),
+            &params("anushka", AudioFormat::PCM16_16K),
+            50,
+            150,
+        )
+        .unwrap();
+        let config: Value = serde_json::from_str(&setup.config).unwrap();
+        assert_eq!(config["data"]["output_audio_codec"], "linear16");
+    }
+
+    #[test]
+    fn unsupported_rates_are_refused() {
+        assert!(matches!(
+            SarvamSetup::new(
+                &endpoint(),
+                &params("anushka", AudioFormat::new(Encoding::Pcm16, 48_000)),
+                50,
+                150
+            ),
+            Err(TtsError::UnsupportedFormat(_))
+        ));
+    }
+
+    #[test]
+    fn error_codes_map_to_typed_errors() {
+        let data: ServerData<'_> =
+            serde_json::from_str(r#"{"message":"Text too long","code":400}"#).unwrap();
+        assert!(matches!(
+            data.error(),
+            TtsError::Rejected { status: 400, .. }
+        ));
+        let data: ServerData<'_> =
+            serde_json::from_str(r#"{"message":"slow down","code":"rate_limit_exceeded_error"}"#)
+                .unwrap();
+        assert!(matches!(data.error(), TtsError::RateLimited { .. }));
+    }
+}
