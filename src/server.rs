@@ -4,13 +4,20 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, AppState};
+use crate::call::{CallServices, LiveCalls};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use crate::telephony::twilio_rest::TwilioRest;
+use crate::webhook::Webhooks;
+
+/// How long shutdown waits for live calls to end.
+const CALL_DRAIN: Duration = Duration::from_secs(10);
 
 /// The server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +52,30 @@ impl Server {
                     addr: config.bind,
                     source,
                 })?;
+        let mut config = config;
+        if config.public_url.is_empty() {
+            // Unset: providers reach us where we listen (with the real port when it was 0).
+            let addr = listener.local_addr().map_err(ServerError::Serve)?;
+            config.public_url = format!("http://{addr}");
+        }
+        let config = Arc::new(config);
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
+        let calls = CallServices {
+            store: store.clone(),
+            config: Arc::clone(&config),
+            webhooks: Webhooks::new(store.clone(), config.webhook.clone()).await?,
+            live: LiveCalls::default(),
+            twilio: TwilioRest::with_client(http.clone(), &config.twilio.base_url),
+            http,
+        };
         let state = AppState {
             store,
-            config: Arc::new(config),
+            config,
+            calls,
         };
         Ok(Self { listener, state })
     }
@@ -63,16 +91,34 @@ impl Server {
         &self.state.store
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests and closes the store.
+    /// What live calls share (for tests and the load generator).
+    pub fn call_services(&self) -> &CallServices {
+        &self.state.calls
+    }
+
+    /// Serves until `shutdown` completes, then tells live calls to end, drains in-flight
+    /// requests and closes the store. Pending webhooks stay in the outbox for the next start.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let store = self.state.store.clone();
+        let live = self.state.calls.live.clone();
+        let worker = self.state.calls.webhooks.spawn_worker();
         let app = api::router(self.state).layer(TraceLayer::new_for_http());
+        let shutdown = async move {
+            shutdown.await;
+            live.shutdown_all();
+            // Ended calls close their sockets; only then can the server stop.
+            let deadline = tokio::time::Instant::now() + CALL_DRAIN;
+            while !live.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
+        worker.abort();
         store.close().await;
         Ok(())
     }

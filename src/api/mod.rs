@@ -13,6 +13,7 @@ mod patch;
 mod phone_numbers;
 mod tools;
 mod trunks;
+mod twilio;
 
 pub use envelope::Envelope;
 pub use error::ApiError;
@@ -24,6 +25,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, patch, post};
 
+use crate::call::CallServices;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -32,6 +34,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
+    /// What live calls need (shared HTTP client, webhooks, live-call registry, telephony).
+    pub calls: CallServices,
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -72,6 +76,9 @@ pub fn router(state: AppState) -> Router {
         .route("/tool/details/{tool_id}", get(tools::details))
         .route("/tool/update/{tool_id}", patch(tools::update))
         .route("/tool/delete/{tool_id}", delete(tools::delete))
+        .route("/twilio/voice", post(twilio::voice))
+        .route("/twilio/status", post(twilio::status))
+        .route("/twilio/media", get(twilio::media))
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
         .route("/trunk/create", post(trunks::create))

@@ -7,6 +7,7 @@ mod call_status;
 mod phone_number;
 mod sid;
 mod trunk;
+pub mod twilio_control;
 pub mod twilio_rest;
 pub mod twilio_signature;
 pub mod twiml;
