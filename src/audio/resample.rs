@@ -206,6 +206,11 @@ impl Resampler {
     /// Ends the stream: pushes out what is still held back (the partial block and the filter
     /// delay), pads the last frame with silence to 20 ms, and resets for a new stream.
     pub fn flush(&mut self, mut on_frame: impl FnMut(&[i16])) {
+        if self.total_in == 0 {
+            // Nothing went in since the last flush: nothing comes out, not even the delay.
+            self.reset();
+            return;
+        }
         let from = u64::from(self.from);
         let expected =
             (self.total_in * u64::from(self.to)).div_ceil(from) + self.delay_samples() as u64;
@@ -448,6 +453,9 @@ mod tests {
         r.reset();
         r.flush(|f| out.extend_from_slice(f));
         assert!(out.is_empty(), "reset drops the partial frame");
+        let mut fft = Resampler::new(8000, 16_000).unwrap();
+        fft.flush(|f| out.extend_from_slice(f));
+        assert!(out.is_empty(), "flushing an empty stream gives nothing");
         r.push(&[5; 330], |f| out.extend_from_slice(f));
         r.flush(|f| out.extend_from_slice(f));
         assert_eq!(out.len(), 640);

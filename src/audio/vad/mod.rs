@@ -53,8 +53,9 @@ pub trait Vad: Send {
     fn reset(&mut self);
 }
 
-/// Per-assistant VAD settings, carried by the assistant API (all fields optional in JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Per-assistant VAD settings, carried by the assistant API (all fields optional in JSON;
+/// check with [`VadConfig::validate`] when accepting one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VadConfig {
     /// Speech must last this long before it counts (filters clicks, short noises, and most
