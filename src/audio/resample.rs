@@ -24,7 +24,9 @@
 //! | 44.1 kHz | 5 | 5 | 5.01 | 5 | 0 | 5 |
 //! | 48 kHz | 5 | 5 | 6.67 | 5 | 5 | 0 |
 //!
-//! Same-rate streams pass through unfiltered, only re-framed.
+//! Same-rate streams pass through unfiltered, only re-framed. Telephone-band audio survives an
+//! 8k → 16k → 8k round trip nearly sample-exact (a 300 Hz + 1 kHz + 3 kHz test signal comes back
+//! at 205 dB SNR; the test requires 90 dB).
 //!
 //! The delay is not trimmed: the first output frame starts with that much silence, and
 //! [`Resampler::flush`] pushes the held-back tail out at the end. Trimming it would cost up to a
@@ -380,7 +382,9 @@ mod tests {
         let aligned = &back[delay..delay + input.len()];
         // Skip the first and last 10 ms, where the filters start from and end in silence.
         let snr = snr_db(&input[80..7920], &aligned[80..7920]);
-        assert!(snr >= 50.0, "round-trip SNR {snr:.1} dB");
+        // The passband is flat to 3.4 kHz, so the round trip is nearly sample-exact (measured
+        // 205 dB); 90 dB is about the noise of 16-bit audio itself.
+        assert!(snr >= 90.0, "round-trip SNR {snr:.1} dB");
     }
 
     #[test]
