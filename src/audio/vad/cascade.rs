@@ -3,8 +3,9 @@
 //! States: *silence* → (an active frame) → *candidate* → (it lasted `min_speech_ms`, and the
 //! neural model agrees) → *speech* → (`min_silence_ms` without an active frame) → *silence*.
 //! A candidate with a gap of more than [`CANDIDATE_GAP_MS`] dies without costing a neural run
-//! (a click, a short knock). A candidate the model rejects (a cough, a door, music) is asked
-//! about again after a growing back-off, so a steady non-speech sound costs little.
+//! (a click, a short knock). A candidate the model rejects (a cough, a door, music) lifts the
+//! energy floor to its level and is asked about again only after a growing back-off, so a
+//! steady non-speech sound stops costing model runs.
 //!
 //! Confirmation runs Silero with a fresh state over the candidate's audio from
 //! [`PREROLL_MS`] before its onset up to now (at most [`MAX_ANALYSIS_MS`]), kept in a small ring
@@ -243,7 +244,9 @@ impl CascadeVad {
                 at_ms: self.ms(onset),
             });
         }
-        // Not speech: start over from here, and look again later.
+        // Not speech: it is background, so the energy detector should stop flagging it; start
+        // over from here and look again later.
+        self.energy.treat_as_noise();
         let rejections = rejections + 1;
         let wait = self.samples(self.config.min_speech_ms) << rejections.min(MAX_BACKOFF_SHIFT);
         self.state = State::Candidate {
@@ -507,6 +510,57 @@ mod clip_tests {
         };
         let (found, _) = segments("caller/cough.wav", energy_only);
         assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn a_sudden_steady_noise_is_not_speech_and_stops_costing() {
+        // 1 s of quiet, then 8 s of white noise at about -30 dBFS (a fan, a car), 8 kHz.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |amplitude: f64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * amplitude
+        };
+        let audio: Vec<i16> = (0..9 * 8000)
+            .map(|n| noise(if n < 8000 { 100.0 } else { 1800.0 }) as i16)
+            .collect();
+        let mut vad = CascadeVad::new(VadConfig::default(), 8000).unwrap();
+        for frame in audio.chunks(160) {
+            assert_eq!(vad.process(frame), None);
+        }
+        // The model is asked at the step, then less and less often while the floor adapts.
+        let stats = vad.stats();
+        assert!((1..=3).contains(&stats.neural_runs), "{stats:?}");
+    }
+
+    #[test]
+    fn speech_right_after_a_cough_is_found() {
+        let cough = wav::read(format!("{ROOT}/audio/caller/cough.wav"))
+            .unwrap()
+            .samples;
+        let speech = wav::read(format!("{ROOT}/audio/caller/book_table.wav"))
+            .unwrap()
+            .samples;
+        // 300 ms of silence, the 250 ms cough, then at once the 2337 ms sentence.
+        let audio: Vec<i16> = [&cough[..4400], &speech[2400..]].concat();
+        let mut vad = CascadeVad::new(VadConfig::default(), 8000).unwrap();
+        let mut events = Vec::new();
+        for frame in audio
+            .chunks(160)
+            .chain([[0i16; 160]; 50].iter().map(|f| &f[..]))
+        {
+            events.extend(vad.process(frame));
+        }
+        let [
+            VadEvent::SpeechStart { at_ms: start },
+            VadEvent::SpeechEnd { at_ms: end },
+        ] = events[..]
+        else {
+            panic!("{events:?}");
+        };
+        assert!(start.abs_diff(550) <= 60, "start {start}");
+        assert!(end.abs_diff(550 + 2337) <= 60, "end {end}");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct EnergyDetector {
     floor_db: f32,
     frames: u32,
     last_level_db: f32,
+    /// Smoothed recent level (about 100 ms), for [`EnergyDetector::treat_as_noise`].
+    recent_db: f32,
 }
 
 impl EnergyDetector {
@@ -53,6 +55,7 @@ impl EnergyDetector {
             floor_db: FLOOR_MIN_DB,
             frames: 0,
             last_level_db: FLOOR_MIN_DB,
+            recent_db: FLOOR_MIN_DB,
         }
     }
 
@@ -61,6 +64,14 @@ impl EnergyDetector {
         self.floor_db = FLOOR_MIN_DB;
         self.frames = 0;
         self.last_level_db = FLOOR_MIN_DB;
+        self.recent_db = FLOOR_MIN_DB;
+    }
+
+    /// Says the current sound is background (the neural model rejected it): the floor jumps
+    /// to just under its level instead of creeping up for seconds. A wrong call costs little:
+    /// the floor drops again at the first quieter frame.
+    pub fn treat_as_noise(&mut self) {
+        self.floor_db = self.floor_db.max(self.recent_db - NOISE_BAND_DB);
     }
 
     /// The current noise floor, dBFS.
@@ -79,6 +90,7 @@ impl EnergyDetector {
     pub fn process(&mut self, frame: &[i16], continuing: bool) -> bool {
         let level = self.high_pass.level_db(frame);
         self.last_level_db = level;
+        self.recent_db += 0.2 * (level - self.recent_db);
         if self.frames < WARMUP_FRAMES {
             // Learn the floor from the quietest of the first frames.
             self.floor_db = if self.frames == 0 {

@@ -53,7 +53,8 @@ pub trait Vad: Send {
     fn reset(&mut self);
 }
 
-/// Per-assistant VAD settings, carried by the assistant API (all fields optional in JSON).
+/// Per-assistant VAD settings, carried by the assistant API (all fields optional in JSON;
+/// check with [`VadConfig::validate`] when accepting one).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VadConfig {
