@@ -4,6 +4,7 @@
 mod common;
 
 mod assistants;
+mod call_lab;
 mod calls;
 mod llm;
 mod phone_numbers;
@@ -13,3 +14,4 @@ mod stt_sarvam;
 mod stt_support;
 mod tools;
 mod trunks;
+mod twilio_calls;

@@ -1,0 +1,212 @@
+//! A laboratory for whole calls: the fake providers (Deepgram, Cartesia, OpenAI-compatible,
+//! Twilio) on one loopback port, a voxbridge server pointed at them, an assistant with a trunk
+//! and a phone number, and a webhook receiver that records what it gets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use voxbridge::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
+use voxbridge::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
+use voxbridge::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
+use voxbridge::sim::stt_script::SttScript;
+use voxbridge::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall, TwilioSim, TwilioSimConfig};
+use voxbridge::sim::twilio_caller::{CallerAudio, CallerScript};
+
+use crate::common::{Backend, TestServer};
+
+pub const OUR_NUMBER: &str = "+15550001111";
+pub const CALLER_NUMBER: &str = "+15559998888";
+pub const GREETING: &str = "Hello! Thanks for calling Acme. How can I help?";
+
+/// A webhook receiver that answers 200 (or the statuses it is told to) and keeps every request.
+#[derive(Clone, Default)]
+pub struct WebhookSink {
+    pub received: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    pub fail_first: Arc<Mutex<u32>>,
+}
+
+impl WebhookSink {
+    async fn serve(&self) -> String {
+        let sink = self.clone();
+        let app = Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let sink = sink.clone();
+                async move {
+                    sink.received.lock().unwrap().push((headers, body));
+                    let mut fail = sink.fail_first.lock().unwrap();
+                    if *fail > 0 {
+                        *fail -= 1;
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+/// Everything a call test needs.
+pub struct CallLab {
+    pub server: TestServer,
+    pub twilio: TwilioSim,
+    pub deepgram: DeepgramFake,
+    pub cartesia: CartesiaFakeHandle,
+    pub openai: OpenAiFakeHandle,
+    pub webhooks: WebhookSink,
+    pub assistant_id: String,
+    pub trunk_id: String,
+}
+
+/// What the lab's assistant looks like; tests adjust it before the lab starts.
+pub struct LabOptions {
+    pub utterances: Vec<&'static str>,
+    pub assistant: Value,
+    pub webhook_fail_first: u32,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            utterances: vec![
+                "Hi, I'd like to book a table for two.",
+                "Yes, tomorrow at seven please.",
+                "Thank you, goodbye.",
+            ],
+            assistant: json!({
+                "assistant_name": "Acme Reception",
+                "assistant_description": "Books tables",
+                "assistant_prompt": "You are the receptionist of Acme. Keep answers short.",
+                "assistant_tts_model": "cartesia",
+                "assistant_tts_config": {"voice_id": "a167e0f3-df7e-4277-976b-be2f952fa275"},
+                "assistant_start_instruction": GREETING,
+            }),
+            webhook_fail_first: 0,
+        }
+    }
+}
+
+impl CallLab {
+    pub async fn start(options: LabOptions) -> Self {
+        let deepgram = DeepgramFake::new(DeepgramFakeConfig {
+            script: SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect()),
+            ..DeepgramFakeConfig::default()
+        });
+        let (cartesia_router, cartesia) = cartesia::router(CartesiaFakeConfig::default());
+        let (openai_router, openai) = OpenAiFake::new().build();
+        let twilio = TwilioSim::new(TwilioSimConfig::default());
+        let fakes = Router::new()
+            .merge(deepgram.router())
+            .merge(cartesia_router)
+            .merge(openai_router)
+            .merge(twilio.router());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fakes_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, fakes).await.unwrap() });
+
+        let webhooks = WebhookSink::default();
+        *webhooks.fail_first.lock().unwrap() = options.webhook_fail_first;
+        let hook_url = webhooks.serve().await;
+        let url = fakes_url.clone();
+        let server = TestServer::start_with(Backend::Sqlite, move |config| {
+            config.deepgram.base_url = url.clone();
+            config.deepgram.api_key = deepgram::DEFAULT_API_KEY.to_owned();
+            config.cartesia.base_url = url.clone();
+            config.cartesia.api_key = cartesia::DEFAULT_API_KEY.to_owned();
+            config.llm.base_url = format!("{url}/v1");
+            config.llm.api_key = openai::DEFAULT_API_KEY.to_owned();
+            config.twilio.base_url = url.clone();
+            config.webhook.allow_loopback = true;
+            config.webhook.retry_base_ms = 100;
+        })
+        .await
+        .expect("sqlite server");
+
+        let mut assistant = options.assistant;
+        assistant["assistant_end_call_url"] = json!(hook_url);
+        let (status, reply) = server.post("/assistant/create", assistant).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let assistant_id = reply["data"]["assistant_id"].as_str().unwrap().to_owned();
+        let (status, reply) = server
+            .post(
+                "/trunk/create",
+                json!({"trunk_name": "Lab", "trunk_provider": "twilio", "trunk_account_sid": DEFAULT_ACCOUNT_SID,
+                       "trunk_auth_token": DEFAULT_AUTH_TOKEN, "trunk_default_caller_number": OUR_NUMBER}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let trunk_id = reply["data"]["trunk_id"].as_str().unwrap().to_owned();
+        let (status, reply) = server
+            .post("/phone_number/create", json!({"phone_number": OUR_NUMBER, "assistant_id": assistant_id, "trunk_id": trunk_id}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        twilio.add_number(DEFAULT_ACCOUNT_SID, OUR_NUMBER);
+        Self { server, twilio, deepgram, cartesia, openai, webhooks, assistant_id, trunk_id }
+    }
+
+    /// Rings our number with a caller following `script`; answers Twilio's CallSid.
+    pub fn call_in(&self, script: CallerScript) -> String {
+        self.twilio
+            .simulate_inbound_call(InboundCall {
+                voice_url: format!("{}/twilio/voice", self.server.base),
+                account_sid: DEFAULT_ACCOUNT_SID.to_owned(),
+                from: CALLER_NUMBER.to_owned(),
+                to: OUR_NUMBER.to_owned(),
+                script: Some(script),
+                status_callback: None,
+                status_callback_events: vec![],
+            })
+            .expect("inbound call starts")
+    }
+
+    /// The stored call with this CallSid, once it has ended (its webhook queued).
+    pub async fn finished_call(&self, call_sid: &str) -> Value {
+        let sim = self.twilio.wait_for_call_end(call_sid, Duration::from_secs(90)).await.expect("call ends");
+        assert!(sim.rejected.is_none(), "the call was rejected: {:?}", sim.rejected);
+        for _ in 0..200 {
+            let (_, list) = self.server.get("/call/list").await;
+            if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first()) {
+                if call["ended_at"].is_string() {
+                    let id = call["call_id"].as_str().unwrap();
+                    let (status, details) = self.server.get(&format!("/call/details/{id}")).await;
+                    assert_eq!(status, StatusCode::OK);
+                    return details["data"].clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the call never ended in the store");
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.server.call(method, path, Some(&self.server.key), body).await
+    }
+}
+
+/// A committed caller clip.
+pub fn clip(name: &str) -> CallerAudio {
+    CallerAudio::from_wav_file(format!("{}/audio/caller/{name}.wav", env!("CARGO_MANIFEST_DIR"))).expect("caller clip")
+}
+
+/// Waits for the agent to speak and then to fall silent.
+pub fn after_agent(script: CallerScript) -> CallerScript {
+    script
+        .wait_for_agent_speech(Duration::from_secs(15))
+        .wait_for_agent_silence(Duration::from_millis(800), Duration::from_secs(30))
+}
