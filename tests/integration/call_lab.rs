@@ -13,7 +13,9 @@ use voxbridge::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
 use voxbridge::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
 use voxbridge::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
 use voxbridge::sim::stt_script::SttScript;
-use voxbridge::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall, TwilioSim, TwilioSimConfig};
+use voxbridge::sim::twilio::{
+    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall, TwilioSim, TwilioSimConfig,
+};
 use voxbridge::sim::twilio_caller::{CallerAudio, CallerScript};
 
 use crate::common::{Backend, TestServer};
@@ -153,7 +155,16 @@ impl CallLab {
             .await;
         assert_eq!(status, StatusCode::OK, "{reply}");
         twilio.add_number(DEFAULT_ACCOUNT_SID, OUR_NUMBER);
-        Self { server, twilio, deepgram, cartesia, openai, webhooks, assistant_id, trunk_id }
+        Self {
+            server,
+            twilio,
+            deepgram,
+            cartesia,
+            openai,
+            webhooks,
+            assistant_id,
+            trunk_id,
+        }
     }
 
     /// Rings our number with a caller following `script`; answers Twilio's CallSid.
@@ -173,8 +184,16 @@ impl CallLab {
 
     /// The stored call with this CallSid, once it has ended (its webhook queued).
     pub async fn finished_call(&self, call_sid: &str) -> Value {
-        let sim = self.twilio.wait_for_call_end(call_sid, Duration::from_secs(90)).await.expect("call ends");
-        assert!(sim.rejected.is_none(), "the call was rejected: {:?}", sim.rejected);
+        let sim = self
+            .twilio
+            .wait_for_call_end(call_sid, Duration::from_secs(90))
+            .await
+            .expect("call ends");
+        assert!(
+            sim.rejected.is_none(),
+            "the call was rejected: {:?}",
+            sim.rejected
+        );
         for _ in 0..200 {
             let (_, list) = self.server.get("/call/list").await;
             if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first()) {
@@ -194,14 +213,25 @@ impl CallLab {
         self.server.stop().await;
     }
 
-    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.server.call(method, path, Some(&self.server.key), body).await
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.server
+            .call(method, path, Some(&self.server.key), body)
+            .await
     }
 }
 
 /// A committed caller clip.
 pub fn clip(name: &str) -> CallerAudio {
-    CallerAudio::from_wav_file(format!("{}/audio/caller/{name}.wav", env!("CARGO_MANIFEST_DIR"))).expect("caller clip")
+    CallerAudio::from_wav_file(format!(
+        "{}/audio/caller/{name}.wav",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("caller clip")
 }
 
 /// Waits for the agent to speak and then to fall silent.
