@@ -214,3 +214,302 @@ async fn silence_prompts_then_ends_the_call() {
     );
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_tool_round_trip_feeds_the_answer() {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/weather",
+        post(|axum::Json(body): axum::Json<Value>| async move {
+            axum::Json(
+                serde_json::json!({"city": body["city"], "forecast": "sunny", "temperature_c": 21}),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tool_url = format!("http://{}/weather", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut options = LabOptions::default();
+    options.utterances = vec!["What's the weather in Paris?"];
+    let lab = CallLab::start(options).await;
+    let (status, reply) = lab
+        .server
+        .post(
+            "/tool/create",
+            serde_json::json!({"tool_name": "get_weather", "tool_description": "Weather for a city",
+                "tool_parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                "tool_url": tool_url}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{reply}");
+    let tool_id = reply["data"]["tool_id"].as_str().unwrap();
+    let (status, _) = lab
+        .server
+        .patch(
+            &format!("/assistant/update/{}", lab.assistant_id),
+            serde_json::json!({"tool_ids": [tool_id]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).wait_for_agent_speech(Duration::from_secs(10));
+    let script = script
+        .wait_for_agent_silence(Duration::from_millis(1500), Duration::from_secs(30))
+        .hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let turns = transcript(&call);
+    let tool = turns
+        .iter()
+        .find(|(r, _)| r == "tool")
+        .expect("a tool turn");
+    assert!(
+        tool.1.starts_with("get_weather({\"city\":\"Paris\"})"),
+        "{tool:?}"
+    );
+    // The model's follow-up request carried the tool's answer.
+    let requests = lab.openai.requests();
+    let follow_up = requests
+        .iter()
+        .rev()
+        .find(|r| r.body.to_string().contains("\"role\":\"tool\""))
+        .expect("a follow-up");
+    assert!(
+        follow_up.body.to_string().contains("sunny"),
+        "{}",
+        follow_up.body
+    );
+    let spoken: Vec<&str> = turns
+        .iter()
+        .filter(|(r, _)| r == "assistant")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert!(spoken.iter().any(|t| t.contains("Paris")), "{turns:?}");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_is_delivered_once_and_signed() {
+    let mut options = LabOptions::default();
+    options.webhook_fail_first = 1;
+    let lab = CallLab::start(options).await;
+    let script = after_agent(CallerScript::new()).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    // The first attempt is refused with a 503; the retry succeeds; nothing more is sent.
+    for _ in 0..100 {
+        if lab.webhooks.count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = lab.webhooks.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "one failed attempt, one delivery");
+    let secret = lab
+        .server
+        .store
+        .server_setting("webhook_secret")
+        .await
+        .unwrap()
+        .expect("a generated secret");
+    for (headers, body) in &received {
+        let signature = headers["x-voxbridge-signature"].to_str().unwrap();
+        assert!(
+            voxbridge::webhook::verify(&secret, signature, body.as_bytes()),
+            "bad signature {signature}"
+        );
+        assert_eq!(headers["x-voxbridge-event"], "call.ended");
+    }
+    assert_eq!(
+        received[0].1, received[1].1,
+        "a retry sends the same report"
+    );
+    let report: Value = serde_json::from_str(&received[1].1).unwrap();
+    assert_eq!(report["call_id"], call_id.as_str());
+    assert_eq!(report["direction"], "inbound");
+    assert_eq!(report["end_reason"], "caller_hung_up");
+    assert_eq!(report["transcript"][0]["text"], GREETING);
+    assert!(report["duration_seconds"].as_f64().unwrap() > 0.0);
+    let (_, details) = lab.server.get(&format!("/call/details/{call_id}")).await;
+    let delivery = &details["data"]["webhook_deliveries"][0];
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(delivery["attempts"], 2);
+    lab.stop().await;
+}
+
+mod wire {
+    //! Raw Twilio wire traffic, for the cases the well-behaved simulated caller never produces.
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use voxbridge::sim::twilio::DEFAULT_AUTH_TOKEN;
+    use voxbridge::telephony::twilio_signature::compute_signature;
+
+    use crate::call_lab::{CALLER_NUMBER, CallLab, OUR_NUMBER};
+
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Posts the voice webhook signed with `token`; answers the status and body.
+    pub async fn voice_webhook(lab: &CallLab, token: &str) -> (u16, String) {
+        let url = format!("{}/twilio/voice", lab.server.base);
+        let params = [
+            ("AccountSid", voxbridge::sim::twilio::DEFAULT_ACCOUNT_SID),
+            ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+            ("CallStatus", "ringing"),
+            ("Direction", "inbound"),
+            ("From", CALLER_NUMBER),
+            ("To", OUR_NUMBER),
+        ];
+        let signature = compute_signature(token, &url, &params);
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("X-Twilio-Signature", signature)
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// The call id and token of a `<Parameter>`-carrying TwiML answer.
+    pub fn stream_parameters(twiml: &str) -> (String, String) {
+        let value = |name: &str| {
+            let key = format!("name=\"{name}\" value=\"");
+            let start = twiml
+                .find(&key)
+                .unwrap_or_else(|| panic!("no {name} in {twiml}"))
+                + key.len();
+            twiml[start..].split('"').next().unwrap().to_owned()
+        };
+        (value("call_id"), value("token"))
+    }
+
+    pub async fn connect(lab: &CallLab) -> Socket {
+        let url = format!(
+            "{}/twilio/media",
+            lab.server.base.replace("http://", "ws://")
+        );
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect("media socket")
+            .0
+    }
+
+    pub async fn start(socket: &mut Socket, call_id: &str, token: &str) {
+        let connected = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
+        let start = format!(
+            r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"{account}","streamSid":"MZ00000000000000000000000000000001","callSid":"CA0123456789abcdef0123456789abcdef","tracks":["inbound"],"customParameters":{{"call_id":"{call_id}","token":"{token}"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}},"streamSid":"MZ00000000000000000000000000000001"}}"#,
+            account = voxbridge::sim::twilio::DEFAULT_ACCOUNT_SID
+        );
+        socket.send(Message::text(connected)).await.unwrap();
+        socket.send(Message::text(start)).await.unwrap();
+    }
+
+    /// Reads until the server closes the socket or `limit` passes; answers the outbound
+    /// `media` messages seen and whether the socket was closed by the server.
+    pub async fn drain(socket: &mut Socket, limit: std::time::Duration) -> (usize, bool) {
+        let mut media = 0;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, socket.next()).await {
+                Err(_) => return (media, false),
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+                    return (media, true);
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    if text.contains("\"event\":\"media\"") {
+                        media += 1;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    pub fn auth_token() -> &'static str {
+        DEFAULT_AUTH_TOKEN
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_and_tokens_never_reach_a_provider() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    let (status, _) = wire::voice_webhook(&lab, "ffffffffffffffffffffffffffffffff").await;
+    assert_eq!(
+        status, 403,
+        "a webhook signed with another token is refused"
+    );
+    let (_, list) = lab.server.get("/call/list").await;
+    assert_eq!(list["data"]["total"], 0, "no call was created");
+
+    let (status, twiml) = wire::voice_webhook(&lab, wire::auth_token()).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(twiml.contains("<Connect><Stream url=\"ws://"), "{twiml}");
+    let (call_id, token) = wire::stream_parameters(&twiml);
+
+    // An unknown token: closed before any provider is contacted.
+    let mut socket = wire::connect(&lab).await;
+    wire::start(&mut socket, &call_id, "vst_not-the-token").await;
+    let (media, closed) = wire::drain(&mut socket, Duration::from_secs(5)).await;
+    assert!(closed && media == 0, "media {media}, closed {closed}");
+    assert!(lab.deepgram.streams().is_empty(), "the STT was contacted");
+
+    // The right token works once ...
+    let mut socket = wire::connect(&lab).await;
+    wire::start(&mut socket, &call_id, &token).await;
+    let (media, _) = wire::drain(&mut socket, Duration::from_secs(2)).await;
+    assert!(media > 0, "the greeting plays");
+    // ... and not twice.
+    let mut again = wire::connect(&lab).await;
+    wire::start(&mut again, &call_id, &token).await;
+    let (media, closed) = wire::drain(&mut again, Duration::from_secs(5)).await;
+    assert!(closed && media == 0, "a reused token was accepted");
+    assert_eq!(lab.deepgram.streams().len(), 1);
+    drop(socket);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_are_skipped_and_the_call_goes_on() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let lab = CallLab::start(LabOptions::default()).await;
+    let (_, twiml) = wire::voice_webhook(&lab, wire::auth_token()).await;
+    let (call_id, token) = wire::stream_parameters(&twiml);
+    let mut socket = wire::connect(&lab).await;
+    wire::start(&mut socket, &call_id, &token).await;
+    let sid = "MZ00000000000000000000000000000001";
+    let garbage = [
+        "not json at all".to_owned(),
+        "{\"event\":".to_owned(),
+        format!(
+            r#"{{"event":"media","sequenceNumber":"2","streamSid":"{sid}","media":{{"payload":"***not base64***"}}}}"#
+        ),
+        format!(r#"{{"event":"launch","sequenceNumber":"3","streamSid":"{sid}"}}"#),
+        format!(
+            r#"{{"event":"media","sequenceNumber":"4","streamSid":"{sid}","media":{{"payload":"{}"}}}}"#,
+            "A".repeat(40_000)
+        ),
+        format!(
+            r#"{{"event":"media","sequenceNumber":"2","streamSid":"{sid}","media":{{"payload":"//8="}}}}"#
+        ),
+        format!(r#"{{"event":"mark","sequenceNumber":"5","streamSid":"{sid}"}}"#),
+    ];
+    for frame in garbage {
+        socket.send(Message::text(frame)).await.unwrap();
+    }
+    socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    // The call goes on: the greeting still plays, and the server still answers.
+    let (media, closed) = wire::drain(&mut socket, Duration::from_secs(3)).await;
+    assert!(!closed && media > 0, "media {media}, closed {closed}");
+    let (status, _) = lab.server.get("/healthz").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    drop(socket);
+    lab.stop().await;
+}
