@@ -15,3 +15,4 @@ mod stt_support;
 mod tools;
 mod trunks;
 mod twilio_calls;
+mod webhooks;

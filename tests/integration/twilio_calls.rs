@@ -513,3 +513,31 @@ async fn bad_frames_are_skipped_and_the_call_goes_on() {
     drop(socket);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_redirects_the_live_call_after_the_notice_is_heard() {
+    let mut options = LabOptions::default();
+    options.utterances = vec!["Can I talk to a human please?"];
+    let lab = CallLab::start(options).await;
+    let script = after_agent(CallerScript::new())
+        .say(clip("book_table"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "transferred", "{call}");
+    let sim = lab.twilio.call(&sid).unwrap();
+    assert_eq!(sim.redirects.len(), 1, "{:?}", sim.redirects);
+    assert!(
+        sim.redirects[0].contains("<Dial") && sim.redirects[0].contains("+15550002222"),
+        "{}",
+        sim.redirects[0]
+    );
+    let notice = transcript(&call)
+        .into_iter()
+        .filter(|(r, _)| r == "assistant")
+        .last()
+        .unwrap()
+        .1;
+    assert_eq!(notice, "Let me transfer you to a colleague.");
+    lab.stop().await;
+}
