@@ -33,6 +33,8 @@ pub struct Config {
     pub log_level: String,
     /// Email of the owner of the first API key created on an empty database.
     pub bootstrap_email: String,
+    /// Calls one owner may have queued, ringing or in progress at once (more: 429).
+    pub max_concurrent_calls_per_owner: u32,
     /// Deepgram streaming STT.
     pub deepgram: ProviderConfig,
     /// Sarvam STT and TTS.
@@ -100,6 +102,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             bootstrap_email: "admin@localhost".to_owned(),
+            max_concurrent_calls_per_owner: 100,
             deepgram: ProviderConfig {
                 base_url: "https://api.deepgram.com".to_owned(),
                 api_key: String::new(),

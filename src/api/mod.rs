@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod json;
 mod openapi;
+mod outbound;
 mod patch;
 mod phone_numbers;
 mod tools;
@@ -79,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/voice", post(twilio::voice))
         .route("/twilio/status", post(twilio::status))
         .route("/twilio/media", get(twilio::media))
+        .route("/call/outbound", post(outbound::place))
+        .route("/call/hangup/{call_id}", post(outbound::hang_up))
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
         .route("/trunk/create", post(trunks::create))

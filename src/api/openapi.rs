@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{assistants, calls, health, phone_numbers, tools, trunks};
+use super::{assistants, calls, health, outbound, phone_numbers, tools, trunks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,7 @@ use super::{assistants, calls, health, phone_numbers, tools, trunks};
         health::healthz, health::readyz,
         assistants::create, assistants::list, assistants::details, assistants::update, assistants::delete,
         tools::create, tools::list, tools::details, tools::update, tools::delete,
-        calls::list, calls::details,
+        calls::list, calls::details, outbound::place, outbound::hang_up,
         trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
         phone_numbers::create, phone_numbers::list, phone_numbers::details,
         phone_numbers::update, phone_numbers::delete,

@@ -77,6 +77,7 @@ pub struct LabOptions {
     pub utterances: Vec<&'static str>,
     pub assistant: Value,
     pub webhook_fail_first: u32,
+    pub max_concurrent_calls: u32,
 }
 
 impl Default for LabOptions {
@@ -96,6 +97,7 @@ impl Default for LabOptions {
                 "assistant_start_instruction": GREETING,
             }),
             webhook_fail_first: 0,
+            max_concurrent_calls: 100,
         }
     }
 }
@@ -122,6 +124,7 @@ impl CallLab {
         *webhooks.fail_first.lock().unwrap() = options.webhook_fail_first;
         let hook_url = webhooks.serve().await;
         let url = fakes_url.clone();
+        let max_calls = options.max_concurrent_calls;
         let server = TestServer::start_with(Backend::Sqlite, move |config| {
             config.deepgram.base_url = url.clone();
             config.deepgram.api_key = deepgram::DEFAULT_API_KEY.to_owned();
@@ -132,6 +135,7 @@ impl CallLab {
             config.twilio.base_url = url.clone();
             config.webhook.allow_loopback = true;
             config.webhook.retry_base_ms = 100;
+            config.max_concurrent_calls_per_owner = max_calls;
         })
         .await
         .expect("sqlite server");

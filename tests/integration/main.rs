@@ -7,6 +7,7 @@ mod assistants;
 mod call_lab;
 mod calls;
 mod llm;
+mod outbound_calls;
 mod phone_numbers;
 mod server;
 mod stt_deepgram;
