@@ -50,6 +50,10 @@ pub struct Reply {
     pub audio_bytes: u64,
     /// Audio bytes of the current generation forwarded to the writer.
     pub segment_audio_bytes: u64,
+    /// Text of the current generation's utterance.
+    pub segment_text: String,
+    /// Whether the TTS gave word timings for the current generation.
+    pub segment_timed: bool,
     /// When the current LLM request started (cleared at its first token).
     pub requested_at: Option<tokio::time::Instant>,
     /// When the first phrase went to the TTS.
@@ -86,6 +90,8 @@ impl Reply {
             queued_phrases: VecDeque::new(),
             audio_bytes: 0,
             segment_audio_bytes: 0,
+            segment_text: String::new(),
+            segment_timed: false,
             first_audio_at: None,
             requested_at: None,
             first_phrase_at: None,

@@ -738,6 +738,8 @@ impl Agent {
                 reply.generation = self.generation;
                 reply.segment_used = false;
                 reply.segment_audio_bytes = 0;
+                reply.segment_text.clear();
+                reply.segment_timed = false;
             }
             reply.utterance_open = true;
         }
@@ -746,6 +748,10 @@ impl Agent {
             reply.spoken_text.push(' ');
         }
         reply.spoken_text.push_str(&phrase);
+        if !reply.segment_text.is_empty() {
+            reply.segment_text.push(' ');
+        }
+        reply.segment_text.push_str(&phrase);
         let command = TtsCommand::Speak {
             generation: reply.generation,
             text: format!("{phrase} "),
@@ -867,6 +873,12 @@ impl Agent {
                     return;
                 };
                 reply.utterances_pending = reply.utterances_pending.saturating_sub(1);
+                if generation == reply.generation && !reply.segment_timed {
+                    self.estimate_word_marks(generation);
+                }
+                let Some(reply) = self.reply.as_mut() else {
+                    return;
+                };
                 if reply.utterances_pending == 0 && !reply.queued_phrases.is_empty() {
                     let phrases: Vec<String> = reply.queued_phrases.drain(..).collect();
                     for phrase in phrases {
@@ -905,6 +917,7 @@ impl Agent {
         let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
             return;
         };
+        reply.segment_timed = true;
         // Word times count from the start of this generation's audio, as do the writer's marks.
         for word in words {
             let count = reply.words.push(&word.word);
@@ -917,6 +930,37 @@ impl Agent {
             };
             if self.io.writer.try_send(item).is_err() {
                 // A lost word mark only makes the heard text shorter at a barge-in.
+                tracing::debug!(call_id = %self.setup.call_id, "writer queue full; word mark skipped");
+            }
+        }
+    }
+
+    /// For a TTS without word timings: once the utterance's audio is complete, place each word's
+    /// mark at the byte position proportional to its place in the text. Playback is still ahead
+    /// (synthesis runs faster than real time), so the echoes still tell what was heard, to within
+    /// the speaking rate's unevenness.
+    fn estimate_word_marks(&mut self, generation: Generation) {
+        let Some(reply) = self.reply.as_mut() else {
+            return;
+        };
+        let total_chars = reply.segment_text.chars().count().max(1) as u64;
+        let total_bytes = reply.segment_audio_bytes;
+        let mut chars_so_far = 0u64;
+        let words: Vec<String> = reply
+            .segment_text
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        for word in words {
+            chars_so_far += word.chars().count() as u64 + 1;
+            let count = reply.words.push(&word);
+            let item = WriterItem::Mark {
+                generation,
+                at: total_bytes * chars_so_far.min(total_chars) / total_chars,
+                name: mark_name(generation, MarkPoint::Words(count)),
+                last: false,
+            };
+            if self.io.writer.try_send(item).is_err() {
                 tracing::debug!(call_id = %self.setup.call_id, "writer queue full; word mark skipped");
             }
         }

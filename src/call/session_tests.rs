@@ -649,3 +649,56 @@ impl TtsCommand {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_word_timings_marks_are_estimated_from_the_text() {
+    let mut h = start(setup(), vec![]);
+    let (g1, text) = h.utterance().await;
+    assert_eq!(text, "Hello there, how can I help?");
+    for _ in 0..6 {
+        h.tts_events
+            .send(TtsEvent::Audio {
+                generation: g1,
+                audio: Bytes::from(vec![0x55u8; 160]),
+            })
+            .await
+            .unwrap();
+    }
+    h.tts_events
+        .send(TtsEvent::Done { generation: g1 })
+        .await
+        .unwrap();
+    let mut marks = Vec::new();
+    loop {
+        if let Some(WriterItem::Mark { name, at, .. }) = h.writer.recv().await {
+            marks.push((name.clone(), at));
+            if name.ends_with(".end") {
+                break;
+            }
+        }
+    }
+    // One mark per word, at growing positions within the 960 bytes, then the end.
+    assert_eq!(marks.len(), 7, "{marks:?}");
+    assert!(marks.windows(2).all(|w| w[0].1 <= w[1].1), "{marks:?}");
+    assert_eq!(marks[5].1, 960);
+    h.echo(&marks[1].0).await;
+    h.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    h.stt
+        .send(SttEvent::Transcript {
+            text: "wait a moment".into(),
+            is_final: false,
+            speech_final: false,
+            from_finalize: false,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.writer_control.recv().await,
+        Some(WriterControl::Clear { .. })
+    ));
+    let turn = h.turn().await;
+    assert_eq!(turn.text, "Hello there,");
+    assert!(turn.interrupted);
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
