@@ -214,3 +214,200 @@ impl Writer {
         self.first_audio_at = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audio::AudioFormat;
+    use crate::transport::TransportError;
+
+    /// What the sink was asked to do, with the (paused) time it happened.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Sent {
+        Audio(usize),
+        Mark(String),
+        Clear,
+        Close,
+    }
+
+    #[derive(Clone, Default)]
+    struct RecordingSink {
+        log: Arc<Mutex<Vec<(Duration, Sent)>>>,
+        start: Option<Instant>,
+    }
+
+    impl RecordingSink {
+        fn push(&self, sent: Sent) {
+            let at = self.start.map(|s| s.elapsed()).unwrap_or_default();
+            self.log.lock().unwrap().push((at, sent));
+        }
+        fn log(&self) -> Vec<(Duration, Sent)> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    impl MediaSink for RecordingSink {
+        fn format(&self) -> AudioFormat {
+            AudioFormat::MULAW_8K
+        }
+        async fn send_audio(&mut self, frame: &[u8]) -> Result<(), TransportError> {
+            self.push(Sent::Audio(frame.len()));
+            Ok(())
+        }
+        async fn send_mark(&mut self, name: &str) -> Result<(), TransportError> {
+            self.push(Sent::Mark(name.to_owned()));
+            Ok(())
+        }
+        async fn clear(&mut self) -> Result<(), TransportError> {
+            self.push(Sent::Clear);
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<(), TransportError> {
+            self.push(Sent::Close);
+            Ok(())
+        }
+    }
+
+    fn audio(generation: u64, bytes: usize) -> WriterItem {
+        WriterItem::Audio {
+            generation: Generation(generation),
+            audio: Bytes::from(vec![0x55; bytes]),
+        }
+    }
+
+    fn mark(generation: u64, at: u64, name: &str, last: bool) -> WriterItem {
+        WriterItem::Mark {
+            generation: Generation(generation),
+            at,
+            name: name.to_owned(),
+            last,
+        }
+    }
+
+    fn start() -> (
+        RecordingSink,
+        mpsc::Sender<WriterItem>,
+        mpsc::Sender<WriterControl>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let sink = RecordingSink {
+            start: Some(Instant::now()),
+            ..Default::default()
+        };
+        let (items_tx, items_rx) = mpsc::channel(32);
+        let (control_tx, control_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx));
+        (sink, items_tx, control_tx, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_go_out_every_20_ms_with_marks_at_their_bytes() {
+        let (sink, items, control, task) = start();
+        items.send(audio(1, 800)).await.unwrap();
+        items.send(mark(1, 320, "g1.2", false)).await.unwrap();
+        items.send(mark(1, 800, "g1.end", true)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        control.send(WriterControl::Close).await.unwrap();
+        task.await.unwrap();
+        let log = sink.log();
+        let frames: Vec<Duration> = log
+            .iter()
+            .filter(|(_, s)| matches!(s, Sent::Audio(160)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(
+            frames,
+            [0, 20, 40, 60, 80].map(Duration::from_millis),
+            "first frame at once, then paced"
+        );
+        let order: Vec<&Sent> = log.iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            order,
+            [
+                &Sent::Audio(160),
+                &Sent::Audio(160),
+                &Sent::Mark("g1.2".into()),
+                &Sent::Audio(160),
+                &Sent::Audio(160),
+                &Sent::Audio(160),
+                &Sent::Mark("g1.end".into()),
+                &Sent::Close,
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_last_frame_is_padded_when_the_reply_ends() {
+        let (sink, items, control, task) = start();
+        items.send(audio(1, 250)).await.unwrap();
+        items.send(mark(1, 250, "g1.end", true)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        control.send(WriterControl::Close).await.unwrap();
+        task.await.unwrap();
+        let sent: Vec<Sent> = sink.log().into_iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            sent,
+            [
+                Sent::Audio(160),
+                Sent::Audio(160),
+                Sent::Mark("g1.end".into()),
+                Sent::Close
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clear_jumps_the_queue_and_drops_the_old_generation() {
+        let (sink, items, control, task) = start();
+        items.send(audio(1, 8000)).await.unwrap();
+        items.send(mark(1, 8000, "g1.end", true)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        control
+            .send(WriterControl::Clear {
+                generation: Generation(2),
+            })
+            .await
+            .unwrap();
+        // Audio of the old generation still in flight is dropped; the new one plays.
+        items.send(audio(1, 1600)).await.unwrap();
+        items.send(audio(2, 320)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        control.send(WriterControl::Close).await.unwrap();
+        task.await.unwrap();
+        let log = sink.log();
+        let clear_at = log
+            .iter()
+            .position(|(_, s)| *s == Sent::Clear)
+            .expect("cleared");
+        assert!(
+            log[clear_at].0 <= Duration::from_millis(60),
+            "clear within a frame: {:?}",
+            log[clear_at].0
+        );
+        let after: Vec<&Sent> = log[clear_at + 1..].iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            after,
+            [&Sent::Audio(160), &Sent::Audio(160), &Sent::Close],
+            "only the new generation's 320 bytes"
+        );
+        assert!(
+            !log.iter().any(|(_, s)| *s == Sent::Mark("g1.end".into())),
+            "the old end mark was dropped"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_writer_sends_nothing() {
+        let (sink, _items, control, task) = start();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        control.send(WriterControl::Close).await.unwrap();
+        task.await.unwrap();
+        assert_eq!(
+            sink.log().into_iter().map(|(_, s)| s).collect::<Vec<_>>(),
+            [Sent::Close]
+        );
+    }
+}
