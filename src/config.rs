@@ -157,7 +157,8 @@ impl Config {
     fn figment(file: &Path) -> Figment {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("VOXBRIDGE_").split("__"))
+            // `VOXBRIDGE_CONFIG` names the file itself (a CLI option), not a key in it.
+            .merge(Env::prefixed("VOXBRIDGE_").ignore(&["CONFIG"]).split("__"))
     }
 }
 

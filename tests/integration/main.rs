@@ -6,6 +6,7 @@ mod common;
 mod assistants;
 mod call_lab;
 mod calls;
+mod cli;
 mod llm;
 mod outbound_calls;
 mod phone_numbers;
