@@ -227,14 +227,9 @@ pub async fn status(
                 status = new_status.as_str(),
                 "call status"
             );
-            // A call that ended without ever streaming (busy, no answer, failed) still reports.
-            if new_status.is_terminal()
-                && !state
-                    .calls
-                    .live
-                    .send(&call.id, crate::call::io::Control::HangUp)
-                && call.started_at.is_none()
-            {
+            // A call that ended without ever streaming (busy, no answer, failed) still reports;
+            // a call that streamed reports when its session ends (its socket closes with it).
+            if new_status.is_terminal() && call.started_at.is_none() {
                 queue_report(&state.calls, &call.id).await;
             }
         }
