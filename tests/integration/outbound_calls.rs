@@ -366,3 +366,42 @@ async fn hang_up_ends_a_live_call_and_limits_apply() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_line_ends_the_call_busy_and_still_reports() {
+    let lab = CallLab::start(placeholder_options()).await;
+    lab.twilio.set_outcome(
+        CALLEE,
+        voxbridge::sim::twilio::CallOutcome::Busy {
+            after: Duration::from_millis(100),
+        },
+    );
+    let (status, reply) = lab
+        .server
+        .post("/call/outbound", outbound_body(&lab, json!({"name": "Bo"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let call_id = reply["data"]["call_id"].as_str().unwrap().to_owned();
+    let mut details = Value::Null;
+    for _ in 0..100 {
+        details = lab.server.get(&format!("/call/details/{call_id}")).await.1["data"].clone();
+        if details["webhook_deliveries"]
+            .as_array()
+            .is_some_and(|d| d.first().is_some_and(|d| d["status"] == "delivered"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(details["status"], "busy", "{details}");
+    assert_eq!(details["end_reason"], "busy");
+    assert_eq!(
+        details["webhook_deliveries"][0]["status"], "delivered",
+        "{details}"
+    );
+    let received = lab.webhooks.received.lock().unwrap().clone();
+    let report: Value = serde_json::from_str(&received[0].1).unwrap();
+    assert_eq!(report["status"], "busy");
+    assert_eq!(report["transcript"], json!([]));
+    lab.stop().await;
+}
