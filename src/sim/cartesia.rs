@@ -30,8 +30,8 @@ use tokio::time::Instant;
 use super::Latency;
 use super::recorded::{LatencyMs, RecordedRequest, key_accepted, query_param};
 use super::voice::{
-    ChunkSizes, DEFAULT_MS_PER_CHAR, SampleEncoding, SpokenWord, SyntheticVoice, encode,
-    seed_from, wav_header,
+    ChunkSizes, DEFAULT_MS_PER_CHAR, SampleEncoding, SpokenWord, SyntheticVoice, encode, seed_from,
+    wav_header,
 };
 
 /// The key the fake accepts unless configured otherwise.
@@ -267,7 +267,12 @@ fn http_error(status: u16, title: &str, message: &str, code: &str) -> Response {
         "status_code": status.as_u16(),
         "request_id": uuid::Uuid::new_v4().to_string(),
     });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Checks key and version the way Cartesia's gateway does.
@@ -294,7 +299,12 @@ fn check_request(
             ));
         }
         Some(key) if !key_accepted(&config.api_keys, &key) => {
-            return Err(http_error(401, "Unauthorized", "Invalid API key", "invalid_api_key"));
+            return Err(http_error(
+                401,
+                "Unauthorized",
+                "Invalid API key",
+                "invalid_api_key",
+            ));
         }
         Some(_) => {}
     }
@@ -307,7 +317,13 @@ fn check_request(
             "Cartesia-Version header is required",
             "missing_version",
         )),
-        Some(v) if time::Date::parse(&v, time::macros::format_description!("[year]-[month]-[day]")).is_err() => {
+        Some(v)
+            if time::Date::parse(
+                &v,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .is_err() =>
+        {
             Err(http_error(
                 400,
                 "Bad Request",
@@ -328,7 +344,12 @@ async fn websocket(
     let mut record = RecordedRequest::new("/tts/websocket", &headers, query.as_deref());
     let injected = shared.faults().upgrades.pop_front();
     let refused = match injected {
-        Some(status) => Err(http_error(status, "Injected failure", "injected by the test", "injected")),
+        Some(status) => Err(http_error(
+            status,
+            "Injected failure",
+            "injected by the test",
+            "injected",
+        )),
         None => check_request(&shared.config, &headers, query.as_deref()),
     };
     if let Err(response) = refused {
@@ -398,32 +419,59 @@ fn parse_generation(
     }
     let transcript = match object.get("transcript") {
         Some(Value::String(t)) => t.clone(),
-        _ => return Err(refuse("transcript is required and must be a string", "invalid_request")),
+        _ => {
+            return Err(refuse(
+                "transcript is required and must be a string",
+                "invalid_request",
+            ));
+        }
     };
     let voice_id = match object.get("voice") {
         Some(Value::String(id)) => Some(id.as_str()),
         Some(Value::Object(v)) => match v.get("mode").and_then(Value::as_str) {
             None | Some("id") => v.get("id").and_then(Value::as_str),
-            Some(other) => return Err(refuse(format!("voice mode {other:?} is not supported"), "invalid_voice")),
+            Some(other) => {
+                return Err(refuse(
+                    format!("voice mode {other:?} is not supported"),
+                    "invalid_voice",
+                ));
+            }
         },
         _ => None,
     };
     match voice_id {
         Some(id) if uuid::Uuid::try_parse(id).is_ok() => {}
         Some(id) => return Err(refuse(format!("voice {id:?} not found"), "voice_not_found")),
-        None => return Err(refuse("voice is required: {\"mode\": \"id\", \"id\": ...}", "invalid_voice")),
+        None => {
+            return Err(refuse(
+                "voice is required: {\"mode\": \"id\", \"id\": ...}",
+                "invalid_voice",
+            ));
+        }
     }
     if let Some(language) = object.get("language") {
         match language.as_str() {
             Some(l) if l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) => {}
-            _ => return Err(refuse(format!("unsupported language {language}"), "invalid_language")),
+            _ => {
+                return Err(refuse(
+                    format!("unsupported language {language}"),
+                    "invalid_language",
+                ));
+            }
         }
     }
     let Some(format) = object.get("output_format").and_then(Value::as_object) else {
         return Err(refuse("output_format is required", "invalid_output_format"));
     };
-    let container = format.get("container").and_then(Value::as_str).unwrap_or("");
-    let allowed = if websocket { &["raw"][..] } else { &["raw", "wav", "mp3"][..] };
+    let container = format
+        .get("container")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let allowed = if websocket {
+        &["raw"][..]
+    } else {
+        &["raw", "wav", "mp3"][..]
+    };
     if !allowed.contains(&container) {
         return Err(refuse(
             format!("container {container:?} is not supported here (expected one of {allowed:?})"),
@@ -431,33 +479,64 @@ fn parse_generation(
         ));
     }
     if container == "mp3" {
-        return Err(refuse("the simulator does not encode mp3", "invalid_output_format"));
+        return Err(refuse(
+            "the simulator does not encode mp3",
+            "invalid_output_format",
+        ));
     }
     let encoding = match format.get("encoding").and_then(Value::as_str) {
         Some("pcm_s16le") => SampleEncoding::Pcm16,
         Some("pcm_f32le") => SampleEncoding::F32,
         Some("pcm_mulaw") => SampleEncoding::Mulaw,
         Some("pcm_alaw") => SampleEncoding::Alaw,
-        other => return Err(refuse(format!("unsupported encoding {other:?}"), "invalid_output_format")),
+        other => {
+            return Err(refuse(
+                format!("unsupported encoding {other:?}"),
+                "invalid_output_format",
+            ));
+        }
     };
-    let rate = format.get("sample_rate").and_then(Value::as_u64).unwrap_or(0);
-    let Some(rate) = u32::try_from(rate).ok().filter(|r| SAMPLE_RATES.contains(r)) else {
+    let rate = format
+        .get("sample_rate")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let Some(rate) = u32::try_from(rate)
+        .ok()
+        .filter(|r| SAMPLE_RATES.contains(r))
+    else {
         return Err(refuse(
-            format!("unsupported sample_rate {}", format.get("sample_rate").unwrap_or(&Value::Null)),
+            format!(
+                "unsupported sample_rate {}",
+                format.get("sample_rate").unwrap_or(&Value::Null)
+            ),
             "invalid_output_format",
         ));
     };
     if let Some(delay) = object.get("max_buffer_delay_ms") {
         if !delay.as_u64().is_some_and(|d| d <= 5000) {
-            return Err(refuse("max_buffer_delay_ms must be 0..=5000", "invalid_request"));
+            return Err(refuse(
+                "max_buffer_delay_ms must be 0..=5000",
+                "invalid_request",
+            ));
         }
     }
-    for flag in ["add_timestamps", "continue", "flush", "add_phoneme_timestamps"] {
+    for flag in [
+        "add_timestamps",
+        "continue",
+        "flush",
+        "add_phoneme_timestamps",
+    ] {
         if object.get(flag).is_some_and(|v| !v.is_boolean()) {
-            return Err(refuse(format!("{flag} must be a boolean"), "invalid_request"));
+            return Err(refuse(
+                format!("{flag} must be a boolean"),
+                "invalid_request",
+            ));
         }
     }
-    let timestamps = object.get("add_timestamps").and_then(Value::as_bool).unwrap_or(false);
+    let timestamps = object
+        .get("add_timestamps")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok((transcript, encoding, rate, timestamps))
 }
 
@@ -474,8 +553,14 @@ fn parse_input(object: &Map<String, Value>) -> Result<Input, Refusal> {
     Ok(Input {
         context_id,
         transcript,
-        more: object.get("continue").and_then(Value::as_bool).unwrap_or(false),
-        flush: object.get("flush").and_then(Value::as_bool).unwrap_or(false),
+        more: object
+            .get("continue")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        flush: object
+            .get("flush")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         identity,
         encoding,
         sample_rate,
@@ -572,31 +657,43 @@ impl Connection {
 
     async fn on_text(&mut self, text: &str) -> Result<(), Hangup> {
         let parsed: Result<Value, _> = serde_json::from_str(text);
-        self.shared
-            .received()
-            .messages
-            .push(parsed.as_ref().map_or_else(|_| Value::String(text.to_owned()), Clone::clone));
+        self.shared.received().messages.push(
+            parsed
+                .as_ref()
+                .map_or_else(|_| Value::String(text.to_owned()), Clone::clone),
+        );
         let object = match parsed {
             Ok(Value::Object(object)) => object,
             _ => {
-                let frame = self.error_frame(None, &refuse("message is not a JSON object", "invalid_request"));
+                let frame = self.error_frame(
+                    None,
+                    &refuse("message is not a JSON object", "invalid_request"),
+                );
                 return self.send(frame).await;
             }
         };
         if object.get("cancel").and_then(Value::as_bool) == Some(true) {
             return self.on_cancel(&object);
         }
-        let context_hint = object.get("context_id").and_then(Value::as_str).map(str::to_owned);
+        let context_hint = object
+            .get("context_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let input = match parse_input(&object) {
             Ok(input) => input,
             Err(refusal) => return self.fail_context(context_hint.as_deref(), &refusal).await,
         };
         if self.finished.contains(&input.context_id) {
             let refusal = refuse(
-                format!("context {} has already finished; use a new context_id", input.context_id),
+                format!(
+                    "context {} has already finished; use a new context_id",
+                    input.context_id
+                ),
                 "context_finished",
             );
-            return self.send(self.error_frame(Some(&input.context_id), &refusal)).await;
+            return self
+                .send(self.error_frame(Some(&input.context_id), &refusal))
+                .await;
         }
         let index = match self.contexts.iter().position(|c| c.id == input.context_id) {
             Some(index) => {
@@ -610,7 +707,9 @@ impl Connection {
                 }
                 if context.closed || context.cancelled {
                     let refusal = refuse("input after the context was closed", "context_closed");
-                    return self.send(self.error_frame(Some(&input.context_id), &refusal)).await;
+                    return self
+                        .send(self.error_frame(Some(&input.context_id), &refusal))
+                        .await;
                 }
                 index
             }
@@ -628,11 +727,17 @@ impl Connection {
         }
         if input.flush {
             self.next_flush_id += 1;
-            context.flushes.push_back((context.voice.laid_out(), self.next_flush_id));
+            context
+                .flushes
+                .push_back((context.voice.laid_out(), self.next_flush_id));
         }
         context.closed = !input.more;
         if context.next_at.is_none() {
-            let delay = if context.started { latency.per_chunk } else { latency.first_byte };
+            let delay = if context.started {
+                latency.per_chunk
+            } else {
+                latency.first_byte
+            };
             context.next_at = Some(now + delay);
         }
         Ok(())
@@ -641,7 +746,10 @@ impl Connection {
     /// Opens a context; returns its index, or `None` when it was refused.
     async fn open(&mut self, input: &Input) -> Result<Option<usize>, Hangup> {
         let fault = self.shared.faults().contexts.pop_front();
-        self.shared.received().context_ids.push(input.context_id.clone());
+        self.shared
+            .received()
+            .context_ids
+            .push(input.context_id.clone());
         if let Some(ContextFault::Error { status }) = fault {
             let refusal = Refusal {
                 status,
@@ -684,7 +792,11 @@ impl Connection {
     }
 
     /// Sends an error for a context and forgets it.
-    async fn fail_context(&mut self, context_id: Option<&str>, refusal: &Refusal) -> Result<(), Hangup> {
+    async fn fail_context(
+        &mut self,
+        context_id: Option<&str>,
+        refusal: &Refusal,
+    ) -> Result<(), Hangup> {
         if let Some(id) = context_id {
             self.contexts.retain(|c| c.id != id);
             self.finished.insert(id.to_owned());
@@ -722,7 +834,9 @@ impl Connection {
             return Ok(());
         };
         let per_chunk = self.shared.config.latency.per_chunk;
-        if self.contexts[index].fault == Some(ContextFault::Malformed) && !self.contexts[index].started {
+        if self.contexts[index].fault == Some(ContextFault::Malformed)
+            && !self.contexts[index].started
+        {
             self.send_garbage(index).await?;
         }
         self.contexts[index].started = true;
@@ -737,8 +851,12 @@ impl Connection {
             let context = &mut self.contexts[index];
             context.chunks_sent += 1;
             match context.fault {
-                Some(ContextFault::CloseAfterChunks(n)) if context.chunks_sent >= n => return Err(Hangup::Close),
-                Some(ContextFault::StallAfterChunks(n)) if context.chunks_sent >= n => return Err(Hangup::Stall),
+                Some(ContextFault::CloseAfterChunks(n)) if context.chunks_sent >= n => {
+                    return Err(Hangup::Close);
+                }
+                Some(ContextFault::StallAfterChunks(n)) if context.chunks_sent >= n => {
+                    return Err(Hangup::Stall);
+                }
                 _ => {}
             }
             self.send_progress(index).await?;
@@ -769,7 +887,11 @@ impl Connection {
         context.voice.render(count, &mut samples);
         let mut data = std::mem::take(&mut context.held);
         encode(&samples, context.encoding, &mut data);
-        if odd && context.encoding.bytes_per_sample() > 1 && context.voice.remaining() > 0 && data.len() % 2 == 0 {
+        if odd
+            && context.encoding.bytes_per_sample() > 1
+            && context.voice.remaining() > 0
+            && data.len() % 2 == 0
+        {
             context.held.extend(data.pop());
         }
         data
@@ -782,11 +904,19 @@ impl Connection {
         let all_out = context.voice.remaining() == 0;
         let rate = f64::from(context.voice.sample_rate());
         let mut words = Vec::new();
-        while context.words.front().is_some_and(|w| all_out || w.start < rendered) {
+        while context
+            .words
+            .front()
+            .is_some_and(|w| all_out || w.start < rendered)
+        {
             words.extend(context.words.pop_front());
         }
         let mut flushes = Vec::new();
-        while context.flushes.front().is_some_and(|&(at, _)| at <= rendered) {
+        while context
+            .flushes
+            .front()
+            .is_some_and(|&(at, _)| at <= rendered)
+        {
             flushes.extend(context.flushes.pop_front().map(|(_, id)| id));
         }
         let id = context.id.clone();
@@ -818,12 +948,15 @@ impl Connection {
             .send(Message::text("this is not json"))
             .await
             .map_err(|_| Hangup::Gone)?;
-        self.send(json!({"type": "mystery", "context_id": id})).await?;
+        self.send(json!({"type": "mystery", "context_id": id}))
+            .await?;
         self.send(json!({"type": "chunk", "context_id": id, "data": "@@not base64@@", "done": false, "status_code": 206}))
             .await?;
-        self.send(json!({"type": "chunk", "context_id": id, "done": false})).await?;
+        self.send(json!({"type": "chunk", "context_id": id, "done": false}))
+            .await?;
         self.send(json!({"context_id": id})).await?;
-        self.send(json!({"type": "timestamps", "context_id": id, "word_timestamps": "nope"})).await?;
+        self.send(json!({"type": "timestamps", "context_id": id, "word_timestamps": "nope"}))
+            .await?;
         self.socket
             .send(Message::Binary(Bytes::from_static(&[0, 1, 2, 3])))
             .await
@@ -846,39 +979,77 @@ async fn bytes(
     body: Bytes,
 ) -> Response {
     let mut record = RecordedRequest::new("/tts/bytes", &headers, query.as_deref());
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let parsed: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     let response = bytes_response(&shared, &headers, query.as_deref(), &parsed);
     record.status = response.status().as_u16();
     shared.received().bytes_requests.push((record, parsed));
     response
 }
 
-fn bytes_response(shared: &Arc<Shared>, headers: &HeaderMap, query: Option<&str>, body: &Value) -> Response {
+fn bytes_response(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &Value,
+) -> Response {
     if let Err(response) = check_request(&shared.config, headers, query) {
         return response;
     }
     if let Some(status) = shared.faults().bytes.pop_front() {
-        return http_error(status, "Injected failure", "injected by the test", "injected");
+        return http_error(
+            status,
+            "Injected failure",
+            "injected by the test",
+            "injected",
+        );
     }
     let Some(object) = body.as_object() else {
-        return http_error(400, "Invalid request", "body must be a JSON object", "invalid_request");
+        return http_error(
+            400,
+            "Invalid request",
+            "body must be a JSON object",
+            "invalid_request",
+        );
     };
     let (transcript, encoding, rate, _) = match parse_generation(object, false) {
         Ok(parsed) => parsed,
-        Err(refusal) => return http_error(refusal.status, refusal.title, &refusal.message, refusal.code),
+        Err(refusal) => {
+            return http_error(
+                refusal.status,
+                refusal.title,
+                &refusal.message,
+                refusal.code,
+            );
+        }
     };
     if transcript.trim().is_empty() {
-        return http_error(400, "Invalid request", "transcript must not be empty", "invalid_request");
+        return http_error(
+            400,
+            "Invalid request",
+            "transcript must not be empty",
+            "invalid_request",
+        );
     }
     let Some(slot) = shared.acquire() else {
-        return http_error(429, "Too Many Requests", "concurrency limit reached for your plan", "concurrency_limited");
+        return http_error(
+            429,
+            "Too Many Requests",
+            "concurrency limit reached for your plan",
+            "concurrency_limited",
+        );
     };
     let wav = object["output_format"]["container"] == "wav";
     let mut voice = SyntheticVoice::new(rate, shared.config.ms_per_char);
     voice.say(&transcript);
     let header = wav.then(|| {
         let len = voice.remaining() as usize * encoding.bytes_per_sample();
-        wav_header(encoding, rate, u32::try_from(len).unwrap_or(u32::MAX), false)
+        wav_header(
+            encoding,
+            rate,
+            u32::try_from(len).unwrap_or(u32::MAX),
+            false,
+        )
     });
     let stream = BodyStream {
         voice,
@@ -891,7 +1062,11 @@ fn bytes_response(shared: &Arc<Shared>, headers: &HeaderMap, query: Option<&str>
         held: Vec::new(),
         _slot: slot,
     };
-    let content_type = if wav { "audio/wav" } else { "application/octet-stream" };
+    let content_type = if wav {
+        "audio/wav"
+    } else {
+        "application/octet-stream"
+    };
     let body = Body::from_stream(futures_util::stream::unfold(stream, BodyStream::next));
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
@@ -913,14 +1088,21 @@ impl BodyStream {
         if self.voice.remaining() == 0 && self.held.is_empty() && self.header.is_none() {
             return None;
         }
-        let delay = if std::mem::take(&mut self.first) { self.latency.first_byte } else { self.latency.per_chunk };
+        let delay = if std::mem::take(&mut self.first) {
+            self.latency.first_byte
+        } else {
+            self.latency.per_chunk
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let mut data = self.header.take().unwrap_or_default();
         data.append(&mut self.held);
         let mut samples = Vec::new();
-        self.voice.render(self.sizes.next_samples(self.voice.sample_rate()), &mut samples);
+        self.voice.render(
+            self.sizes.next_samples(self.voice.sample_rate()),
+            &mut samples,
+        );
         encode(&samples, self.encoding, &mut data);
         if self.odd && self.voice.remaining() > 0 && data.len() % 2 == 0 {
             self.held.extend(data.pop());

@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use super::Latency;
 use super::recorded::{LatencyMs, RecordedRequest, key_accepted, query_param};
 use super::voice::{
-    ChunkSizes, DEFAULT_MS_PER_CHAR, SampleEncoding, SyntheticVoice, encode, seed_from,
-    wav_file, wav_header,
+    ChunkSizes, DEFAULT_MS_PER_CHAR, SampleEncoding, SyntheticVoice, encode, seed_from, wav_file,
+    wav_header,
 };
 
 /// The key the fake accepts unless configured otherwise.
@@ -42,7 +42,9 @@ const LANGUAGES: [&str; 12] = [
     "bn-IN", "en-IN", "gu-IN", "hi-IN", "kn-IN", "ml-IN", "mr-IN", "od-IN", "or-IN", "pa-IN",
     "ta-IN", "te-IN",
 ];
-const V2_SPEAKERS: [&str; 7] = ["anushka", "manisha", "vidya", "arya", "abhilash", "karun", "hitesh"];
+const V2_SPEAKERS: [&str; 7] = [
+    "anushka", "manisha", "vidya", "arya", "abhilash", "karun", "hitesh",
+];
 const V3_SPEAKERS: [&str; 25] = [
     "shubh", "aditya", "ritu", "priya", "neha", "rahul", "pooja", "rohan", "simran", "kavya",
     "amit", "dev", "ishita", "shreya", "ratan", "varun", "manan", "sumit", "roopa", "kabir",
@@ -238,7 +240,12 @@ fn http_error(status: u16, message: &str) -> Response {
         "code": error_code(status.as_u16()),
         "request_id": request_id(),
     }});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn request_id() -> String {
@@ -286,13 +293,18 @@ impl Model {
 fn number(object: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{field} must be a number")),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| format!("{field} must be a number")),
     }
 }
 
 fn in_range(object: &Map<String, Value>, field: &str, min: f64, max: f64) -> Result<(), String> {
     match number(object, field)? {
-        Some(v) if !(min..=max).contains(&v) => Err(format!("{field} must be between {min} and {max}")),
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(format!("{field} must be between {min} and {max}"))
+        }
         _ => Ok(()),
     }
 }
@@ -305,15 +317,21 @@ fn check_voice(model: Model, object: &Map<String, Value>) -> Result<(), String> 
         .and_then(Value::as_str)
         .ok_or("target_language_code is required")?;
     if !LANGUAGES.contains(&language) {
-        return Err(format!("target_language_code {language:?} is not supported"));
+        return Err(format!(
+            "target_language_code {language:?} is not supported"
+        ));
     }
     if let Some(speaker) = object.get("speaker") {
         let speaker = speaker.as_str().ok_or("speaker must be a string")?;
         if speaker != speaker.to_lowercase() {
-            return Err(format!("Speaker {speaker:?} is not valid: speaker names are lowercase"));
+            return Err(format!(
+                "Speaker {speaker:?} is not valid: speaker names are lowercase"
+            ));
         }
         if !model.speakers().contains(&speaker) {
-            return Err(format!("Speaker {speaker:?} is not compatible with this model"));
+            return Err(format!(
+                "Speaker {speaker:?} is not compatible with this model"
+            ));
         }
     }
     match model {
@@ -367,7 +385,11 @@ fn codec(name: &str) -> Result<Codec, String> {
         }
         other => return Err(format!("unknown output_audio_codec {other:?}")),
     };
-    Ok(Codec { encoding, wav, content_type })
+    Ok(Codec {
+        encoding,
+        wav,
+        content_type,
+    })
 }
 
 fn key_from(headers: &HeaderMap, protocols: &[String]) -> Option<String> {
@@ -392,13 +414,21 @@ async fn websocket(
     let protocols: Vec<String> = upgrade
         .requested_protocols()
         .filter_map(|p| p.to_str().ok())
-        .flat_map(|p| p.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+        .flat_map(|p| {
+            p.split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let key = key_from(&headers, &protocols);
-    let model = Model::parse(&query_param(query.as_deref(), "model").unwrap_or_else(|| "bulbul:v2".into()));
+    let model =
+        Model::parse(&query_param(query.as_deref(), "model").unwrap_or_else(|| "bulbul:v2".into()));
     let refusal = if let Some(status) = shared.faults().upgrades.pop_front() {
         Some((status, "injected by the test".to_owned()))
-    } else if !key.as_deref().is_some_and(|k| key_accepted(&shared.config.api_keys, k)) {
+    } else if !key
+        .as_deref()
+        .is_some_and(|k| key_accepted(&shared.config.api_keys, k))
+    {
         Some((403, "Invalid API key or API key not provided".to_owned()))
     } else if let Err(message) = &model {
         Some((400, message.clone()))
@@ -413,13 +443,17 @@ async fn websocket(
     }
     record.status = 101;
     shared.received().upgrades.push(record);
-    let completion_events = query_param(query.as_deref(), "send_completion_event").is_none_or(|v| v == "true");
+    let completion_events =
+        query_param(query.as_deref(), "send_completion_event").is_none_or(|v| v == "true");
     let fault = shared.faults().streams.pop_front();
     let mut upgrade = upgrade
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_message_size(1 << 20);
-    if let Some(protocol) = protocols.iter().find(|p| p.starts_with("api-subscription-key.")) {
+    if let Some(protocol) = protocols
+        .iter()
+        .find(|p| p.starts_with("api-subscription-key."))
+    {
         upgrade = upgrade.protocols([protocol.clone()]);
     }
     let model = model.unwrap_or(Model::V2);
@@ -455,13 +489,20 @@ struct StreamConfig {
 }
 
 fn parse_config(model: Model, data: Option<&Value>) -> Result<StreamConfig, String> {
-    let object = data.and_then(Value::as_object).ok_or("config needs a data object")?;
+    let object = data
+        .and_then(Value::as_object)
+        .ok_or("config needs a data object")?;
     check_voice(model, object)?;
     if object.get("speaker").is_none() {
         return Err("speaker is required".into());
     }
     let sample_rate = sample_rate(model, object, &STREAM_RATES)?;
-    let codec = codec(object.get("output_audio_codec").and_then(Value::as_str).unwrap_or("mp3"))?;
+    let codec = codec(
+        object
+            .get("output_audio_codec")
+            .and_then(Value::as_str)
+            .unwrap_or("mp3"),
+    )?;
     let min_buffer_size = match object.get("min_buffer_size") {
         None => 50,
         Some(v) => v
@@ -542,10 +583,11 @@ impl Connection {
 
     async fn on_text(&mut self, text: &str) -> Result<(), Hangup> {
         let parsed: Result<Value, _> = serde_json::from_str(text);
-        self.shared
-            .received()
-            .messages
-            .push(parsed.as_ref().map_or_else(|_| Value::String(text.to_owned()), Clone::clone));
+        self.shared.received().messages.push(
+            parsed
+                .as_ref()
+                .map_or_else(|_| Value::String(text.to_owned()), Clone::clone),
+        );
         let Ok(message) = parsed else {
             return self.error("Invalid message: not JSON").await;
         };
@@ -563,7 +605,9 @@ impl Connection {
             return self.error(&format!("Unknown message type {kind:?}")).await;
         }
         let Some(config) = self.config else {
-            return self.error("Send a config message before text or flush").await;
+            return self
+                .error("Send a config message before text or flush")
+                .await;
         };
         if kind == "flush" {
             self.release();
@@ -582,7 +626,9 @@ impl Connection {
             return self.error("Injected failure").await;
         }
         if piece.chars().count() > 2500 {
-            return self.error("Text too long: at most 2500 characters per message").await;
+            return self
+                .error("Text too long: at most 2500 characters per message")
+                .await;
         }
         self.buffer.push_str(piece);
         if self.buffer.chars().count() >= config.min_buffer_size {
@@ -597,10 +643,19 @@ impl Connection {
             && voice.remaining() > 0
             && voice.sample_rate() != config.sample_rate
         {
-            return self.error("cannot change speech_sample_rate while synthesising").await;
+            return self
+                .error("cannot change speech_sample_rate while synthesising")
+                .await;
         }
-        if self.voice.as_ref().is_none_or(|v| v.sample_rate() != config.sample_rate) {
-            self.voice = Some(SyntheticVoice::new(config.sample_rate, self.shared.config.ms_per_char));
+        if self
+            .voice
+            .as_ref()
+            .is_none_or(|v| v.sample_rate() != config.sample_rate)
+        {
+            self.voice = Some(SyntheticVoice::new(
+                config.sample_rate,
+                self.shared.config.ms_per_char,
+            ));
             self.finals.clear();
         }
         self.config = Some(config);
@@ -620,7 +675,11 @@ impl Connection {
     fn schedule(&mut self) {
         if self.next_at.is_none() {
             let latency = self.shared.config.latency;
-            let delay = if self.idle { latency.first_byte } else { latency.per_chunk };
+            let delay = if self.idle {
+                latency.first_byte
+            } else {
+                latency.per_chunk
+            };
             self.next_at = Some(Instant::now() + delay);
         }
     }
@@ -634,7 +693,9 @@ impl Connection {
             self.fault = None;
             self.send_garbage().await?;
         }
-        let Some(voice) = self.voice.as_mut() else { return Ok(()) };
+        let Some(voice) = self.voice.as_mut() else {
+            return Ok(());
+        };
         if voice.remaining() > 0 {
             let mut samples = Vec::new();
             voice.render(self.sizes.next_samples(voice.sample_rate()), &mut samples);
@@ -653,8 +714,12 @@ impl Connection {
             self.send(message).await?;
             self.chunks_sent += 1;
             match self.fault {
-                Some(StreamFault::CloseAfterChunks(n)) if self.chunks_sent >= n => return Err(Hangup::Close),
-                Some(StreamFault::StallAfterChunks(n)) if self.chunks_sent >= n => return Err(Hangup::Stall),
+                Some(StreamFault::CloseAfterChunks(n)) if self.chunks_sent >= n => {
+                    return Err(Hangup::Close);
+                }
+                Some(StreamFault::StallAfterChunks(n)) if self.chunks_sent >= n => {
+                    return Err(Hangup::Stall);
+                }
                 _ => {}
             }
         }
@@ -664,7 +729,8 @@ impl Connection {
             .map_or((0, 0), |v| (v.rendered(), v.remaining()));
         while self.finals.front().is_some_and(|&at| at <= rendered) {
             self.finals.pop_front();
-            self.send(json!({"type": "event", "data": {"event_type": "final"}})).await?;
+            self.send(json!({"type": "event", "data": {"event_type": "final"}}))
+                .await?;
         }
         if remaining > 0 || !self.finals.is_empty() {
             self.next_at = Some(Instant::now() + self.shared.config.latency.per_chunk);
@@ -681,10 +747,12 @@ impl Connection {
             .await
             .map_err(|_| Hangup::Gone)?;
         self.send(json!({"type": "mystery", "data": {}})).await?;
-        self.send(json!({"type": "audio", "data": {"audio": "@@not base64@@"}})).await?;
+        self.send(json!({"type": "audio", "data": {"audio": "@@not base64@@"}}))
+            .await?;
         self.send(json!({"type": "audio"})).await?;
         self.send(json!({"data": {"audio": ""}})).await?;
-        self.send(json!({"type": "event", "data": {"event_type": "something_else"}})).await?;
+        self.send(json!({"type": "event", "data": {"event_type": "something_else"}}))
+            .await?;
         self.socket
             .send(Message::Binary(Bytes::from_static(&[9, 9, 9])))
             .await
@@ -710,13 +778,17 @@ async fn rest(
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
     let response = match &parsed {
         Ok(value) => rest_response(&shared, &headers, value).await,
-        Err(_) if !key_from(&headers, &[]).is_some_and(|k| key_accepted(&shared.config.api_keys, &k)) => {
+        Err(_)
+            if !key_from(&headers, &[])
+                .is_some_and(|k| key_accepted(&shared.config.api_keys, &k)) =>
+        {
             http_error(403, "Invalid API key or API key not provided")
         }
         Err(e) => http_error(400, &format!("invalid JSON body: {e}")),
     };
     record.status = response.status().as_u16();
-    let logged = parsed.unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let logged =
+        parsed.unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     shared.received().rest_requests.push((record, logged));
     response
 }
@@ -744,7 +816,12 @@ async fn rest_response(shared: &Arc<Shared>, headers: &HeaderMap, body: &Value) 
     if object.get("target_language_code").is_none() && object.get("language_code").is_none() {
         return http_error(422, "target_language_code is required");
     }
-    let model = match Model::parse(object.get("model").and_then(Value::as_str).unwrap_or("bulbul:v2")) {
+    let model = match Model::parse(
+        object
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("bulbul:v2"),
+    ) {
         Ok(model) => model,
         Err(message) => return http_error(400, &message),
     };
@@ -759,7 +836,12 @@ async fn rest_response(shared: &Arc<Shared>, headers: &HeaderMap, body: &Value) 
         Ok(rate) => rate,
         Err(message) => return http_error(400, &message),
     };
-    let codec = match codec(object.get("output_audio_codec").and_then(Value::as_str).unwrap_or("wav")) {
+    let codec = match codec(
+        object
+            .get("output_audio_codec")
+            .and_then(Value::as_str)
+            .unwrap_or("wav"),
+    ) {
         Ok(codec) => codec,
         Err(message) => return http_error(400, &message),
     };
@@ -769,7 +851,11 @@ async fn rest_response(shared: &Arc<Shared>, headers: &HeaderMap, body: &Value) 
     if let Some(long) = texts.iter().find(|t| t.chars().count() > model.max_text()) {
         return http_error(
             400,
-            &format!("text too long: {} characters, at most {}", long.chars().count(), model.max_text()),
+            &format!(
+                "text too long: {} characters, at most {}",
+                long.chars().count(),
+                model.max_text()
+            ),
         );
     }
     if !shared.config.latency.first_byte.is_zero() {
@@ -780,7 +866,13 @@ async fn rest_response(shared: &Arc<Shared>, headers: &HeaderMap, body: &Value) 
         .iter()
         .map(|text| {
             let audio = if codec.wav {
-                wav_file(text, codec.encoding, rate, ms_per_char, shared.config.wav_list_chunk)
+                wav_file(
+                    text,
+                    codec.encoding,
+                    rate,
+                    ms_per_char,
+                    shared.config.wav_list_chunk,
+                )
             } else {
                 super::voice::speak_all(text, codec.encoding, rate, ms_per_char)
             };
@@ -788,5 +880,9 @@ async fn rest_response(shared: &Arc<Shared>, headers: &HeaderMap, body: &Value) 
         })
         .collect();
     let body = json!({"request_id": request_id(), "audios": audios});
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

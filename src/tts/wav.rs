@@ -111,7 +111,7 @@ mod tests {
         let file = wav(
             22_050,
             &[7, 8],
-            Some((b"LIST", b"INFOISFT\x05\x00\x00\x00lavf\x00")),
+            Some((b"LIST", b"INFOISFT\x06\x00\x00\x00lavf5\x00")),
         );
         let header = file.len() - 4;
         assert!(header > 44);

@@ -6,3 +6,4 @@ mod common;
 mod assistants;
 mod server;
 mod tools;
+mod tts;
