@@ -81,12 +81,12 @@ async fn http_errors_fail_the_turn_and_the_next_turn_works() {
         handle.fail_next_bytes(status);
         speak(&tts, generation, "Hello.", true).await;
         let turn = Turn::collect(&mut tts.events, generation).await;
-        let expected = match (&turn.end, status) {
-            (Err(TtsError::Unauthorized { status: 401, .. }), 401) => true,
-            (Err(TtsError::RateLimited { .. }), 429) => true,
-            (Err(TtsError::Unavailable(_)), 500) => true,
-            _ => false,
-        };
+        let expected = matches!(
+            (&turn.end, status),
+            (Err(TtsError::Unauthorized { status: 401, .. }), 401)
+                | (Err(TtsError::RateLimited { .. }), 429)
+                | (Err(TtsError::Unavailable(_)), 500)
+        );
         assert!(expected, "{status}: {:?}", turn.end);
     }
     speak(&tts, 4, "Hello.", true).await;
