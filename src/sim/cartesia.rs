@@ -275,12 +275,12 @@ fn http_error(status: u16, title: &str, message: &str, code: &str) -> Response {
         .into_response()
 }
 
-/// Checks key and version the way Cartesia's gateway does.
-fn check_request(
+/// The gateway's answer to a request without a valid key or version, if any.
+fn refusal(
     config: &CartesiaFakeConfig,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // A query key wins over headers (browsers cannot set headers).
     let key = query_param(query, "api_key").or_else(|| {
@@ -291,7 +291,7 @@ fn check_request(
     });
     match key {
         None => {
-            return Err(http_error(
+            return Some(http_error(
                 401,
                 "Unauthorized",
                 "No API key: send Authorization: Bearer <key> or X-API-Key",
@@ -299,7 +299,7 @@ fn check_request(
             ));
         }
         Some(key) if !key_accepted(&config.api_keys, &key) => {
-            return Err(http_error(
+            return Some(http_error(
                 401,
                 "Unauthorized",
                 "Invalid API key",
@@ -311,7 +311,7 @@ fn check_request(
     let version = query_param(query, "cartesia_version")
         .or_else(|| header("cartesia-version").map(str::to_owned));
     match version {
-        None => Err(http_error(
+        None => Some(http_error(
             400,
             "Bad Request",
             "Cartesia-Version header is required",
@@ -324,14 +324,14 @@ fn check_request(
             )
             .is_err() =>
         {
-            Err(http_error(
+            Some(http_error(
                 400,
                 "Bad Request",
                 &format!("invalid Cartesia-Version {v:?}: expected YYYY-MM-DD"),
                 "invalid_version",
             ))
         }
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
@@ -344,15 +344,15 @@ async fn websocket(
     let mut record = RecordedRequest::new("/tts/websocket", &headers, query.as_deref());
     let injected = shared.faults().upgrades.pop_front();
     let refused = match injected {
-        Some(status) => Err(http_error(
+        Some(status) => Some(http_error(
             status,
             "Injected failure",
             "injected by the test",
             "injected",
         )),
-        None => check_request(&shared.config, &headers, query.as_deref()),
+        None => refusal(&shared.config, &headers, query.as_deref()),
     };
-    if let Err(response) = refused {
+    if let Some(response) = refused {
         record.status = response.status().as_u16();
         shared.received().upgrades.push(record);
         return response;
@@ -512,8 +512,10 @@ fn parse_generation(
             "invalid_output_format",
         ));
     };
-    if let Some(delay) = object.get("max_buffer_delay_ms") {
-        if !delay.as_u64().is_some_and(|d| d <= 5000) {
+    if let Some(delay) = object.get("max_buffer_delay_ms")
+        && delay.as_u64().is_none_or(|d| d > 5000)
+    {
+        {
             return Err(refuse(
                 "max_buffer_delay_ms must be 0..=5000",
                 "invalid_request",
@@ -890,7 +892,7 @@ impl Connection {
         if odd
             && context.encoding.bytes_per_sample() > 1
             && context.voice.remaining() > 0
-            && data.len() % 2 == 0
+            && data.len().is_multiple_of(2)
         {
             context.held.extend(data.pop());
         }
@@ -993,7 +995,7 @@ fn bytes_response(
     query: Option<&str>,
     body: &Value,
 ) -> Response {
-    if let Err(response) = check_request(&shared.config, headers, query) {
+    if let Some(response) = refusal(&shared.config, headers, query) {
         return response;
     }
     if let Some(status) = shared.faults().bytes.pop_front() {
@@ -1104,7 +1106,7 @@ impl BodyStream {
             &mut samples,
         );
         encode(&samples, self.encoding, &mut data);
-        if self.odd && self.voice.remaining() > 0 && data.len() % 2 == 0 {
+        if self.odd && self.voice.remaining() > 0 && data.len().is_multiple_of(2) {
             self.held.extend(data.pop());
         }
         Some((Ok(Bytes::from(data)), self))

@@ -44,7 +44,7 @@ impl SampleCarry {
             return chunk;
         }
         match self.pending.take() {
-            None if chunk.len() % 2 == 0 => chunk,
+            None if chunk.len().is_multiple_of(2) => chunk,
             None => {
                 let cut = chunk.len() - 1;
                 self.pending = Some(chunk[cut]);

@@ -582,7 +582,7 @@ impl Session {
                     self.timeouts.send,
                 )
                 .await;
-                if result.is_ok() && !self.active.is_some() {
+                if result.is_ok() && self.active.is_none() {
                     // Sarvam closes idle sockets; its own keep-alive is an application ping.
                     result = ws::send(socket, Message::text(PING), self.timeouts.send).await;
                 }

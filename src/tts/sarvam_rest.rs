@@ -74,9 +74,9 @@ impl SarvamRest {
         let model = resolve_model(voice.model.as_deref(), &self.endpoint, DEFAULT_MODEL);
         let is_v3 = model.starts_with("bulbul:v3");
         let output = params.output;
-        if !SAMPLE_RATES.contains(&output.sample_rate)
-            && !(is_v3 && V3_EXTRA_RATES.contains(&output.sample_rate))
-        {
+        let supported = SAMPLE_RATES.contains(&output.sample_rate)
+            || (is_v3 && V3_EXTRA_RATES.contains(&output.sample_rate));
+        if !supported {
             return Err(TtsError::UnsupportedFormat(output));
         }
         Ok(RestRequests {

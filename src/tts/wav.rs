@@ -20,9 +20,12 @@ pub(crate) struct WavPcm16 {
 /// Parses a complete WAV file holding 16-bit mono PCM.
 pub(crate) fn parse_pcm16(file: Bytes) -> Result<WavPcm16, TtsError> {
     let mut cursor = Cursor::new(&file[..]);
-    let reader = hound::WavReader::new(&mut cursor)
-        .map_err(|e| TtsError::Protocol(format!("provider sent an unreadable WAV: {e}")))?;
-    let spec = reader.spec();
+    // The reader borrows the cursor; once it is gone the cursor sits on the first data byte.
+    let (spec, samples) = {
+        let reader = hound::WavReader::new(&mut cursor)
+            .map_err(|e| TtsError::Protocol(format!("provider sent an unreadable WAV: {e}")))?;
+        (reader.spec(), reader.len() as usize)
+    };
     if spec.channels != 1
         || spec.bits_per_sample != 16
         || spec.sample_format != hound::SampleFormat::Int
@@ -32,8 +35,7 @@ pub(crate) fn parse_pcm16(file: Bytes) -> Result<WavPcm16, TtsError> {
             spec.channels, spec.bits_per_sample, spec.sample_format
         )));
     }
-    let data_len = reader.len() as usize * 2;
-    drop(reader);
+    let data_len = samples * 2;
     let start = cursor.position() as usize;
     let end = start.saturating_add(data_len).min(file.len());
     let end = end - (end - start) % 2;
@@ -111,7 +113,7 @@ mod tests {
         let file = wav(
             22_050,
             &[7, 8],
-            Some((b"LIST", b"INFOISFT\x05\x00\x00\x00lavf\x00")),
+            Some((b"LIST", b"INFOISFT\x06\x00\x00\x00lavf5\x00")),
         );
         let header = file.len() - 4;
         assert!(header > 44);

@@ -16,5 +16,6 @@ mod stt_sarvam;
 mod stt_support;
 mod tools;
 mod trunks;
+mod tts;
 mod twilio_calls;
 mod webhooks;
