@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderMap;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxbridge::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
 use voxbridge::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
@@ -200,8 +200,10 @@ impl CallLab {
         );
         for _ in 0..200 {
             let (_, list) = self.server.get("/call/list").await;
-            if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first()) {
-                if call["ended_at"].is_string() {
+            if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first())
+                && call["ended_at"].is_string()
+            {
+                {
                     let id = call["call_id"].as_str().unwrap();
                     let (status, details) = self.server.get(&format!("/call/details/{id}")).await;
                     assert_eq!(status, StatusCode::OK);
@@ -215,17 +217,6 @@ impl CallLab {
 
     pub async fn stop(self) {
         self.server.stop().await;
-    }
-
-    pub async fn api(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.server
-            .call(method, path, Some(&self.server.key), body)
-            .await
     }
 }
 

@@ -13,8 +13,10 @@ use crate::call_lab::{CallLab, LabOptions, OUR_NUMBER, after_agent, clip};
 const CALLEE: &str = "+15550200000";
 
 fn placeholder_options() -> LabOptions {
-    let mut options = LabOptions::default();
-    options.utterances = vec!["Thank you, goodbye."];
+    let mut options = LabOptions {
+        utterances: vec!["Thank you, goodbye."],
+        ..LabOptions::default()
+    };
     options.assistant["assistant_prompt"] = json!(
         "Hello {{name}}, you are calling from {{ company }}. Be brief. Tier: {{tier|standard}}."
     );

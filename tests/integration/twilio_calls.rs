@@ -230,8 +230,10 @@ async fn an_http_tool_round_trip_feeds_the_answer() {
     let tool_url = format!("http://{}/weather", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let mut options = LabOptions::default();
-    options.utterances = vec!["What's the weather in Paris?"];
+    let options = LabOptions {
+        utterances: vec!["What's the weather in Paris?"],
+        ..LabOptions::default()
+    };
     let lab = CallLab::start(options).await;
     let (status, reply) = lab
         .server
@@ -292,8 +294,10 @@ async fn an_http_tool_round_trip_feeds_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_is_delivered_once_and_signed() {
-    let mut options = LabOptions::default();
-    options.webhook_fail_first = 1;
+    let options = LabOptions {
+        webhook_fail_first: 1,
+        ..LabOptions::default()
+    };
     let lab = CallLab::start(options).await;
     let script = after_agent(CallerScript::new()).hang_up();
     let sid = lab.call_in(script);
@@ -516,8 +520,10 @@ async fn bad_frames_are_skipped_and_the_call_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_redirects_the_live_call_after_the_notice_is_heard() {
-    let mut options = LabOptions::default();
-    options.utterances = vec!["Can I talk to a human please?"];
+    let options = LabOptions {
+        utterances: vec!["Can I talk to a human please?"],
+        ..LabOptions::default()
+    };
     let lab = CallLab::start(options).await;
     let script = after_agent(CallerScript::new())
         .say(clip("book_table"))
@@ -534,8 +540,7 @@ async fn transfer_redirects_the_live_call_after_the_notice_is_heard() {
     );
     let notice = transcript(&call)
         .into_iter()
-        .filter(|(r, _)| r == "assistant")
-        .last()
+        .rfind(|(r, _)| r == "assistant")
         .unwrap()
         .1;
     assert_eq!(notice, "Let me transfer you to a colleague.");
