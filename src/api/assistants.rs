@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::patch::{merge_patch, not_null, nullable, typed};
+use super::patch::{merge_patch, not_null, nullable, typed, update_until_stored};
 use crate::agent::interruption::InterruptionSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
@@ -446,32 +446,29 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateAssistant>,
 ) -> Result<Response, ApiError> {
-    // Optimistic concurrency: if another update lands between read and write, merge again.
-    for _ in 0..3 {
+    let (state, owner, id, body) = (&state, &owner, &id, &body);
+    let updated = update_until_stored("assistant", || async move {
         let stored = state
             .store
-            .get_assistant(&owner.id, &id)
+            .get_assistant(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, &body)?;
+        let updated = apply_update(&stored, body)?;
         if updated.tool_ids != stored.tool_ids {
-            check_tools_exist(&state, &owner.id, &updated.tool_ids).await?;
+            check_tools_exist(state, &owner.id, &updated.tool_ids).await?;
         }
-        if state
+        let stored_now = state
             .store
             .update_assistant(&updated, &stored.updated_at)
-            .await?
-        {
-            return Ok(ok(
-                "Assistant updated successfully",
-                AssistantId {
-                    assistant_id: updated.id,
-                },
-            ));
-        }
-    }
-    Err(ApiError::Conflict(
-        "The assistant is being updated concurrently; retry".to_owned(),
+            .await?;
+        Ok(stored_now.then_some(updated))
+    })
+    .await?;
+    Ok(ok(
+        "Assistant updated successfully",
+        AssistantId {
+            assistant_id: updated.id,
+        },
     ))
 }
 

@@ -31,6 +31,30 @@ pub fn not_null<T>(field: &str, value: Option<Option<T>>, v: &mut Violations) ->
     }
 }
 
+/// How many times an update is applied again when another one landed between its read and write.
+const UPDATE_ROUNDS: usize = 3;
+
+/// Runs `round` (read, apply, write conditional on the `updated_at` it read) until its write
+/// lands. A conditional write finds nothing when another update landed in between; the change
+/// is then applied again to the newer row, so two PATCHes never silently overwrite each other.
+/// `round` answers `Some` once its write landed.
+pub async fn update_until_stored<T, F>(
+    what: &str,
+    mut round: impl FnMut() -> F,
+) -> Result<T, super::error::ApiError>
+where
+    F: std::future::Future<Output = Result<Option<T>, super::error::ApiError>>,
+{
+    for _ in 0..UPDATE_ROUNDS {
+        if let Some(done) = round().await? {
+            return Ok(done);
+        }
+    }
+    Err(super::error::ApiError::Conflict(format!(
+        "The {what} is being updated concurrently; retry"
+    )))
+}
+
 /// JSON Merge Patch (RFC 7396): objects merge key by key, `null` removes a key, anything else
 /// replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::patch::{not_null, nullable};
+use super::patch::{not_null, nullable, update_until_stored};
 use crate::store::now_timestamp;
 use crate::telephony::PhoneNumber;
 use crate::validation::Violations;
@@ -243,15 +243,16 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdatePhoneNumber>,
 ) -> Result<Response, ApiError> {
-    for _ in 0..3 {
+    let (state, owner, id, body) = (&state, &owner, &id, &body);
+    let updated = update_until_stored("phone number", || async move {
         let stored = state
             .store
-            .get_phone_number(&owner.id, &id)
+            .get_phone_number(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, &body)?;
+        let updated = apply_update(&stored, body)?;
         check_references(
-            &state,
+            state,
             &owner.id,
             changed(&updated.assistant_id, &stored.assistant_id),
             changed(&updated.trunk_id, &stored.trunk_id),
@@ -262,21 +263,16 @@ pub async fn update(
             .update_phone_number(&updated, &stored.updated_at)
             .await
         {
-            Err(e) if e.is_unique_violation() => return Err(number_taken(&updated.number)),
-            Ok(true) => {
-                return Ok(ok(
-                    "Phone number updated successfully",
-                    PhoneNumberId {
-                        phone_number_id: updated.id,
-                    },
-                ));
-            }
-            Ok(false) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.is_unique_violation() => Err(number_taken(&updated.number)),
+            stored_now => Ok(stored_now?.then_some(updated)),
         }
-    }
-    Err(ApiError::Conflict(
-        "The phone number is being updated concurrently; retry".to_owned(),
+    })
+    .await?;
+    Ok(ok(
+        "Phone number updated successfully",
+        PhoneNumberId {
+            phone_number_id: updated.id,
+        },
     ))
 }
 

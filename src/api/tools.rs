@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::patch::{not_null, nullable};
+use super::patch::{not_null, nullable, update_until_stored};
 use crate::assistant::{
     BUILT_IN_TOOL_NAMES, HttpTool, TOOL_TIMEOUT_MS, ToolMethod, check_parameters_schema,
     is_function_name,
@@ -282,29 +282,25 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateTool>,
 ) -> Result<Response, ApiError> {
-    for _ in 0..3 {
+    let (state, owner, id, body) = (&state, &owner, &id, &body);
+    let updated = update_until_stored("tool", || async move {
         let stored = state
             .store
-            .get_tool(&owner.id, &id)
+            .get_tool(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, &body)?;
+        let updated = apply_update(&stored, body)?;
         match state.store.update_tool(&updated, &stored.updated_at).await {
-            Err(e) if e.is_unique_violation() => return Err(name_taken(&updated.name)),
-            Ok(true) => {
-                return Ok(ok(
-                    "Tool updated successfully",
-                    ToolId {
-                        tool_id: updated.id,
-                    },
-                ));
-            }
-            Ok(false) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.is_unique_violation() => Err(name_taken(&updated.name)),
+            stored_now => Ok(stored_now?.then_some(updated)),
         }
-    }
-    Err(ApiError::Conflict(
-        "The tool is being updated concurrently; retry".to_owned(),
+    })
+    .await?;
+    Ok(ok(
+        "Tool updated successfully",
+        ToolId {
+            tool_id: updated.id,
+        },
     ))
 }
 

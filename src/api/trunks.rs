@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::patch::{not_null, nullable};
+use super::patch::{not_null, nullable, update_until_stored};
 use crate::store::now_timestamp;
 use crate::telephony::{TRUNK_NAME_MAX_CHARS, Trunk, TrunkProvider, new_trunk_id};
 use crate::validation::Violations;
@@ -247,29 +247,26 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateTrunk>,
 ) -> Result<Response, ApiError> {
-    // Optimistic concurrency: if another update lands between read and write, apply again.
-    for _ in 0..3 {
+    let (state, owner, id, body) = (&state, &owner, &id, &body);
+    let updated = update_until_stored("trunk", || async move {
         let stored = state
             .store
-            .get_trunk_for_owner(&owner.id, &id)
+            .get_trunk_for_owner(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, &body)?;
-        if state
+        let updated = apply_update(&stored, body)?;
+        let stored_now = state
             .store
             .update_trunk(&updated, &stored.updated_at)
-            .await?
-        {
-            return Ok(ok(
-                "Trunk updated successfully",
-                TrunkId {
-                    trunk_id: updated.id,
-                },
-            ));
-        }
-    }
-    Err(ApiError::Conflict(
-        "The trunk is being updated concurrently; retry".to_owned(),
+            .await?;
+        Ok(stored_now.then_some(updated))
+    })
+    .await?;
+    Ok(ok(
+        "Trunk updated successfully",
+        TrunkId {
+            trunk_id: updated.id,
+        },
     ))
 }
 
