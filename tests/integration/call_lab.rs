@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use voxbridge::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
 use voxbridge::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
 use voxbridge::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
+use voxbridge::sim::sarvam_stt::{SarvamSttFake, SarvamSttFakeConfig};
+use voxbridge::sim::sarvam_tts::{self, SarvamTtsFakeConfig, SarvamTtsFakeHandle};
 use voxbridge::sim::stt_script::SttScript;
 use voxbridge::sim::twilio::{
     DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall, TwilioSim, TwilioSimConfig,
@@ -23,6 +25,8 @@ use crate::common::{Backend, TestServer};
 pub const OUR_NUMBER: &str = "+15550001111";
 pub const CALLER_NUMBER: &str = "+15559998888";
 pub const GREETING: &str = "Hello! Thanks for calling Acme. How can I help?";
+/// One Sarvam key serves STT and TTS, as on the real service.
+const SARVAM_KEY: &str = "sarvam-lab-key";
 
 /// A webhook receiver that answers 200 (or the statuses it is told to) and keeps every request.
 #[derive(Clone, Default)]
@@ -67,6 +71,8 @@ pub struct CallLab {
     pub deepgram: DeepgramFake,
     pub cartesia: CartesiaFakeHandle,
     pub openai: OpenAiFakeHandle,
+    pub sarvam_stt: SarvamSttFake,
+    pub sarvam_tts: SarvamTtsFakeHandle,
     pub webhooks: WebhookSink,
     pub assistant_id: String,
     pub trunk_id: String,
@@ -111,7 +117,18 @@ impl CallLab {
         let (cartesia_router, cartesia) = cartesia::router(CartesiaFakeConfig::default());
         let (openai_router, openai) = OpenAiFake::new().build();
         let twilio = TwilioSim::new(TwilioSimConfig::default());
+        let sarvam_stt = SarvamSttFake::new(SarvamSttFakeConfig {
+            api_keys: vec![SARVAM_KEY.to_owned()],
+            script: SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect()),
+            ..SarvamSttFakeConfig::default()
+        });
+        let (sarvam_tts_router, sarvam_tts) = sarvam_tts::router(SarvamTtsFakeConfig {
+            api_keys: vec![SARVAM_KEY.to_owned()],
+            ..SarvamTtsFakeConfig::default()
+        });
         let fakes = Router::new()
+            .merge(sarvam_stt.router())
+            .merge(sarvam_tts_router)
             .merge(deepgram.router())
             .merge(cartesia_router)
             .merge(openai_router)
@@ -133,6 +150,8 @@ impl CallLab {
             config.llm.base_url = format!("{url}/v1");
             config.llm.api_key = openai::DEFAULT_API_KEY.to_owned();
             config.twilio.base_url = url.clone();
+            config.sarvam.base_url = url.clone();
+            config.sarvam.api_key = SARVAM_KEY.to_owned();
             config.webhook.allow_loopback = true;
             config.webhook.retry_base_ms = 100;
             config.max_concurrent_calls_per_owner = max_calls;
@@ -165,6 +184,8 @@ impl CallLab {
             deepgram,
             cartesia,
             openai,
+            sarvam_stt,
+            sarvam_tts,
             webhooks,
             assistant_id,
             trunk_id,

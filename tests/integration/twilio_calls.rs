@@ -546,3 +546,52 @@ async fn transfer_redirects_the_live_call_after_the_notice_is_heard() {
     assert_eq!(notice, "Let me transfer you to a colleague.");
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_sarvam_speech_both_ways() {
+    let mut options = LabOptions {
+        utterances: vec!["मुझे दो लोगों के लिए टेबल चाहिए", "धन्यवाद, अलविदा goodbye"],
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_tts_model"] = serde_json::json!("sarvam");
+    options.assistant["assistant_tts_config"] =
+        serde_json::json!({"speaker": "anushka", "target_language_code": "hi-IN"});
+    options.assistant["assistant_stt_config"] =
+        serde_json::json!({"provider": "sarvam", "language": "hi-IN"});
+    let lab = CallLab::start(options).await;
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call}");
+    let turns = transcript(&call);
+    assert_eq!(turns[0], ("assistant".to_owned(), GREETING.to_owned()));
+    let users: Vec<&str> = turns
+        .iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(
+        users,
+        ["मुझे दो लोगों के लिए टेबल चाहिए", "धन्यवाद, अलविदा goodbye"]
+    );
+    // Sarvam was asked for μ-law at 8 kHz, the format Twilio plays, so nothing was transcoded.
+    let received = lab.sarvam_tts.received();
+    let config = received
+        .messages
+        .iter()
+        .find(|m| m["type"] == "config")
+        .expect("a config message");
+    assert_eq!(config["data"]["output_audio_codec"], "mulaw", "{config}");
+    assert_eq!(config["data"]["speech_sample_rate"], "8000", "{config}");
+    let streams = lab.sarvam_stt.streams();
+    assert_eq!(streams.len(), 1);
+    let report = &lab.twilio.call(&sid).unwrap().caller_reports[0];
+    assert!(
+        report.played_bytes > 8000,
+        "the caller heard Sarvam's audio"
+    );
+    lab.stop().await;
+}
