@@ -83,6 +83,30 @@ async fn a_three_turn_call_greets_first_and_ends_after_the_goodbye() {
         "{turns:?}"
     );
 
+    // No transcoding: Twilio's μ-law went to Deepgram as mulaw, and Cartesia made μ-law 8 kHz.
+    let stream = &lab.deepgram.streams()[0];
+    let query = |k: &str| {
+        stream
+            .query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        (query("encoding"), query("sample_rate")),
+        (Some("mulaw"), Some("8000"))
+    );
+    let cartesia = lab.cartesia.received();
+    let format = &cartesia
+        .messages
+        .iter()
+        .find(|m| m.get("output_format").is_some())
+        .unwrap()["output_format"];
+    assert_eq!(
+        format,
+        &serde_json::json!({"container": "raw", "encoding": "pcm_mulaw", "sample_rate": 8000})
+    );
+
     // The hang-up waited for the goodbye to be heard: its end mark came back before the close.
     let end_marks: Vec<_> = report
         .marks
