@@ -1,4 +1,4 @@
-//! The `voxbridge` command: `serve`, `migrate` and `keys`.
+//! The `voxbridge` command: `serve`, `migrate`, `keys` and `sim`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use voxbridge::config::{Config, LogFormat};
 use voxbridge::server::{Server, shutdown_signal};
+use voxbridge::sim::suite::{SimOptions, SimSuite};
 use voxbridge::store::Store;
 
 #[derive(Parser)]
@@ -27,7 +28,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the server (migrates the database first; creates a first API key on an empty one).
-    Serve,
+    Serve {
+        /// Start the sim providers in-process and use them for every provider that has no key
+        /// configured: a working demo without accounts.
+        #[arg(long)]
+        sim: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage API keys.
@@ -35,6 +41,9 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run the fake providers (Deepgram, Sarvam, Cartesia, OpenAI-compatible chat, Twilio REST)
+    /// on one loopback port and print one JSON line naming their base URLs and keys.
+    Sim(SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -48,6 +57,48 @@ enum KeysCommand {
     List,
     /// Revoke a key by its id or its shown prefix.
     Revoke { id_or_prefix: String },
+}
+
+/// The fakes' delays, in milliseconds.
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address to listen on (loopback only, so nothing outside this machine reaches the fakes).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port for all fakes (0: any free port).
+    #[arg(long, default_value_t = 9090)]
+    port: u16,
+    /// STT final result after the end of speech.
+    #[arg(long, default_value_t = 0)]
+    stt_final_ms: u64,
+    /// STT interim results and VAD events after their audio.
+    #[arg(long, default_value_t = 0)]
+    stt_interim_ms: u64,
+    /// LLM first token after the request.
+    #[arg(long, default_value_t = 0)]
+    llm_first_token_ms: u64,
+    /// LLM time between streamed chunks.
+    #[arg(long, default_value_t = 0)]
+    llm_per_chunk_ms: u64,
+    /// TTS first audio after the first text.
+    #[arg(long, default_value_t = 0)]
+    tts_first_byte_ms: u64,
+    /// TTS time between audio chunks.
+    #[arg(long, default_value_t = 0)]
+    tts_per_chunk_ms: u64,
+}
+
+impl SimArgs {
+    fn options(&self) -> SimOptions {
+        SimOptions {
+            stt_final_ms: self.stt_final_ms,
+            stt_interim_ms: self.stt_interim_ms,
+            llm_first_token_ms: self.llm_first_token_ms,
+            llm_per_chunk_ms: self.llm_per_chunk_ms,
+            tts_first_byte_ms: self.tts_first_byte_ms,
+            tts_per_chunk_ms: self.tts_per_chunk_ms,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -84,9 +135,22 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Serve => {
+        Command::Serve { sim } => {
+            // Kept alive for as long as the server runs.
+            let _sim = if sim {
+                let suite =
+                    SimSuite::start(([127, 0, 0, 1], 0).into(), SimOptions::default()).await?;
+                suite.configure(&mut config, false);
+                println!(
+                    "sim providers on {} (used where no provider key is configured)",
+                    suite.base_url
+                );
+                Some(suite)
+            } else {
+                None
+            };
             let email = config.bootstrap_email.clone();
             let server = Server::bind(config).await?;
             if server.store().count_api_keys().await? == 0 {
@@ -109,6 +173,14 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let store = connect(&config).await?;
             store.migrate().await?;
             keys(command, &store).await?;
+        }
+        Command::Sim(args) => {
+            if !args.host.is_loopback() {
+                return Err("the sim providers listen on loopback only".into());
+            }
+            let suite = SimSuite::start((args.host, args.port).into(), args.options()).await?;
+            println!("{}", suite.describe());
+            shutdown_signal().await;
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ pub mod sarvam_tts;
 pub mod speech_detector;
 pub mod stream_log;
 pub mod stt_script;
+pub mod suite;
 pub mod twilio;
 pub mod twilio_caller;
 pub mod voice;

@@ -9,15 +9,9 @@ use axum::Router;
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voxbridge::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
-use voxbridge::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
-use voxbridge::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
-use voxbridge::sim::sarvam_stt::{SarvamSttFake, SarvamSttFakeConfig};
-use voxbridge::sim::sarvam_tts::{self, SarvamTtsFakeConfig, SarvamTtsFakeHandle};
 use voxbridge::sim::stt_script::SttScript;
-use voxbridge::sim::twilio::{
-    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall, TwilioSim, TwilioSimConfig,
-};
+use voxbridge::sim::suite::{SimOptions, SimSuite};
+use voxbridge::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall};
 use voxbridge::sim::twilio_caller::{CallerAudio, CallerScript};
 
 use crate::common::{Backend, TestServer};
@@ -25,8 +19,6 @@ use crate::common::{Backend, TestServer};
 pub const OUR_NUMBER: &str = "+15550001111";
 pub const CALLER_NUMBER: &str = "+15559998888";
 pub const GREETING: &str = "Hello! Thanks for calling Acme. How can I help?";
-/// One Sarvam key serves STT and TTS, as on the real service.
-const SARVAM_KEY: &str = "sarvam-lab-key";
 
 /// A webhook receiver that answers 200 (or the statuses it is told to) and keeps every request.
 #[derive(Clone, Default)]
@@ -67,15 +59,19 @@ impl WebhookSink {
 /// Everything a call test needs.
 pub struct CallLab {
     pub server: TestServer,
-    pub twilio: TwilioSim,
-    pub deepgram: DeepgramFake,
-    pub cartesia: CartesiaFakeHandle,
-    pub openai: OpenAiFakeHandle,
-    pub sarvam_stt: SarvamSttFake,
-    pub sarvam_tts: SarvamTtsFakeHandle,
+    /// The fakes; `lab.twilio`, `lab.deepgram`, ... reach them through `Deref`.
+    pub sim: SimSuite,
     pub webhooks: WebhookSink,
     pub assistant_id: String,
     pub trunk_id: String,
+}
+
+impl std::ops::Deref for CallLab {
+    type Target = SimSuite;
+
+    fn deref(&self) -> &SimSuite {
+        &self.sim
+    }
 }
 
 /// What the lab's assistant looks like; tests adjust it before the lab starts.
@@ -110,48 +106,20 @@ impl Default for LabOptions {
 
 impl CallLab {
     pub async fn start(options: LabOptions) -> Self {
-        let deepgram = DeepgramFake::new(DeepgramFakeConfig {
-            script: SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect()),
-            ..DeepgramFakeConfig::default()
-        });
-        let (cartesia_router, cartesia) = cartesia::router(CartesiaFakeConfig::default());
-        let (openai_router, openai) = OpenAiFake::new().build();
-        let twilio = TwilioSim::new(TwilioSimConfig::default());
-        let sarvam_stt = SarvamSttFake::new(SarvamSttFakeConfig {
-            api_keys: vec![SARVAM_KEY.to_owned()],
-            script: SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect()),
-            ..SarvamSttFakeConfig::default()
-        });
-        let (sarvam_tts_router, sarvam_tts) = sarvam_tts::router(SarvamTtsFakeConfig {
-            api_keys: vec![SARVAM_KEY.to_owned()],
-            ..SarvamTtsFakeConfig::default()
-        });
-        let fakes = Router::new()
-            .merge(sarvam_stt.router())
-            .merge(sarvam_tts_router)
-            .merge(deepgram.router())
-            .merge(cartesia_router)
-            .merge(openai_router)
-            .merge(twilio.router());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fakes_url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, fakes).await.unwrap() });
-
+        let script = SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect());
+        let sim = SimSuite::start_scripted(
+            ([127, 0, 0, 1], 0).into(),
+            SimOptions::default(),
+            Some(script),
+        )
+        .await
+        .expect("the fakes start");
         let webhooks = WebhookSink::default();
         *webhooks.fail_first.lock().unwrap() = options.webhook_fail_first;
         let hook_url = webhooks.serve().await;
-        let url = fakes_url.clone();
         let max_calls = options.max_concurrent_calls;
-        let server = TestServer::start_with(Backend::Sqlite, move |config| {
-            config.deepgram.base_url = url.clone();
-            config.deepgram.api_key = deepgram::DEFAULT_API_KEY.to_owned();
-            config.cartesia.base_url = url.clone();
-            config.cartesia.api_key = cartesia::DEFAULT_API_KEY.to_owned();
-            config.llm.base_url = format!("{url}/v1");
-            config.llm.api_key = openai::DEFAULT_API_KEY.to_owned();
-            config.twilio.base_url = url.clone();
-            config.sarvam.base_url = url.clone();
-            config.sarvam.api_key = SARVAM_KEY.to_owned();
+        let server = TestServer::start_with(Backend::Sqlite, |config| {
+            sim.configure(config, true);
             config.webhook.allow_loopback = true;
             config.webhook.retry_base_ms = 100;
             config.max_concurrent_calls_per_owner = max_calls;
@@ -177,15 +145,10 @@ impl CallLab {
             .post("/phone_number/create", json!({"phone_number": OUR_NUMBER, "assistant_id": assistant_id, "trunk_id": trunk_id}))
             .await;
         assert_eq!(status, StatusCode::OK, "{reply}");
-        twilio.add_number(DEFAULT_ACCOUNT_SID, OUR_NUMBER);
+        sim.twilio.add_number(DEFAULT_ACCOUNT_SID, OUR_NUMBER);
         Self {
             server,
-            twilio,
-            deepgram,
-            cartesia,
-            openai,
-            sarvam_stt,
-            sarvam_tts,
+            sim,
             webhooks,
             assistant_id,
             trunk_id,

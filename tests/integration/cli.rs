@@ -1,5 +1,5 @@
-//! The `voxbridge` command itself: migrate, keys, and the first key `serve` prints on an empty
-//! database.
+//! The `voxbridge` command itself: migrate, keys, the first key `serve` prints on an empty
+//! database, `sim`, and `serve --sim`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -128,5 +128,181 @@ async fn serve_prints_a_first_key_on_an_empty_database_and_stops_on_sigterm() {
         2,
         "one key only"
     );
+    let _ = std::fs::remove_file(&db);
+}
+
+/// Lines a child prints on stdout, read on a thread.
+fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn sim_prints_one_json_line_naming_fakes_that_check_their_keys() {
+    let mut child = voxbridge(&temp_db())
+        .args(["sim", "--port", "0", "--llm-first-token-ms", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sim starts");
+    let line = stdout_lines(&mut child)
+        .recv_timeout(Duration::from_secs(30))
+        .expect("sim prints its URLs");
+    let described: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    assert_eq!(described["latency_ms"]["llm_first_token"], 5);
+    let openai = &described["openai"];
+    let client = reqwest::Client::new();
+    let chat = |key: &str| {
+        client
+            .post(format!(
+                "{}/chat/completions",
+                openai["base_url"].as_str().unwrap()
+            ))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+                "messages": [{"role": "user", "content": "Hello"}]}))
+            .send()
+    };
+    assert_eq!(chat("wrong-key").await.unwrap().status(), 401);
+    let reply = chat(openai["api_key"].as_str().unwrap()).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    assert!(reply.text().await.unwrap().contains("data: [DONE]"));
+    stop(&mut child);
+}
+
+#[test]
+fn sim_refuses_to_listen_beyond_loopback() {
+    let (ok, _, err) = run(voxbridge(&temp_db()).args(["sim", "--host", "0.0.0.0", "--port", "0"]));
+    assert!(!ok);
+    assert!(err.contains("loopback"), "{err}");
+}
+
+/// With no provider keys configured, `serve --sim` places a whole outbound call against the
+/// in-process fakes: Twilio dials, the greeting is synthesised and the call completes.
+#[tokio::test]
+async fn serve_sim_runs_a_call_without_any_account() {
+    let db = temp_db();
+    let mut child = voxbridge(&db)
+        .env("VOXBRIDGE_BIND", "127.0.0.1:0")
+        .args(["serve", "--sim"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let lines = stdout_lines(&mut child);
+    let (mut key, mut url, mut sim) = (None, None, None);
+    while url.is_none() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve prints");
+        if let Some(k) = line.split_whitespace().find(|w| w.starts_with("vbx_")) {
+            key = Some(k.to_owned());
+        }
+        if line.starts_with("sim providers on ") {
+            sim = Some(line.clone());
+        }
+        if let Some(u) = line.strip_prefix("voxbridge listening on ") {
+            url = Some(u.to_owned());
+        }
+    }
+    assert!(sim.is_some(), "serve --sim says where the fakes are");
+    let (key, url) = (key.unwrap(), url.unwrap());
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{url}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let reply: serde_json::Value = post(
+        "/assistant/create",
+        serde_json::json!({
+            "assistant_name": "Demo", "assistant_description": "Demo", "assistant_prompt": "Be brief.",
+            "assistant_tts_model": "cartesia",
+            "assistant_tts_config": {"voice_id": "a167e0f3-df7e-4277-976b-be2f952fa275"},
+            "assistant_start_instruction": "Hello from the demo."}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let assistant_id = reply["data"]["assistant_id"]
+        .as_str()
+        .expect("assistant")
+        .to_owned();
+    let reply: serde_json::Value = post(
+        "/trunk/create",
+        serde_json::json!({"trunk_name": "Sim", "trunk_provider": "twilio",
+            "trunk_account_sid": voxbridge::sim::twilio::DEFAULT_ACCOUNT_SID,
+            "trunk_auth_token": voxbridge::sim::twilio::DEFAULT_AUTH_TOKEN,
+            "trunk_default_caller_number": "+15550001111"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let trunk_id = reply["data"]["trunk_id"]
+        .as_str()
+        .expect("trunk")
+        .to_owned();
+    let reply: serde_json::Value = post(
+        "/call/outbound",
+        serde_json::json!({"assistant_id": assistant_id, "trunk_id": trunk_id,
+            "to_number": "+15557654321", "call_service": "twilio"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let call_id = reply["data"]["call_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .to_owned();
+    let mut details = serde_json::Value::Null;
+    for _ in 0..300 {
+        details = client
+            .get(format!("{url}/call/details/{call_id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let transcript = details["data"]["transcript"].as_array();
+        if transcript.is_some_and(|t| t.iter().any(|turn| turn["text"] == "Hello from the demo.")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let transcript = details["data"]["transcript"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        transcript
+            .iter()
+            .any(|turn| turn["text"] == "Hello from the demo."),
+        "the greeting was spoken through the fake TTS: {details}"
+    );
+    stop(&mut child);
     let _ = std::fs::remove_file(&db);
 }
