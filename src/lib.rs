@@ -21,6 +21,7 @@ pub mod call;
 pub mod config;
 pub mod generation;
 pub mod llm;
+pub mod loadtest;
 pub mod metrics;
 pub mod server;
 pub mod sim;

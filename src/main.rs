@@ -1,4 +1,4 @@
-//! The `voxbridge` command: `serve`, `migrate`, `keys` and `sim`.
+//! The `voxbridge` command: `serve`, `migrate`, `keys`, `sim` and `loadtest`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use voxbridge::config::{Config, LogFormat};
+use voxbridge::loadtest::{LoadTestOptions, ServerSpec};
 use voxbridge::server::{Server, shutdown_signal};
-use voxbridge::sim::suite::{SimOptions, SimSuite};
+use voxbridge::sim::suite::{SimOptions, SimSuite, use_fakes_at};
 use voxbridge::store::Store;
 
 #[derive(Parser)]
@@ -31,8 +32,12 @@ enum Command {
     Serve {
         /// Start the sim providers in-process and use them for every provider that has no key
         /// configured: a working demo without accounts.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sim_url")]
         sim: bool,
+        /// Use the fake providers already running at this URL (`voxbridge sim`, a load test) for
+        /// every provider that has no key configured.
+        #[arg(long, value_name = "URL")]
+        sim_url: Option<String>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -44,6 +49,9 @@ enum Command {
     /// Run the fake providers (Deepgram, Sarvam, Cartesia, OpenAI-compatible chat, Twilio REST)
     /// on one loopback port and print one JSON line naming their base URLs and keys.
     Sim(SimArgs),
+    /// Place many simulated Twilio calls against a server on this machine and report latency
+    /// percentiles, frame gaps, barge-in reaction and the server's CPU and memory per call.
+    Loadtest(LoadtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -59,7 +67,7 @@ enum KeysCommand {
     Revoke { id_or_prefix: String },
 }
 
-/// The fakes' delays, in milliseconds.
+/// `voxbridge sim`: where to listen, and the fakes' delays.
 #[derive(clap::Args)]
 struct SimArgs {
     /// Address to listen on (loopback only, so nothing outside this machine reaches the fakes).
@@ -68,37 +76,82 @@ struct SimArgs {
     /// Port for all fakes (0: any free port).
     #[arg(long, default_value_t = 9090)]
     port: u16,
-    /// STT final result after the end of speech.
-    #[arg(long, default_value_t = 0)]
-    stt_final_ms: u64,
-    /// STT interim results and VAD events after their audio.
-    #[arg(long, default_value_t = 0)]
-    stt_interim_ms: u64,
-    /// LLM first token after the request.
-    #[arg(long, default_value_t = 0)]
-    llm_first_token_ms: u64,
-    /// LLM time between streamed chunks.
-    #[arg(long, default_value_t = 0)]
-    llm_per_chunk_ms: u64,
-    /// TTS first audio after the first text.
-    #[arg(long, default_value_t = 0)]
-    tts_first_byte_ms: u64,
-    /// TTS time between audio chunks.
-    #[arg(long, default_value_t = 0)]
-    tts_per_chunk_ms: u64,
+    #[command(flatten)]
+    delays: DelayArgs,
 }
 
-impl SimArgs {
-    fn options(&self) -> SimOptions {
+/// The fakes' delays, in milliseconds (unset: the command's default).
+#[derive(clap::Args)]
+struct DelayArgs {
+    /// STT final result after the end of speech.
+    #[arg(long)]
+    stt_final_ms: Option<u64>,
+    /// STT interim results and VAD events after their audio.
+    #[arg(long)]
+    stt_interim_ms: Option<u64>,
+    /// LLM first token after the request.
+    #[arg(long)]
+    llm_first_token_ms: Option<u64>,
+    /// LLM time between streamed chunks.
+    #[arg(long)]
+    llm_per_chunk_ms: Option<u64>,
+    /// TTS first audio after the first text.
+    #[arg(long)]
+    tts_first_byte_ms: Option<u64>,
+    /// TTS time between audio chunks.
+    #[arg(long)]
+    tts_per_chunk_ms: Option<u64>,
+}
+
+impl DelayArgs {
+    fn options(&self, defaults: SimOptions) -> SimOptions {
         SimOptions {
-            stt_final_ms: self.stt_final_ms,
-            stt_interim_ms: self.stt_interim_ms,
-            llm_first_token_ms: self.llm_first_token_ms,
-            llm_per_chunk_ms: self.llm_per_chunk_ms,
-            tts_first_byte_ms: self.tts_first_byte_ms,
-            tts_per_chunk_ms: self.tts_per_chunk_ms,
+            stt_final_ms: self.stt_final_ms.unwrap_or(defaults.stt_final_ms),
+            stt_interim_ms: self.stt_interim_ms.unwrap_or(defaults.stt_interim_ms),
+            llm_first_token_ms: self
+                .llm_first_token_ms
+                .unwrap_or(defaults.llm_first_token_ms),
+            llm_per_chunk_ms: self.llm_per_chunk_ms.unwrap_or(defaults.llm_per_chunk_ms),
+            tts_first_byte_ms: self.tts_first_byte_ms.unwrap_or(defaults.tts_first_byte_ms),
+            tts_per_chunk_ms: self.tts_per_chunk_ms.unwrap_or(defaults.tts_per_chunk_ms),
         }
     }
+}
+
+/// `voxbridge loadtest`.
+#[derive(clap::Args)]
+struct LoadtestArgs {
+    /// Concurrent calls (at most 5000).
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// Calls started per second.
+    #[arg(long, default_value_t = 50.0)]
+    ramp: f64,
+    /// Seconds each call lasts.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Caller utterances per call (the first talks over the greeting).
+    #[arg(long, default_value_t = 3)]
+    turns: usize,
+    /// A server already running on this machine (loopback URL); by default a server is spawned
+    /// from this executable on a fresh SQLite database.
+    #[arg(long, value_name = "URL", requires = "api_key")]
+    server: Option<String>,
+    /// API key for `--server`.
+    #[arg(long, env = "VOXBRIDGE_LOADTEST_API_KEY")]
+    api_key: Option<String>,
+    /// Process id of `--server`, to measure its CPU and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Fakes already running (`voxbridge sim`) that the server uses; by default they run in the
+    /// load generator's process. Give the same delays they were started with.
+    #[arg(long, value_name = "URL")]
+    sim_url: Option<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    delays: DelayArgs,
 }
 
 fn main() -> ExitCode {
@@ -137,7 +190,10 @@ fn init_tracing(config: &Config) {
 
 async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Serve { sim } => {
+        Command::Serve { sim, sim_url } => {
+            if let Some(url) = &sim_url {
+                use_fakes_at(&mut config, url, false);
+            }
             // Kept alive for as long as the server runs.
             let _sim = if sim {
                 let suite =
@@ -178,10 +234,41 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
             if !args.host.is_loopback() {
                 return Err("the sim providers listen on loopback only".into());
             }
-            let suite = SimSuite::start((args.host, args.port).into(), args.options()).await?;
+            let options = args.delays.options(SimOptions::default());
+            let suite = SimSuite::start((args.host, args.port).into(), options).await?;
             println!("{}", suite.describe());
             shutdown_signal().await;
         }
+        Command::Loadtest(args) => loadtest(args).await?,
+    }
+    Ok(())
+}
+
+async fn loadtest(args: LoadtestArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let server = match (args.server, args.api_key) {
+        (Some(url), Some(api_key)) => ServerSpec::External {
+            url,
+            api_key,
+            pid: args.server_pid,
+        },
+        _ => ServerSpec::Spawn {
+            exe: std::env::current_exe()?,
+        },
+    };
+    let options = LoadTestOptions {
+        calls: args.calls,
+        ramp_per_sec: args.ramp,
+        duration: std::time::Duration::from_secs(args.duration),
+        turns: args.turns,
+        server,
+        sim_url: args.sim_url,
+        delays: args.delays.options(SimOptions::reference()),
+    };
+    let report = voxbridge::loadtest::run(&options).await?;
+    print!("{}", report.table());
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        println!("results written to {}", path.display());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::store::{Store, TurnRecord};
 
@@ -27,7 +28,7 @@ impl Recorder {
                     tracing::error!(call_id, error = %e, seq = turn.seq, "transcript turn not stored");
                 }
             }
-        });
+        }.in_current_span());
         (Self { tx }, task)
     }
 

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -480,33 +481,36 @@ impl Agent {
             max_tokens: self.setup.max_tokens,
         });
         let inbox = self.inbox_tx.clone();
-        let task = tokio::spawn(async move {
-            match started.await {
-                Err(error) => {
-                    let _ = inbox
-                        .send(Internal::Llm {
-                            generation,
-                            event: Err(error),
-                        })
-                        .await;
-                }
-                Ok(mut stream) => {
-                    use futures_util::StreamExt;
-                    while let Some(event) = stream.next().await {
-                        let failed = event.is_err();
-                        if inbox
-                            .send(Internal::Llm { generation, event })
-                            .await
-                            .is_err()
-                            || failed
-                        {
-                            return;
-                        }
+        let task = tokio::spawn(
+            async move {
+                match started.await {
+                    Err(error) => {
+                        let _ = inbox
+                            .send(Internal::Llm {
+                                generation,
+                                event: Err(error),
+                            })
+                            .await;
                     }
-                    let _ = inbox.send(Internal::LlmEnded { generation }).await;
+                    Ok(mut stream) => {
+                        use futures_util::StreamExt;
+                        while let Some(event) = stream.next().await {
+                            let failed = event.is_err();
+                            if inbox
+                                .send(Internal::Llm { generation, event })
+                                .await
+                                .is_err()
+                                || failed
+                            {
+                                return;
+                            }
+                        }
+                        let _ = inbox.send(Internal::LlmEnded { generation }).await;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         if let Some(reply) = self.reply.as_mut() {
             reply.abort_llm();
             reply.requested_at = Some(Instant::now());
@@ -680,16 +684,19 @@ impl Agent {
                     if let Some(reply) = self.reply.as_mut() {
                         reply.tools_in_flight += 1;
                     }
-                    tokio::spawn(async move {
-                        let content = call_http_tool(&http, &tool, &arguments).await;
-                        let _ = inbox
-                            .send(Internal::ToolDone {
-                                history_index,
-                                content,
-                                generation,
-                            })
-                            .await;
-                    });
+                    tokio::spawn(
+                        async move {
+                            let content = call_http_tool(&http, &tool, &arguments).await;
+                            let _ = inbox
+                                .send(Internal::ToolDone {
+                                    history_index,
+                                    content,
+                                    generation,
+                                })
+                                .await;
+                        }
+                        .in_current_span(),
+                    );
                     // Until the result arrives the model would see this if asked.
                     r#"{"status":"pending"}"#.to_owned()
                 }
@@ -833,11 +840,14 @@ impl Agent {
         };
         self.transferring = true;
         let inbox = self.inbox_tx.clone();
-        tokio::spawn(async move {
-            if let Err(why) = control.transfer(to).await {
-                let _ = inbox.send(Internal::TransferFailed(why)).await;
+        tokio::spawn(
+            async move {
+                if let Err(why) = control.transfer(to).await {
+                    let _ = inbox.send(Internal::TransferFailed(why)).await;
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 
     // ----- text to speech -----------------------------------------------------------------

@@ -26,7 +26,7 @@ const REAL_TWILIO_BASE_URL: &str = "https://api.twilio.com";
 
 /// The fakes' timing. Zero everywhere by default; the load generator and the benchmarks use
 /// [`SimOptions::reference`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SimOptions {
     /// STT final result after the end of speech (Deepgram and Sarvam).
     pub stt_final_ms: u64,
@@ -151,29 +151,9 @@ impl SimSuite {
     }
 
     /// Points the server's providers at the fakes: every provider whose key is empty, or all of
-    /// them with `all`. Twilio keys live in trunks, so Twilio's REST API is faked unless its
-    /// base URL was configured to something else than the real one.
+    /// them with `all` (see [`use_fakes_at`]).
     pub fn configure(&self, config: &mut Config, all: bool) {
-        let url = &self.base_url;
-        if all || config.deepgram.api_key.is_empty() {
-            config.deepgram.base_url = url.clone();
-            config.deepgram.api_key = deepgram::DEFAULT_API_KEY.to_owned();
-        }
-        if all || config.sarvam.api_key.is_empty() {
-            config.sarvam.base_url = url.clone();
-            config.sarvam.api_key = SARVAM_KEY.to_owned();
-        }
-        if all || config.cartesia.api_key.is_empty() {
-            config.cartesia.base_url = url.clone();
-            config.cartesia.api_key = cartesia::DEFAULT_API_KEY.to_owned();
-        }
-        if all || config.llm.api_key.is_empty() {
-            config.llm.base_url = format!("{url}/v1");
-            config.llm.api_key = openai::DEFAULT_API_KEY.to_owned();
-        }
-        if all || config.twilio.base_url.trim_end_matches('/') == REAL_TWILIO_BASE_URL {
-            config.twilio.base_url = url.clone();
-        }
+        use_fakes_at(config, &self.base_url, all);
     }
 
     /// What `voxbridge sim` prints: each fake's base URL and the credentials it accepts.
@@ -193,6 +173,33 @@ impl SimSuite {
                 "tts_first_byte": o.tts_first_byte_ms, "tts_per_chunk": o.tts_per_chunk_ms,
             },
         })
+    }
+}
+
+/// Points a server's providers at fakes served at `url` (by a [`SimSuite`], here or in a
+/// `voxbridge sim` process): every provider whose key is empty, or all of them with `all`.
+/// Twilio keys live in trunks, so Twilio's REST API is faked unless its base URL was configured
+/// to something else than the real one.
+pub fn use_fakes_at(config: &mut Config, url: &str, all: bool) {
+    let url = url.trim_end_matches('/');
+    if all || config.deepgram.api_key.is_empty() {
+        config.deepgram.base_url = url.to_owned();
+        config.deepgram.api_key = deepgram::DEFAULT_API_KEY.to_owned();
+    }
+    if all || config.sarvam.api_key.is_empty() {
+        config.sarvam.base_url = url.to_owned();
+        config.sarvam.api_key = SARVAM_KEY.to_owned();
+    }
+    if all || config.cartesia.api_key.is_empty() {
+        config.cartesia.base_url = url.to_owned();
+        config.cartesia.api_key = cartesia::DEFAULT_API_KEY.to_owned();
+    }
+    if all || config.llm.api_key.is_empty() {
+        config.llm.base_url = format!("{url}/v1");
+        config.llm.api_key = openai::DEFAULT_API_KEY.to_owned();
+    }
+    if all || config.twilio.base_url.trim_end_matches('/') == REAL_TWILIO_BASE_URL {
+        config.twilio.base_url = url.to_owned();
     }
 }
 

@@ -52,6 +52,8 @@ use crate::telephony::twilio_signature::{SIGNATURE_HEADER, compute_signature};
 
 /// One frame of the wire clock.
 const FRAME: Duration = Duration::from_millis(20);
+/// A tick this late means the caller itself fell behind the wire clock.
+pub const LATE_TICK: Duration = Duration::from_millis(10);
 /// How long to wait for the server's close after ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -347,7 +349,10 @@ impl Session<'_> {
                     Some(Err(e)) => Err(e),
                     None => Ok(Flow::End(CallerEnd::ServerClosed)),
                 },
-                _ = ticker.tick() => self.on_tick(script.steps()).await,
+                scheduled = ticker.tick() => {
+                    self.note_tick_lag(scheduled);
+                    self.on_tick(script.steps()).await
+                }
             };
             match flow {
                 Ok(Flow::Continue) => {}
@@ -365,6 +370,16 @@ impl Session<'_> {
 
     fn elapsed(&self) -> Duration {
         self.t0.elapsed()
+    }
+
+    /// How late this tick ran against its schedule: the caller's own lag, which a load test
+    /// must tell apart from the server's.
+    fn note_tick_lag(&mut self, scheduled: Instant) {
+        let lag = Instant::now().saturating_duration_since(scheduled);
+        self.report.tick_lag_max = self.report.tick_lag_max.max(lag);
+        if lag > LATE_TICK {
+            self.report.late_ticks += 1;
+        }
     }
 
     fn next_seq(&mut self) -> u64 {

@@ -22,6 +22,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
@@ -148,7 +149,7 @@ pub(crate) async fn start<W: Wire>(
         events: events_tx,
         lost_bytes: 0,
     };
-    tokio::spawn(task.run(Link::new(ws)));
+    tokio::spawn(task.run(Link::new(ws)).in_current_span());
     Ok(SttSession {
         input: input_tx,
         events: events_rx,

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::time::Duration;
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -115,7 +116,7 @@ impl TextToSpeech for CartesiaTts {
                 events,
                 liveness: Liveness::new(timeouts),
             };
-            tokio::spawn(task.run(commands));
+            tokio::spawn(task.run(commands).in_current_span());
             Ok(session)
         })
     }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -39,7 +40,7 @@ pub(crate) fn spawn(
         running: None,
         retired: None,
     };
-    tokio::spawn(driver.run(commands));
+    tokio::spawn(driver.run(commands).in_current_span());
     session
 }
 

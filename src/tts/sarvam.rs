@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -110,7 +111,7 @@ impl TextToSpeech for SarvamTts {
                 liveness: Liveness::new(timeouts),
             };
             task.ensure_connected().await?;
-            tokio::spawn(task.run(commands));
+            tokio::spawn(task.run(commands).in_current_span());
             Ok(session)
         })
     }
@@ -436,7 +437,7 @@ impl Session {
             // No cancel in the protocol: a fresh socket is the only way to stop the server's
             // synthesis and clear its text buffer.
             if let Some(socket) = self.ws.take() {
-                tokio::spawn(ws::close(socket));
+                tokio::spawn(ws::close(socket).in_current_span());
             }
             if let Err(e) = self.ensure_connected().await {
                 warn!(error = %e, "sarvam: reconnect after cancel failed; retrying at the next turn");
@@ -550,7 +551,7 @@ impl Session {
         self.emit(TtsEvent::Failed { generation, error }).await;
         if generation.is_some() {
             if let Some(socket) = self.ws.take() {
-                tokio::spawn(ws::close(socket));
+                tokio::spawn(ws::close(socket).in_current_span());
             }
             if let Err(e) = self.ensure_connected().await {
                 warn!(error = %e, "sarvam: reconnect failed; retrying at the next turn");

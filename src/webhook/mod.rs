@@ -147,6 +147,8 @@ impl Webhooks {
                     call_id = delivery.call_id,
                     "webhook delivered"
                 );
+                metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => "delivered")
+                    .increment(1);
                 self.store.webhook_delivered(&delivery.id).await
             }
             Err(error) => {
@@ -164,6 +166,9 @@ impl Webhooks {
                     retry_at = next.as_deref().unwrap_or("never"),
                     "webhook attempt failed"
                 );
+                let outcome = if next.is_some() { "retry" } else { "failed" };
+                metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => outcome)
+                    .increment(1);
                 self.store
                     .webhook_attempt_failed(&delivery.id, &error.message, next.as_deref())
                     .await

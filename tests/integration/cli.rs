@@ -306,3 +306,62 @@ async fn serve_sim_runs_a_call_without_any_account() {
     stop(&mut child);
     let _ = std::fs::remove_file(&db);
 }
+
+/// `voxbridge loadtest` end to end: it spawns a server, places calls through the signed
+/// webhook and the media stream, and reports every turn answered, the barge-in cut and the
+/// server's memory. (Figures are not asserted: speed is measured by benchmarks.)
+#[test]
+fn loadtest_runs_calls_through_a_spawned_server_and_writes_json() {
+    let json =
+        std::env::temp_dir().join(format!("voxbridge-loadtest-{}.json", uuid::Uuid::new_v4()));
+    let (ok, out, err) = run(voxbridge(&temp_db()).args([
+        "loadtest",
+        "--calls",
+        "3",
+        "--ramp",
+        "10",
+        "--duration",
+        "20",
+        "--turns",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("added latency"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["completed"], 3, "{out}");
+    assert_eq!(report["failures"], serde_json::json!({}), "{out}");
+    assert_eq!(
+        report["added_ms"]["n"], 6,
+        "two answered turns per call: {out}"
+    );
+    assert_eq!(report["unanswered_turns"], 0, "{out}");
+    assert_eq!(
+        report["barge_in_ms"]["n"], 3,
+        "every greeting was cut: {out}"
+    );
+    assert!(report["frames"].as_u64().unwrap() > 100, "{out}");
+    assert!(
+        report["server"]["rss_peak_mb"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
+    assert_eq!(report["delays_ms"]["llm_first_token_ms"], 200);
+}
+
+#[test]
+fn loadtest_refuses_servers_beyond_loopback_and_unbounded_runs() {
+    let (ok, _, err) = run(voxbridge(&temp_db()).args([
+        "loadtest",
+        "--server",
+        "http://203.0.113.5:8080",
+        "--api-key",
+        "vbx_x",
+    ]));
+    assert!(!ok);
+    assert!(err.contains("loopback"), "{err}");
+    let (ok, _, err) = run(voxbridge(&temp_db()).args(["loadtest", "--calls", "100000"]));
+    assert!(!ok);
+    assert!(err.contains("calls must be"), "{err}");
+}

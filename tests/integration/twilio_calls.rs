@@ -366,6 +366,29 @@ async fn the_report_is_delivered_once_and_signed() {
     let delivery = &details["data"]["webhook_deliveries"][0];
     assert_eq!(delivery["status"], "delivered");
     assert_eq!(delivery["attempts"], 2);
+
+    // The same story in /metrics (each test runs in its own process: counts are this call's).
+    let metrics = reqwest::get(format!("{}/metrics", lab.server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"voxbridge_webhook_attempts_total{outcome="retry"} 1"#,
+        r#"voxbridge_webhook_attempts_total{outcome="delivered"} 1"#,
+        r#"voxbridge_calls_ended_total{reason="caller_hung_up"} 1"#,
+        "voxbridge_live_calls 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in:\n{metrics}"
+        );
+    }
+    for stage in ["tts_first_audio", "first_frame_out"] {
+        let count = format!(r#"voxbridge_stage_latency_seconds_count{{stage="{stage}"}}"#);
+        assert!(metrics.contains(&count), "{count} missing in:\n{metrics}");
+    }
     lab.stop().await;
 }
 

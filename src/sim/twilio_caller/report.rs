@@ -119,6 +119,10 @@ pub struct CallerReport {
     pub marks: Vec<MarkRecord>,
     pub clears: Vec<ClearRecord>,
     pub protocol_errors: Vec<ProtocolError>,
+    /// The latest any 20 ms tick ran after its schedule (the caller's own lag, not the server's).
+    pub tick_lag_max: Duration,
+    /// Ticks that ran more than [`LATE_TICK`](super::LATE_TICK) late.
+    pub late_ticks: u64,
 }
 
 impl CallerReport {

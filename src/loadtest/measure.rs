@@ -1,0 +1,235 @@
+//! Turns one simulated call's [`CallerReport`] into latency samples.
+//!
+//! Times are the caller's: when it sent a frame, when a message arrived. A frame sent at `t`
+//! carries the 20 ms of audio that ended at `t`, as a phone's would, so audio position `p` of
+//! an utterance whose first frame went out at `s` is on the wire at `s - 20 ms + p`.
+//!
+//! - **Voice-to-voice**: end of the caller's voiced audio → first agent audio after it.
+//! - **Added latency**: the same, minus what the fakes are configured to take. The fake STT
+//!   ends an utterance when `endpointing` ms of silence have *arrived* (it listens to the
+//!   audio; it is not a timer), i.e. on the frame that carries audio position
+//!   `voiced_end + endpointing`; its final comes `stt_final` later, the LLM's first token
+//!   `llm_first_token` after the request and the TTS's first audio `tts_first_byte` after the
+//!   text. What is left is ours: forwarding audio, turn logic, phrase splitting, TTS framing,
+//!   pacing, and the sockets in between.
+//! - **Barge-in reaction**: onset of speech over the agent → the `clear` that stops playback.
+//! - **Frame lateness**: within one stretch of agent audio (between caller utterances and
+//!   `clear`s), how far each frame arrived behind the playout clock started by the first. A
+//!   frame more than 20 ms late means the caller's earpiece ran dry: a gap.
+
+use std::time::Duration;
+
+use crate::sim::suite::SimOptions;
+use crate::sim::twilio_caller::{CallerReport, SpeechRecord};
+
+use super::script::LoadScript;
+
+const FRAME_MS: f64 = 20.0;
+/// μ-law at 8 kHz.
+const BYTES_PER_MS: f64 = 8.0;
+
+/// What one call measured.
+#[derive(Debug, Clone, Default)]
+pub struct CallMeasures {
+    pub voice_to_voice_ms: Vec<f64>,
+    pub added_ms: Vec<f64>,
+    /// Utterances the agent never answered before the caller spoke again or the call ended.
+    pub unanswered: u32,
+    pub barge_in_ms: Option<f64>,
+    /// The caller talked over the agent and no `clear` came.
+    pub barge_in_missed: bool,
+    pub frame_lateness_ms: Vec<f64>,
+    pub late_frames: u64,
+    pub frames: u64,
+}
+
+/// Measures one call. `endpointing_ms` is what the server asks the STT for.
+pub fn measure(
+    report: &CallerReport,
+    script: &LoadScript,
+    delays: &SimOptions,
+    endpointing_ms: u64,
+) -> CallMeasures {
+    let mut out = CallMeasures::default();
+    for (i, speech) in report.speech.iter().enumerate() {
+        let Some(utterance) = script.utterance_at(speech.step) else {
+            continue;
+        };
+        if speech.ended_at.is_none() {
+            continue;
+        }
+        let next_speech = report.speech.get(i + 1).map(|s| s.started_at);
+        let wire = |position_ms: u64| wire_time(speech, position_ms);
+        // The frame that carries `voiced_end + endpointing`: where the fake's endpoint fires.
+        let endpoint_position = (utterance.voiced_end_ms + endpointing_ms).div_ceil(20) * 20;
+        let endpoint_at = wire(endpoint_position);
+        let voiced_end_at = wire(utterance.voiced_end_ms);
+        let reply = report
+            .media
+            .iter()
+            .find(|m| m.at > endpoint_at)
+            .filter(|m| next_speech.is_none_or(|next| m.at < next));
+        match reply {
+            Some(reply) => {
+                out.voice_to_voice_ms
+                    .push(ms_between(voiced_end_at, reply.at));
+                out.added_ms
+                    .push(ms_between(endpoint_at, reply.at) - delays.provider_delay_ms() as f64);
+            }
+            None => out.unanswered += 1,
+        }
+        if speech.step == script.barge_in_step {
+            let onset_at = wire(utterance.onset_ms);
+            let cut = report
+                .clears
+                .iter()
+                .find(|c| c.at >= onset_at && speech.ended_at.is_some_and(|e| c.at <= e));
+            match cut {
+                Some(clear) => out.barge_in_ms = Some(ms_between(onset_at, clear.at)),
+                None => out.barge_in_missed = true,
+            }
+        }
+    }
+    frame_lateness(report, &mut out);
+    out
+}
+
+/// Lateness of every agent frame against the playout clock of its stretch of audio.
+fn frame_lateness(report: &CallerReport, out: &mut CallMeasures) {
+    let mut speech_starts = report.speech.iter().map(|s| s.started_at).peekable();
+    let mut anchor: Option<(Duration, u32)> = None;
+    let mut bytes_since_anchor = 0u64;
+    let mut previous: Option<Duration> = None;
+    for media in &report.media {
+        let mut new_stretch = false;
+        while let Some(&start) = speech_starts.peek() {
+            if start > media.at {
+                break;
+            }
+            speech_starts.next();
+            new_stretch |= previous.is_none_or(|p| start > p);
+        }
+        previous = Some(media.at);
+        out.frames += 1;
+        match anchor {
+            Some((at, clears)) if !new_stretch && clears == media.after_clears => {
+                let due = at.as_secs_f64() * 1000.0 + bytes_since_anchor as f64 / BYTES_PER_MS;
+                let lateness = (media.at.as_secs_f64() * 1000.0 - due).max(0.0);
+                out.frame_lateness_ms.push(lateness);
+                if lateness > FRAME_MS {
+                    // The earpiece ran dry; playout restarts with this frame.
+                    out.late_frames += 1;
+                    anchor = Some((media.at, media.after_clears));
+                    bytes_since_anchor = 0;
+                }
+            }
+            _ => {
+                anchor = Some((media.at, media.after_clears));
+                bytes_since_anchor = 0;
+            }
+        }
+        bytes_since_anchor += u64::from(media.bytes);
+    }
+}
+
+/// When audio position `position_ms` of an utterance was on the wire.
+fn wire_time(speech: &SpeechRecord, position_ms: u64) -> Duration {
+    (speech.started_at + Duration::from_millis(position_ms))
+        .saturating_sub(Duration::from_millis(FRAME_MS as u64))
+}
+
+fn ms_between(from: Duration, to: Duration) -> f64 {
+    (to.as_secs_f64() - from.as_secs_f64()) * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::twilio_caller::{ClearRecord, MediaRecord};
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn media(at: u64, after_clears: u32) -> MediaRecord {
+        MediaRecord {
+            at: ms(at),
+            bytes: 160,
+            offset: 0,
+            after_clears,
+        }
+    }
+
+    #[test]
+    fn a_turn_answered_exactly_on_the_fakes_delays_adds_nothing() {
+        let script = LoadScript::new(2);
+        let step = script.barge_in_step;
+        let u = script.utterance_at(step).unwrap().clone();
+        let started = 1000;
+        let speech = SpeechRecord {
+            step,
+            started_at: ms(started),
+            ended_at: Some(ms(started + u.audio.duration().as_millis() as u64)),
+        };
+        let delays = SimOptions::reference();
+        let endpoint = started - 20 + (u.voiced_end_ms + 300).div_ceil(20) * 20;
+        let reply_at = endpoint + delays.provider_delay_ms() + 3;
+        let onset = started - 20 + u.onset_ms;
+        let report = CallerReport {
+            speech: vec![speech],
+            media: vec![
+                media(500, 0),
+                media(520, 0),
+                media(reply_at, 1),
+                media(reply_at + 20, 1),
+            ],
+            clears: vec![ClearRecord {
+                at: ms(onset + 120),
+                dropped_bytes: 0,
+                offset: 0,
+            }],
+            ..Default::default()
+        };
+        let m = measure(&report, &script, &delays, 300);
+        assert_eq!(m.added_ms.len(), 1);
+        assert!((m.added_ms[0] - 3.0).abs() < 1e-6, "{:?}", m.added_ms);
+        let v2v = (reply_at - (started - 20 + u.voiced_end_ms)) as f64;
+        assert!((m.voice_to_voice_ms[0] - v2v).abs() < 1e-6);
+        assert!((m.barge_in_ms.unwrap() - 120.0).abs() < 1e-6);
+        assert_eq!((m.frames, m.late_frames, m.unanswered), (4, 0, 0));
+    }
+
+    #[test]
+    fn a_frame_behind_the_playout_clock_is_a_gap() {
+        let report = CallerReport {
+            // 0, 20, 40 on time; 100 is 40 ms late; 120 on time after playout restarted.
+            media: vec![
+                media(0, 0),
+                media(20, 0),
+                media(40, 0),
+                media(100, 0),
+                media(120, 0),
+            ],
+            ..Default::default()
+        };
+        let mut out = CallMeasures::default();
+        frame_lateness(&report, &mut out);
+        assert_eq!(out.late_frames, 1);
+        assert_eq!(out.frame_lateness_ms, vec![0.0, 0.0, 40.0, 0.0]);
+    }
+
+    #[test]
+    fn unanswered_when_the_caller_speaks_again_first() {
+        let script = LoadScript::new(2);
+        let report = CallerReport {
+            speech: vec![SpeechRecord {
+                step: script.barge_in_step,
+                started_at: ms(0),
+                ended_at: Some(ms(2000)),
+            }],
+            ..Default::default()
+        };
+        let m = measure(&report, &script, &SimOptions::reference(), 300);
+        assert_eq!((m.unanswered, m.barge_in_missed), (1, true));
+    }
+}

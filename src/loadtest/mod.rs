@@ -1,0 +1,199 @@
+//! The load generator behind `voxbridge loadtest` and `benches/calls.rs`: many simulated Twilio
+//! calls against one server, through the real inbound path (signed `/twilio/voice` webhook,
+//! TwiML, media WebSocket), with the fake providers at fixed delays; per turn it measures what
+//! the caller hears (see [`measure`]) and, for a server on this machine, what each call costs in
+//! CPU and memory.
+//!
+//! The generator runs on the same two cores as the server, so it watches itself too: every
+//! caller records how late its 20 ms ticks ran, and a run whose callers fell behind says so
+//! instead of blaming the server.
+
+mod measure;
+mod process;
+mod report;
+mod sampler;
+mod script;
+mod stats;
+mod target;
+
+pub use measure::{CallMeasures, measure};
+pub use process::{ProcessSample, sample as sample_process};
+pub use report::{GeneratorHealth, LoadReport, ServerUsage};
+pub use script::{LoadScript, Utterance};
+pub use stats::Summary;
+pub use target::{ServerSpec, Target};
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::call::providers::ENDPOINTING_MS;
+use crate::sim::suite::{SimOptions, SimSuite};
+use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, InboundCall, TwilioSim, TwilioSimConfig};
+use crate::sim::twilio_caller::RecordOptions;
+
+/// Most calls one run may place.
+pub const MAX_CALLS: usize = 5000;
+/// Longest call one run may hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Most turns per call.
+pub const MAX_TURNS: usize = 20;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadTestOptions {
+    /// Concurrent calls.
+    pub calls: usize,
+    /// Calls started per second until all are placed.
+    pub ramp_per_sec: f64,
+    /// How long each call lasts (the caller hangs up then).
+    pub duration: Duration,
+    /// Caller utterances per call; the first talks over the greeting.
+    pub turns: usize,
+    pub server: ServerSpec,
+    /// Fakes already running there (`voxbridge sim`); `None` starts them in this process.
+    pub sim_url: Option<String>,
+    /// The fakes' delays (what runs at `sim_url` must have been started with the same).
+    pub delays: SimOptions,
+}
+
+/// A run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadTestError {
+    #[error("invalid load test: {0}")]
+    Invalid(String),
+    #[error("load test set-up failed: {0}")]
+    Setup(String),
+}
+
+impl LoadTestOptions {
+    fn validate(&self) -> Result<(), LoadTestError> {
+        let invalid = |m: String| Err(LoadTestError::Invalid(m));
+        if self.calls == 0 || self.calls > MAX_CALLS {
+            return invalid(format!("calls must be 1..={MAX_CALLS}"));
+        }
+        if !(self.ramp_per_sec > 0.0 && self.ramp_per_sec.is_finite()) {
+            return invalid("the ramp must be a positive number of calls per second".into());
+        }
+        if self.duration < Duration::from_secs(5) || self.duration > MAX_DURATION {
+            return invalid(format!(
+                "duration must be 5..={} seconds",
+                MAX_DURATION.as_secs()
+            ));
+        }
+        if self.turns == 0 || self.turns > MAX_TURNS {
+            return invalid(format!("turns must be 1..={MAX_TURNS}"));
+        }
+        if let ServerSpec::External { url, .. } = &self.server {
+            require_loopback(url)?;
+        }
+        if let Some(url) = &self.sim_url {
+            require_loopback(url)?;
+        }
+        Ok(())
+    }
+}
+
+/// The generator only ever talks to this machine: it is a test tool, not a traffic cannon.
+fn require_loopback(url: &str) -> Result<(), LoadTestError> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| LoadTestError::Invalid(format!("bad URL {url}: {e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(LoadTestError::Invalid(format!(
+            "{url} is not on this machine; the load generator runs against loopback only"
+        )))
+    }
+}
+
+/// Runs one load test to its end.
+pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError> {
+    options.validate()?;
+    let suite = match &options.sim_url {
+        Some(_) => None,
+        None => Some(
+            SimSuite::start(([127, 0, 0, 1], 0).into(), options.delays)
+                .await
+                .map_err(|e| LoadTestError::Setup(format!("the fakes did not start: {e}")))?,
+        ),
+    };
+    let sim_url = match (&options.sim_url, &suite) {
+        (Some(url), _) => url.clone(),
+        (None, Some(suite)) => suite.base_url.clone(),
+        (None, None) => unreachable!("a suite was started"),
+    };
+    let max_calls = u32::try_from(options.calls + 16).unwrap_or(u32::MAX);
+    let target = Target::start(&options.server, &sim_url, max_calls).await?;
+    let http = reqwest::Client::new();
+    let number = target.provision(&http).await?;
+    let twilio = TwilioSim::new(TwilioSimConfig {
+        record: RecordOptions {
+            frames: true,
+            audio: false,
+        },
+        max_call_duration: options.duration,
+        ..TwilioSimConfig::default()
+    });
+    twilio.add_number(DEFAULT_ACCOUNT_SID, &number);
+    let script = LoadScript::new(options.turns);
+
+    let sampler = sampler::Sampler::start(target.pid, format!("{}/metrics", target.base_url));
+    // Let the sampler see the server idle before the first call.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t0 = Instant::now();
+    let mut sids = Vec::with_capacity(options.calls);
+    let mut failures = std::collections::BTreeMap::new();
+    for i in 0..options.calls {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / options.ramp_per_sec))
+            .await;
+        let call = InboundCall {
+            voice_url: format!("{}/twilio/voice", target.base_url),
+            account_sid: DEFAULT_ACCOUNT_SID.to_owned(),
+            from: format!("+1444{:07}", i),
+            to: number.clone(),
+            script: Some(script.script.clone()),
+            status_callback: None,
+            status_callback_events: vec![],
+        };
+        match twilio.simulate_inbound_call(call) {
+            Ok(sid) => sids.push(sid),
+            Err(e) => *failures.entry(e.to_string()).or_insert(0) += 1,
+        }
+    }
+    let ramp = t0.elapsed();
+    let mut calls = Vec::with_capacity(sids.len());
+    let patience = options.duration + Duration::from_secs(60);
+    for sid in &sids {
+        match twilio.wait_for_call_end(sid, patience).await {
+            Some(call) => calls.push(call),
+            None => {
+                *failures
+                    .entry("the call never ended".to_owned())
+                    .or_insert(0) += 1
+            }
+        }
+    }
+    let wall = t0.elapsed();
+    let samples = sampler.stop().await;
+    let server_pid = target.pid;
+    drop(target);
+
+    Ok(report::build(report::RunFacts {
+        options,
+        script: &script,
+        endpointing_ms: u64::from(ENDPOINTING_MS),
+        calls: &calls,
+        failures,
+        samples: &samples,
+        server_pid,
+        ramp,
+        wall,
+    }))
+}

@@ -1,0 +1,152 @@
+//! What every simulated caller of a load test does, and where the speech in its audio lies.
+//!
+//! The caller waits for the greeting and talks over it (a barge-in), then takes turns: waits
+//! until the agent has finished, says an utterance, and so on; after its last turn it stays on
+//! the line, silent, until the call's duration is up. Utterances are committed WAVs embedded in
+//! the binary, so `voxbridge loadtest` runs from any directory.
+
+use std::time::Duration;
+
+use crate::audio::Encoding;
+use crate::sim::speech_detector::{DetectorConfig, SpeechDetector};
+use crate::sim::twilio_caller::{CallerAudio, CallerScript};
+
+/// How long after the greeting starts the caller talks over it.
+pub const BARGE_IN_AFTER: Duration = Duration::from_millis(600);
+/// Agent silence that ends its turn, for the caller.
+const AGENT_QUIET: Duration = Duration::from_millis(400);
+/// Longest wait for the agent before the caller goes on anyway.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+const UTTERANCES: [&[u8]; 2] = [
+    include_bytes!("../../audio/caller/book_table.wav"),
+    include_bytes!("../../audio/caller/tomorrow_at_seven.wav"),
+];
+
+/// One utterance and where its speech is, as the fake STT's detector hears it.
+#[derive(Debug, Clone)]
+pub struct Utterance {
+    pub audio: CallerAudio,
+    /// Audio time at which speech is declared to have begun.
+    pub onset_ms: u64,
+    /// Audio time at the end of the last voiced window.
+    pub voiced_end_ms: u64,
+}
+
+impl Utterance {
+    fn new(audio: CallerAudio) -> Self {
+        let mut detector =
+            SpeechDetector::new(Some(Encoding::Mulaw), 8000, 1, DetectorConfig::default());
+        let mut onset = None;
+        detector.push(audio.as_bytes(), |_, window| {
+            if onset.is_none() {
+                onset = window.onset_ms;
+            }
+        });
+        let voiced_end_ms = detector
+            .span()
+            .map_or(audio.duration().as_millis() as u64, |s| s.last_voiced_ms);
+        Self {
+            audio,
+            onset_ms: onset.unwrap_or(0),
+            voiced_end_ms,
+        }
+    }
+}
+
+/// The caller's script with the facts the measurements need.
+#[derive(Debug, Clone)]
+pub struct LoadScript {
+    pub script: CallerScript,
+    /// The step that talks over the greeting.
+    pub barge_in_step: usize,
+    /// For each script step, the utterance it says (if it is a `say`).
+    pub says: Vec<Option<usize>>,
+    pub utterances: Vec<Utterance>,
+}
+
+impl LoadScript {
+    /// A script with `turns` caller utterances, the first of them over the greeting.
+    pub fn new(turns: usize) -> Self {
+        let utterances: Vec<Utterance> = UTTERANCES
+            .iter()
+            .map(|wav| {
+                Utterance::new(CallerAudio::from_wav_bytes(wav).expect("embedded WAVs are valid"))
+            })
+            .collect();
+        let mut script = CallerScript::new()
+            .wait_for_agent_speech(AGENT_TIMEOUT)
+            .wait(BARGE_IN_AFTER);
+        let mut says = vec![None, None];
+        let barge_in_step = says.len();
+        for turn in 0..turns.max(1) {
+            if turn > 0 {
+                script = script
+                    .wait_for_agent_speech(AGENT_TIMEOUT)
+                    .wait_for_agent_silence(AGENT_QUIET, AGENT_TIMEOUT);
+                says.extend([None, None]);
+            }
+            let which = turn % utterances.len();
+            script = script.say(utterances[which].audio.clone());
+            says.push(Some(which));
+        }
+        script = script
+            .wait_for_agent_speech(AGENT_TIMEOUT)
+            .wait_for_agent_silence(AGENT_QUIET, AGENT_TIMEOUT);
+        Self {
+            script,
+            barge_in_step,
+            says,
+            utterances,
+        }
+    }
+
+    /// The utterance said at `step`.
+    pub fn utterance_at(&self, step: usize) -> Option<&Utterance> {
+        self.says
+            .get(step)
+            .copied()
+            .flatten()
+            .map(|i| &self.utterances[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::twilio_caller::Step;
+
+    #[test]
+    fn utterances_have_speech_with_silence_around_it() {
+        let script = LoadScript::new(3);
+        for u in &script.utterances {
+            let length = u.audio.duration().as_millis() as u64;
+            assert!(u.onset_ms < u.voiced_end_ms, "{u:?}");
+            assert!(u.voiced_end_ms <= length);
+            assert!(u.voiced_end_ms - u.onset_ms > 500, "a real sentence");
+        }
+    }
+
+    #[test]
+    fn says_line_up_with_steps() {
+        let script = LoadScript::new(3);
+        let steps = script.script.steps();
+        assert_eq!(
+            script.says.len(),
+            steps.len() - 2,
+            "the closing waits say nothing"
+        );
+        for (i, step) in steps.iter().enumerate() {
+            assert_eq!(
+                matches!(step, Step::Say(_)),
+                script.utterance_at(i).is_some(),
+                "step {i}"
+            );
+        }
+        assert!(matches!(steps[script.barge_in_step], Step::Say(_)));
+        assert_eq!(
+            steps.iter().filter(|s| matches!(s, Step::Say(_))).count(),
+            3
+        );
+    }
+}
