@@ -15,6 +15,7 @@ mod phone_numbers;
 mod tools;
 mod trunks;
 mod twilio;
+mod web_call;
 
 pub use envelope::Envelope;
 pub use error::ApiError;
@@ -80,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/voice", post(twilio::voice))
         .route("/twilio/status", post(twilio::status))
         .route("/twilio/media", get(twilio::media))
+        .route("/web-call/create", post(web_call::create))
+        .route("/web-call/ws", get(web_call::socket))
         .route("/call/outbound", post(outbound::place))
         .route("/call/hangup/{call_id}", post(outbound::hang_up))
         .route("/call/list", get(calls::list))

@@ -32,12 +32,15 @@ pub enum WriterItem {
         audio: Bytes,
     },
     /// Send mark `name` once `at` bytes of `generation`'s audio have been sent. `last`: no more
-    /// audio of this generation follows, so a partial last frame goes out padded.
+    /// audio of this generation follows, so a partial last frame goes out padded. `spoken`: the
+    /// word this mark ends, told to a far end that shows the agent's text
+    /// ([`CallEvent::AgentText`](crate::transport::CallEvent)) just before the mark.
     Mark {
         generation: Generation,
         at: u64,
         name: String,
         last: bool,
+        spoken: Option<String>,
     },
 }
 

@@ -26,6 +26,8 @@ use crate::transport::{MediaSink, MediaSource};
 const MEDIA_QUEUE: usize = 64;
 /// Audio chunks and marks that may wait for the writer.
 const WRITER_QUEUE: usize = 32;
+/// Transcript lines and the end event that may wait for the writer.
+const EVENT_QUEUE: usize = 32;
 
 /// Runs the call to its end. Never panics on provider or transport failures: they end the call
 /// with a reason.
@@ -152,10 +154,12 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
     let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(8);
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let events = sink.wants_events();
     let reader = tokio::spawn(
         run_reader(source, format, stt.input.clone(), vad, media_tx).in_current_span(),
     );
-    let writer = tokio::spawn(run_writer(sink, items_rx, control_rx).in_current_span());
+    let writer = tokio::spawn(run_writer(sink, items_rx, control_rx, events_rx).in_current_span());
     let (recorder, recorder_task) = Recorder::spawn(services.store.clone(), call.id.clone());
 
     let setup = CallSetup {
@@ -170,6 +174,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         temperature: assistant.settings.llm.temperature,
         max_tokens: assistant.settings.llm.max_tokens,
         output_format: format,
+        events,
     };
     let io = CallIo {
         media: media_rx,
@@ -178,6 +183,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         llm,
         writer: items_tx,
         writer_control: control_tx,
+        events: events_tx,
         control,
         recorder,
         http: services.http.clone(),

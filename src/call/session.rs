@@ -26,6 +26,7 @@ use crate::generation::Generation;
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall, ToolSpec};
 use crate::store::TurnRecord;
 use crate::stt::{SttEvent, SttSession};
+use crate::transport::CallEvent;
 use crate::tts::{TtsCommand, TtsEvent, TtsSession, WordTiming};
 
 /// Said when the caller has been silent for the assistant's silence timeout.
@@ -64,6 +65,8 @@ pub struct CallSetup {
     pub max_tokens: u32,
     /// The format of the audio the TTS produces and the writer plays.
     pub output_format: AudioFormat,
+    /// Whether the far end shows transcripts and the agent's text ([`CallEvent`]s).
+    pub events: bool,
 }
 
 /// The channels and clients the agent works with.
@@ -74,6 +77,8 @@ pub struct CallIo {
     pub llm: Arc<dyn ChatModel>,
     pub writer: mpsc::Sender<WriterItem>,
     pub writer_control: mpsc::Sender<WriterControl>,
+    /// Transcripts and the end for the far end (used only when `CallSetup::events`).
+    pub events: mpsc::Sender<CallEvent>,
     pub control: mpsc::Receiver<Control>,
     pub recorder: Recorder,
     pub http: reqwest::Client,
@@ -138,7 +143,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
     };
     agent.open();
     let reason = agent.run().await;
-    agent.close().await;
+    agent.close(reason).await;
     CallOutcome {
         reason,
         duration: started.elapsed(),
@@ -239,9 +244,15 @@ impl Agent {
     }
 
     /// Closes the writer (it sends what is queued, then the stream ends) and the providers.
-    async fn close(&mut self) {
+    async fn close(&mut self, reason: EndReason) {
         if let Some(mut reply) = self.reply.take() {
             reply.abort_llm();
+        }
+        if self.setup.events {
+            let end = CallEvent::End {
+                reason: reason.as_str(),
+            };
+            let _ = self.io.events.send(end).await;
         }
         let _ = self.io.writer_control.send(WriterControl::Close).await;
     }
@@ -335,6 +346,14 @@ impl Agent {
                 ..
             } => {
                 let text = text.trim();
+                if self.setup.events && !text.is_empty() {
+                    // Shown only: a full queue drops an interim line, never blocks the agent.
+                    let shown = CallEvent::Transcript {
+                        text: text.to_owned(),
+                        is_final,
+                    };
+                    let _ = self.io.events.try_send(shown);
+                }
                 if self.agent_speaking() {
                     if is_backchannel(text) {
                         // An acknowledgement over the agent: not a turn, not an interruption.
@@ -803,6 +822,7 @@ impl Agent {
             at: reply.segment_audio_bytes,
             name: mark_name(reply.generation, MarkPoint::End),
             last: true,
+            spoken: None,
         };
         if self.io.writer.try_send(item).is_err() {
             tracing::error!(call_id = %self.setup.call_id, "writer queue full; end mark lost");
@@ -924,6 +944,7 @@ impl Agent {
         let format = self.setup.output_format;
         let bytes_per_second =
             format.sample_rate as f64 * format.encoding.bytes_per_sample() as f64;
+        let events = self.setup.events;
         let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
             return;
         };
@@ -937,6 +958,7 @@ impl Agent {
                 at: within,
                 name: mark_name(generation, MarkPoint::Words(count)),
                 last: false,
+                spoken: events.then(|| word.word.clone()),
             };
             if self.io.writer.try_send(item).is_err() {
                 // A lost word mark only makes the heard text shorter at a barge-in.
@@ -950,6 +972,7 @@ impl Agent {
     /// (synthesis runs faster than real time), so the echoes still tell what was heard, to within
     /// the speaking rate's unevenness.
     fn estimate_word_marks(&mut self, generation: Generation) {
+        let events = self.setup.events;
         let Some(reply) = self.reply.as_mut() else {
             return;
         };
@@ -969,6 +992,7 @@ impl Agent {
                 at: total_bytes * chars_so_far.min(total_chars) / total_chars,
                 name: mark_name(generation, MarkPoint::Words(count)),
                 last: false,
+                spoken: events.then_some(word),
             };
             if self.io.writer.try_send(item).is_err() {
                 tracing::debug!(call_id = %self.setup.call_id, "writer queue full; word mark skipped");

@@ -141,6 +141,7 @@ fn setup() -> CallSetup {
         temperature: 0.5,
         max_tokens: 100,
         output_format: AudioFormat::MULAW_8K,
+        events: false,
     }
 }
 
@@ -153,6 +154,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
     let (writer_tx, writer_rx) = mpsc::channel(64);
     let (writer_ctl_tx, writer_ctl_rx) = mpsc::channel(8);
     let (control_tx, control_rx) = mpsc::channel(4);
+    let (events_tx, _events_rx) = mpsc::channel(64);
     let (recorder, turns) = Recorder::channel();
     let llm = ScriptedLlm::new(replies);
     let io = CallIo {
@@ -168,6 +170,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         llm: llm.clone(),
         writer: writer_tx,
         writer_control: writer_ctl_tx,
+        events: events_tx,
         control: control_rx,
         recorder,
         http: reqwest::Client::new(),

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::io::{WriterControl, WriterItem};
 use crate::audio::pacer::{FrameClock, Pacer};
 use crate::generation::Generation;
-use crate::transport::MediaSink;
+use crate::transport::{CallEvent, MediaSink};
 
 /// Audio the pacer holds: enough to ride out scheduling hiccups, small enough per call.
 const PACER_MS: u32 = 1000;
@@ -24,13 +24,17 @@ const PACER_MS: u32 = 1000;
 const REMEMBERED_GENERATIONS: usize = 4;
 
 /// Runs until a [`WriterControl::Close`], the agent going away, or the socket failing.
+/// `events` (transcripts, the end) go out as they come, ahead of queued audio; events sent before
+/// a close still go out before the stream closes.
 pub async fn run_writer<K: MediaSink>(
     mut sink: K,
     mut items: mpsc::Receiver<WriterItem>,
     mut control: mpsc::Receiver<WriterControl>,
+    mut events: mpsc::Receiver<CallEvent>,
 ) {
     let mut w = Writer::new(sink.format());
     let mut clock = FrameClock::new();
+    let mut events_open = true;
     loop {
         let wants_items = w.pending.is_none();
         tokio::select! {
@@ -43,9 +47,20 @@ pub async fn run_writer<K: MediaSink>(
                     }
                 }
                 Some(WriterControl::Close) | None => {
+                    while let Ok(event) = events.try_recv() {
+                        let _ = sink.send_event(&event).await;
+                    }
                     let _ = sink.close().await;
                     return;
                 }
+            },
+            event = events.recv(), if events_open => match event {
+                Some(event) => {
+                    if sink.send_event(&event).await.is_err() {
+                        return;
+                    }
+                }
+                None => events_open = false,
             },
             _ = clock.tick(), if w.pacer.has_frame() => {
                 if w.send_frame(&mut sink).await.is_err() {
@@ -86,8 +101,9 @@ struct Writer {
     /// Real audio bytes pushed into the pacer / handed to the sink since the start.
     pushed: u64,
     sent: u64,
-    /// Marks waiting for their position to be sent: (absolute position, name), in order.
-    marks: VecDeque<(u64, String)>,
+    /// Marks waiting for their position to be sent: (absolute position, name, the word it
+    /// ends), in order.
+    marks: VecDeque<(u64, String, Option<String>)>,
     /// A chunk that did not fit yet.
     pending: Option<Bytes>,
     /// When the first audio of the current generation arrived, until its first frame goes out.
@@ -143,6 +159,7 @@ impl Writer {
                 at,
                 name,
                 last,
+                spoken,
             } => {
                 if generation < self.floor {
                     return;
@@ -156,8 +173,8 @@ impl Writer {
                     // the mark would wait for audio that is not coming.
                     self.pacer.finish();
                 }
-                let index = self.marks.partition_point(|(p, _)| *p <= position);
-                self.marks.insert(index, (position, name));
+                let index = self.marks.partition_point(|(p, _, _)| *p <= position);
+                self.marks.insert(index, (position, name, spoken));
             }
         }
     }
@@ -196,9 +213,12 @@ impl Writer {
         while self
             .marks
             .front()
-            .is_some_and(|(position, _)| *position <= self.sent)
+            .is_some_and(|(position, _, _)| *position <= self.sent)
         {
-            let (_, name) = self.marks.pop_front().expect("checked above");
+            let (_, name, spoken) = self.marks.pop_front().expect("checked above");
+            if let Some(word) = spoken {
+                sink.send_event(&CallEvent::AgentText(word)).await?;
+            }
             sink.send_mark(&name).await?;
         }
         Ok(())
@@ -284,6 +304,7 @@ mod tests {
             at,
             name: name.to_owned(),
             last,
+            spoken: None,
         }
     }
 
@@ -299,7 +320,8 @@ mod tests {
         };
         let (items_tx, items_rx) = mpsc::channel(32);
         let (control_tx, control_rx) = mpsc::channel(8);
-        let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx));
+        let (_events_tx, events_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx, events_rx));
         (sink, items_tx, control_tx, task)
     }
 

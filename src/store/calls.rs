@@ -232,6 +232,35 @@ impl Store {
         self.get_call_any_owner(call_id).await
     }
 
+    /// Consumes a web call's one-time session token, found by its hash alone (the browser's
+    /// socket URL carries only the token): answers the call if the token is unused and
+    /// unexpired, marking it used in the same statement, so a second use (or a race of two
+    /// sockets) finds nothing.
+    pub async fn consume_web_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let now = now_timestamp();
+        let done = sqlx::query(
+            "UPDATE calls SET stream_token_used_at = $1, updated_at = $1 \
+             WHERE stream_token_hash = $2 AND direction = 'web' AND stream_token_used_at IS NULL \
+             AND stream_token_expires_at > $1",
+        )
+        .bind(&now)
+        .bind(token_hash)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let sql = select_calls("WHERE stream_token_hash = $1 AND direction = 'web'");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(call_from_row).transpose()
+    }
+
     /// A call by id, whoever owns it (for the call layer; the API uses [`Store::get_call`]).
     pub async fn get_call_any_owner(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         let sql = select_calls("WHERE id = $1");
@@ -305,13 +334,17 @@ impl Store {
         Ok((calls, total))
     }
 
-    /// How many of the owner's calls are not finished (queued, ringing or in progress).
+    /// How many of the owner's calls are not finished (queued, ringing or in progress). A web
+    /// call whose session token expired unused never started and does not count.
     pub async fn count_active_calls(&self, owner_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM calls WHERE owner_id = $1 \
-             AND status IN ('queued', 'ringing', 'in-progress')",
+             AND status IN ('queued', 'ringing', 'in-progress') \
+             AND NOT (direction = 'web' AND stream_token_used_at IS NULL \
+                      AND stream_token_expires_at <= $2)",
         )
         .bind(owner_id)
+        .bind(now_timestamp())
         .fetch_one(self.pool())
         .await?;
         Ok(row.try_get("n")?)

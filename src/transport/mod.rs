@@ -3,6 +3,7 @@
 //! the call's outbound frames, marks and clears into its wire format. The call session only ever
 //! sees these types, so it knows nothing of any provider.
 
+pub mod browser;
 pub mod twilio;
 
 use std::future::Future;
@@ -22,6 +23,17 @@ pub enum Inbound {
     Dtmf(char),
     /// The caller hung up or the stream was stopped.
     Hangup,
+}
+
+/// What the call tells a far end that can show it (the browser widget); telephony ignores it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    /// What the STT heard the caller say (`is_final`: this stretch will not change any more).
+    Transcript { text: String, is_final: bool },
+    /// Words of the agent's reply, sent as their audio is sent (at their playback marks).
+    AgentText(String),
+    /// The call is over (sent just before the stream closes).
+    End { reason: &'static str },
 }
 
 /// A transport failure. Bad input never ends a call; these end only the socket they name.
@@ -55,4 +67,16 @@ pub trait MediaSink: Send + 'static {
     fn clear(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Ends the stream.
     fn close(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Whether the far end shows [`CallEvent`]s; when not, the call does not make them.
+    fn wants_events(&self) -> bool {
+        false
+    }
+    /// Tells the far end about the call. Telephony has no way to show it: the default drops it.
+    fn send_event(
+        &mut self,
+        event: &CallEvent,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = event;
+        async { Ok(()) }
+    }
 }

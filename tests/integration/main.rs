@@ -18,4 +18,5 @@ mod tools;
 mod trunks;
 mod tts;
 mod twilio_calls;
+mod web_calls;
 mod webhooks;
