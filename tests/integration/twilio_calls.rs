@@ -642,3 +642,78 @@ async fn a_call_with_sarvam_speech_both_ways() {
     );
     lab.stop().await;
 }
+
+/// Log lines written while a call runs, as JSON (the `log_format = "json"` switch).
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every line a call's tasks log (agent, reader, writer, STT and TTS sessions, transcript
+/// writer) carries the call id, so one call can be followed through a busy server's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_log_line_of_a_call_names_the_call() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("voxbridge=debug")
+        .with_writer(move || writer.clone())
+        .finish();
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        println!("SKIPPED: another tracing subscriber is installed in this process");
+        return;
+    }
+    let lab = CallLab::start(LabOptions::default()).await;
+    // Talks over the greeting, so the agent task logs the barge-in.
+    let script = CallerScript::new()
+        .wait_for_agent_speech(Duration::from_secs(15))
+        .wait(Duration::from_millis(500))
+        .say(clip("book_table"));
+    let script = after_agent(script).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    lab.stop().await;
+
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let call_modules = [
+        "voxbridge::call",
+        "voxbridge::stt",
+        "voxbridge::tts",
+        "voxbridge::llm",
+    ];
+    let mut checked = 0;
+    let mut barge_in_logged = false;
+    for line in text.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        let target = entry["target"].as_str().unwrap_or_default();
+        if !call_modules.iter().any(|m| target.starts_with(m)) {
+            continue;
+        }
+        checked += 1;
+        let in_span = entry["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s["call_id"] == call_id.as_str()));
+        let in_fields = entry["fields"]["call_id"] == call_id.as_str();
+        assert!(
+            in_span || in_fields,
+            "a call's log line without its call id: {line}"
+        );
+        barge_in_logged |= entry["fields"]["message"] == "barge-in";
+    }
+    assert!(
+        barge_in_logged,
+        "the agent task logged the barge-in:\n{text}"
+    );
+    assert!(checked >= 2, "the call logged ({checked} lines):\n{text}");
+}
