@@ -216,6 +216,12 @@ impl FrameClock {
     pub fn restart(&mut self) {
         self.interval.reset_immediately();
     }
+
+    /// Re-anchors the schedule at a frame just sent without waiting for a tick: the next tick
+    /// fires one frame from now.
+    pub fn restart_after_frame(&mut self) {
+        self.interval.reset();
+    }
 }
 
 #[cfg(test)]

@@ -72,8 +72,13 @@ pub async fn run_writer<K: MediaSink>(
                     let was_empty = w.pacer.is_empty();
                     w.take(item);
                     if was_empty && w.pacer.has_frame() {
-                        // After silence the first frame goes out now, not at the old schedule.
-                        clock.restart();
+                        // After silence the first frame goes out now, not at the old schedule,
+                        // and not through the timer either: tokio's wheel rounds even a due
+                        // deadline up to its next millisecond, which every reply would hear.
+                        if w.send_frame(&mut sink).await.is_err() {
+                            return;
+                        }
+                        clock.restart_after_frame();
                     }
                     if w.send_due_marks(&mut sink).await.is_err() {
                         return;

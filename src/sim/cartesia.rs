@@ -968,7 +968,7 @@ impl Connection {
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => crate::sim::precise_timer::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
@@ -1096,7 +1096,7 @@ impl BodyStream {
             self.latency.per_chunk
         };
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            crate::sim::precise_timer::sleep(delay).await;
         }
         let mut data = self.header.take().unwrap_or_default();
         data.append(&mut self.held);

@@ -8,6 +8,7 @@ pub mod deepgram;
 mod latency;
 pub mod openai;
 mod outbox;
+pub mod precise_timer;
 mod recorded;
 pub mod sarvam_stt;
 pub mod sarvam_tts;

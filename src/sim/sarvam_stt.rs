@@ -14,6 +14,7 @@
 //!
 //! The TTS side of Sarvam is another fake (`sarvam_tts`); the paths do not overlap.
 
+use crate::sim::precise_timer::Deadline;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -519,9 +520,8 @@ async fn serve_stream(
     let mut outbox = Outbox::default();
     let mut last_activity = Instant::now();
     let mut idle_check = time::interval(Duration::from_millis(250));
-    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    let wake = time::sleep_until(far);
-    tokio::pin!(wake);
+    // Finals are due exactly `latency` after their endpoint: a sub-millisecond timer.
+    let mut wake = Deadline::new();
     let mut armed_for: Option<Instant> = None;
 
     loop {
@@ -598,7 +598,7 @@ async fn serve_stream(
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
             }
-            () = &mut wake, if armed_for.is_some() => {
+            () = wake.wait(), if armed_for.is_some() => {
                 let now = Instant::now();
                 while let Some(text) = outbox.pop_due(now) {
                     if socket.send(Message::Text(text.into())).await.is_err() {
@@ -619,7 +619,7 @@ async fn serve_stream(
         if let Some(due) = outbox.next_due()
             && armed_for != Some(due)
         {
-            wake.as_mut().reset(due);
+            wake.reset(due);
             armed_for = Some(due);
         }
     }

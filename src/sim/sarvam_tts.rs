@@ -762,7 +762,7 @@ impl Connection {
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => crate::sim::precise_timer::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

@@ -295,7 +295,7 @@ async fn answer(shared: &Arc<Shared>, authorization: Option<&str>, body: &[u8]) 
     let reply = shared.script.reply(&request);
     let completion = Completion::new(&reply, &request);
     if !shape.latency.first_byte.is_zero() {
-        tokio::time::sleep(shape.latency.first_byte).await;
+        crate::sim::precise_timer::sleep(shape.latency.first_byte).await;
     }
     let request_id = format!("req_{}", uuid::Uuid::new_v4().simple());
     if !request.stream {
@@ -335,7 +335,7 @@ fn body_stream(
         loop {
             match plan.pop_front() {
                 Some(Action::Send(bytes)) => return Some((Ok(bytes), (plan, watch))),
-                Some(Action::Sleep(duration)) => tokio::time::sleep(duration).await,
+                Some(Action::Sleep(duration)) => crate::sim::precise_timer::sleep(duration).await,
                 Some(Action::Cut) => {
                     watch.finished = true;
                     let cut = std::io::Error::new(
