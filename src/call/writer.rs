@@ -20,6 +20,10 @@ use crate::transport::{CallEvent, MediaSink};
 
 /// Audio the pacer holds: enough to ride out scheduling hiccups, small enough per call.
 const PACER_MS: u32 = 1000;
+/// Frames sent at once when audio starts after silence, then kept ahead of real time: the far
+/// end's jitter buffer holds this much, so a scheduling hiccup on either side of the socket is
+/// not heard as a gap. A barge-in's clear drops it with the rest.
+const LEAD_FRAMES: u8 = 3;
 /// Generations whose start positions are remembered (late marks of the previous utterance).
 const REMEMBERED_GENERATIONS: usize = 4;
 
@@ -79,6 +83,14 @@ pub async fn run_writer<K: MediaSink>(
                             return;
                         }
                         clock.restart_after_frame();
+                        w.lead_owed = LEAD_FRAMES - 1;
+                    }
+                    // Build the lead as audio arrives, without waiting for ticks.
+                    while w.lead_owed > 0 && w.pacer.has_frame() {
+                        if w.send_frame(&mut sink).await.is_err() {
+                            return;
+                        }
+                        w.lead_owed -= 1;
                     }
                     if w.send_due_marks(&mut sink).await.is_err() {
                         return;
@@ -113,6 +125,8 @@ struct Writer {
     pending: Option<Bytes>,
     /// When the first audio of the current generation arrived, until its first frame goes out.
     first_audio_at: Option<Instant>,
+    /// Frames still to send ahead of the clock to build the far end's lead.
+    lead_owed: u8,
 }
 
 impl Writer {
@@ -127,6 +141,7 @@ impl Writer {
             marks: VecDeque::new(),
             pending: None,
             first_audio_at: None,
+            lead_owed: 0,
         }
     }
 
@@ -237,6 +252,7 @@ impl Writer {
         self.marks.clear();
         self.pending = None;
         self.first_audio_at = None;
+        self.lead_owed = 0;
     }
 }
 
@@ -347,8 +363,8 @@ mod tests {
             .collect();
         assert_eq!(
             frames,
-            [0, 20, 40, 60, 80].map(Duration::from_millis),
-            "first frame at once, then paced"
+            [0, 0, 0, 20, 40].map(Duration::from_millis),
+            "the far end's lead at once, then paced"
         );
         let order: Vec<&Sent> = log.iter().map(|(_, s)| s).collect();
         assert_eq!(
