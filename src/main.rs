@@ -9,6 +9,7 @@ use voxbridge::config::{Config, LogFormat};
 use voxbridge::server::{Server, shutdown_signal};
 use voxbridge::sim::suite::{SimOptions, SimSuite};
 use voxbridge::store::Store;
+use voxbridge::widget::demo::create_demo_assistant;
 
 #[derive(Parser)]
 #[command(name = "voxbridge", version, about = "Real-time voice agent server")]
@@ -159,9 +160,19 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
                 println!();
                 println!("    {}", key.plaintext);
                 println!();
+                if sim
+                    && let Some(id) =
+                        create_demo_assistant(server.store(), &key.plaintext).await?
+                {
+                    println!("Created a demo assistant for the sim voice: {id}");
+                }
             }
             tracing::info!(addr = %server.local_addr(), "voxbridge listening");
             println!("voxbridge listening on http://{}", server.local_addr());
+            println!(
+                "demo page: http://{}/ (paste the API key, pick an assistant, press Call)",
+                server.local_addr()
+            );
             server.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {
