@@ -47,6 +47,7 @@ export class VoxbridgeCall extends EventTarget {
       rms: 0,
       maxRms: 0,
       interrupts: 0,
+      flushes: 0,
       flushedSamples: 0,
       marksEchoed: 0,
       transcripts: [],
@@ -167,6 +168,7 @@ export class VoxbridgeCall extends EventTarget {
 
   _onPlayback(message) {
     if (message.type === 'flushed') {
+      this.stats.flushes++;
       this.stats.flushedSamples += message.flushed;
       this.stats.played = message.played;
       this._echoMarks(message.played);
