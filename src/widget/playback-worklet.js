@@ -26,6 +26,9 @@ class VoxbridgePlayback extends AudioWorkletProcessor {
         this.queue = [];
         this.offset = 0;
         this.buffered = 0;
+        // The loudness window starts again: the next report measures only what plays after.
+        this.sumSquares = 0;
+        this.counted = 0;
         this.port.postMessage({ type: 'flushed', flushed, played: this.played });
       }
     };

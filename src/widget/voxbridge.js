@@ -48,6 +48,7 @@ export class VoxbridgeCall extends EventTarget {
       maxRms: 0,
       interrupts: 0,
       flushes: 0,
+      quietAfterFlushMs: [], // per flush: how long the output stayed silent afterwards
       flushedSamples: 0,
       marksEchoed: 0,
       transcripts: [],
@@ -169,6 +170,7 @@ export class VoxbridgeCall extends EventTarget {
   _onPlayback(message) {
     if (message.type === 'flushed') {
       this.stats.flushes++;
+      this.flushedAt = performance.now();
       this.stats.flushedSamples += message.flushed;
       this.stats.played = message.played;
       this._echoMarks(message.played);
@@ -177,6 +179,10 @@ export class VoxbridgeCall extends EventTarget {
     }
     this.stats.played = message.played;
     this.stats.rms = message.rms;
+    if (this.flushedAt !== undefined && message.rms > 0.001) {
+      this.stats.quietAfterFlushMs.push(performance.now() - this.flushedAt);
+      this.flushedAt = undefined;
+    }
     this.stats.maxRms = message.maxRms;
     this._echoMarks(message.played);
     this._emit('level', { rms: message.rms });
