@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::widget::demo_page))
         .route("/widget/{file}", get(crate::widget::serve_asset))
+        .route("/favicon.ico", get(crate::widget::no_favicon))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::openapi_json))

@@ -51,6 +51,11 @@ pub async fn serve_asset(Path(name): Path<String>) -> Response {
     response
 }
 
+/// `GET /favicon.ico`: nothing, said without a 404 in every browser console.
+pub async fn no_favicon() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
 /// `GET /`: the demo page.
 pub async fn demo_page() -> Response {
     (

@@ -60,6 +60,8 @@ async function step(name, fn) {
 }
 
 let failed = null;
+// The demo call's screenshot; the embedding step's goes to its own file.
+let shotName = 'e2e.png';
 try {
   await step('the demo page loads', async () => {
     await page.goto(`${baseUrl}/`);
@@ -106,10 +108,47 @@ try {
       throw new Error(`closed with ${JSON.stringify(s.close)}, end ${s.endReason}`);
     }
   });
+  await page.screenshot({ path: join(artifacts, shotName), fullPage: true });
+  shotName = 'e2e-embed.png';
+  await step('one script tag and a token endpoint embed the widget on any page', async () => {
+    const assistantId = await page.evaluate(() => document.querySelector('#assistant').value);
+    // A customer's backend: its token endpoint holds the API key.
+    await page.route(`${baseUrl}/my-token`, async (route) => {
+      const response = await fetch(`${baseUrl}/web-call/create`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ assistant_id: assistantId, metadata: { name: 'Embedded' } }),
+      });
+      route.fulfill({ contentType: 'application/json', body: await response.text() });
+    });
+    // The one tag, added to a page served from the network (a page Playwright made up itself
+    // would be refused local-network access by Chromium). Its own URL, so the module runs anew.
+    await page.goto(`${baseUrl}/`);
+    await page.evaluate(() => {
+      const tag = document.createElement('script');
+      tag.type = 'module';
+      tag.src = '/widget/voxbridge.js?embedded';
+      tag.dataset.tokenUrl = '/my-token';
+      tag.dataset.label = 'Talk to Acme';
+      document.body.appendChild(tag);
+    });
+    await page.waitForSelector('.vbx-floating button[data-role=call]', { timeout: 10_000 });
+    await page.click('.vbx-floating button[data-role=call]');
+    await page.waitForFunction(() => window.voxbridgeCall && window.voxbridgeCall.stats.started, null, {
+      timeout: 15_000,
+    });
+    await page.waitForFunction(() => window.voxbridgeCall.stats.maxRms > 0.02, null, { timeout: 20_000 });
+    await page.click('.vbx-floating button[data-role=hangup]');
+    await page.waitForFunction(() => window.voxbridgeCall.stats.close !== null, null, { timeout: 10_000 });
+    const s = await stats();
+    if (s.close.code !== 1000) throw new Error(`closed with ${JSON.stringify(s.close)}`);
+    const text = await page.textContent('.vbx-floating');
+    if (!/Talk to Acme/.test(text)) throw new Error(`the widget's label is missing: ${text}`);
+  });
 } catch (error) {
   failed = error;
 } finally {
-  const shot = join(artifacts, 'e2e.png');
+  const shot = join(artifacts, shotName);
   await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
   const s = await stats().catch(() => null);
   console.log(`screenshot: ${shot}`);

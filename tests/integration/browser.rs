@@ -131,14 +131,19 @@ async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
     );
 
     // The fake STT received the browser's audio, resampled to 16 kHz PCM, and heard speech in it.
+    // (Two calls: the demo page's, then the embedded widget's short one.)
     let streams = lab.deepgram.streams();
-    let stream = streams.last().expect("the call opened an STT stream");
+    assert_eq!(streams.len(), 2, "one STT stream per call");
+    let stream = &streams[0];
     assert_eq!(stream.query_value("encoding"), Some("linear16"));
     assert_eq!(stream.query_value("sample_rate"), Some("16000"));
     assert!(stream.audio_ms > 8000, "audio received: {} ms", stream.audio_ms);
     // And the call is on record with the caller's words and the interrupted reply.
     let (_, list) = lab.server.get("/call/list").await;
-    let call_id = list["data"]["calls"][0]["call_id"]
+    let calls = list["data"]["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 2, "{list}");
+    // Newest first: the demo page's call is the older one.
+    let call_id = calls[1]["call_id"]
         .as_str()
         .expect("the call is listed")
         .to_owned();
