@@ -161,8 +161,7 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
                 println!("    {}", key.plaintext);
                 println!();
                 if sim
-                    && let Some(id) =
-                        create_demo_assistant(server.store(), &key.plaintext).await?
+                    && let Some(id) = create_demo_assistant(server.store(), &key.plaintext).await?
                 {
                     println!("Created a demo assistant for the sim voice: {id}");
                 }

@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{CallEvent, Inbound, MediaSink, MediaSource, TransportError};
-use crate::audio::resample::Resampler;
 use crate::audio::AudioFormat;
+use crate::audio::resample::Resampler;
 
 /// Largest message we take (text or binary); 20 ms at 48 kHz is 1920 bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -151,7 +151,11 @@ pub async fn accept(
         Err(e) => return Err(e),
     };
     let reply = json!({"type": "started", "call_id": call_id, "sample_rate": rate}).to_string();
-    if ws.send(Message::Text(Utf8Bytes::from(reply))).await.is_err() {
+    if ws
+        .send(Message::Text(Utf8Bytes::from(reply)))
+        .await
+        .is_err()
+    {
         return Err(HandshakeError::Closed);
     }
     let (sink, stream) = ws.split();

@@ -76,8 +76,9 @@ fn missing_tool() -> Option<String> {
 fn microphone_wav(dir: &Path) -> PathBuf {
     const RATE: u32 = 48_000;
     let clip = |name: &str| {
-        let wav = voxbridge::audio::wav::read(manifest_dir().join(format!("audio/caller/{name}.wav")))
-            .expect("caller clip");
+        let wav =
+            voxbridge::audio::wav::read(manifest_dir().join(format!("audio/caller/{name}.wav")))
+                .expect("caller clip");
         let mut resampler = Resampler::new(wav.sample_rate, RATE).unwrap();
         let mut out = Vec::new();
         resampler.push(&wav.samples, |f| out.extend_from_slice(f));
@@ -137,7 +138,11 @@ async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
     let stream = &streams[0];
     assert_eq!(stream.query_value("encoding"), Some("linear16"));
     assert_eq!(stream.query_value("sample_rate"), Some("16000"));
-    assert!(stream.audio_ms > 8000, "audio received: {} ms", stream.audio_ms);
+    assert!(
+        stream.audio_ms > 8000,
+        "audio received: {} ms",
+        stream.audio_ms
+    );
     // And the call is on record with the caller's words and the interrupted reply.
     let (_, list) = lab.server.get("/call/list").await;
     let calls = list["data"]["calls"].as_array().expect("calls");
@@ -157,8 +162,10 @@ async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
     assert_eq!(details["direction"], "web");
     let transcript = details["transcript"].as_array().unwrap();
     assert!(
-        transcript.iter().any(|t| t["role"] == "user"
-            && t["text"].as_str().unwrap_or("").contains("book a table")),
+        transcript
+            .iter()
+            .any(|t| t["role"] == "user"
+                && t["text"].as_str().unwrap_or("").contains("book a table")),
         "{transcript:?}"
     );
     assert!(

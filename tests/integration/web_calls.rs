@@ -101,7 +101,9 @@ async fn creates_a_session_and_its_token_works_once(server: &TestServer) {
     let ws_url = data["ws_url"].as_str().unwrap();
     assert!(ws_url.starts_with("ws://"), "{ws_url}");
     assert!(ws_url.ends_with(&format!("/web-call/ws?token={token}")));
-    assert!(data["expires_at"].as_str().unwrap() > data["call_id"].as_str().map(|_| "2000").unwrap());
+    assert!(
+        data["expires_at"].as_str().unwrap() > data["call_id"].as_str().map(|_| "2000").unwrap()
+    );
     assert_eq!(data["missing_variables"], json!(["missing"]));
     let call_id = data["call_id"].as_str().unwrap();
     let (status, details) = server.get(&format!("/call/details/{call_id}")).await;
@@ -114,7 +116,12 @@ async fn creates_a_session_and_its_token_works_once(server: &TestServer) {
     );
     assert_eq!(details["data"]["rendered_prompt"], "You help Ada.");
     // The token is stored as a hash only.
-    let stored = server.store.get_call_any_owner(call_id).await.unwrap().unwrap();
+    let stored = server
+        .store
+        .get_call_any_owner(call_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(stored.id, token);
 
     // First use: accepted (a hang-up before start ends the call before it began).
@@ -147,7 +154,12 @@ async fn creates_a_session_and_its_token_works_once(server: &TestServer) {
     assert_eq!(details["data"]["status"], "failed", "{details}");
 
     // Expired: a session whose token lived no time at all.
-    let owner = server.store.owner_by_key(&server.key).await.unwrap().unwrap();
+    let owner = server
+        .store
+        .owner_by_key(&server.key)
+        .await
+        .unwrap()
+        .unwrap();
     let assistant = server
         .store
         .get_assistant(&owner.id, &assistant_id)
@@ -260,10 +272,7 @@ enum Pump {
 
 /// Sends 20 ms PCM16 frames at real time (silence between clips, as a live microphone does)
 /// and any text it is given.
-fn spawn_microphone(
-    mut sink: SplitSink<Socket, Message>,
-    rate: u32,
-) -> mpsc::Sender<Pump> {
+fn spawn_microphone(mut sink: SplitSink<Socket, Message>, rate: u32) -> mpsc::Sender<Pump> {
     let (tx, mut rx) = mpsc::channel::<Pump>(16);
     tokio::spawn(async move {
         let frame = (rate / 50) as usize;
@@ -410,7 +419,9 @@ async fn a_browser_call_talks_interrupts_and_reports() {
         .await
         .unwrap();
     read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.transcripts.iter().any(|(t, f)| *f && t.contains("book a table"))
+        s.transcripts
+            .iter()
+            .any(|(t, f)| *f && t.contains("book a table"))
     })
     .await;
     let before_reply = seen.loud_frames;
@@ -522,7 +533,9 @@ async fn bad_input_closes_only_that_socket_with_a_clear_code() {
     assert_eq!(close_of(&mut ws).await.0, 1003, "non-JSON after start");
     let mut ws = fresh(&lab).await;
     start(&mut ws, 16_000).await;
-    ws.send(Message::binary(vec![0u8; 70 * 1024])).await.unwrap();
+    ws.send(Message::binary(vec![0u8; 70 * 1024]))
+        .await
+        .unwrap();
     assert_eq!(close_of(&mut ws).await.0, 1009, "oversized frame");
     let mut ws = fresh(&lab).await;
     start(&mut ws, 16_000).await;
@@ -536,9 +549,13 @@ async fn bad_input_closes_only_that_socket_with_a_clear_code() {
     assert_eq!(idle_close.0, 4003, "idle");
 
     // Meanwhile the good call went on: it spoke its greeting and its socket is open.
-    read_until(&mut good_stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.marks.iter().any(|m| m.ends_with(".end"))
-    })
+    read_until(
+        &mut good_stream,
+        &mic,
+        &mut seen,
+        Duration::from_secs(20),
+        |s| s.marks.iter().any(|m| m.ends_with(".end")),
+    )
     .await;
     assert!(seen.loud_frames > 10 && seen.close.is_none(), "{seen:?}");
     assert_eq!(seen.audio_bytes % 640, 0, "whole 16 kHz frames");
@@ -547,9 +564,13 @@ async fn bad_input_closes_only_that_socket_with_a_clear_code() {
     mic.send(Pump::Text(r#"{"type":"hangup"}"#.to_owned()))
         .await
         .unwrap();
-    read_until(&mut good_stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.close.is_some()
-    })
+    read_until(
+        &mut good_stream,
+        &mic,
+        &mut seen,
+        Duration::from_secs(20),
+        |s| s.close.is_some(),
+    )
     .await;
     assert_eq!(seen.close.as_ref().unwrap().0, 1000, "{seen:?}");
     lab.stop().await;
