@@ -33,3 +33,4 @@ pub mod transport;
 pub mod tts;
 pub mod validation;
 pub mod webhook;
+pub mod widget;

@@ -10,6 +10,7 @@ use voxbridge::loadtest::{LoadTestOptions, ServerSpec};
 use voxbridge::server::{Server, shutdown_signal};
 use voxbridge::sim::suite::{SimOptions, SimSuite, use_fakes_at};
 use voxbridge::store::Store;
+use voxbridge::widget::demo::create_demo_assistant;
 
 #[derive(Parser)]
 #[command(name = "voxbridge", version, about = "Real-time voice agent server")]
@@ -215,9 +216,18 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
                 println!();
                 println!("    {}", key.plaintext);
                 println!();
+                if sim
+                    && let Some(id) = create_demo_assistant(server.store(), &key.plaintext).await?
+                {
+                    println!("Created a demo assistant for the sim voice: {id}");
+                }
             }
             tracing::info!(addr = %server.local_addr(), "voxbridge listening");
             println!("voxbridge listening on http://{}", server.local_addr());
+            println!(
+                "demo page: http://{}/ (paste the API key, pick an assistant, press Call)",
+                server.local_addr()
+            );
             server.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {

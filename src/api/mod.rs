@@ -55,6 +55,9 @@ async fn metrics_text() -> impl axum::response::IntoResponse {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     Router::new()
+        .route("/", get(crate::widget::demo_page))
+        .route("/widget/{file}", get(crate::widget::serve_asset))
+        .route("/favicon.ico", get(crate::widget::no_favicon))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::openapi_json))

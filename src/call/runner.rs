@@ -20,7 +20,7 @@ use super::{CallServices, providers};
 use crate::agent::tools::Toolbox;
 use crate::assistant::{Assistant, HttpTool};
 use crate::store::{CallRecord, CallStatus};
-use crate::transport::{MediaSink, MediaSource};
+use crate::transport::{CallEvent, MediaSink, MediaSource};
 
 /// How many reader events may wait for the agent.
 const MEDIA_QUEUE: usize = 64;
@@ -57,7 +57,7 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
             }
             None => {
                 tracing::error!("the call's assistant is gone; closing the stream");
-                let _ = sink.close().await;
+                close_early(&mut sink, EndReason::ProviderError).await;
                 EndReason::ProviderError
             }
         };
@@ -112,7 +112,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         Ok(llm) => llm,
         Err(e) => {
             tracing::error!(error = %e, "llm misconfigured");
-            let _ = sink.close().await;
+            close_early(&mut sink, EndReason::ProviderError).await;
             return EndReason::ProviderError;
         }
     };
@@ -131,7 +131,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
                 tracing::error!(error = %e, "tts did not connect");
                 metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "tts", "kind" => "connect").increment(1);
             }
-            let _ = sink.close().await;
+            close_early(&mut sink, EndReason::ProviderError).await;
             return EndReason::ProviderError;
         }
     };
@@ -139,7 +139,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         Ok(vad) => vad,
         Err(e) => {
             tracing::error!(error = %e, "no vad for this audio format");
-            let _ = sink.close().await;
+            close_early(&mut sink, EndReason::ProviderError).await;
             return EndReason::ProviderError;
         }
     };
@@ -202,6 +202,18 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     // Every turn is stored before the report is built from the store.
     let _ = recorder_task.await;
     outcome.reason
+}
+
+/// Closes a stream whose call ends before its tasks started, telling a far end that shows events
+/// why (the writer does that for a call that ran).
+async fn close_early<K: MediaSink>(sink: &mut K, reason: EndReason) {
+    if sink.wants_events() {
+        let end = CallEvent::End {
+            reason: reason.as_str(),
+        };
+        let _ = sink.send_event(&end).await;
+    }
+    let _ = sink.close().await;
 }
 
 /// Stores the end of the call and queues its report.

@@ -124,6 +124,7 @@ struct Harness {
     writer_control: mpsc::Receiver<WriterControl>,
     control: mpsc::Sender<Control>,
     turns: mpsc::Receiver<TurnRecord>,
+    events: mpsc::Receiver<CallEvent>,
     llm: Arc<ScriptedLlm>,
     agent: JoinHandle<CallOutcome>,
 }
@@ -154,7 +155,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
     let (writer_tx, writer_rx) = mpsc::channel(64);
     let (writer_ctl_tx, writer_ctl_rx) = mpsc::channel(8);
     let (control_tx, control_rx) = mpsc::channel(4);
-    let (events_tx, _events_rx) = mpsc::channel(64);
+    let (events_tx, events_rx) = mpsc::channel(64);
     let (recorder, turns) = Recorder::channel();
     let llm = ScriptedLlm::new(replies);
     let io = CallIo {
@@ -187,6 +188,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         writer_control: writer_ctl_rx,
         control: control_tx,
         turns,
+        events: events_rx,
         llm,
         agent,
     }
@@ -822,4 +824,82 @@ async fn a_tool_result_that_arrives_after_a_barge_in_is_kept() {
     );
     h.media.send(MediaEvent::Hangup).await.unwrap();
     h.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_far_end_that_shows_events_gets_transcripts_words_and_the_end() {
+    let mut h = start(
+        CallSetup {
+            events: true,
+            ..setup()
+        },
+        vec![text_reply("Sure thing.")],
+    );
+    let (g1, greeting) = h.utterance().await;
+    h.synthesize(g1, &greeting).await;
+    // Each word mark carries its word, for the far end to show as it is sent.
+    let mut words = Vec::new();
+    let mut marks = Vec::new();
+    while !marks.last().is_some_and(|m: &String| m.ends_with(".end")) {
+        let item = tokio::time::timeout(Duration::from_secs(30), h.writer.recv())
+            .await
+            .expect("writer item in time")
+            .expect("writer open");
+        if let WriterItem::Mark { name, spoken, .. } = item {
+            words.extend(spoken);
+            marks.push(name);
+        }
+    }
+    assert_eq!(words, ["Hello", "there,", "how", "can", "I", "help?"]);
+    for mark in &marks {
+        h.echo(mark).await;
+    }
+    h.user_says("A table please").await;
+    let event = tokio::time::timeout(Duration::from_secs(30), h.events.recv())
+        .await
+        .expect("an event in time");
+    assert_eq!(
+        event,
+        Some(CallEvent::Transcript {
+            text: "A table please".into(),
+            is_final: true
+        })
+    );
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    let mut events = std::mem::replace(&mut h.events, mpsc::channel(1).1);
+    assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
+    let mut last = None;
+    while let Ok(event) = events.try_recv() {
+        last = Some(event);
+    }
+    assert_eq!(
+        last,
+        Some(CallEvent::End {
+            reason: "caller_hung_up"
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn telephony_gets_no_events_and_no_words() {
+    let mut h = start(setup(), vec![]);
+    let (g1, greeting) = h.utterance().await;
+    h.synthesize(g1, &greeting).await;
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(30), h.writer.recv())
+            .await
+            .expect("writer item in time")
+            .expect("writer open");
+        if let WriterItem::Mark { name, spoken, .. } = item {
+            assert_eq!(spoken, None);
+            if name.ends_with(".end") {
+                break;
+            }
+        }
+    }
+    h.user_says("Hello").await;
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    let mut events = std::mem::replace(&mut h.events, mpsc::channel(1).1);
+    h.end().await;
+    assert!(events.try_recv().is_err(), "no events for telephony");
 }

@@ -270,6 +270,7 @@ mod tests {
     enum Sent {
         Audio(usize),
         Mark(String),
+        Event(CallEvent),
         Clear,
         Close,
     }
@@ -308,6 +309,13 @@ mod tests {
         }
         async fn close(&mut self) -> Result<(), TransportError> {
             self.push(Sent::Close);
+            Ok(())
+        }
+        fn wants_events(&self) -> bool {
+            true
+        }
+        async fn send_event(&mut self, event: &CallEvent) -> Result<(), TransportError> {
+            self.push(Sent::Event(event.clone()));
             Ok(())
         }
     }
@@ -451,6 +459,71 @@ mod tests {
         assert_eq!(
             sink.log().into_iter().map(|(_, s)| s).collect::<Vec<_>>(),
             [Sent::Close]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_go_out_at_once_words_with_their_marks_and_the_end_before_the_close() {
+        let sink = RecordingSink {
+            start: Some(Instant::now()),
+            ..Default::default()
+        };
+        let (items, items_rx) = mpsc::channel(32);
+        let (control, control_rx) = mpsc::channel(8);
+        let (events, events_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx, events_rx));
+        items.send(audio(1, 800)).await.unwrap();
+        items
+            .send(WriterItem::Mark {
+                generation: Generation(1),
+                at: 320,
+                name: "g1.1".into(),
+                last: false,
+                spoken: Some("Hello".into()),
+            })
+            .await
+            .unwrap();
+        let heard = CallEvent::Transcript {
+            text: "hi".into(),
+            is_final: false,
+        };
+        events.send(heard.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        events
+            .send(CallEvent::End {
+                reason: "caller_hung_up",
+            })
+            .await
+            .unwrap();
+        control.send(WriterControl::Close).await.unwrap();
+        task.await.unwrap();
+        let log = sink.log();
+        let transcript = log
+            .iter()
+            .find(|(_, s)| *s == Sent::Event(heard.clone()))
+            .expect("the transcript went out");
+        assert!(
+            transcript.0 < Duration::from_millis(20),
+            "at once, not behind audio"
+        );
+        let sent: Vec<Sent> = log.into_iter().map(|(_, s)| s).collect();
+        let word = sent
+            .iter()
+            .position(|s| *s == Sent::Event(CallEvent::AgentText("Hello".into())))
+            .expect("the word went out");
+        assert_eq!(
+            sent[word + 1],
+            Sent::Mark("g1.1".into()),
+            "the word, then its mark"
+        );
+        assert_eq!(
+            sent[sent.len() - 2..],
+            [
+                Sent::Event(CallEvent::End {
+                    reason: "caller_hung_up"
+                }),
+                Sent::Close
+            ]
         );
     }
 }

@@ -62,8 +62,6 @@ pub enum Violation {
     StartTimeout,
     #[error("nothing received for 20 s")]
     Idle,
-    #[error("the call could not start")]
-    CallFailed,
 }
 
 impl Violation {
@@ -72,7 +70,6 @@ impl Violation {
         match self {
             Violation::NotJson | Violation::BadAudio => 1003,
             Violation::TooBig => 1009,
-            Violation::CallFailed => 1011,
             Violation::NotStarted | Violation::BadMessage => 4000,
             Violation::BadToken => 4001,
             Violation::StartTimeout => 4002,
@@ -457,7 +454,6 @@ mod tests {
             Violation::BadRate,
             Violation::StartTimeout,
             Violation::Idle,
-            Violation::CallFailed,
         ] {
             assert!(why.to_string().len() <= 123, "{why}");
         }

@@ -4,6 +4,7 @@
 mod common;
 
 mod assistants;
+mod browser;
 mod call_lab;
 mod calls;
 mod cli;

@@ -1,0 +1,178 @@
+//! The widget in a real browser: the call lab (sim providers, a server, an assistant) and
+//! `tests/browser/e2e.mjs` driving headless Chromium through the demo page, with a fake
+//! microphone playing the caller's committed clips. Outside CI, a machine without Chromium, Node
+//! or `tests/browser/node_modules` skips with the reason; in CI (`CI` set) that fails.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use voxbridge::audio::Resampler;
+
+use crate::call_lab::{CallLab, LabOptions};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Longest the browser run may take (it needs about 20 s).
+const RUN_LIMIT: Duration = Duration::from_secs(150);
+
+/// Runs `command` to its end, killing it after `limit`; answers its output.
+fn run_with_deadline(mut command: std::process::Command, limit: Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("node's output"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(id.to_string())
+                .status();
+            panic!("the browser run took longer than {limit:?}");
+        }
+    }
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where screenshots and the microphone file go: `<target>/browser-artifacts`.
+fn artifacts_dir() -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(&tmp).join("browser-artifacts")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing_tool() -> Option<String> {
+    let chromium = std::env::var("VOXBRIDGE_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
+    if !Path::new(&chromium).exists() {
+        return Some(format!(
+            "no Chromium at {chromium} (apt-get install -y chromium)"
+        ));
+    }
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("no node on PATH".to_owned());
+    }
+    let module = manifest_dir().join("tests/browser/node_modules/playwright-core");
+    if !module.exists() {
+        return Some(format!(
+            "no {} (npm ci --prefix tests/browser)",
+            module.display()
+        ));
+    }
+    None
+}
+
+/// The fake microphone: 5 s of silence (the greeting plays), the caller's first turn, 1 s of
+/// silence (the agent starts its reply), the second turn over the reply, then silence; 48 kHz.
+fn microphone_wav(dir: &Path) -> PathBuf {
+    const RATE: u32 = 48_000;
+    let clip = |name: &str| {
+        let wav =
+            voxbridge::audio::wav::read(manifest_dir().join(format!("audio/caller/{name}.wav")))
+                .expect("caller clip");
+        let mut resampler = Resampler::new(wav.sample_rate, RATE).unwrap();
+        let mut out = Vec::new();
+        resampler.push(&wav.samples, |f| out.extend_from_slice(f));
+        resampler.flush(|f| out.extend_from_slice(f));
+        out
+    };
+    let silence = |secs: f64| vec![0i16; (f64::from(RATE) * secs) as usize];
+    let mut samples = silence(5.0);
+    samples.extend(clip("book_table"));
+    samples.extend(silence(1.0));
+    samples.extend(clip("tomorrow_at_seven"));
+    samples.extend(silence(20.0));
+    let path = dir.join("microphone.wav");
+    voxbridge::audio::wav::write(&path, &samples, RATE).expect("microphone file written");
+    path
+}
+
+#[tokio::test]
+async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
+    if let Some(why) = missing_tool() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the browser test must run in CI: {why}");
+        }
+        println!("SKIPPED: {why}; with CI set this fails");
+        return;
+    }
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let mic = microphone_wav(&artifacts);
+    let lab = CallLab::start(LabOptions::default()).await;
+
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(manifest_dir().join("tests/browser/e2e.mjs"))
+        .arg(&lab.server.base)
+        .arg(&lab.server.key)
+        .arg(&mic)
+        .env("VOXBRIDGE_ARTIFACTS", &artifacts);
+    // The server runs on this runtime; node waits on another thread.
+    let output = tokio::task::spawn_blocking(move || run_with_deadline(command, RUN_LIMIT))
+        .await
+        .expect("the runner thread ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser test failed (screenshot in {}):\n{stdout}\n{stderr}",
+        artifacts.display()
+    );
+
+    // The fake STT received the browser's audio, resampled to 16 kHz PCM, and heard speech in it.
+    // (Two calls: the demo page's, then the embedded widget's short one.)
+    let streams = lab.deepgram.streams();
+    assert_eq!(streams.len(), 2, "one STT stream per call");
+    let stream = &streams[0];
+    assert_eq!(stream.query_value("encoding"), Some("linear16"));
+    assert_eq!(stream.query_value("sample_rate"), Some("16000"));
+    assert!(
+        stream.audio_ms > 8000,
+        "audio received: {} ms",
+        stream.audio_ms
+    );
+    // And the call is on record with the caller's words and the interrupted reply.
+    let (_, list) = lab.server.get("/call/list").await;
+    let calls = list["data"]["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 2, "{list}");
+    // Newest first: the demo page's call is the older one.
+    let call_id = calls[1]["call_id"]
+        .as_str()
+        .expect("the call is listed")
+        .to_owned();
+    let details = loop {
+        let (_, details) = lab.server.get(&format!("/call/details/{call_id}")).await;
+        if details["data"]["ended_at"].is_string() {
+            break details["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(details["direction"], "web");
+    let transcript = details["transcript"].as_array().unwrap();
+    assert!(
+        transcript
+            .iter()
+            .any(|t| t["role"] == "user"
+                && t["text"].as_str().unwrap_or("").contains("book a table")),
+        "{transcript:?}"
+    );
+    assert!(
+        transcript
+            .iter()
+            .any(|t| t["role"] == "assistant" && t["interrupted"] == true),
+        "{transcript:?}"
+    );
+    lab.stop().await;
+}
