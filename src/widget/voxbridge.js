@@ -63,11 +63,20 @@ export class VoxbridgeCall extends EventTarget {
     if (this.state !== 'idle') return;
     this._setState('connecting');
     try {
-      this.context = new AudioContext({ sampleRate: this.sampleRate });
-      await this.context.audioWorklet.addModule(new URL('capture-worklet.js', WIDGET_BASE));
-      await this.context.audioWorklet.addModule(new URL('playback-worklet.js', WIDGET_BASE));
       this.microphone = await navigator.mediaDevices.getUserMedia({ audio: this.audioConstraints });
-      if (this.context.state === 'suspended') await this.context.resume();
+      await this._openContext({ sampleRate: this.sampleRate });
+      try {
+        this.source = this.context.createMediaStreamSource(this.microphone);
+      } catch (mismatch) {
+        // Some browsers (Firefox) cannot feed a microphone into a context at another rate:
+        // run at the device's rate instead, if the protocol takes it.
+        await this.context.close();
+        await this._openContext({});
+        if (!RATES.includes(this.context.sampleRate)) {
+          throw new Error(`voxbridge: the audio device runs at ${this.context.sampleRate} Hz`);
+        }
+        this.source = this.context.createMediaStreamSource(this.microphone);
+      }
       const rate = this.context.sampleRate;
       this.capture = new AudioWorkletNode(this.context, 'voxbridge-capture', {
         processorOptions: { frameSamples: rate / 50 },
@@ -75,7 +84,6 @@ export class VoxbridgeCall extends EventTarget {
       this.playback = new AudioWorkletNode(this.context, 'voxbridge-playback', {
         outputChannelCount: [1],
       });
-      this.source = this.context.createMediaStreamSource(this.microphone);
       this.source.connect(this.capture);
       this.capture.connect(this.context.destination);
       this.playback.connect(this.context.destination);
@@ -86,6 +94,13 @@ export class VoxbridgeCall extends EventTarget {
       this._fail(error);
       throw error;
     }
+  }
+
+  async _openContext(options) {
+    this.context = new AudioContext(options);
+    await this.context.audioWorklet.addModule(new URL('capture-worklet.js', WIDGET_BASE));
+    await this.context.audioWorklet.addModule(new URL('playback-worklet.js', WIDGET_BASE));
+    if (this.context.state === 'suspended') await this.context.resume();
   }
 
   /** Mutes the microphone: silence is sent instead, so the call stays alive. */
