@@ -70,6 +70,14 @@ pub async fn run_writer<K: MediaSink>(
                 if w.send_frame(&mut sink).await.is_err() {
                     return;
                 }
+                // The lead goes out on the first ticks, not as audio arrives: the agent's marks
+                // for those bytes have arrived by then, so each still follows its exact byte.
+                while w.lead_owed > 0 && w.pacer.has_frame() {
+                    if w.send_frame(&mut sink).await.is_err() {
+                        return;
+                    }
+                    w.lead_owed -= 1;
+                }
             }
             item = items.recv(), if wants_items => match item {
                 Some(item) => {
@@ -85,13 +93,7 @@ pub async fn run_writer<K: MediaSink>(
                         clock.restart_after_frame();
                         w.lead_owed = LEAD_FRAMES - 1;
                     }
-                    // Build the lead as audio arrives, without waiting for ticks.
-                    while w.lead_owed > 0 && w.pacer.has_frame() {
-                        if w.send_frame(&mut sink).await.is_err() {
-                            return;
-                        }
-                        w.lead_owed -= 1;
-                    }
+
                     if w.send_due_marks(&mut sink).await.is_err() {
                         return;
                     }
@@ -371,8 +373,8 @@ mod tests {
             .collect();
         assert_eq!(
             frames,
-            [0, 0, 0, 20, 40].map(Duration::from_millis),
-            "the far end's lead at once, then paced"
+            [0, 20, 20, 20, 40].map(Duration::from_millis),
+            "the first frame at once, the far end's lead on the first tick, then paced"
         );
         let order: Vec<&Sent> = log.iter().map(|(_, s)| s).collect();
         assert_eq!(
