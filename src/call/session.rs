@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
+use std::collections::VecDeque;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
@@ -135,6 +136,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         silence_deadline: None,
         silence_prompted: false,
         end_deadline: None,
+        writer_backlog: VecDeque::new(),
         ended: None,
         transferring: false,
         turn_seq: 0,
@@ -176,6 +178,8 @@ struct Agent {
     max_deadline: Instant,
     /// Hard stop once the call is ending.
     end_deadline: Option<Instant>,
+    /// Writer items that did not fit its queue yet (see `to_writer`).
+    writer_backlog: VecDeque<WriterItem>,
     ended: Option<EndReason>,
     transferring: bool,
     turn_seq: i64,
@@ -204,7 +208,7 @@ impl Agent {
             }
             // Audio moves on only while the writer has room: otherwise TTS events wait in their
             // channel and backpressure reaches the provider's socket.
-            let writer_has_room = self.io.writer.capacity() > 0;
+            let writer_has_room = self.io.writer.capacity() > 0 && self.writer_backlog.is_empty();
             let far_future = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
@@ -222,6 +226,15 @@ impl Agent {
                     None => self.on_stt(SttEvent::Closed(Ok(()))),
                 },
                 Some(message) = self.inbox.recv() => self.on_internal(message),
+                permit = self.io.writer.clone().reserve_owned(), if !self.writer_backlog.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(item) = self.writer_backlog.pop_front() {
+                            permit.send(item);
+                        }
+                    }
+                    // The writer is gone: the call is ending anyway.
+                    Err(_) => self.writer_backlog.clear(),
+                },
                 event = self.io.tts.events.recv(), if writer_has_room => match event {
                     Some(event) => self.on_tts(event),
                     None => self.on_provider_failure("tts session ended"),
@@ -809,6 +822,14 @@ impl Agent {
     }
 
     /// Once nothing more will be said, a mark at the end of the audio tells when it was heard.
+    /// Hands an item to the writer. One TTS event can make several items (audio, then a mark
+    /// per word, then the end mark) while room was checked for one: what does not fit waits
+    /// here, in order, and goes out as the writer drains. Nothing is dropped: a lost end mark
+    /// would leave the reply, and an ending call, waiting for an echo that never comes.
+    fn to_writer(&mut self, item: WriterItem) {
+        queue_for_writer(&self.io.writer, &mut self.writer_backlog, item);
+    }
+
     fn maybe_place_end_mark(&mut self) {
         let Some(reply) = self.reply.as_mut() else {
             return;
@@ -824,9 +845,7 @@ impl Agent {
             last: true,
             spoken: None,
         };
-        if self.io.writer.try_send(item).is_err() {
-            tracing::error!(call_id = %self.setup.call_id, "writer queue full; end mark lost");
-        }
+        self.to_writer(item);
     }
 
     /// The reply has been heard to the end.
@@ -893,9 +912,7 @@ impl Agent {
                 reply.segment_audio_bytes += audio.len() as u64;
                 let item = WriterItem::Audio { generation, audio };
                 // Room was checked before this event was taken.
-                if self.io.writer.try_send(item).is_err() {
-                    tracing::error!(call_id = %self.setup.call_id, "writer queue full; audio dropped");
-                }
+                self.to_writer(item);
             }
             TtsEvent::Words { generation, words } => self.on_words(generation, &words),
             TtsEvent::Done { generation } => {
@@ -960,10 +977,7 @@ impl Agent {
                 last: false,
                 spoken: events.then(|| word.word.clone()),
             };
-            if self.io.writer.try_send(item).is_err() {
-                // A lost word mark only makes the heard text shorter at a barge-in.
-                tracing::debug!(call_id = %self.setup.call_id, "writer queue full; word mark skipped");
-            }
+            queue_for_writer(&self.io.writer, &mut self.writer_backlog, item);
         }
     }
 
@@ -994,9 +1008,7 @@ impl Agent {
                 last: false,
                 spoken: events.then_some(word),
             };
-            if self.io.writer.try_send(item).is_err() {
-                tracing::debug!(call_id = %self.setup.call_id, "writer queue full; word mark skipped");
-            }
+            queue_for_writer(&self.io.writer, &mut self.writer_backlog, item);
         }
     }
 
@@ -1138,6 +1150,22 @@ impl Agent {
         // by max duration.
         self.ended = Some(self.ended.unwrap_or(reason));
         self.end_deadline = Some(Instant::now());
+    }
+}
+
+/// See [`Session::to_writer`]: what does not fit the writer's queue waits in `backlog`, in order.
+fn queue_for_writer(
+    writer: &mpsc::Sender<WriterItem>,
+    backlog: &mut VecDeque<WriterItem>,
+    item: WriterItem,
+) {
+    if !backlog.is_empty() {
+        backlog.push_back(item);
+        return;
+    }
+    match writer.try_send(item) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(item)) => backlog.push_back(item),
     }
 }
 

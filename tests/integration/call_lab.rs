@@ -172,11 +172,25 @@ impl CallLab {
 
     /// The stored call with this CallSid, once it has ended (its webhook queued).
     pub async fn finished_call(&self, call_sid: &str) -> Value {
-        let sim = self
+        let Some(sim) = self
             .twilio
             .wait_for_call_end(call_sid, Duration::from_secs(90))
             .await
-            .expect("call ends");
+        else {
+            // Say where the call stood: which script step the caller was on, and what the
+            // server had recorded so far.
+            let (_, list) = self.server.get("/call/list").await;
+            let stored = match list["data"]["calls"][0]["call_id"].as_str() {
+                Some(id) => self.server.get(&format!("/call/details/{id}")).await.1,
+                None => Value::Null,
+            };
+            panic!(
+                "the call did not end within 90 s\nsim call: {:#?}\nstored: {stored:#}",
+                self.twilio
+                    .call(call_sid)
+                    .map(|c| (c.status, c.streams.len(), c.errors))
+            );
+        };
         assert!(
             sim.rejected.is_none(),
             "the call was rejected: {:?}",

@@ -717,3 +717,35 @@ async fn every_log_line_of_a_call_names_the_call() {
     );
     assert!(checked >= 2, "the call logged ({checked} lines):\n{text}");
 }
+
+/// Sarvam's TTS has no contexts to cancel: a barge-in must leave its session able to speak the
+/// next reply, or the call would wait for audio that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarvam_speaks_again_after_a_barge_in() {
+    let mut options = LabOptions {
+        utterances: vec!["मुझे दो लोगों के लिए टेबल चाहिए", "धन्यवाद, अलविदा goodbye"],
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_tts_model"] = serde_json::json!("sarvam");
+    options.assistant["assistant_tts_config"] =
+        serde_json::json!({"speaker": "anushka", "target_language_code": "hi-IN"});
+    options.assistant["assistant_stt_config"] =
+        serde_json::json!({"provider": "sarvam", "language": "hi-IN"});
+    let lab = CallLab::start(options).await;
+    let script = CallerScript::new()
+        .wait_for_agent_speech(Duration::from_secs(15))
+        .wait(Duration::from_millis(700))
+        .say(clip("book_table"));
+    let script = after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call}");
+    let turns = transcript(&call);
+    assert!(
+        turns[0].1.len() < GREETING.len(),
+        "the greeting was cut: {turns:?}"
+    );
+    lab.stop().await;
+}
