@@ -13,12 +13,13 @@
 //!   text. What is left is ours: forwarding audio, turn logic, phrase splitting, TTS framing,
 //!   pacing, and the sockets in between.
 //! - **Barge-in reaction**: onset of speech over the agent → the `clear` that stops playback.
-//! - **Frame lateness**: within one stretch of agent audio (between caller utterances and
-//!   `clear`s), how far each frame arrived behind the playout clock started by the first. A
+//! - **Frame lateness**: within one stretch of agent audio (between caller utterances, `clear`s
+//!   and the server's end-of-reply marks), how far each frame arrived behind the playout clock started by the first. A
 //!   frame more than 20 ms late means the caller's earpiece ran dry: a gap.
 
 use std::time::Duration;
 
+use crate::call::heard::{MarkPoint, parse_mark};
 use crate::sim::suite::SimOptions;
 use crate::sim::twilio_caller::{CallerReport, SpeechRecord};
 
@@ -96,7 +97,18 @@ pub fn measure(
 
 /// Lateness of every agent frame against the playout clock of its stretch of audio.
 fn frame_lateness(report: &CallerReport, out: &mut CallMeasures) {
-    let mut speech_starts = report.speech.iter().map(|s| s.started_at).peekable();
+    // A stretch of agent audio ends where the caller speaks or the server marks the end of
+    // its reply (`g<N>.end`): a reply that starts 30 s later (a silence prompt) is not late.
+    let mut boundaries: Vec<Duration> = report.speech.iter().map(|s| s.started_at).collect();
+    boundaries.extend(
+        report
+            .marks
+            .iter()
+            .filter(|m| matches!(parse_mark(&m.name), Some((_, MarkPoint::End))))
+            .map(|m| m.received_at),
+    );
+    boundaries.sort_unstable();
+    let mut speech_starts = boundaries.into_iter().peekable();
     let mut anchor: Option<(Duration, u32)> = None;
     let mut bytes_since_anchor = 0u64;
     let mut previous: Option<Duration> = None;
@@ -216,6 +228,24 @@ mod tests {
         frame_lateness(&report, &mut out);
         assert_eq!(out.late_frames, 1);
         assert_eq!(out.frame_lateness_ms, vec![0.0, 0.0, 40.0, 0.0]);
+    }
+
+    #[test]
+    fn a_new_reply_after_an_end_mark_is_not_late() {
+        let report = CallerReport {
+            media: vec![media(0, 0), media(20, 0), media(30_000, 0), media(30_020, 0)],
+            marks: vec![crate::sim::twilio_caller::MarkRecord {
+                name: "g3.end".into(),
+                received_at: ms(21),
+                offset: 320,
+                echoed_at: None,
+                cleared: false,
+            }],
+            ..Default::default()
+        };
+        let mut out = CallMeasures::default();
+        frame_lateness(&report, &mut out);
+        assert_eq!((out.late_frames, out.frame_lateness_ms.len()), (0, 2));
     }
 
     #[test]
