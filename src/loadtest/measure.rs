@@ -41,6 +41,8 @@ pub struct CallMeasures {
     pub barge_in_missed: bool,
     pub frame_lateness_ms: Vec<f64>,
     pub late_frames: u64,
+    /// Where each late frame fell: ms from the start of its stretch of agent audio.
+    pub late_frame_offsets_ms: Vec<f64>,
     pub frames: u64,
 }
 
@@ -110,6 +112,7 @@ fn frame_lateness(report: &CallerReport, out: &mut CallMeasures) {
     boundaries.sort_unstable();
     let mut speech_starts = boundaries.into_iter().peekable();
     let mut anchor: Option<(Duration, u32)> = None;
+    let mut stretch_start: Option<Duration> = None;
     let mut bytes_since_anchor = 0u64;
     let mut previous: Option<Duration> = None;
     for media in &report.media {
@@ -131,12 +134,15 @@ fn frame_lateness(report: &CallerReport, out: &mut CallMeasures) {
                 if lateness > FRAME_MS {
                     // The earpiece ran dry; playout restarts with this frame.
                     out.late_frames += 1;
+                    out.late_frame_offsets_ms
+                        .push(ms_between(stretch_start.unwrap_or(at), media.at));
                     anchor = Some((media.at, media.after_clears));
                     bytes_since_anchor = 0;
                 }
             }
             _ => {
                 anchor = Some((media.at, media.after_clears));
+                stretch_start = Some(media.at);
                 bytes_since_anchor = 0;
             }
         }
@@ -233,7 +239,12 @@ mod tests {
     #[test]
     fn a_new_reply_after_an_end_mark_is_not_late() {
         let report = CallerReport {
-            media: vec![media(0, 0), media(20, 0), media(30_000, 0), media(30_020, 0)],
+            media: vec![
+                media(0, 0),
+                media(20, 0),
+                media(30_000, 0),
+                media(30_020, 0),
+            ],
             marks: vec![crate::sim::twilio_caller::MarkRecord {
                 name: "g3.end".into(),
                 received_at: ms(21),

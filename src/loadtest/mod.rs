@@ -158,7 +158,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
             account_sid: DEFAULT_ACCOUNT_SID.to_owned(),
             from: format!("+1444{:07}", i),
             to: number.clone(),
-            script: Some(script.script.clone()),
+            script: Some(script.caller_script(i)),
             status_callback: None,
             status_callback_events: vec![],
         };

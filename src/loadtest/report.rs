@@ -40,6 +40,8 @@ pub struct LoadReport {
     pub frames: u64,
     /// Frames that arrived more than 20 ms behind the playout clock (an audible gap).
     pub late_frames: u64,
+    /// Where late frames fell: ms from the start of their stretch of agent audio.
+    pub late_frame_offsets_ms: Summary,
     pub calls_with_gaps: usize,
     pub server: Option<ServerUsage>,
     pub generator: GeneratorHealth,
@@ -94,6 +96,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
     let mut added = Vec::new();
     let mut barge = Vec::new();
     let mut lateness = Vec::new();
+    let mut late_offsets = Vec::new();
     let (mut unanswered, mut missed, mut frames, mut late_frames) = (0u64, 0u64, 0u64, 0u64);
     let (mut completed, mut calls_with_gaps) = (0usize, 0usize);
     let (mut ticks, mut late_ticks) = (0u64, 0u64);
@@ -132,6 +135,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         added.extend(m.added_ms);
         barge.extend(m.barge_in_ms);
         lateness.extend(m.frame_lateness_ms);
+        late_offsets.extend(m.late_frame_offsets_ms);
         unanswered += u64::from(m.unanswered);
         missed += u64::from(m.barge_in_missed);
         frames += m.frames;
@@ -167,6 +171,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         frame_lateness_ms: Summary::of(&mut lateness),
         frames,
         late_frames,
+        late_frame_offsets_ms: Summary::of(&mut late_offsets),
         calls_with_gaps,
         server,
         generator: GeneratorHealth {

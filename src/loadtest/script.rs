@@ -57,7 +57,7 @@ impl Utterance {
 /// The caller's script with the facts the measurements need.
 #[derive(Debug, Clone)]
 pub struct LoadScript {
-    pub script: CallerScript,
+    turns: usize,
     /// The step that talks over the greeting.
     pub barge_in_step: usize,
     /// For each script step, the utterance it says (if it is a `say`).
@@ -74,31 +74,45 @@ impl LoadScript {
                 Utterance::new(CallerAudio::from_wav_bytes(wav).expect("embedded WAVs are valid"))
             })
             .collect();
-        let mut script = CallerScript::new()
-            .wait_for_agent_speech(AGENT_TIMEOUT)
-            .wait(BARGE_IN_AFTER);
+        let turns = turns.max(1);
         let mut says = vec![None, None];
         let barge_in_step = says.len();
-        for turn in 0..turns.max(1) {
+        for turn in 0..turns {
             if turn > 0 {
-                script = script
-                    .wait_for_agent_speech(AGENT_TIMEOUT)
-                    .wait_for_agent_silence(AGENT_QUIET, AGENT_TIMEOUT);
                 says.extend([None, None]);
             }
-            let which = turn % utterances.len();
-            script = script.say(utterances[which].audio.clone());
-            says.push(Some(which));
+            says.push(Some(turn % utterances.len()));
         }
-        script = script
-            .wait_for_agent_speech(AGENT_TIMEOUT)
-            .wait_for_agent_silence(AGENT_QUIET, AGENT_TIMEOUT);
         Self {
-            script,
+            turns,
             barge_in_step,
             says,
             utterances,
         }
+    }
+
+    /// The steps for call number `call`. Callers wait a little longer or shorter after the
+    /// agent before they speak (400–1400 ms, spread over calls), as people do: a hundred calls
+    /// placed in two seconds would otherwise take every turn in lockstep, and the generator
+    /// would measure its own bursts.
+    pub fn caller_script(&self, call: usize) -> CallerScript {
+        let spread = (call as u64).wrapping_mul(7919) % 1000;
+        let quiet = AGENT_QUIET + Duration::from_millis(spread);
+        let mut script = CallerScript::new()
+            .wait_for_agent_speech(AGENT_TIMEOUT)
+            .wait(BARGE_IN_AFTER);
+        for (turn, say) in self.says.iter().filter_map(|s| *s).enumerate() {
+            if turn > 0 {
+                script = script
+                    .wait_for_agent_speech(AGENT_TIMEOUT)
+                    .wait_for_agent_silence(quiet, AGENT_TIMEOUT);
+            }
+            script = script.say(self.utterances[say].audio.clone());
+        }
+        debug_assert_eq!(self.says.iter().flatten().count(), self.turns);
+        script
+            .wait_for_agent_speech(AGENT_TIMEOUT)
+            .wait_for_agent_silence(AGENT_QUIET, AGENT_TIMEOUT)
     }
 
     /// The utterance said at `step`.
@@ -130,7 +144,8 @@ mod tests {
     #[test]
     fn says_line_up_with_steps() {
         let script = LoadScript::new(3);
-        let steps = script.script.steps();
+        let caller = script.caller_script(7);
+        let steps = caller.steps();
         assert_eq!(
             script.says.len(),
             steps.len() - 2,
