@@ -178,7 +178,7 @@ struct Agent {
     max_deadline: Instant,
     /// Hard stop once the call is ending.
     end_deadline: Option<Instant>,
-    /// Writer items that did not fit its queue yet (see `to_writer`).
+    /// Writer items that did not fit its queue yet (see `hand_to_writer`).
     writer_backlog: VecDeque<WriterItem>,
     ended: Option<EndReason>,
     transferring: bool,
@@ -564,6 +564,8 @@ impl Agent {
                     Ok(LlmEvent::Finished { .. }) => self.on_llm_finished(),
                     Err(error) => {
                         tracing::warn!(call_id = %self.setup.call_id, %error, "llm failed");
+                        metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "llm", "kind" => error.kind())
+                            .increment(1);
                         self.on_llm_failed();
                     }
                 }
@@ -826,7 +828,7 @@ impl Agent {
     /// per word, then the end mark) while room was checked for one: what does not fit waits
     /// here, in order, and goes out as the writer drains. Nothing is dropped: a lost end mark
     /// would leave the reply, and an ending call, waiting for an echo that never comes.
-    fn to_writer(&mut self, item: WriterItem) {
+    fn hand_to_writer(&mut self, item: WriterItem) {
         queue_for_writer(&self.io.writer, &mut self.writer_backlog, item);
     }
 
@@ -845,7 +847,7 @@ impl Agent {
             last: true,
             spoken: None,
         };
-        self.to_writer(item);
+        self.hand_to_writer(item);
     }
 
     /// The reply has been heard to the end.
@@ -912,7 +914,7 @@ impl Agent {
                 reply.segment_audio_bytes += audio.len() as u64;
                 let item = WriterItem::Audio { generation, audio };
                 // Room was checked before this event was taken.
-                self.to_writer(item);
+                self.hand_to_writer(item);
             }
             TtsEvent::Words { generation, words } => self.on_words(generation, &words),
             TtsEvent::Done { generation } => {
@@ -943,6 +945,8 @@ impl Agent {
             }
             TtsEvent::Failed { generation, error } => {
                 tracing::warn!(call_id = %self.setup.call_id, %error, ?generation, "tts failed");
+                metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "tts", "kind" => error.kind())
+                    .increment(1);
                 let owned =
                     generation.is_some_and(|g| self.reply.as_ref().is_some_and(|r| r.owns(g)));
                 if generation.is_none() || owned {
@@ -1153,7 +1157,7 @@ impl Agent {
     }
 }
 
-/// See [`Session::to_writer`]: what does not fit the writer's queue waits in `backlog`, in order.
+/// See [`Session::hand_to_writer`]: what does not fit the writer's queue waits in `backlog`, in order.
 fn queue_for_writer(
     writer: &mpsc::Sender<WriterItem>,
     backlog: &mut VecDeque<WriterItem>,

@@ -216,6 +216,25 @@ pub enum LlmError {
     Config(String),
 }
 
+impl LlmError {
+    /// A short, stable name for metrics (`voxbridge_provider_errors_total{kind}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Unauthorized { .. } => "unauthorized",
+            LlmError::Rejected { .. } => "rejected",
+            LlmError::RateLimited { .. } => "rate_limited",
+            LlmError::Unavailable { .. } => "unavailable",
+            LlmError::FirstTokenTimeout(_) => "first_token_timeout",
+            LlmError::TotalTimeout(_) => "total_timeout",
+            LlmError::Stream(_) => "stream_broke",
+            LlmError::Truncated => "truncated",
+            LlmError::MidStream { .. } => "mid_stream",
+            LlmError::Protocol(_) => "protocol",
+            LlmError::Config(_) => "misconfigured",
+        }
+    }
+}
+
 /// A stream of one completion's events; dropping it aborts the request.
 pub type LlmStream = BoxStream<'static, Result<LlmEvent, LlmError>>;
 

@@ -130,6 +130,23 @@ pub enum TtsError {
     Misconfigured(String),
 }
 
+impl TtsError {
+    /// A short, stable name for metrics (`voxbridge_provider_errors_total{kind}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TtsError::Unauthorized { .. } => "unauthorized",
+            TtsError::Rejected { .. } => "rejected",
+            TtsError::RateLimited { .. } => "rate_limited",
+            TtsError::Unavailable(_) => "unavailable",
+            TtsError::Stalled(_) => "stalled",
+            TtsError::Closed(_) => "closed",
+            TtsError::Protocol(_) => "protocol",
+            TtsError::UnsupportedFormat(_) => "unsupported_format",
+            TtsError::Misconfigured(_) => "misconfigured",
+        }
+    }
+}
+
 /// A live TTS stream. Dropping it closes the provider connection.
 pub struct TtsSession {
     pub commands: mpsc::Sender<TtsCommand>,

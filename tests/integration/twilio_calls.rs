@@ -749,3 +749,34 @@ async fn sarvam_speaks_again_after_a_barge_in() {
     );
     lab.stop().await;
 }
+
+/// A model that refuses (out of quota: not worth a retry) is counted by provider and kind, and
+/// the call goes on (the caller hears an apology instead of silence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_failure_is_counted_and_the_call_goes_on() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    lab.openai
+        .push_fault(voxbridge::sim::openai::Fault::insufficient_quota());
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "caller_hung_up", "{call}");
+    let metrics = reqwest::get(format!("{}/metrics", lab.server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics.lines().any(|l| {
+        l.starts_with("voxbridge_provider_errors_total")
+            && l.contains(r#"provider="llm""#)
+            && l.contains(r#"kind="rejected""#)
+            && l.ends_with(" 1")
+    });
+    assert!(
+        counted,
+        "no llm error counted in:\n{metrics}\ncall: {call:#}"
+    );
+    lab.stop().await;
+}
