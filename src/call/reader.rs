@@ -93,6 +93,10 @@ pub async fn run_reader<S: MediaSource>(
             Inbound::Dtmf(digit) => MediaEvent::Dtmf(digit),
             Inbound::Hangup => {
                 let _ = events.send(MediaEvent::Hangup).await;
+                // Keep reading (and dropping) until the far end closes: a socket dropped with
+                // unread data is reset, and the far end would lose the close frame that says
+                // how the call ended.
+                while source.next().await.is_some() {}
                 return;
             }
         };

@@ -22,6 +22,8 @@ use crate::assistant::{Assistant, HttpTool};
 use crate::store::{CallRecord, CallStatus};
 use crate::transport::{CallEvent, MediaSink, MediaSource};
 
+/// How long the far end has to answer our close before its socket is dropped.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How many reader events may wait for the agent.
 const MEDIA_QUEUE: usize = 64;
 /// Audio chunks and marks that may wait for the writer.
@@ -196,9 +198,16 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         barge_ins = outcome.barge_ins,
         "call ended"
     );
-    // The agent closed the writer; the reader ends with the socket.
+    // The agent closed the writer; the reader ends when the far end answers the close (a
+    // socket dropped before that would be reset under the far end's last frames).
     let _ = writer.await;
-    reader.abort();
+    let mut reader = reader;
+    if tokio::time::timeout(CLOSE_GRACE, &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
     // Every turn is stored before the report is built from the store.
     let _ = recorder_task.await;
     outcome.reason
