@@ -147,6 +147,19 @@ impl Config {
         }
     }
 
+    /// [`public_base_url`](Self::public_base_url) with a WebSocket scheme (`https` → `wss`,
+    /// `http` → `ws`): where media sockets are opened.
+    pub fn public_ws_base_url(&self) -> String {
+        let base = self.public_base_url();
+        if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base
+        }
+    }
+
     /// Loads defaults, then `file` if it exists, then the environment.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         Self::figment(file)

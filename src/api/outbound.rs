@@ -101,13 +101,7 @@ pub async fn place(
         }
         Some(_) => {}
     }
-    let metadata = body
-        .metadata
-        .clone()
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    if !metadata.is_object() {
-        v.add("metadata", "must be a JSON object");
-    }
+    let metadata = call_metadata(&mut v, body.metadata.clone());
     if !v.is_empty() {
         return Err(ApiError::Invalid(v.into_result().err().unwrap_or_default()));
     }
@@ -135,12 +129,7 @@ pub async fn place(
     };
     v.into_result().map_err(ApiError::Invalid)?;
 
-    let limit = i64::from(state.config.max_concurrent_calls_per_owner);
-    if state.store.count_active_calls(&owner.id).await? >= limit {
-        return Err(ApiError::TooManyRequests(format!(
-            "Too many concurrent calls: this account may have {limit} calls queued, ringing or in progress at once"
-        )));
-    }
+    ensure_call_capacity(&state, &owner.id).await?;
 
     let prepared = prepare_call(CallDraft {
         assistant: &assistant,
@@ -294,4 +283,24 @@ pub async fn hang_up(
             status: call.status.as_str().to_owned(),
         },
     ))
+}
+
+/// A call's `metadata`: an object (absent means empty); anything else is a 400 on `metadata`.
+pub(super) fn call_metadata(v: &mut Violations, metadata: Option<Value>) -> Value {
+    let metadata = metadata.unwrap_or_else(|| Value::Object(Default::default()));
+    if !metadata.is_object() {
+        v.add("metadata", "must be a JSON object");
+    }
+    metadata
+}
+
+/// 429 when the owner already has as many calls queued, ringing or in progress as allowed.
+pub(super) async fn ensure_call_capacity(state: &AppState, owner_id: &str) -> Result<(), ApiError> {
+    let limit = i64::from(state.config.max_concurrent_calls_per_owner);
+    if state.store.count_active_calls(owner_id).await? >= limit {
+        return Err(ApiError::TooManyRequests(format!(
+            "Too many concurrent calls: this account may have {limit} calls queued, ringing or in progress at once"
+        )));
+    }
+    Ok(())
 }

@@ -48,16 +48,7 @@ fn public_url(state: &AppState, uri: &axum::http::Uri) -> String {
 
 /// The media-stream URL for TwiML: the public URL with a WebSocket scheme.
 pub fn media_stream_url(state: &AppState) -> String {
-    let base = state.config.public_base_url();
-    let ws_base = base
-        .strip_prefix("https://")
-        .map(|rest| format!("wss://{rest}"))
-        .or_else(|| {
-            base.strip_prefix("http://")
-                .map(|rest| format!("ws://{rest}"))
-        })
-        .unwrap_or(base);
-    format!("{ws_base}/twilio/media")
+    format!("{}/twilio/media", state.config.public_ws_base_url())
 }
 
 fn signed(headers: &HeaderMap, auth_token: &str, url: &str, fields: &FormFields) -> bool {

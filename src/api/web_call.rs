@@ -21,6 +21,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::outbound::{call_metadata, ensure_call_capacity};
 use crate::call::runner::{queue_report, run_call};
 use crate::call::setup::{CallDraft, prepare_call};
 use crate::store::{CallRecord, CallStatus, Direction};
@@ -57,18 +58,6 @@ pub struct WebCallCreated {
     pub missing_variables: Vec<String>,
 }
 
-/// Our public base URL with a WebSocket scheme.
-pub fn public_ws_base(state: &AppState) -> String {
-    let base = state.config.public_base_url();
-    if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        base
-    }
-}
-
 #[utoipa::path(
     post, path = "/web-call/create", operation_id = "web_call_create", tag = "calls",
     request_body = WebCallCreate,
@@ -88,12 +77,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let mut v = Violations::new();
     v.required_text("assistant_id", body.assistant_id.as_deref());
-    let metadata = body
-        .metadata
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    if !metadata.is_object() {
-        v.add("metadata", "must be a JSON object");
-    }
+    let metadata = call_metadata(&mut v, body.metadata);
     v.into_result().map_err(ApiError::Invalid)?;
     let assistant_id = body.assistant_id.unwrap_or_default();
     let assistant = state
@@ -102,12 +86,7 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::NotFound("Assistant not found".to_owned()))?;
 
-    let limit = i64::from(state.config.max_concurrent_calls_per_owner);
-    if state.store.count_active_calls(&owner.id).await? >= limit {
-        return Err(ApiError::TooManyRequests(format!(
-            "Too many concurrent calls: this account may have {limit} calls queued, ringing or in progress at once"
-        )));
-    }
+    ensure_call_capacity(&state, &owner.id).await?;
     let prepared = prepare_call(CallDraft {
         assistant: &assistant,
         direction: Direction::Web,
@@ -127,7 +106,7 @@ pub async fn create(
         WebCallCreated {
             ws_url: format!(
                 "{}/web-call/ws?token={}",
-                public_ws_base(&state),
+                state.config.public_ws_base_url(),
                 prepared.stream_token
             ),
             call_id: call.id,

@@ -110,21 +110,16 @@ fn frame_lateness(report: &CallerReport, out: &mut CallMeasures) {
             .map(|m| m.received_at),
     );
     boundaries.sort_unstable();
-    let mut speech_starts = boundaries.into_iter().peekable();
+    let mut boundaries = boundaries.into_iter().peekable();
     let mut anchor: Option<(Duration, u32)> = None;
     let mut stretch_start: Option<Duration> = None;
     let mut bytes_since_anchor = 0u64;
-    let mut previous: Option<Duration> = None;
     for media in &report.media {
+        // Any boundary passed since the previous frame starts a new stretch.
         let mut new_stretch = false;
-        while let Some(&start) = speech_starts.peek() {
-            if start > media.at {
-                break;
-            }
-            speech_starts.next();
-            new_stretch |= previous.is_none_or(|p| start > p);
+        while boundaries.next_if(|&b| b <= media.at).is_some() {
+            new_stretch = true;
         }
-        previous = Some(media.at);
         out.frames += 1;
         match anchor {
             Some((at, clears)) if !new_stretch && clears == media.after_clears => {

@@ -116,18 +116,16 @@ fn require_loopback(url: &str) -> Result<(), LoadTestError> {
 /// Runs one load test to its end.
 pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError> {
     options.validate()?;
-    let suite = match &options.sim_url {
-        Some(_) => None,
-        None => Some(
-            SimSuite::start(([127, 0, 0, 1], 0).into(), options.delays)
+    // Kept alive until the run ends when the fakes run here.
+    let (_suite, sim_url) = match &options.sim_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let suite = SimSuite::start(([127, 0, 0, 1], 0).into(), options.delays)
                 .await
-                .map_err(|e| LoadTestError::Setup(format!("the fakes did not start: {e}")))?,
-        ),
-    };
-    let sim_url = match (&options.sim_url, &suite) {
-        (Some(url), _) => url.clone(),
-        (None, Some(suite)) => suite.base_url.clone(),
-        (None, None) => unreachable!("a suite was started"),
+                .map_err(|e| LoadTestError::Setup(format!("the fakes did not start: {e}")))?;
+            let url = suite.base_url.clone();
+            (Some(suite), url)
+        }
     };
     let max_calls = u32::try_from(options.calls + 16).unwrap_or(u32::MAX);
     let target = Target::start(&options.server, &sim_url, max_calls).await?;

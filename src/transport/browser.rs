@@ -385,16 +385,9 @@ impl MediaSink for BrowserSink {
     async fn close(&mut self) -> Result<(), TransportError> {
         let frame = match self.violation.get() {
             Some(why) => why.close_frame(),
-            None => CloseFrame {
-                code: axum::extract::ws::close_code::NORMAL,
-                reason: Utf8Bytes::from_static("call ended"),
-            },
+            None => super::call_ended_frame(),
         };
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
-        self.sink
-            .close()
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        super::close_socket(&mut self.sink, frame).await
     }
 }
 

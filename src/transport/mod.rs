@@ -8,7 +8,10 @@ pub mod twilio;
 
 use std::future::Future;
 
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use bytes::Bytes;
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
 
 use crate::audio::AudioFormat;
 
@@ -79,4 +82,24 @@ pub trait MediaSink: Send + 'static {
         let _ = event;
         async { Ok(()) }
     }
+}
+
+/// The close frame of a call that ended normally.
+pub(crate) fn call_ended_frame() -> CloseFrame {
+    CloseFrame {
+        code: close_code::NORMAL,
+        reason: Utf8Bytes::from_static("call ended"),
+    }
+}
+
+/// Sends `frame` and closes the sending half of a media socket (the far end's answer is read by
+/// the receiving half, so the socket is not reset under its last frames).
+pub(crate) async fn close_socket(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frame: CloseFrame,
+) -> Result<(), TransportError> {
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    sink.close()
+        .await
+        .map_err(|e| TransportError::Socket(e.to_string()))
 }

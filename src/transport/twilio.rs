@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
@@ -401,15 +401,7 @@ impl MediaSink for TwilioSink {
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {
-        let frame = CloseFrame {
-            code: axum::extract::ws::close_code::NORMAL,
-            reason: Utf8Bytes::from_static("call ended"),
-        };
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
-        self.sink
-            .close()
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        super::close_socket(&mut self.sink, super::call_ended_frame()).await
     }
 }
 

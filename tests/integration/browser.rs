@@ -152,13 +152,7 @@ async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
         .as_str()
         .expect("the call is listed")
         .to_owned();
-    let details = loop {
-        let (_, details) = lab.server.get(&format!("/call/details/{call_id}")).await;
-        if details["data"]["ended_at"].is_string() {
-            break details["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let details = lab.server.ended_call_details(&call_id).await;
     assert_eq!(details["direction"], "web");
     let transcript = details["transcript"].as_array().unwrap();
     assert!(

@@ -156,6 +156,18 @@ impl TestServer {
         self.call(Method::GET, path, Some(&self.key), None).await
     }
 
+    /// `data` of `/call/details/{call_id}` once the call has ended (polls; a test's timeout bounds
+    /// the wait).
+    pub async fn ended_call_details(&self, call_id: &str) -> Value {
+        loop {
+            let (_, details) = self.get(&format!("/call/details/{call_id}")).await;
+            if details["data"]["ended_at"].is_string() {
+                return details["data"].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(&self.key), Some(body))
             .await

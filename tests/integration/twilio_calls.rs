@@ -594,8 +594,9 @@ async fn transfer_redirects_the_live_call_after_the_notice_is_heard() {
     lab.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_with_sarvam_speech_both_ways() {
+/// An assistant that hears and speaks Hindi through Sarvam; the caller "says" a booking, then
+/// goodbye.
+fn sarvam_both_ways() -> LabOptions {
     let mut options = LabOptions {
         utterances: vec!["मुझे दो लोगों के लिए टेबल चाहिए", "धन्यवाद, अलविदा goodbye"],
         ..LabOptions::default()
@@ -605,7 +606,12 @@ async fn a_call_with_sarvam_speech_both_ways() {
         serde_json::json!({"speaker": "anushka", "target_language_code": "hi-IN"});
     options.assistant["assistant_stt_config"] =
         serde_json::json!({"provider": "sarvam", "language": "hi-IN"});
-    let lab = CallLab::start(options).await;
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_sarvam_speech_both_ways() {
+    let lab = CallLab::start(sarvam_both_ways()).await;
     let script = after_agent(CallerScript::new()).say(clip("book_table"));
     let script = after_agent(script)
         .say(clip("thank_you_goodbye"))
@@ -722,16 +728,7 @@ async fn every_log_line_of_a_call_names_the_call() {
 /// next reply, or the call would wait for audio that never comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sarvam_speaks_again_after_a_barge_in() {
-    let mut options = LabOptions {
-        utterances: vec!["मुझे दो लोगों के लिए टेबल चाहिए", "धन्यवाद, अलविदा goodbye"],
-        ..LabOptions::default()
-    };
-    options.assistant["assistant_tts_model"] = serde_json::json!("sarvam");
-    options.assistant["assistant_tts_config"] =
-        serde_json::json!({"speaker": "anushka", "target_language_code": "hi-IN"});
-    options.assistant["assistant_stt_config"] =
-        serde_json::json!({"provider": "sarvam", "language": "hi-IN"});
-    let lab = CallLab::start(options).await;
+    let lab = CallLab::start(sarvam_both_ways()).await;
     let script = CallerScript::new()
         .wait_for_agent_speech(Duration::from_secs(15))
         .wait(Duration::from_millis(700))

@@ -456,13 +456,7 @@ async fn a_browser_call_talks_interrupts_and_reports() {
     assert!(heard.audio_ms > 3000, "{}", heard.audio_ms);
 
     // Recorded like a phone call, reported like one.
-    let details = loop {
-        let (_, details) = lab.server.get(&format!("/call/details/{call_id}")).await;
-        if details["data"]["ended_at"].is_string() {
-            break details["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let details = lab.server.ended_call_details(&call_id).await;
     assert_eq!(details["direction"], "web");
     assert_eq!(details["status"], "completed");
     assert_eq!(details["end_reason"], "caller_hung_up");
