@@ -35,6 +35,13 @@ pub struct Config {
     pub bootstrap_email: String,
     /// Calls one owner may have queued, ringing or in progress at once (more: 429).
     pub max_concurrent_calls_per_owner: u32,
+    /// A started media stream that sends nothing for this long is a dead line: the call ends as
+    /// the caller's hang-up (telephony providers send a frame every 20 ms, silence included).
+    pub media_inactivity_secs: u64,
+    /// Limits of the HTTP server itself (slow and idle connections, how many at once).
+    pub http: HttpLimits,
+    /// Which addresses owner-chosen URLs (webhooks, tools, an assistant's LLM) may reach.
+    pub egress: crate::egress::AddressPolicy,
     /// Deepgram streaming STT.
     pub deepgram: ProviderConfig,
     /// Sarvam STT and TTS.
@@ -42,7 +49,7 @@ pub struct Config {
     /// Cartesia TTS.
     pub cartesia: CartesiaConfig,
     /// The default OpenAI-compatible LLM (assistants may name their own).
-    pub llm: ProviderConfig,
+    pub llm: LlmConfig,
     /// Twilio's REST API (outbound calls, transfers, hang-ups).
     pub twilio: TwilioConfig,
     /// End-of-call webhook delivery.
@@ -61,6 +68,57 @@ pub struct ProviderConfig {
     /// Default model.
     #[serde(default)]
     pub model: String,
+}
+
+/// The server's LLM, and which other endpoints may receive its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub model: String,
+    /// Base URLs an assistant may name without bringing its own key: the operator vouches for
+    /// them, so the server's key goes there and the egress policy does not apply (a local
+    /// model server on a private address, say). `base_url` itself is always trusted.
+    #[serde(default)]
+    pub allowed_base_urls: Vec<String>,
+}
+
+impl LlmConfig {
+    /// Whether `base_url` is one the operator chose (the server's own or an allowed one), as
+    /// opposed to one an API user chose.
+    pub fn is_trusted_base_url(&self, base_url: &str) -> bool {
+        let same =
+            |a: &str, b: &str| a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/');
+        same(base_url, &self.base_url) || self.allowed_base_urls.iter().any(|u| same(base_url, u))
+    }
+}
+
+/// Limits that keep slow or idle clients from holding the server's connections.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// A new connection must deliver its first request's headers within this time, else it is
+    /// closed (slowloris).
+    pub header_timeout_secs: u64,
+    /// A keep-alive connection waiting for its next request (or a later request's headers) is
+    /// closed after this long. Keep a reverse proxy's upstream keep-alive below it.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once, upgraded sockets (media streams) included; further clients
+    /// wait in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// Cartesia: a provider plus its API version header.
@@ -103,6 +161,9 @@ impl Default for Config {
             log_level: "info".to_owned(),
             bootstrap_email: "admin@localhost".to_owned(),
             max_concurrent_calls_per_owner: 100,
+            media_inactivity_secs: 20,
+            http: HttpLimits::default(),
+            egress: crate::egress::AddressPolicy::default(),
             deepgram: ProviderConfig {
                 base_url: "https://api.deepgram.com".to_owned(),
                 api_key: String::new(),
@@ -119,10 +180,11 @@ impl Default for Config {
                 model: "sonic-3".to_owned(),
                 version: "2026-03-01".to_owned(),
             },
-            llm: ProviderConfig {
+            llm: LlmConfig {
                 base_url: "https://api.openai.com/v1".to_owned(),
                 api_key: String::new(),
                 model: "gpt-4o-mini".to_owned(),
+                allowed_base_urls: Vec::new(),
             },
             twilio: TwilioConfig {
                 base_url: "https://api.twilio.com".to_owned(),
@@ -157,6 +219,15 @@ impl Config {
             format!("ws://{rest}")
         } else {
             base
+        }
+    }
+
+    /// The policy for owner-chosen URLs: `[egress]`, widened by the older `webhook.allow_*`
+    /// switches, which meant the same before tools and LLM endpoints were checked too.
+    pub fn egress_policy(&self) -> crate::egress::AddressPolicy {
+        crate::egress::AddressPolicy {
+            allow_loopback: self.egress.allow_loopback || self.webhook.allow_loopback,
+            allow_private: self.egress.allow_private || self.webhook.allow_private,
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`audio`]: formats, G.711, resampling, VAD, WAV and pacing on the hot path.
 //! - [`generation`]: the turn counter that lets stale LLM/TTS output be dropped.
 //! - [`stt`], [`tts`], [`llm`]: a trait per provider role, one file per provider.
+//! - [`egress`]: the address policy and client for URLs an API user chose.
 //! - [`telephony`]: trunks, phone numbers, provider REST clients, webhook signatures, TwiML.
 //! - [`sim`]: protocol-faithful fake providers for tests, benchmarks and offline demos.
 
@@ -19,6 +20,7 @@ pub mod assistant;
 pub mod audio;
 pub mod call;
 pub mod config;
+pub mod egress;
 pub mod generation;
 pub mod llm;
 pub mod loadtest;

@@ -87,6 +87,14 @@ impl Violations {
     }
 }
 
+/// Whether `text` holds a control character other than tab, line feed and carriage return (which
+/// prompts legitimately contain). NUL is the one that matters most: PostgreSQL's `text` refuses
+/// it, so without this check the same request would be stored on SQLite and fail on PostgreSQL.
+pub fn has_control_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
 /// An E.164 phone number as telephony providers take it: `+`, then 8-15 digits (country code
 /// first, so never a leading 0), nothing else. No spaces or dashes: inbound calls are routed by
 /// exact match on the number, so one spelling per number is what keeps routing unambiguous.
@@ -99,15 +107,29 @@ pub fn is_e164(value: &str) -> bool {
         && !digits.starts_with('0')
 }
 
-/// An absolute `http` or `https` URL with a host, or why not.
+/// An absolute `http` or `https` URL with a host, or why not. The text itself is checked, not
+/// only what the URL parser makes of it: the parser forgives `http:///x` and `http:x` (reading
+/// `x` as the host) and silently drops tabs and newlines, and a URL that means something other
+/// than what it says is how requests get steered where they should not go.
 pub fn check_http_url(value: &str) -> Result<url::Url, String> {
-    let parsed =
-        url::Url::parse(value).map_err(|e| format!("must be an absolute http(s) URL ({e})"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must be an absolute http(s) URL".to_owned());
+    const RULE: &str = "must be an absolute http(s) URL with a host";
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{RULE}, without spaces or control characters"));
     }
+    let lower = value.get(..8).unwrap_or(value).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &value[8..]
+    } else if lower.starts_with("http://") {
+        &value[7..]
+    } else {
+        return Err(RULE.to_owned());
+    };
+    if rest.is_empty() || rest.starts_with(['/', '\\', '?', '#', '@', ':']) {
+        return Err(RULE.to_owned());
+    }
+    let parsed = url::Url::parse(value).map_err(|e| format!("{RULE} ({e})"))?;
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("must be an absolute http(s) URL with a host".to_owned());
+        return Err(RULE.to_owned());
     }
     Ok(parsed)
 }
@@ -192,6 +214,29 @@ mod tests {
         assert!(check_http_url("ftp://example.com").is_err());
         assert!(check_http_url("/relative").is_err());
         assert!(check_http_url("example.com/x").is_err());
+        for bad in [
+            "http:///x",
+            "http:x",
+            "http:/x",
+            "https:\\\\x",
+            "http://",
+            "http://@x",
+            "http://:80/",
+            "http://exa\nmple.com/",
+            "http://example.com/a b",
+            "http://example.com/\0",
+        ] {
+            assert!(check_http_url(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_http_url("HTTPS://Example.com").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_found_but_line_breaks_are_text() {
+        assert!(!has_control_characters("Line one\n\tLine two\r\n"));
+        for bad in ["a\0b", "\u{7}", "x\u{1b}[31m", "\u{7f}", "\u{85}"] {
+            assert!(has_control_characters(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::assistant::{HttpTool, ToolMethod};
+use crate::egress::EgressClient;
 use crate::llm::{ToolCall, ToolSpec};
 use crate::validation::is_e164;
 
@@ -117,13 +118,18 @@ impl Toolbox {
 }
 
 /// Calls an HTTP tool and answers what the model should read: the response body (JSON or text,
-/// truncated), or `{"error": ...}`.
-pub async fn call_http_tool(http: &reqwest::Client, tool: &HttpTool, arguments: &Value) -> String {
+/// truncated), or `{"error": ...}`. The URL is the owner's, so the request goes through the
+/// egress client: an address the policy refuses is an error result, never a request.
+pub async fn call_http_tool(egress: &EgressClient, tool: &HttpTool, arguments: &Value) -> String {
+    let Ok(mut url) = url::Url::parse(&tool.url) else {
+        return error_result("the tool's URL is invalid");
+    };
+    let http = match egress.client_for(&url) {
+        Ok(http) => http,
+        Err(refusal) => return error_result(&format!("the tool may not be called: {refusal}")),
+    };
     let mut request = match tool.method {
         ToolMethod::Get => {
-            let Ok(mut url) = url::Url::parse(&tool.url) else {
-                return error_result("the tool's URL is invalid");
-            };
             for (key, value) in arguments.as_object().into_iter().flatten() {
                 let value = value
                     .as_str()
@@ -132,10 +138,10 @@ pub async fn call_http_tool(http: &reqwest::Client, tool: &HttpTool, arguments: 
             }
             http.get(url)
         }
-        ToolMethod::Post => http.post(&tool.url).json(arguments),
-        ToolMethod::Put => http.put(&tool.url).json(arguments),
-        ToolMethod::Patch => http.patch(&tool.url).json(arguments),
-        ToolMethod::Delete => http.delete(&tool.url).json(arguments),
+        ToolMethod::Post => http.post(url).json(arguments),
+        ToolMethod::Put => http.put(url).json(arguments),
+        ToolMethod::Patch => http.patch(url).json(arguments),
+        ToolMethod::Delete => http.delete(url).json(arguments),
     };
     for (name, value) in &tool.headers {
         request = request.header(name, value);
@@ -154,7 +160,12 @@ pub async fn call_http_tool(http: &reqwest::Client, tool: &HttpTool, arguments: 
                 tool.timeout_ms
             ));
         }
-        Ok(Err(e)) => return error_result(&format!("the tool could not be reached: {e}")),
+        Ok(Err(e)) => {
+            return match EgressClient::refusal_of(&e) {
+                Some(refusal) => error_result(&format!("the tool may not be called: {refusal}")),
+                None => error_result(&format!("the tool could not be reached: {e}")),
+            };
+        }
         Ok(Ok(response)) => response,
     };
     let status = response.status();
@@ -289,16 +300,37 @@ mod tests {
         );
     }
 
+    fn egress(allow_loopback: bool) -> EgressClient {
+        EgressClient::new(crate::egress::AddressPolicy {
+            allow_loopback,
+            allow_private: false,
+        })
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn unreachable_tools_answer_an_error_result() {
-        let result = call_http_tool(
-            &reqwest::Client::new(),
-            &weather(),
-            &json!({"city": "Paris"}),
-        )
-        .await;
+        let result = call_http_tool(&egress(true), &weather(), &json!({"city": "Paris"})).await;
         let parsed: Value = serde_json::from_str(&result).unwrap();
-        assert!(parsed["error"].as_str().unwrap().len() > 5, "{result}");
+        let error = parsed["error"].as_str().unwrap();
+        assert!(error.contains("could not be reached"), "{result}");
+    }
+
+    #[tokio::test]
+    async fn tools_on_refused_addresses_are_never_called() {
+        for url in [
+            "http://127.0.0.1:9/weather",
+            "http://[::ffff:127.0.0.1]:9/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://localhost:9/weather",
+        ] {
+            let tool = HttpTool {
+                url: url.into(),
+                ..weather()
+            };
+            let result = call_http_tool(&egress(false), &tool, &json!({})).await;
+            assert!(result.contains("may not be called"), "{url}: {result}");
+        }
     }
 
     #[test]

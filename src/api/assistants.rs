@@ -1,7 +1,7 @@
 //! `/assistant/*`: create, list, details, update and (soft) delete voice assistants, as the
 //! "Assistant Management" document specifies, plus the call settings beyond it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +13,7 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{merge_patch, not_null, nullable, typed, update_until_stored};
+use super::path::ApiPath;
 use crate::agent::interruption::InterruptionSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
@@ -20,6 +21,7 @@ use crate::assistant::{
     check_range, check_vad,
 };
 use crate::audio::vad::VadConfig;
+use crate::config::Config;
 use crate::store::now_timestamp;
 use crate::validation::Violations;
 
@@ -209,7 +211,7 @@ fn parse_tts_model(value: &str, v: &mut Violations) -> Option<TtsModel> {
 
 /// Checks the rules every assistant must satisfy, whether just created or just patched. Blank
 /// required texts are reported where the request is read ("is required" / "must not be empty").
-fn check_assistant(a: &Assistant, v: &mut Violations) {
+fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
     if !a.name.trim().is_empty() {
         v.char_length("assistant_name", &a.name, 1, NAME_MAX_CHARS);
     }
@@ -221,11 +223,16 @@ fn check_assistant(a: &Assistant, v: &mut Violations) {
             START_INSTRUCTION_MAX_CHARS,
         );
     }
-    if let Some(url) = &a.end_call_url {
-        v.http_url("assistant_end_call_url", url);
+    let egress = config.egress_policy();
+    if let Some(url) = &a.end_call_url
+        && let Err(why) = egress.check_url(url)
+    {
+        v.add("assistant_end_call_url", why);
     }
     a.settings.stt.validate("assistant_stt_config", v);
-    a.settings.llm.validate("assistant_llm_config", v);
+    a.settings
+        .llm
+        .validate("assistant_llm_config", &config.llm, egress, v);
     check_range(
         "assistant_silence_timeout_secs",
         a.settings.silence_timeout_secs,
@@ -358,7 +365,7 @@ pub async fn create(
         created_at: now.clone(),
         updated_at: now,
     };
-    check_assistant(&assistant, &mut v);
+    check_assistant(&assistant, &state.config, &mut v);
     v.into_result().map_err(ApiError::Invalid)?;
     check_tools_exist(&state, &owner.id, &assistant.tool_ids).await?;
     state.store.insert_assistant(&assistant).await?;
@@ -414,7 +421,7 @@ pub async fn list(
 pub async fn details(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     let assistant = state
         .store
@@ -443,7 +450,7 @@ pub async fn details(
 pub async fn update(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateAssistant>,
 ) -> Result<Response, ApiError> {
     let (state, owner, id, body) = (&state, &owner, &id, &body);
@@ -453,7 +460,7 @@ pub async fn update(
             .get_assistant(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, body)?;
+        let updated = apply_update(&stored, body, &state.config)?;
         if updated.tool_ids != stored.tool_ids {
             check_tools_exist(state, &owner.id, &updated.tool_ids).await?;
         }
@@ -473,7 +480,11 @@ pub async fn update(
 }
 
 /// The stored assistant with the PATCH applied and validated.
-fn apply_update(stored: &Assistant, body: &UpdateAssistant) -> Result<Assistant, ApiError> {
+fn apply_update(
+    stored: &Assistant,
+    body: &UpdateAssistant,
+    config: &Config,
+) -> Result<Assistant, ApiError> {
     let mut v = Violations::new();
     let mut a = stored.clone();
     for (field, value, target) in [
@@ -591,7 +602,7 @@ fn apply_update(stored: &Assistant, body: &UpdateAssistant) -> Result<Assistant,
         a.tool_ids = ids.clone().unwrap_or_default();
     }
     a.updated_at = now_timestamp();
-    check_assistant(&a, &mut v);
+    check_assistant(&a, config, &mut v);
     v.into_result().map_err(ApiError::Invalid)?;
     Ok(a)
 }
@@ -610,7 +621,7 @@ fn apply_update(stored: &Assistant, body: &UpdateAssistant) -> Result<Assistant,
 pub async fn delete(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     if !state
         .store

@@ -2,7 +2,7 @@
 //! transcript, the rendered texts and the webhook delivery state). Outbound calls and hang-ups
 //! live in `outbound.rs`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
+use super::path::ApiPath;
 use crate::store::{CallFilter, CallRecord, CallStatus, DeliveryState, TurnRecord};
 
 /// Largest page of `GET /call/list`.
@@ -188,6 +189,16 @@ pub async fn list(
                 })?,
         ),
     };
+    if query
+        .assistant_id
+        .as_deref()
+        .is_some_and(crate::validation::has_control_characters)
+    {
+        return Err(ApiError::invalid(
+            "assistant_id",
+            "must not contain control characters",
+        ));
+    }
     let filter = CallFilter {
         assistant_id: query.assistant_id,
         status,
@@ -217,7 +228,7 @@ pub async fn list(
 pub async fn details(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     let call = state
         .store

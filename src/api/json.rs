@@ -1,6 +1,8 @@
 //! The JSON body extractor for every REST route. Unlike axum's own, it answers every bad body with
 //! the envelope: malformed JSON and wrong types are 400s naming the field, an unknown field is a
 //! 400 (a typo must not be silently ignored), an oversized body is a 413, a non-JSON one a 415.
+//! A control character (NUL, escape...) in any string is a 400 naming its field, on every route
+//! at once: no text field wants one, and PostgreSQL cannot store NUL.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -8,7 +10,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::validation::FieldError;
+use crate::validation::{FieldError, has_control_characters};
 
 /// A JSON request body, deserialised with the field path of any error kept.
 pub struct ApiJson<T>(pub T);
@@ -67,6 +69,17 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             message: "must be a JSON object".to_owned(),
         }]));
     }
+    // JSON escapes (`\u0000`) are the only way a control character gets into a string, and
+    // only a parsed document shows where it is.
+    if bytes.windows(2).any(|w| w == b"\\u")
+        && let Ok(document) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = control_character_at(&document, &mut Vec::new())
+    {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field,
+            message: "must not contain control characters (only tab and line breaks)".to_owned(),
+        }]));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let inner = err.inner();
@@ -83,6 +96,38 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Trailing garbage after the document is malformed JSON too.
     de.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// The path of the first string (value or key) in `value` that holds a control character.
+fn control_character_at(value: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
+    use serde_json::Value;
+    let here = |path: &[String]| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.join(".")
+        }
+    };
+    match value {
+        Value::String(text) if has_control_characters(text) => Some(here(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(i.to_string());
+            let found = control_character_at(item, path);
+            path.pop();
+            found
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            path.push(key.clone());
+            let found = if has_control_characters(key) {
+                Some(here(path))
+            } else {
+                control_character_at(item, path)
+            };
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +169,16 @@ mod tests {
         assert_eq!(error_of(r#"{"name": "#).field, "body");
         assert_eq!(error_of(r#"{"name": "a"} x"#).field, "body");
         assert_eq!(error_of("").field, "body");
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        let e = error_of(r#"{"name": "a\u0000b"}"#);
+        assert_eq!(e.field, "name");
+        assert!(e.message.contains("control characters"), "{}", e.message);
+        let e = error_of(r#"{"inner": {"count": 1, "x\u001b": 2}}"#);
+        assert_eq!(e.field, "inner.x\u{1b}");
+        assert!(parse::<Body>(br#"{"name": "tab\there\nand \\u0000 as text"}"#).is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod json;
 mod openapi;
 mod outbound;
 mod patch;
+mod path;
 mod phone_numbers;
 mod tools;
 mod trunks;

@@ -3,7 +3,7 @@
 //! call early. The call is stored before the provider is asked to dial, so a failure leaves a
 //! call marked failed, never a dangling one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +14,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::path::ApiPath;
 use super::twilio::{STREAM_TOKEN_TTL, media_stream_url};
 use crate::call::io::Control;
 use crate::call::runner::queue_report;
@@ -249,7 +250,7 @@ async fn provider_refused(state: &AppState, call_id: &str, error: TwilioError) -
 pub async fn hang_up(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath,
 ) -> Result<Response, ApiError> {
     let call = state
         .store

@@ -3,7 +3,7 @@
 //! is a 409. The assistant and the trunk must be the caller's own and active when named; if they
 //! are deleted later the number stays but stops routing calls.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,6 +15,7 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{not_null, nullable, update_until_stored};
+use super::path::ApiPath;
 use crate::store::now_timestamp;
 use crate::telephony::PhoneNumber;
 use crate::validation::Violations;
@@ -210,7 +211,7 @@ pub async fn list(
 pub async fn details(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     let number = state
         .store
@@ -240,7 +241,7 @@ pub async fn details(
 pub async fn update(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdatePhoneNumber>,
 ) -> Result<Response, ApiError> {
     let (state, owner, id, body) = (&state, &owner, &id, &body);
@@ -316,7 +317,7 @@ fn apply_update(stored: &PhoneNumber, body: &UpdatePhoneNumber) -> Result<PhoneN
 pub async fn delete(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     if !state
         .store

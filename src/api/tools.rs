@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,10 +15,12 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{not_null, nullable, update_until_stored};
+use super::path::ApiPath;
 use crate::assistant::{
     BUILT_IN_TOOL_NAMES, HttpTool, TOOL_TIMEOUT_MS, ToolMethod, check_parameters_schema,
     is_function_name,
 };
+use crate::egress::AddressPolicy;
 use crate::store::now_timestamp;
 use crate::validation::Violations;
 
@@ -125,7 +127,7 @@ fn name_taken(name: &str) -> ApiError {
 
 /// The rules every tool satisfies, created or patched. Blank required texts are reported where
 /// the request is read.
-fn check_tool(t: &HttpTool, v: &mut Violations) {
+fn check_tool(t: &HttpTool, egress: AddressPolicy, v: &mut Violations) {
     if !t.name.is_empty() {
         if !is_function_name(&t.name) {
             v.add(
@@ -137,8 +139,10 @@ fn check_tool(t: &HttpTool, v: &mut Violations) {
         }
     }
     check_parameters_schema(&t.parameters, "tool_parameters", v);
-    if !t.url.trim().is_empty() {
-        v.http_url("tool_url", &t.url);
+    if !t.url.trim().is_empty()
+        && let Err(why) = egress.check_url(&t.url)
+    {
+        v.add("tool_url", why);
     }
     for (name, value) in &t.headers {
         let valid_name = axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok();
@@ -200,7 +204,7 @@ pub async fn create(
         created_at: now.clone(),
         updated_at: now,
     };
-    check_tool(&tool, &mut v);
+    check_tool(&tool, state.config.egress_policy(), &mut v);
     v.into_result().map_err(ApiError::Invalid)?;
     match state.store.insert_tool(&tool).await {
         Err(e) if e.is_unique_violation() => return Err(name_taken(&tool.name)),
@@ -250,7 +254,7 @@ pub async fn list(
 pub async fn details(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     let tool = state
         .store
@@ -279,7 +283,7 @@ pub async fn details(
 pub async fn update(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateTool>,
 ) -> Result<Response, ApiError> {
     let (state, owner, id, body) = (&state, &owner, &id, &body);
@@ -289,7 +293,7 @@ pub async fn update(
             .get_tool(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, body)?;
+        let updated = apply_update(&stored, body, state.config.egress_policy())?;
         match state.store.update_tool(&updated, &stored.updated_at).await {
             Err(e) if e.is_unique_violation() => Err(name_taken(&updated.name)),
             stored_now => Ok(stored_now?.then_some(updated)),
@@ -304,7 +308,11 @@ pub async fn update(
     ))
 }
 
-fn apply_update(stored: &HttpTool, body: &UpdateTool) -> Result<HttpTool, ApiError> {
+fn apply_update(
+    stored: &HttpTool,
+    body: &UpdateTool,
+    egress: AddressPolicy,
+) -> Result<HttpTool, ApiError> {
     let mut v = Violations::new();
     let mut t = stored.clone();
     for (field, value, target) in [
@@ -336,7 +344,7 @@ fn apply_update(stored: &HttpTool, body: &UpdateTool) -> Result<HttpTool, ApiErr
         t.timeout_ms = timeout.unwrap_or(TOOL_TIMEOUT_MS.2);
     }
     t.updated_at = now_timestamp();
-    check_tool(&t, &mut v);
+    check_tool(&t, egress, &mut v);
     v.into_result().map_err(ApiError::Invalid)?;
     Ok(t)
 }
@@ -354,7 +362,7 @@ fn apply_update(stored: &HttpTool, body: &UpdateTool) -> Result<HttpTool, ApiErr
 pub async fn delete(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     if !state
         .store

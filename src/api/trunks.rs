@@ -2,7 +2,7 @@
 //! assistants. The auth token is write-only: stored, used to place calls and to verify the
 //! provider's webhooks, never returned in any form.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +14,7 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{not_null, nullable, update_until_stored};
+use super::path::ApiPath;
 use crate::store::now_timestamp;
 use crate::telephony::{TRUNK_NAME_MAX_CHARS, Trunk, TrunkProvider, new_trunk_id};
 use crate::validation::Violations;
@@ -214,7 +215,7 @@ pub async fn list(
 pub async fn details(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     let trunk = state
         .store
@@ -244,7 +245,7 @@ pub async fn details(
 pub async fn update(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateTrunk>,
 ) -> Result<Response, ApiError> {
     let (state, owner, id, body) = (&state, &owner, &id, &body);
@@ -321,7 +322,7 @@ fn apply_update(stored: &Trunk, body: &UpdateTrunk) -> Result<Trunk, ApiError> {
 pub async fn delete(
     State(state): State<AppState>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Response, ApiError> {
     if !state
         .store

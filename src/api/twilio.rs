@@ -245,7 +245,8 @@ pub async fn media(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
 }
 
 async fn stream(state: AppState, socket: WebSocket) {
-    let (start, source, mut sink) = match twilio::accept(socket).await {
+    let inactivity = Duration::from_secs(state.config.media_inactivity_secs);
+    let (start, source, mut sink) = match twilio::accept(socket, inactivity).await {
         Ok(parts) => parts,
         Err(e) => {
             tracing::warn!(error = %e, "media stream refused before start");

@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 use super::secret::mask_secret;
 use crate::agent::interruption::InterruptionSettings;
 use crate::audio::vad::VadConfig;
+use crate::config::LlmConfig;
+use crate::egress::AddressPolicy;
 use crate::validation::{Violations, check_http_url, is_bcp47};
 
 /// Speech-to-text provider for the caller's audio.
@@ -139,11 +141,35 @@ impl SttSettings {
 }
 
 impl LlmSettings {
-    pub fn validate(&self, field: &str, v: &mut Violations) {
-        if let Some(base_url) = &self.base_url
-            && let Err(why) = check_http_url(base_url)
-        {
-            v.add(format!("{field}.base_url"), why);
+    /// Checks the settings; `server` and `egress` decide where an own `base_url` may point. A
+    /// base URL the operator trusts (the server's, or one in `llm.allowed_base_urls`) only has
+    /// to be a URL. Any other is an owner-chosen address: it must pass the egress policy, and the
+    /// assistant must bring its own key, since the server's key only goes where the operator
+    /// configured it.
+    pub fn validate(
+        &self,
+        field: &str,
+        server: &LlmConfig,
+        egress: AddressPolicy,
+        v: &mut Violations,
+    ) {
+        if let Some(base_url) = &self.base_url {
+            let checked = if server.is_trusted_base_url(base_url) {
+                check_http_url(base_url).map(drop)
+            } else {
+                if self.api_key.is_none() {
+                    v.add(
+                        format!("{field}.api_key"),
+                        "is required when base_url is not the server's LLM endpoint (or one of \
+                         llm.allowed_base_urls): the server's key is only sent where the operator \
+                         configured it",
+                    );
+                }
+                egress.check_url(base_url).map(drop)
+            };
+            if let Err(why) = checked {
+                v.add(format!("{field}.base_url"), why);
+            }
         }
         if let Some(model) = &self.model
             && model.trim().is_empty()

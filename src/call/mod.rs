@@ -23,14 +23,17 @@ use crate::webhook::Webhooks;
 
 pub use registry::LiveCalls;
 
-/// What every call needs from the server: the store, the config, one shared HTTP client (its
-/// connection pool keeps LLM requests warm), the webhook sender, the live-call registry and the
+/// What every call needs from the server: the store, the config, one shared HTTP client for the
+/// configured providers (its connection pool keeps LLM requests warm) and one for owner-chosen
+/// URLs, the webhook sender, the live-call registry and the
 /// telephony REST client.
 #[derive(Clone)]
 pub struct CallServices {
     pub store: Store,
     pub config: Arc<Config>,
     pub http: reqwest::Client,
+    /// For owner-chosen URLs (tools, an assistant's own LLM endpoint): the egress policy.
+    pub egress: crate::egress::EgressClient,
     pub webhooks: Webhooks,
     pub live: LiveCalls,
     pub twilio: TwilioRest,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::assistant::{Assistant, SttProvider, TtsConfig};
 use crate::audio::AudioFormat;
 use crate::config::Config;
+use crate::egress::EgressClient;
 use crate::llm::openai::OpenAiChat;
 use crate::llm::{ChatModel, LlmEndpoint, LlmError, LlmTimeouts};
 use crate::stt::deepgram::DeepgramStt;
@@ -77,15 +78,28 @@ pub fn text_to_speech(
     (client, params)
 }
 
-/// The call's LLM: the assistant's endpoint and model, or the server's.
+/// The call's LLM: the assistant's endpoint and model, or the server's. An endpoint the
+/// assistant chose is reached through `egress` (the address policy), one the operator configured
+/// through the server's own client.
 pub fn language_model(
     config: &Config,
     assistant: &Assistant,
     http: &reqwest::Client,
+    egress: &EgressClient,
 ) -> Result<Arc<dyn ChatModel>, LlmError> {
     let endpoint = LlmEndpoint::resolve(&assistant.settings.llm, &config.llm);
+    let client = if endpoint.owner_chosen {
+        let url = url::Url::parse(&endpoint.base_url)
+            .map_err(|e| LlmError::Config(format!("base url is not a URL: {e}")))?;
+        egress
+            .client_for(&url)
+            .map_err(|refusal| LlmError::Config(refusal.to_string()))?
+            .clone()
+    } else {
+        http.clone()
+    };
     Ok(Arc::new(OpenAiChat::new(
-        http.clone(),
+        client,
         endpoint,
         LlmTimeouts::default(),
     )?))

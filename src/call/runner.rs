@@ -110,7 +110,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
 ) -> EndReason {
     let config = &services.config;
     let format = sink.format();
-    let llm = match providers::language_model(config, assistant, &services.http) {
+    let llm = match providers::language_model(config, assistant, &services.http, &services.egress) {
         Ok(llm) => llm,
         Err(e) => {
             tracing::error!(error = %e, "llm misconfigured");
@@ -188,7 +188,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         events: events_tx,
         control,
         recorder,
-        http: services.http.clone(),
+        egress: services.egress.clone(),
         call_control,
     };
     let outcome = run_agent(setup, io).await;

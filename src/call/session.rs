@@ -82,7 +82,8 @@ pub struct CallIo {
     pub events: mpsc::Sender<CallEvent>,
     pub control: mpsc::Receiver<Control>,
     pub recorder: Recorder,
-    pub http: reqwest::Client,
+    /// Reaches the assistant's HTTP tools (owner-chosen URLs) under the egress policy.
+    pub egress: crate::egress::EgressClient,
     pub call_control: Option<Arc<dyn CallControl>>,
 }
 
@@ -713,14 +714,14 @@ impl Agent {
                     serde_json::json!({ "ok": true, "transferring_to": to }).to_string()
                 }
                 Ok(ToolAction::Http { tool, arguments }) => {
-                    let http = self.io.http.clone();
+                    let egress = self.io.egress.clone();
                     let inbox = self.inbox_tx.clone();
                     if let Some(reply) = self.reply.as_mut() {
                         reply.tools_in_flight += 1;
                     }
                     tokio::spawn(
                         async move {
-                            let content = call_http_tool(&http, &tool, &arguments).await;
+                            let content = call_http_tool(&egress, &tool, &arguments).await;
                             let _ = inbox
                                 .send(Internal::ToolDone {
                                     history_index,

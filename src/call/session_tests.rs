@@ -174,7 +174,11 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         events: events_tx,
         control: control_rx,
         recorder,
-        http: reqwest::Client::new(),
+        egress: crate::egress::EgressClient::new(crate::egress::AddressPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        })
+        .unwrap(),
         call_control: None,
     };
     let agent = tokio::spawn(run_agent(setup, io));

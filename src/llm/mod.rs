@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::assistant::LlmSettings;
-use crate::config::ProviderConfig;
+use crate::config::LlmConfig;
 use crate::generation::Generation;
 
 pub use openai::{OpenAiChat, RetryPolicy};
@@ -90,24 +90,34 @@ pub struct LlmEndpoint {
     /// Sent as `Authorization: Bearer <key>`; empty sends no header (local servers need none).
     pub api_key: String,
     pub model: String,
+    /// The base URL is one an API user chose (neither the server's nor one the operator
+    /// allowed): it is reached under the egress policy, and never with the server's key.
+    pub owner_chosen: bool,
 }
 
 impl LlmEndpoint {
     /// The assistant's own base URL, model and key where it names them, the server's otherwise.
-    pub fn resolve(assistant: &LlmSettings, server: &ProviderConfig) -> Self {
+    /// The server's key only goes to a base URL the operator trusts: an assistant that names
+    /// another endpoint without a key of its own sends none.
+    pub fn resolve(assistant: &LlmSettings, server: &LlmConfig) -> Self {
+        let base_url = assistant
+            .base_url
+            .clone()
+            .unwrap_or_else(|| server.base_url.clone());
+        let owner_chosen = !server.is_trusted_base_url(&base_url);
+        let api_key = match &assistant.api_key {
+            Some(own) => own.clone(),
+            None if owner_chosen => String::new(),
+            None => server.api_key.clone(),
+        };
         Self {
-            base_url: assistant
-                .base_url
-                .clone()
-                .unwrap_or_else(|| server.base_url.clone()),
-            api_key: assistant
-                .api_key
-                .clone()
-                .unwrap_or_else(|| server.api_key.clone()),
+            base_url,
+            api_key,
             model: assistant
                 .model
                 .clone()
                 .unwrap_or_else(|| server.model.clone()),
+            owner_chosen,
         }
     }
 }
@@ -250,28 +260,56 @@ pub trait ChatModel: Send + Sync {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_assistant_overrides_the_server_field_by_field() {
-        let server = ProviderConfig {
+    fn server() -> LlmConfig {
+        LlmConfig {
             base_url: "https://api.openai.com/v1".into(),
             api_key: "sk-server".into(),
             model: "gpt-4o-mini".into(),
-        };
+            allowed_base_urls: vec!["http://10.0.0.5:11434/v1/".into()],
+        }
+    }
+
+    #[test]
+    fn the_assistant_overrides_the_server_field_by_field() {
         let own_model = LlmSettings {
             model: Some("llama3.1".into()),
-            base_url: Some("http://localhost:11434/v1".into()),
+            base_url: Some("https://llm.example.com/v1".into()),
+            api_key: Some("sk-own".into()),
             ..LlmSettings::default()
         };
         assert_eq!(
-            LlmEndpoint::resolve(&own_model, &server),
+            LlmEndpoint::resolve(&own_model, &server()),
             LlmEndpoint {
-                base_url: "http://localhost:11434/v1".into(),
-                api_key: "sk-server".into(),
+                base_url: "https://llm.example.com/v1".into(),
+                api_key: "sk-own".into(),
                 model: "llama3.1".into(),
+                owner_chosen: true,
             }
         );
-        let defaults = LlmEndpoint::resolve(&LlmSettings::default(), &server);
+        let defaults = LlmEndpoint::resolve(&LlmSettings::default(), &server());
         assert_eq!(defaults.model, "gpt-4o-mini");
         assert_eq!(defaults.base_url, "https://api.openai.com/v1");
+        assert_eq!(defaults.api_key, "sk-server");
+        assert!(!defaults.owner_chosen);
+    }
+
+    #[test]
+    fn the_server_key_goes_only_to_endpoints_the_operator_trusts() {
+        let elsewhere = LlmSettings {
+            base_url: Some("https://attacker.example/v1".into()),
+            ..LlmSettings::default()
+        };
+        let endpoint = LlmEndpoint::resolve(&elsewhere, &server());
+        assert_eq!(endpoint.api_key, "", "no key rather than the server's");
+        assert!(endpoint.owner_chosen);
+        for trusted in ["https://api.openai.com/v1/", "http://10.0.0.5:11434/v1"] {
+            let named = LlmSettings {
+                base_url: Some(trusted.into()),
+                ..LlmSettings::default()
+            };
+            let endpoint = LlmEndpoint::resolve(&named, &server());
+            assert_eq!(endpoint.api_key, "sk-server", "{trusted}");
+            assert!(!endpoint.owner_chosen, "{trusted}");
+        }
     }
 }

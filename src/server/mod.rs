@@ -1,5 +1,8 @@
-//! The HTTP server: opens the store (migrating it), binds the listener, serves the router and
-//! shuts down gracefully, letting in-flight requests finish, on SIGINT or SIGTERM.
+//! The HTTP server: opens the store (migrating it), binds the listener, serves the router under
+//! the connection limits of [`connections`] and shuts down gracefully, letting in-flight
+//! requests finish, on SIGINT or SIGTERM.
+
+mod connections;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,12 +15,15 @@ use tower_http::trace::TraceLayer;
 use crate::api::{self, AppState};
 use crate::call::{CallServices, LiveCalls};
 use crate::config::Config;
+use crate::egress::EgressClient;
 use crate::store::{Store, StoreError};
 use crate::telephony::twilio_rest::TwilioRest;
 use crate::webhook::Webhooks;
 
 /// How long shutdown waits for live calls to end.
 const CALL_DRAIN: Duration = Duration::from_secs(10);
+/// How long shutdown then waits for requests in flight and sockets still open.
+const REQUEST_DRAIN: Duration = Duration::from_secs(10);
 
 /// The server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +70,13 @@ impl Server {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
+        let egress = EgressClient::new(config.egress_policy())
+            .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
         let calls = CallServices {
             store: store.clone(),
             config: Arc::clone(&config),
-            webhooks: Webhooks::new(store.clone(), config.webhook.clone()).await?,
+            webhooks: Webhooks::new(store.clone(), config.webhook.clone(), egress.clone()).await?,
+            egress,
             live: LiveCalls::default(),
             twilio: TwilioRest::with_client(http.clone(), &config.twilio.base_url),
             http,
@@ -105,6 +114,7 @@ impl Server {
         let store = self.state.store.clone();
         let live = self.state.calls.live.clone();
         let worker = self.state.calls.webhooks.spawn_worker();
+        let limits = self.state.config.http;
         let app = api::router(self.state).layer(TraceLayer::new_for_http());
         let shutdown = async move {
             shutdown.await;
@@ -115,9 +125,7 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        connections::serve(self.listener, app, limits, shutdown, REQUEST_DRAIN).await;
         worker.abort();
         store.close().await;
         Ok(())

@@ -4,6 +4,7 @@
 //! sees these types, so it knows nothing of any provider.
 
 pub mod browser;
+pub mod inactivity;
 pub mod twilio;
 
 use std::future::Future;

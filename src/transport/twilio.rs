@@ -18,6 +18,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
+use super::inactivity::Inactivity;
 use super::{Inbound, MediaSink, MediaSource, TransportError};
 use crate::audio::AudioFormat;
 
@@ -116,9 +117,11 @@ fn one() -> u32 {
     1
 }
 
-/// Reads until `start` (skipping `connected`), within [`START_TIMEOUT`].
+/// Reads until `start` (skipping `connected`), within [`START_TIMEOUT`]. After it, a stream that
+/// sends nothing for `inactivity` ends as a hang-up.
 pub async fn accept(
     ws: WebSocket,
+    inactivity: Duration,
 ) -> Result<(StreamStart, TwilioSource, TwilioSink), HandshakeError> {
     let (sink, mut stream) = ws.split();
     let start = tokio::time::timeout(START_TIMEOUT, read_start(&mut stream))
@@ -127,6 +130,7 @@ pub async fn accept(
     let source = TwilioSource {
         stream,
         decoder: FrameDecoder::new(start.stream_sid.clone()),
+        inactivity: Inactivity::new(inactivity),
     };
     let sink = TwilioSink::new(sink, start.stream_sid.clone());
     Ok((start, source, sink))
@@ -184,6 +188,7 @@ async fn read_start(stream: &mut SplitStream<WebSocket>) -> Result<StreamStart, 
 pub struct TwilioSource {
     stream: SplitStream<WebSocket>,
     decoder: FrameDecoder,
+    inactivity: Inactivity,
 }
 
 impl TwilioSource {
@@ -314,7 +319,19 @@ impl FrameDecoder {
 impl MediaSource for TwilioSource {
     async fn next(&mut self) -> Option<Inbound> {
         loop {
-            let message = match self.stream.next().await? {
+            let next = tokio::select! {
+                biased;
+                next = self.stream.next() => next?,
+                () = self.inactivity.expired() => {
+                    tracing::warn!(
+                        after_secs = self.inactivity.limit().as_secs(),
+                        "media stream silent; ending the call as a hang-up"
+                    );
+                    return None;
+                }
+            };
+            self.inactivity.touch();
+            let message = match next {
                 Ok(message) => message,
                 Err(e) => {
                     tracing::debug!(error = %e, "twilio socket error");

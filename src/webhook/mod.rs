@@ -2,10 +2,8 @@
 //! a row in the store's outbox; a worker sends due rows, so a restart resumes what was pending and
 //! a receiver that is down for an hour still gets its report.
 
-mod address_policy;
 mod signature;
 
-pub use address_policy::{AddressError, AddressPolicy};
 pub use signature::{SIGNATURE_HEADER, sign, verify};
 
 use std::sync::Arc;
@@ -16,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::egress::{AddressError, EgressClient};
 use crate::store::{PendingDelivery, Store, StoreError, format_timestamp};
 
 /// Settings of webhook delivery (`[webhook]` in the config).
@@ -25,9 +24,9 @@ pub struct WebhookSettings {
     /// HMAC-SHA256 key for `X-Voxbridge-Signature`. Empty: a random secret is generated on
     /// first start and kept in the database (`voxbridge webhook-secret` prints it).
     pub secret: String,
-    /// Allow receivers on loopback addresses.
+    /// Deprecated: `egress.allow_loopback`, which covers webhooks, tools and LLM endpoints.
     pub allow_loopback: bool,
-    /// Allow receivers on private, link-local and unique-local addresses.
+    /// Deprecated: `egress.allow_private`.
     pub allow_private: bool,
     /// Attempts before a delivery is marked failed.
     pub max_attempts: u32,
@@ -60,6 +59,7 @@ pub struct Webhooks {
     settings: Arc<WebhookSettings>,
     secret: Arc<str>,
     wake: Arc<Notify>,
+    egress: EgressClient,
 }
 
 /// Why one attempt failed.
@@ -75,8 +75,13 @@ const PARALLEL_DELIVERIES: usize = 8;
 const POLL: Duration = Duration::from_secs(1);
 
 impl Webhooks {
-    /// Loads (or creates, once) the signing secret.
-    pub async fn new(store: Store, settings: WebhookSettings) -> Result<Self, StoreError> {
+    /// Loads (or creates, once) the signing secret. Receivers are reached through `egress`, so
+    /// the owner-chosen URL passes the address policy on the address actually connected to.
+    pub async fn new(
+        store: Store,
+        settings: WebhookSettings,
+        egress: EgressClient,
+    ) -> Result<Self, StoreError> {
         let secret = if settings.secret.is_empty() {
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).expect("the OS random source is available");
@@ -92,6 +97,7 @@ impl Webhooks {
             settings: Arc::new(settings),
             secret: secret.into(),
             wake: Arc::new(Notify::new()),
+            egress,
         })
     }
 
@@ -199,31 +205,16 @@ impl Webhooks {
     async fn attempt(&self, delivery: &PendingDelivery) -> Result<(), AttemptError> {
         let fail = |message: String, retryable: bool| AttemptError { message, retryable };
         let url = url::Url::parse(&delivery.url).map_err(|e| fail(e.to_string(), false))?;
-        let policy = AddressPolicy {
-            allow_loopback: self.settings.allow_loopback,
-            allow_private: self.settings.allow_private,
-        };
-        let addr = policy.resolve(&url).await.map_err(|e| {
-            let retryable = matches!(e, AddressError::Unresolvable(_));
-            fail(e.to_string(), retryable)
-        })?;
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        // A refused address stays refused; a name that does not resolve may resolve later.
+        let refused =
+            |e: &AddressError| fail(e.to_string(), matches!(e, AddressError::Unresolvable(_)));
+        let client = self.egress.client_for(&url).map_err(|e| refused(&e))?;
         let timeout = Duration::from_millis(self.settings.timeout_ms);
-        // The checked address is pinned, so a second DNS answer cannot redirect the request.
-        let client = reqwest::Client::builder()
-            .resolve(host, addr)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| fail(e.to_string(), true))?;
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = sign(&self.secret, timestamp, delivery.payload.as_bytes());
         let response = client
             .post(url)
+            .timeout(timeout)
             .header("content-type", "application/json")
             .header(SIGNATURE_HEADER, signature)
             .header("X-Voxbridge-Event", "call.ended")
@@ -231,7 +222,10 @@ impl Webhooks {
             .body(delivery.payload.clone())
             .send()
             .await
-            .map_err(|e| fail(format!("request failed: {e}"), true))?;
+            .map_err(|e| match EgressClient::refusal_of(&e) {
+                Some(refusal) => refused(refusal),
+                None => fail(format!("request failed: {e}"), true),
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

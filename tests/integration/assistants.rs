@@ -757,7 +757,7 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
     let body = with(
         body,
         "assistant_llm_config",
-        json!({"base_url": "http://127.0.0.1:11434/v1", "model": "llama3.1", "temperature": 0.2, "max_tokens": 150}),
+        json!({"base_url": "https://llm.example.com/v1", "api_key": "sk-own-llm-key", "model": "llama3.1", "temperature": 0.2, "max_tokens": 150}),
     );
     let body = with(
         body,

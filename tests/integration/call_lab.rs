@@ -9,6 +9,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxbridge::config::Config;
 use voxbridge::sim::stt_script::SttScript;
 use voxbridge::sim::suite::{SimOptions, SimSuite};
 use voxbridge::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall};
@@ -80,6 +81,8 @@ pub struct LabOptions {
     pub assistant: Value,
     pub webhook_fail_first: u32,
     pub max_concurrent_calls: u32,
+    /// Last say on the server's configuration.
+    pub configure: Box<dyn FnOnce(&mut Config) + Send>,
 }
 
 impl Default for LabOptions {
@@ -100,6 +103,7 @@ impl Default for LabOptions {
             }),
             webhook_fail_first: 0,
             max_concurrent_calls: 100,
+            configure: Box::new(|_| {}),
         }
     }
 }
@@ -120,9 +124,10 @@ impl CallLab {
         let max_calls = options.max_concurrent_calls;
         let server = TestServer::start_with(Backend::Sqlite, |config| {
             sim.configure(config, true);
-            config.webhook.allow_loopback = true;
+            config.egress.allow_loopback = true;
             config.webhook.retry_base_ms = 100;
             config.max_concurrent_calls_per_owner = max_calls;
+            (options.configure)(config);
         })
         .await
         .expect("sqlite server");

@@ -49,6 +49,7 @@ fn client_with(fake: &Fake, key: &str, timeouts: LlmTimeouts) -> OpenAiChat {
         base_url: fake.base_url.clone(),
         api_key: key.to_owned(),
         model: "gpt-4o-mini".to_owned(),
+        owner_chosen: false,
     };
     OpenAiChat::new(reqwest::Client::new(), endpoint, timeouts)
         .unwrap()

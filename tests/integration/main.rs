@@ -11,6 +11,7 @@ mod cli;
 mod llm;
 mod outbound_calls;
 mod phone_numbers;
+mod security;
 mod server;
 mod stt_deepgram;
 mod stt_sarvam;

@@ -392,7 +392,7 @@ async fn the_report_is_delivered_once_and_signed() {
     lab.stop().await;
 }
 
-mod wire {
+pub mod wire {
     //! Raw Twilio wire traffic, for the cases the well-behaved simulated caller never produces.
 
     use futures_util::{SinkExt, StreamExt};

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::json;
+use voxbridge::egress::{AddressPolicy, EgressClient};
 use voxbridge::store::{CallStatus, Direction, NewCall};
 use voxbridge::webhook::{WebhookSettings, Webhooks, verify};
 
@@ -50,12 +51,16 @@ async fn pending_deliveries_resume_after_a_restart(s: &TestServer) {
     drop(listener);
     let url = format!("http://{addr}/hook");
     let settings = WebhookSettings {
-        allow_loopback: true,
         retry_base_ms: 50,
         retry_max_ms: 200,
         ..Default::default()
     };
-    let first = Webhooks::new(s.store.clone(), settings.clone())
+    let egress = EgressClient::new(AddressPolicy {
+        allow_loopback: true,
+        allow_private: false,
+    })
+    .unwrap();
+    let first = Webhooks::new(s.store.clone(), settings.clone(), egress.clone())
         .await
         .unwrap();
     first
@@ -91,7 +96,9 @@ async fn pending_deliveries_resume_after_a_restart(s: &TestServer) {
     );
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let second = Webhooks::new(s.store.clone(), settings).await.unwrap();
+    let second = Webhooks::new(s.store.clone(), settings, egress)
+        .await
+        .unwrap();
     assert_eq!(
         second.secret(),
         first.secret(),

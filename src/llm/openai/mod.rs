@@ -153,6 +153,7 @@ mod tests {
             base_url: "http://localhost/v1".into(),
             api_key: "sk-\nbad".into(),
             model: "m".into(),
+            owner_chosen: false,
         };
         assert!(matches!(
             OpenAiChat::new(reqwest::Client::new(), endpoint, LlmTimeouts::default()),
