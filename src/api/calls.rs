@@ -20,6 +20,7 @@ const MAX_PAGE_SIZE: i64 = 100;
 
 /// Query of `GET /call/list`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1-based page number (default 1).
