@@ -38,6 +38,9 @@ pub struct Config {
     /// A started media stream that sends nothing for this long is a dead line: the call ends as
     /// the caller's hang-up (telephony providers send a frame every 20 ms, silence included).
     pub media_inactivity_secs: u64,
+    /// How long an end-of-conversation webhook waits for the conversation's analysis before it
+    /// goes out without it (`analysis_status: "timeout"`).
+    pub analysis_timeout_secs: u64,
     /// Limits of the HTTP server itself (slow and idle connections, how many at once).
     pub http: HttpLimits,
     /// Which addresses owner-chosen URLs (webhooks, tools, an assistant's LLM) may reach.
@@ -162,6 +165,7 @@ impl Default for Config {
             bootstrap_email: "admin@localhost".to_owned(),
             max_concurrent_calls_per_owner: 100,
             media_inactivity_secs: 20,
+            analysis_timeout_secs: 30,
             http: HttpLimits::default(),
             egress: crate::egress::AddressPolicy::default(),
             deepgram: ProviderConfig {

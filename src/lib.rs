@@ -4,6 +4,7 @@
 //! - [`config`]: layered configuration (defaults < `voxbridge.toml` < `VOXBRIDGE_*`).
 //! - [`server`]: binds, serves and gracefully stops the HTTP server.
 //! - [`api`]: REST handlers, authentication, the response envelope and the error type.
+//! - [`analysis`]: structured outputs (schema-checked JSON from the model) and post-call analysis.
 //! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
 //! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
 //! - [`validation`]: field-level rule checking shared by every resource.
@@ -15,6 +16,7 @@
 //! - [`sim`]: protocol-faithful fake providers for tests, benchmarks and offline demos.
 
 pub mod agent;
+pub mod analysis;
 pub mod api;
 pub mod assistant;
 pub mod audio;

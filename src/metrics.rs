@@ -25,6 +25,8 @@ pub const FRAMES_SKIPPED: &str = "voxbridge_inbound_frames_skipped_total";
 pub const WEBHOOK_ATTEMPTS: &str = "voxbridge_webhook_attempts_total";
 /// Caller audio frames the STT could not take in time (its queue was full).
 pub const STT_FRAMES_DROPPED: &str = "voxbridge_stt_frames_dropped_total";
+/// Conversation analyses finished, by `status` (`completed`, `invalid`, `failed`, `skipped`).
+pub const ANALYSES: &str = "voxbridge_analyses_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -58,6 +60,7 @@ fn describe() {
     );
     metrics::describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind");
     metrics::describe_counter!(BARGE_INS, "Interruptions of the agent by the caller");
+    metrics::describe_counter!(ANALYSES, "Conversation analyses finished, by status");
     metrics::describe_counter!(FRAMES_SKIPPED, "Inbound media frames skipped");
     metrics::describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by outcome");
     metrics::describe_counter!(

@@ -15,6 +15,7 @@ use super::json::ApiJson;
 use super::patch::{merge_patch, not_null, nullable, typed, update_until_stored};
 use super::path::ApiPath;
 use crate::agent::interruption::InterruptionSettings;
+use crate::analysis::AnalysisSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
     SILENCE_TIMEOUT_SECS, START_INSTRUCTION_MAX_CHARS, SttSettings, TtsConfig, TtsModel,
@@ -72,6 +73,11 @@ pub struct CreateAssistant {
     /// `force_after_ms` (1500).
     #[schema(value_type = Option<InterruptionSettings>)]
     pub assistant_interruption_config: Option<Value>,
+    /// What to work out once each call ends: `summary` (bool), `structured_data_schema` (a JSON
+    /// Schema object), `success_criteria` (text). Results appear in call details and the
+    /// end-of-call webhook.
+    #[schema(value_type = Option<AnalysisSettings>)]
+    pub assistant_analysis: Option<Value>,
     /// Ids of the caller's own active tools.
     pub tool_ids: Option<Vec<String>>,
 }
@@ -114,6 +120,11 @@ pub struct UpdateAssistant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<InterruptionSettings>)]
     pub assistant_interruption_config: Option<Option<Value>>,
+    /// Merged over the stored settings, except `structured_data_schema`, which is replaced
+    /// whole (merging two schemas would make a third nobody wrote).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<AnalysisSettings>)]
+    pub assistant_analysis: Option<Option<Value>>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_ids: Option<Option<Vec<String>>>,
 }
@@ -165,6 +176,7 @@ pub struct AssistantDetails {
     pub assistant_max_call_duration_secs: u32,
     pub assistant_vad_config: VadConfig,
     pub assistant_interruption_config: InterruptionSettings,
+    pub assistant_analysis: AnalysisSettings,
 }
 
 impl AssistantDetails {
@@ -184,6 +196,7 @@ impl AssistantDetails {
             assistant_max_call_duration_secs: a.settings.max_call_duration_secs,
             assistant_vad_config: a.settings.vad,
             assistant_interruption_config: a.settings.interruption.clone(),
+            assistant_analysis: a.settings.analysis.clone(),
             assistant_id: a.id,
             assistant_name: a.name,
             assistant_description: a.description,
@@ -249,6 +262,7 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
     a.settings
         .interruption
         .validate("assistant_interruption_config", v);
+    a.settings.analysis.validate("assistant_analysis", v);
     check_tool_id_shape(&a.tool_ids, v);
 }
 
@@ -339,6 +353,9 @@ pub async fn create(
     if let Some(interruption) = body.assistant_interruption_config {
         settings.interruption =
             typed("assistant_interruption_config", interruption, &mut v).unwrap_or_default();
+    }
+    if let Some(analysis) = body.assistant_analysis {
+        settings.analysis = typed("assistant_analysis", analysis, &mut v).unwrap_or_default();
     }
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.silence_timeout_secs = body
@@ -587,6 +604,22 @@ fn apply_update(
         }
         if let Some(interruption) = typed("assistant_interruption_config", doc, &mut v) {
             a.settings.interruption = interruption;
+        }
+    }
+    if let Some(patch) = &body.assistant_analysis {
+        let mut doc =
+            serde_json::to_value(&stored.settings.analysis).expect("plain structs serialise");
+        match patch {
+            Some(patch) => {
+                merge_patch(&mut doc, patch);
+                if let Some(schema) = patch.get("structured_data_schema") {
+                    doc["structured_data_schema"] = schema.clone();
+                }
+            }
+            None => doc = Value::Object(Default::default()),
+        }
+        if let Some(analysis) = typed("assistant_analysis", doc, &mut v) {
+            a.settings.analysis = analysis;
         }
     }
     if let Some(mode) = body.assistant_first_message_mode {

@@ -13,7 +13,8 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::path::ApiPath;
-use crate::store::{CallFilter, CallRecord, CallStatus, DeliveryState, TurnRecord};
+use crate::analysis::Analysis;
+use crate::store::{CallFilter, CallRecord, CallStatus, DeliveryState, StoredAnalysis, TurnRecord};
 
 /// Largest page of `GET /call/list`.
 const MAX_PAGE_SIZE: i64 = 100;
@@ -98,6 +99,13 @@ pub struct CallDetails {
     pub duration_seconds: Option<f64>,
     pub transcript: Vec<TranscriptTurn>,
     pub webhook_deliveries: Vec<WebhookDelivery>,
+    /// `pending`, `completed`, `invalid`, `failed` or `skipped`; null when the assistant asks
+    /// for no analysis.
+    pub analysis_status: Option<String>,
+    /// `{summary, structured_data, success}` (each null unless asked for), plus `error` when
+    /// the analysis failed.
+    #[schema(value_type = Option<Analysis>)]
+    pub analysis: Option<Value>,
 }
 
 pub(super) fn summary(c: &CallRecord) -> CallSummary {
@@ -120,7 +128,12 @@ fn details_of(
     c: CallRecord,
     turns: Vec<TurnRecord>,
     deliveries: Vec<DeliveryState>,
+    analysis: Option<StoredAnalysis>,
 ) -> CallDetails {
+    let (analysis_status, analysis) = match analysis {
+        Some(a) => (Some(a.status), a.result),
+        None => (None, None),
+    };
     let report = crate::call::report::end_of_call_report(&c, &[]);
     CallDetails {
         summary: summary(&c),
@@ -149,6 +162,8 @@ fn details_of(
                 delivered_at: d.delivered_at,
             })
             .collect(),
+        analysis_status,
+        analysis,
     }
 }
 
@@ -238,8 +253,9 @@ pub async fn details(
         .ok_or_else(|| ApiError::NotFound("Call not found".to_owned()))?;
     let turns = state.store.call_turns(&call.id).await?;
     let deliveries = state.store.call_webhooks(&call.id).await?;
+    let analysis = state.store.analysis(&call.id).await?;
     Ok(ok(
         "Call details retrieved successfully",
-        details_of(call, turns, deliveries),
+        details_of(call, turns, deliveries, analysis),
     ))
 }

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::secret::mask_secret;
 use crate::agent::interruption::InterruptionSettings;
+use crate::analysis::AnalysisSettings;
 use crate::audio::vad::VadConfig;
 use crate::config::LlmConfig;
 use crate::egress::AddressPolicy;
@@ -105,6 +106,8 @@ pub struct CallSettings {
     pub vad: VadConfig,
     /// When caller speech over the agent interrupts it.
     pub interruption: InterruptionSettings,
+    /// What to work out once a conversation ends.
+    pub analysis: AnalysisSettings,
 }
 
 impl Default for CallSettings {
@@ -117,6 +120,7 @@ impl Default for CallSettings {
             max_call_duration_secs: MAX_CALL_DURATION_SECS.2,
             vad: VadConfig::default(),
             interruption: InterruptionSettings::default(),
+            analysis: AnalysisSettings::default(),
         }
     }
 }

@@ -87,6 +87,17 @@ pub fn language_model(
     http: &reqwest::Client,
     egress: &EgressClient,
 ) -> Result<Arc<dyn ChatModel>, LlmError> {
+    language_model_with(config, assistant, http, egress, LlmTimeouts::default())
+}
+
+/// [`language_model`] with other time limits (an analysis answers more than a spoken reply).
+pub fn language_model_with(
+    config: &Config,
+    assistant: &Assistant,
+    http: &reqwest::Client,
+    egress: &EgressClient,
+    timeouts: LlmTimeouts,
+) -> Result<Arc<dyn ChatModel>, LlmError> {
     let endpoint = LlmEndpoint::resolve(&assistant.settings.llm, &config.llm);
     let client = if endpoint.owner_chosen {
         let url = url::Url::parse(&endpoint.base_url)
@@ -98,9 +109,5 @@ pub fn language_model(
     } else {
         http.clone()
     };
-    Ok(Arc::new(OpenAiChat::new(
-        client,
-        endpoint,
-        LlmTimeouts::default(),
-    )?))
+    Ok(Arc::new(OpenAiChat::new(client, endpoint, timeouts)?))
 }

@@ -1,9 +1,158 @@
 //! The end-of-call report sent to the assistant's `assistant_end_call_url`: who called whom,
-//! when, for how long, why it ended, the transcript and the call's metadata.
+//! when, for how long, why it ended, the transcript and the call's metadata, and, when the
+//! assistant asks for it, the conversation's analysis.
+//!
+//! A report that waits for its analysis is still written to the outbox at once, held for
+//! `analysis_timeout_secs`: if the analysis finishes in time the delivery is released with it,
+//! otherwise it goes out as written (`analysis_status: "timeout"`) and the analysis, when it
+//! finishes, is still stored and shown in the call's details. A crash in between loses nothing.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
+use super::CallServices;
+use super::providers;
+use crate::analysis::{Analysis, AnalysisStatus, analyze};
+use crate::assistant::Assistant;
+use crate::llm::LlmTimeouts;
 use crate::store::{CallRecord, TurnRecord};
+
+/// An analysis request may take longer than a spoken reply: it is one larger answer.
+const ANALYSIS_TIMEOUTS: LlmTimeouts = LlmTimeouts {
+    first_token: Duration::from_secs(30),
+    total: Duration::from_secs(120),
+};
+
+/// Queues the end-of-call report if the assistant has a webhook, and runs the analysis if the
+/// assistant wants one.
+pub async fn queue_report(services: &CallServices, call_id: &str) {
+    let store = &services.store;
+    let Ok(Some(call)) = store.get_call_any_owner(call_id).await else {
+        return;
+    };
+    let Ok(Some(assistant)) = store
+        .get_assistant_any_state(&call.owner_id, &call.assistant_id)
+        .await
+    else {
+        return;
+    };
+    let turns = match store.call_turns(&call.id).await {
+        Ok(turns) => turns,
+        Err(e) => {
+            tracing::error!(error = %e, "transcript not loaded for the report");
+            Vec::new()
+        }
+    };
+    let mut report = end_of_call_report(&call, &turns);
+    let wants_analysis = !assistant.settings.analysis.is_empty();
+    if !wants_analysis {
+        if let Some(url) = &assistant.end_call_url
+            && let Err(e) = services.webhooks.enqueue(&call.id, url, &report).await
+        {
+            tracing::error!(error = %e, "end-of-call report not queued");
+        }
+        return;
+    }
+    if let Err(e) = store
+        .set_analysis(&call.id, AnalysisStatus::Pending.as_str(), None)
+        .await
+    {
+        tracing::error!(error = %e, "analysis not started");
+        return;
+    }
+    // Written before the analysis starts, so it is durable whatever happens to this process.
+    with_analysis(&mut report, AnalysisStatus::Timeout, None);
+    let hold = Duration::from_secs(services.config.analysis_timeout_secs);
+    let held = match &assistant.end_call_url {
+        None => None,
+        Some(url) => match services
+            .webhooks
+            .enqueue_held(&call.id, url, &report, hold)
+            .await
+        {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, "end-of-call report not queued");
+                None
+            }
+        },
+    };
+    let services = services.clone();
+    tokio::spawn(
+        async move {
+            let (status, analysis) = run_analysis(&services, &assistant, &call, &turns).await;
+            let stored = serde_json::to_value(&analysis).expect("plain structs serialise");
+            if let Err(e) = services
+                .store
+                .set_analysis(&call.id, status.as_str(), Some(&stored))
+                .await
+            {
+                tracing::error!(error = %e, "analysis not stored");
+            }
+            if let Some(id) = held {
+                with_analysis(&mut report, status, Some(&analysis));
+                match services.webhooks.release(&id, &report).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::info!("analysis finished after the report went out"),
+                    Err(e) => tracing::error!(error = %e, "report not updated with the analysis"),
+                }
+            }
+        }
+        .in_current_span(),
+    );
+}
+
+async fn run_analysis(
+    services: &CallServices,
+    assistant: &Assistant,
+    call: &CallRecord,
+    turns: &[TurnRecord],
+) -> (AnalysisStatus, Analysis) {
+    let llm = match providers::language_model_with(
+        &services.config,
+        assistant,
+        &services.http,
+        &services.egress,
+        ANALYSIS_TIMEOUTS,
+    ) {
+        Ok(llm) => llm,
+        Err(e) => {
+            let failed = Analysis {
+                error: Some(e.to_string()),
+                ..Analysis::default()
+            };
+            return (AnalysisStatus::Failed, failed);
+        }
+    };
+    let transcript: Vec<(String, String)> = turns
+        .iter()
+        .map(|t| (t.role.clone(), t.text.clone()))
+        .collect();
+    let (status, analysis) = analyze(
+        llm.as_ref(),
+        &assistant.settings.analysis,
+        &call.rendered_prompt,
+        &transcript,
+    )
+    .await;
+    metrics::counter!(crate::metrics::ANALYSES, "status" => status.as_str()).increment(1);
+    (status, analysis)
+}
+
+/// Sets the report's `analysis` (`{summary, structured_data, success}`) and `analysis_status`.
+pub fn with_analysis(report: &mut Value, status: AnalysisStatus, analysis: Option<&Analysis>) {
+    report["analysis_status"] = json!(status.as_str());
+    report["analysis"] = match analysis {
+        Some(a) => json!({
+            "summary": a.summary,
+            "structured_data": a.structured_data,
+            "success": a.success,
+        }),
+        None => Value::Null,
+    };
+}
 
 /// The report's JSON document (its field list is documented in the README).
 pub fn end_of_call_report(call: &CallRecord, turns: &[TurnRecord]) -> Value {

@@ -13,7 +13,6 @@ use tracing::Instrument;
 use super::io::{CallControl, EndReason};
 use super::reader::{caller_vad, run_reader};
 use super::recorder::Recorder;
-use super::report::end_of_call_report;
 use super::session::{CallIo, CallSetup, run_agent};
 use super::writer::run_writer;
 use super::{CallServices, providers};
@@ -246,31 +245,4 @@ async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason) {
     queue_report(services, &call.id).await;
 }
 
-/// Queues the end-of-call report if the assistant has a webhook.
-pub async fn queue_report(services: &CallServices, call_id: &str) {
-    let store = &services.store;
-    let Ok(Some(call)) = store.get_call_any_owner(call_id).await else {
-        return;
-    };
-    let url = match store
-        .get_assistant_any_state(&call.owner_id, &call.assistant_id)
-        .await
-    {
-        Ok(Some(assistant)) => assistant.end_call_url,
-        _ => None,
-    };
-    let Some(url) = url else {
-        return;
-    };
-    let turns = match store.call_turns(&call.id).await {
-        Ok(turns) => turns,
-        Err(e) => {
-            tracing::error!(error = %e, "transcript not loaded for the report");
-            Vec::new()
-        }
-    };
-    let report = end_of_call_report(&call, &turns);
-    if let Err(e) = services.webhooks.enqueue(&call.id, &url, &report).await {
-        tracing::error!(error = %e, "end-of-call report not queued");
-    }
-}
+pub use super::report::queue_report;

@@ -512,6 +512,7 @@ impl Agent {
             tools: &self.tool_specs,
             temperature: self.setup.temperature,
             max_tokens: self.setup.max_tokens,
+            response_format: None,
         });
         let inbox = self.inbox_tx.clone();
         let task = tokio::spawn(

@@ -79,6 +79,9 @@ pub struct ChatRequest<'a> {
     pub tools: &'a [ToolSpec],
     pub temperature: f32,
     pub max_tokens: u32,
+    /// `response_format` as the API takes it (`{"type": "json_schema", ...}`): structured
+    /// outputs. `None` for a spoken or chatted reply.
+    pub response_format: Option<&'a Value>,
 }
 
 /// Where the model is: an OpenAI-compatible endpoint, the key it expects and the model to ask.

@@ -4,6 +4,7 @@
 //! floats and bytes; so ids are UUID text, times are UTC text in the API's format, and JSON
 //! documents are text. Each repository file owns the queries of one table group.
 
+mod analyses;
 mod api_keys;
 mod assistants;
 mod calls;
@@ -13,6 +14,7 @@ mod tools;
 mod trunks;
 mod webhooks;
 
+pub use analyses::StoredAnalysis;
 pub use api_keys::{ApiKeyRow, NewApiKey, Owner};
 pub use assistants::AssistantSummary;
 pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};

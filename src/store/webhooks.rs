@@ -37,19 +37,50 @@ impl Store {
         url: &str,
         payload: &str,
     ) -> Result<(), StoreError> {
+        self.enqueue_webhook_at(id, call_id, url, payload, &now_timestamp())
+            .await
+    }
+
+    /// Queues a delivery held until `due` (a stored timestamp): written now, so a crash before
+    /// then loses nothing, and sent as it stands at `due` unless released earlier with a new
+    /// payload ([`Store::release_held_webhook`]).
+    pub async fn enqueue_webhook_at(
+        &self,
+        id: &str,
+        call_id: &str,
+        url: &str,
+        payload: &str,
+        due: &str,
+    ) -> Result<(), StoreError> {
         let now = now_timestamp();
         sqlx::query(
             "INSERT INTO webhook_deliveries (id, call_id, url, payload, status, attempts, \
-             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6)",
         )
         .bind(id)
         .bind(call_id)
         .bind(url)
         .bind(payload)
+        .bind(due)
         .bind(&now)
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Replaces a held delivery's payload and makes it due now, if it has not been attempted
+    /// yet. Answers false when it already went out (its hold expired first).
+    pub async fn release_held_webhook(&self, id: &str, payload: &str) -> Result<bool, StoreError> {
+        let now = now_timestamp();
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET payload = $1, next_attempt_at = $2              WHERE id = $3 AND status = 'pending' AND attempts = 0",
+        )
+        .bind(payload)
+        .bind(&now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Pending deliveries due at `now`, oldest first.

@@ -121,6 +121,36 @@ impl Webhooks {
         Ok(id)
     }
 
+    /// Queues `payload` for `url`, held for `hold` (see [`Store::enqueue_webhook_at`]): a report
+    /// that waits for something (the conversation's analysis) yet is already durable.
+    pub async fn enqueue_held(
+        &self,
+        call_id: &str,
+        url: &str,
+        payload: &serde_json::Value,
+        hold: Duration,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let due = format_timestamp(time::OffsetDateTime::now_utc() + hold);
+        self.store
+            .enqueue_webhook_at(&id, call_id, url, &payload.to_string(), &due)
+            .await?;
+        Ok(id)
+    }
+
+    /// Sends a held delivery now with `payload` instead; false if its hold already expired and
+    /// it went out as it was.
+    pub async fn release(&self, id: &str, payload: &serde_json::Value) -> Result<bool, StoreError> {
+        let released = self
+            .store
+            .release_held_webhook(id, &payload.to_string())
+            .await?;
+        if released {
+            self.wake.notify_one();
+        }
+        Ok(released)
+    }
+
     /// Starts the delivery worker; it runs until the task is aborted.
     pub fn spawn_worker(&self) -> JoinHandle<()> {
         let this = self.clone();

@@ -105,6 +105,7 @@ fn request<'a>(messages: &'a [ChatMessage], tools: &'a [ToolSpec]) -> ChatReques
         tools,
         temperature: 0.7,
         max_tokens: 300,
+        response_format: None,
     }
 }
 

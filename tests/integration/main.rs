@@ -3,6 +3,7 @@
 
 mod common;
 
+mod analysis;
 mod assistants;
 mod browser;
 mod call_lab;

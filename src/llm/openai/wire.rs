@@ -27,6 +27,8 @@ pub(super) struct RequestBody<'a> {
     pub temperature: f32,
     /// `max_tokens` rather than `max_completion_tokens`: the only name many local servers know.
     pub max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +76,7 @@ pub(super) fn request_body(model: &str, request: &ChatRequest<'_>) -> serde_json
         },
         temperature: request.temperature,
         max_tokens: request.max_tokens,
+        response_format: request.response_format,
     })
 }
 
@@ -400,6 +403,7 @@ mod tests {
             tools: &tools,
             temperature: 0.5,
             max_tokens: 300,
+            response_format: None,
         };
         let body: serde_json::Value =
             serde_json::from_slice(&request_body("gpt-4o-mini", &request).unwrap()).unwrap();
@@ -436,6 +440,7 @@ mod tests {
             tools: &[],
             temperature: 0.7,
             max_tokens: 10,
+            response_format: None,
         };
         let body: serde_json::Value =
             serde_json::from_slice(&request_body("m", &request).unwrap()).unwrap();
