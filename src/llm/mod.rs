@@ -6,6 +6,8 @@
 //! (SSE, chunk JSON, tool-call fragments) stays inside the provider modules.
 
 pub mod openai;
+#[cfg(test)]
+pub mod scripted;
 pub mod sse;
 pub mod tool_calls;
 

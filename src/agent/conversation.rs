@@ -1,0 +1,586 @@
+//! A conversation with the model, free of any transport: the history, the streamed completion of
+//! the reply in progress, tool calls (built-ins answered here, HTTP tools run under their
+//! timeouts) and the rounds they cause, and the cut of an interrupted reply to what the other
+//! side actually got. A voice call drives it from its agent task (text deltas become phrases
+//! for the TTS); a text chat drives it from a request handler (deltas become the answer).
+//!
+//! The driver polls [`Conversation::next`] next to its other events. Every event carries the
+//! [`ReplyId`] it belongs to; output of an abandoned reply never comes out, but the results of
+//! its tools still land in the history, so the model knows what they did.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::tools::{ToolAction, Toolbox, call_http_tool};
+use crate::egress::EgressClient;
+use crate::generation::Generation;
+use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall, ToolSpec};
+
+/// Updates from work the conversation started, waiting to be turned into events.
+const INBOX: usize = 256;
+
+/// Which reply an event belongs to (one per [`Conversation::start_reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ReplyId(pub u64);
+
+/// Something the model asked for beyond words, to act on once its words have been delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// End the conversation.
+    End { reason: String },
+    /// Hand the call to another number (only offered where the channel can).
+    Transfer { to: String },
+}
+
+/// What a reply produces, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyEvent {
+    /// The first token of a completion came, `after` the request was sent.
+    FirstToken { after: Duration },
+    /// A piece of the reply's text (never empty).
+    Text(String),
+    /// The model called tools; until their results are in, nothing more comes. The words so far
+    /// form a complete utterance.
+    ToolsCalled,
+    /// A tool call was answered (`result` is what the model reads).
+    ToolResult {
+        name: String,
+        arguments: String,
+        result: String,
+    },
+    /// The model asked for this; no further completion follows in this reply.
+    Action(Action),
+    /// The reply is complete: nothing more will come.
+    Done,
+    /// The model failed; whatever text came stays in the history.
+    Failed(LlmError),
+}
+
+/// What drives the model.
+#[derive(Debug, Clone)]
+pub struct ConversationSetup {
+    /// The rendered system prompt.
+    pub system_prompt: String,
+    pub toolbox: Toolbox,
+    pub temperature: f32,
+    pub max_tokens: u32,
+}
+
+/// Results of work started in other tasks.
+enum Update {
+    Llm {
+        reply: ReplyId,
+        event: Result<LlmEvent, LlmError>,
+    },
+    LlmEnded {
+        reply: ReplyId,
+    },
+    ToolDone {
+        reply: ReplyId,
+        history_index: usize,
+        name: String,
+        arguments: String,
+        content: String,
+    },
+}
+
+/// The reply in progress.
+struct Reply {
+    id: ReplyId,
+    /// The running completion (aborted when the reply is abandoned).
+    llm: Option<JoinHandle<()>>,
+    requested_at: Option<Instant>,
+    /// Text of the running completion, committed to the history when it ends.
+    text: String,
+    /// Every text of this reply handed out (all rounds).
+    said: String,
+    /// History indexes of the assistant messages this reply added.
+    messages: Vec<usize>,
+    tools_in_flight: usize,
+    /// An end or a transfer was asked for: no further round.
+    action_taken: bool,
+    completion_done: bool,
+    /// Nothing more will come; kept so an interruption while its words are still being
+    /// delivered (played) can cut it.
+    finished: bool,
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(task) = self.llm.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A conversation: history, the reply in progress and its tools.
+pub struct Conversation {
+    history: Vec<ChatMessage>,
+    tool_specs: Vec<ToolSpec>,
+    toolbox: Toolbox,
+    temperature: f32,
+    max_tokens: u32,
+    llm: Arc<dyn ChatModel>,
+    egress: EgressClient,
+    reply: Option<Reply>,
+    last_reply: ReplyId,
+    pending: VecDeque<(ReplyId, ReplyEvent)>,
+    inbox_tx: mpsc::Sender<Update>,
+    inbox: mpsc::Receiver<Update>,
+}
+
+impl Conversation {
+    pub fn new(setup: ConversationSetup, llm: Arc<dyn ChatModel>, egress: EgressClient) -> Self {
+        let history = vec![ChatMessage::System {
+            content: setup.system_prompt,
+        }];
+        Self::resume(
+            setup.toolbox,
+            setup.temperature,
+            setup.max_tokens,
+            history,
+            llm,
+            egress,
+        )
+    }
+
+    /// A conversation that goes on from a stored history (its first message is the system
+    /// prompt).
+    pub fn resume(
+        toolbox: Toolbox,
+        temperature: f32,
+        max_tokens: u32,
+        history: Vec<ChatMessage>,
+        llm: Arc<dyn ChatModel>,
+        egress: EgressClient,
+    ) -> Self {
+        let (inbox_tx, inbox) = mpsc::channel(INBOX);
+        Self {
+            history,
+            tool_specs: toolbox.specs(),
+            toolbox,
+            temperature,
+            max_tokens,
+            llm,
+            egress,
+            reply: None,
+            last_reply: ReplyId(0),
+            pending: VecDeque::new(),
+            inbox_tx,
+            inbox,
+        }
+    }
+
+    pub fn history(&self) -> &[ChatMessage] {
+        &self.history
+    }
+
+    /// Whether a reply is in progress (its model or tools still working).
+    pub fn replying(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| !r.finished)
+    }
+
+    /// The other side said `text`.
+    pub fn push_user(&mut self, text: &str) {
+        self.history.push(ChatMessage::User {
+            content: text.to_owned(),
+        });
+    }
+
+    /// A line said without the model (a greeting, a prompt after silence, a goodbye).
+    pub fn push_assistant(&mut self, text: &str) {
+        self.history.push(ChatMessage::Assistant {
+            content: Some(text.to_owned()),
+            tool_calls: vec![],
+        });
+    }
+
+    /// Asks the model for the next reply, abandoning any reply in progress.
+    pub fn start_reply(&mut self) -> ReplyId {
+        self.reply = None;
+        self.last_reply = ReplyId(self.last_reply.0 + 1);
+        let id = self.last_reply;
+        self.reply = Some(Reply {
+            id,
+            llm: None,
+            requested_at: None,
+            text: String::new(),
+            said: String::new(),
+            messages: Vec::new(),
+            tools_in_flight: 0,
+            action_taken: false,
+            completion_done: false,
+            finished: false,
+        });
+        self.request_completion();
+        id
+    }
+
+    /// The next event of the reply in progress. Cancel-safe: waiting in a `select!` and giving
+    /// up loses nothing.
+    pub async fn next(&mut self) -> (ReplyId, ReplyEvent) {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return event;
+            }
+            let update = self
+                .inbox
+                .recv()
+                .await
+                .expect("the conversation holds a sender");
+            self.apply(update);
+        }
+    }
+
+    /// The other side cut the last reply off after receiving `heard` (while it was produced, or
+    /// after, while it was still being delivered): stop the model and keep in the history only
+    /// what was heard. Tool results still on their way will land in the history.
+    pub fn interrupt(&mut self, heard: &str) {
+        let Some(reply) = self.reply.take() else {
+            return;
+        };
+        self.pending.retain(|(id, _)| *id != reply.id);
+        let heard: Vec<&str> = heard.split_whitespace().collect();
+        let mut used = 0;
+        let mut unheard = Vec::new();
+        for &index in &reply.messages {
+            let Some(ChatMessage::Assistant {
+                content,
+                tool_calls,
+            }) = self.history.get_mut(index)
+            else {
+                continue;
+            };
+            let words = content
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .count();
+            let keep = (heard.len() - used).min(words);
+            let kept = heard[used..used + keep].join(" ");
+            used += keep;
+            if !kept.is_empty() {
+                *content = Some(kept);
+            } else if tool_calls.is_empty() {
+                unheard.push(index);
+            } else {
+                *content = None;
+            }
+        }
+        // Heard words beyond the committed messages came from the completion still streaming.
+        if used < heard.len() {
+            self.history.push(ChatMessage::Assistant {
+                content: Some(heard[used..].join(" ")),
+                tool_calls: vec![],
+            });
+        }
+        // Only a text-only message can be wholly unheard, and it is a reply's last round: no
+        // tool answer still on its way sits after it, so removing it moves none of theirs.
+        for index in unheard.into_iter().rev() {
+            self.history.remove(index);
+        }
+    }
+
+    /// Takes back a reply nobody has received yet (the other side kept talking): the reply is
+    /// dropped and the user message it answered is taken out of the history and returned, to
+    /// be answered again together with what followed.
+    pub fn retract(&mut self) -> Option<String> {
+        if !self.replying() {
+            return None;
+        }
+        let reply = self.reply.take()?;
+        self.pending.retain(|(id, _)| *id != reply.id);
+        if !reply.messages.is_empty() {
+            // Already committed words cannot be unsaid; keep them.
+            return None;
+        }
+        match self.history.last() {
+            Some(ChatMessage::User { content }) => {
+                let content = content.clone();
+                self.history.pop();
+                Some(content)
+            }
+            _ => None,
+        }
+    }
+
+    /// The text of the last reply handed out so far.
+    pub fn said(&self) -> &str {
+        self.reply.as_ref().map_or("", |r| r.said.as_str())
+    }
+
+    fn request_completion(&mut self) {
+        let Some(reply) = self.reply.as_mut() else {
+            return;
+        };
+        let id = reply.id;
+        // Serialised here, borrowing the history; only the response is awaited in the task.
+        let started = self.llm.stream(ChatRequest {
+            generation: Generation(id.0),
+            messages: &self.history,
+            tools: &self.tool_specs,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            response_format: None,
+        });
+        let inbox = self.inbox_tx.clone();
+        let task = tokio::spawn(
+            async move {
+                match started.await {
+                    Err(error) => {
+                        let _ = inbox
+                            .send(Update::Llm {
+                                reply: id,
+                                event: Err(error),
+                            })
+                            .await;
+                    }
+                    Ok(mut stream) => {
+                        while let Some(event) = stream.next().await {
+                            let failed = event.is_err();
+                            let update = Update::Llm { reply: id, event };
+                            if inbox.send(update).await.is_err() || failed {
+                                return;
+                            }
+                        }
+                        let _ = inbox.send(Update::LlmEnded { reply: id }).await;
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        if let Some(old) = reply.llm.replace(task) {
+            old.abort();
+        }
+        reply.requested_at = Some(Instant::now());
+        reply.text.clear();
+        reply.completion_done = false;
+        // The rounds of one reply are one text.
+        if !reply.said.is_empty() && !reply.said.ends_with(char::is_whitespace) {
+            reply.said.push(' ');
+        }
+    }
+
+    fn emit(&mut self, id: ReplyId, event: ReplyEvent) {
+        self.pending.push_back((id, event));
+    }
+
+    /// Whether `id` is the reply in progress (not abandoned, not finished).
+    fn current(&self, id: ReplyId) -> bool {
+        self.reply
+            .as_ref()
+            .is_some_and(|r| r.id == id && !r.finished)
+    }
+
+    /// The reply produced everything it will: `event` (done or failed) is its last.
+    fn finish(&mut self, id: ReplyId, event: ReplyEvent) {
+        if let Some(reply) = self.reply.as_mut() {
+            reply.finished = true;
+            if let Some(task) = reply.llm.take() {
+                task.abort();
+            }
+        }
+        self.emit(id, event);
+    }
+
+    fn apply(&mut self, update: Update) {
+        match update {
+            Update::Llm { reply, event } => {
+                if !self.current(reply) {
+                    return;
+                }
+                match event {
+                    Ok(LlmEvent::Delta { text, .. }) => self.on_text(reply, text),
+                    Ok(LlmEvent::ToolCalls { calls, .. }) => self.on_tool_calls(reply, calls),
+                    Ok(LlmEvent::Finished { .. }) => self.on_completion_end(reply),
+                    Err(error) => {
+                        self.commit_text(Vec::new());
+                        self.finish(reply, ReplyEvent::Failed(error));
+                    }
+                }
+            }
+            Update::LlmEnded { reply } => {
+                // The stream ended without saying it finished: what came is the reply.
+                if self.current(reply) && self.reply.as_ref().is_some_and(|r| !r.completion_done) {
+                    self.on_completion_end(reply);
+                }
+            }
+            Update::ToolDone {
+                reply,
+                history_index,
+                name,
+                arguments,
+                content,
+            } => {
+                // Into the history even when the reply was abandoned meanwhile: the model
+                // should know what the tool did.
+                if let Some(ChatMessage::Tool { content: slot, .. }) =
+                    self.history.get_mut(history_index)
+                {
+                    slot.clone_from(&content);
+                }
+                if !self.current(reply) {
+                    return;
+                }
+                self.emit(
+                    reply,
+                    ReplyEvent::ToolResult {
+                        name,
+                        arguments,
+                        result: content,
+                    },
+                );
+                let reply_state = self.reply.as_mut().expect("current");
+                reply_state.tools_in_flight = reply_state.tools_in_flight.saturating_sub(1);
+                if reply_state.tools_in_flight == 0 {
+                    self.next_round(reply);
+                }
+            }
+        }
+    }
+
+    fn on_text(&mut self, id: ReplyId, text: String) {
+        let reply = self.reply.as_mut().expect("current");
+        if let Some(requested) = reply.requested_at.take() {
+            self.pending.push_back((
+                id,
+                ReplyEvent::FirstToken {
+                    after: requested.elapsed(),
+                },
+            ));
+        }
+        let reply = self.reply.as_mut().expect("current");
+        reply.text.push_str(&text);
+        reply.said.push_str(&text);
+        self.emit(id, ReplyEvent::Text(text));
+    }
+
+    /// Puts the running completion's text (and tool calls) into the history.
+    fn commit_text(&mut self, tool_calls: Vec<ToolCall>) {
+        let Some(reply) = self.reply.as_mut() else {
+            return;
+        };
+        let text = std::mem::take(&mut reply.text);
+        let content = (!text.trim().is_empty()).then_some(text);
+        if content.is_none() && tool_calls.is_empty() {
+            return;
+        }
+        reply.messages.push(self.history.len());
+        self.history.push(ChatMessage::Assistant {
+            content,
+            tool_calls,
+        });
+    }
+
+    fn on_completion_end(&mut self, id: ReplyId) {
+        self.commit_text(Vec::new());
+        if let Some(reply) = self.reply.as_mut() {
+            reply.completion_done = true;
+            reply.llm = None;
+            if reply.tools_in_flight == 0 {
+                self.finish(id, ReplyEvent::Done);
+            }
+        }
+    }
+
+    fn on_tool_calls(&mut self, id: ReplyId, calls: Vec<ToolCall>) {
+        self.commit_text(calls.clone());
+        if let Some(reply) = self.reply.as_mut() {
+            reply.completion_done = true;
+            reply.llm = None;
+        }
+        self.emit(id, ReplyEvent::ToolsCalled);
+        for call in calls {
+            let history_index = self.history.len();
+            let content = match self.toolbox.resolve(&call) {
+                Err(why) => json!({ "error": why }).to_string(),
+                Ok(ToolAction::EndCall { reason }) => {
+                    self.take_action(id, Action::End { reason });
+                    r#"{"ok":true,"note":"the conversation ends once your last words are delivered"}"#
+                        .to_owned()
+                }
+                Ok(ToolAction::Transfer { to }) => {
+                    self.take_action(id, Action::Transfer { to: to.clone() });
+                    json!({ "ok": true, "transferring_to": to }).to_string()
+                }
+                Ok(ToolAction::Http { tool, arguments }) => {
+                    if let Some(reply) = self.reply.as_mut() {
+                        reply.tools_in_flight += 1;
+                    }
+                    let egress = self.egress.clone();
+                    let inbox = self.inbox_tx.clone();
+                    let name = call.function.name.clone();
+                    let raw_arguments = call.function.arguments.clone();
+                    tokio::spawn(
+                        async move {
+                            let content = call_http_tool(&egress, &tool, &arguments).await;
+                            let _ = inbox
+                                .send(Update::ToolDone {
+                                    reply: id,
+                                    history_index,
+                                    name,
+                                    arguments: raw_arguments,
+                                    content,
+                                })
+                                .await;
+                        }
+                        .in_current_span(),
+                    );
+                    // What the model would read if asked before the result is in.
+                    self.history.push(ChatMessage::Tool {
+                        tool_call_id: call.id.clone(),
+                        content: r#"{"status":"pending"}"#.to_owned(),
+                    });
+                    continue;
+                }
+            };
+            self.emit(
+                id,
+                ReplyEvent::ToolResult {
+                    name: call.function.name.clone(),
+                    arguments: call.function.arguments.clone(),
+                    result: content.clone(),
+                },
+            );
+            self.history.push(ChatMessage::Tool {
+                tool_call_id: call.id.clone(),
+                content,
+            });
+        }
+        if self.reply.as_ref().is_some_and(|r| r.tools_in_flight == 0) {
+            self.next_round(id);
+        }
+    }
+
+    fn take_action(&mut self, id: ReplyId, action: Action) {
+        if let Some(reply) = self.reply.as_mut() {
+            reply.action_taken = true;
+        }
+        self.emit(id, ReplyEvent::Action(action));
+    }
+
+    /// Every tool of a round has answered: ask the model again, unless an end or a transfer
+    /// was asked for, which closes the reply.
+    fn next_round(&mut self, id: ReplyId) {
+        let Some(reply) = self.reply.as_ref() else {
+            return;
+        };
+        if reply.action_taken {
+            self.finish(id, ReplyEvent::Done);
+        } else {
+            self.request_completion();
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "conversation_tests.rs"]
+mod tests;
