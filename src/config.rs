@@ -41,6 +41,8 @@ pub struct Config {
     /// How long an end-of-conversation webhook waits for the conversation's analysis before it
     /// goes out without it (`analysis_status: "timeout"`).
     pub analysis_timeout_secs: u64,
+    /// A text chat nobody writes to for this long ends (`idle_timeout`), with its webhook.
+    pub chat_idle_timeout_secs: u64,
     /// Limits of the HTTP server itself (slow and idle connections, how many at once).
     pub http: HttpLimits,
     /// Which addresses owner-chosen URLs (webhooks, tools, an assistant's LLM) may reach.
@@ -166,6 +168,7 @@ impl Default for Config {
             max_concurrent_calls_per_owner: 100,
             media_inactivity_secs: 20,
             analysis_timeout_secs: 30,
+            chat_idle_timeout_secs: 3600,
             http: HttpLimits::default(),
             egress: crate::egress::AddressPolicy::default(),
             deepgram: ProviderConfig {

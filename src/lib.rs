@@ -5,6 +5,7 @@
 //! - [`server`]: binds, serves and gracefully stops the HTTP server.
 //! - [`api`]: REST handlers, authentication, the response envelope and the error type.
 //! - [`analysis`]: structured outputs (schema-checked JSON from the model) and post-call analysis.
+//! - [`chat`]: text chats on the agent core, stored like calls.
 //! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
 //! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
 //! - [`validation`]: field-level rule checking shared by every resource.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod assistant;
 pub mod audio;
 pub mod call;
+pub mod chat;
 pub mod config;
 pub mod egress;
 pub mod generation;

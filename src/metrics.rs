@@ -25,6 +25,12 @@ pub const FRAMES_SKIPPED: &str = "voxbridge_inbound_frames_skipped_total";
 pub const WEBHOOK_ATTEMPTS: &str = "voxbridge_webhook_attempts_total";
 /// Caller audio frames the STT could not take in time (its queue was full).
 pub const STT_FRAMES_DROPPED: &str = "voxbridge_stt_frames_dropped_total";
+/// Text chats created.
+pub const CHATS_CREATED: &str = "voxbridge_chats_created_total";
+/// Messages answered in text chats.
+pub const CHAT_MESSAGES: &str = "voxbridge_chat_messages_total";
+/// Text chats ended, by `reason`.
+pub const CHATS_ENDED: &str = "voxbridge_chats_ended_total";
 /// Conversation analyses finished, by `status` (`completed`, `invalid`, `failed`, `skipped`).
 pub const ANALYSES: &str = "voxbridge_analyses_total";
 
@@ -60,6 +66,9 @@ fn describe() {
     );
     metrics::describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind");
     metrics::describe_counter!(BARGE_INS, "Interruptions of the agent by the caller");
+    metrics::describe_counter!(CHATS_CREATED, "Text chats created");
+    metrics::describe_counter!(CHAT_MESSAGES, "Messages answered in text chats");
+    metrics::describe_counter!(CHATS_ENDED, "Text chats ended, by reason");
     metrics::describe_counter!(ANALYSES, "Conversation analyses finished, by status");
     metrics::describe_counter!(FRAMES_SKIPPED, "Inbound media frames skipped");
     metrics::describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by outcome");

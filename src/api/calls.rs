@@ -14,7 +14,9 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::path::ApiPath;
 use crate::analysis::Analysis;
-use crate::store::{CallFilter, CallRecord, CallStatus, DeliveryState, StoredAnalysis, TurnRecord};
+use crate::store::{
+    CallFilter, CallRecord, CallStatus, DeliveryState, Direction, StoredAnalysis, TurnRecord,
+};
 
 /// Largest page of `GET /call/list`.
 const MAX_PAGE_SIZE: i64 = 100;
@@ -73,6 +75,17 @@ pub struct TranscriptTurn {
     pub interrupted: bool,
 }
 
+impl From<TurnRecord> for TranscriptTurn {
+    fn from(t: TurnRecord) -> Self {
+        Self {
+            role: t.role,
+            text: t.text,
+            offset_ms: t.offset_ms,
+            interrupted: t.interrupted,
+        }
+    }
+}
+
 /// The end-of-call webhook's delivery state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookDelivery {
@@ -83,6 +96,19 @@ pub struct WebhookDelivery {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
+}
+
+impl From<DeliveryState> for WebhookDelivery {
+    fn from(d: DeliveryState) -> Self {
+        Self {
+            delivery_id: d.id,
+            url: d.url,
+            status: d.status,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            delivered_at: d.delivered_at,
+        }
+    }
 }
 
 /// `data` of `GET /call/details/{call_id}`.
@@ -142,47 +168,16 @@ fn details_of(
         rendered_prompt: c.rendered_prompt,
         rendered_start_instruction: c.rendered_start_instruction,
         missing_variables: c.missing_variables,
-        transcript: turns
-            .into_iter()
-            .map(|t| TranscriptTurn {
-                role: t.role,
-                text: t.text,
-                offset_ms: t.offset_ms,
-                interrupted: t.interrupted,
-            })
-            .collect(),
-        webhook_deliveries: deliveries
-            .into_iter()
-            .map(|d| WebhookDelivery {
-                delivery_id: d.id,
-                url: d.url,
-                status: d.status,
-                attempts: d.attempts,
-                last_error: d.last_error,
-                delivered_at: d.delivered_at,
-            })
-            .collect(),
+        transcript: turns.into_iter().map(TranscriptTurn::from).collect(),
+        webhook_deliveries: deliveries.into_iter().map(WebhookDelivery::from).collect(),
         analysis_status,
         analysis,
     }
 }
 
-#[utoipa::path(
-    get, path = "/call/list", operation_id = "call_list", tag = "calls",
-    params(ListQuery),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Calls retrieved successfully, newest first", body = Envelope<CallPage>),
-        (status = 400, description = "Invalid query", body = Envelope<Value>),
-        (status = 401, description = "Invalid or missing Bearer token", body = Envelope<Value>),
-    )
-)]
-pub async fn list(
-    State(state): State<AppState>,
-    Caller(owner): Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+/// The filter a list query asks for (`chats`: of text chats rather than calls) and its page
+/// number, or why it is not a valid query.
+pub(super) fn list_filter(query: ListQuery, chats: bool) -> Result<(CallFilter, i64), ApiError> {
     let page = query.page.unwrap_or(1);
     let page_size = query.page_size.unwrap_or(20);
     if page < 1 {
@@ -216,11 +211,33 @@ pub async fn list(
         ));
     }
     let filter = CallFilter {
+        chats,
         assistant_id: query.assistant_id,
         status,
         limit: page_size,
         offset: (page - 1).saturating_mul(page_size),
     };
+    Ok((filter, page))
+}
+
+#[utoipa::path(
+    get, path = "/call/list", operation_id = "call_list", tag = "calls",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Calls retrieved successfully, newest first", body = Envelope<CallPage>),
+        (status = 400, description = "Invalid query", body = Envelope<Value>),
+        (status = 401, description = "Invalid or missing Bearer token", body = Envelope<Value>),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(owner): Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let (filter, page) = list_filter(query, false)?;
+    let page_size = filter.limit;
     let (calls, total) = state.store.list_calls(&owner.id, &filter).await?;
     let page = CallPage {
         calls: calls.iter().map(summary).collect(),
@@ -250,6 +267,7 @@ pub async fn details(
         .store
         .get_call(&owner.id, &id)
         .await?
+        .filter(|c| c.direction != Direction::Chat)
         .ok_or_else(|| ApiError::NotFound("Call not found".to_owned()))?;
     let turns = state.store.call_turns(&call.id).await?;
     let deliveries = state.store.call_webhooks(&call.id).await?;

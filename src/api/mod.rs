@@ -4,6 +4,7 @@
 mod assistants;
 mod auth;
 mod calls;
+mod chats;
 mod envelope;
 mod error;
 mod health;
@@ -91,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         .route("/call/hangup/{call_id}", post(outbound::hang_up))
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
+        .route("/chat/create", post(chats::create))
+        .route("/chat/message/{chat_id}", post(chats::message))
+        .route("/chat/details/{chat_id}", get(chats::details))
+        .route("/chat/list", get(chats::list))
+        .route("/chat/end/{chat_id}", post(chats::end))
         .route("/trunk/create", post(trunks::create))
         .route("/trunk/list", get(trunks::list))
         .route("/trunk/details/{trunk_id}", get(trunks::details))

@@ -256,6 +256,7 @@ pub async fn hang_up(
         .store
         .get_call(&owner.id, &call_id)
         .await?
+        .filter(|c| c.direction != Direction::Chat)
         .ok_or_else(|| ApiError::NotFound("Call not found".to_owned()))?;
     if call.status.is_terminal() {
         return Err(ApiError::Conflict(format!(

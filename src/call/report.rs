@@ -17,7 +17,7 @@ use super::providers;
 use crate::analysis::{Analysis, AnalysisStatus, analyze};
 use crate::assistant::Assistant;
 use crate::llm::LlmTimeouts;
-use crate::store::{CallRecord, TurnRecord};
+use crate::store::{CallRecord, Direction, TurnRecord};
 
 /// An analysis request may take longer than a spoken reply: it is one larger answer.
 const ANALYSIS_TIMEOUTS: LlmTimeouts = LlmTimeouts {
@@ -160,7 +160,7 @@ pub fn end_of_call_report(call: &CallRecord, turns: &[TurnRecord]) -> Value {
         (Some(start), Some(end)) => seconds_between(start, end),
         _ => None,
     };
-    json!({
+    let mut report = json!({
         "event": "call.ended",
         "call_id": call.id,
         "assistant_id": call.assistant_id,
@@ -180,7 +180,17 @@ pub fn end_of_call_report(call: &CallRecord, turns: &[TurnRecord]) -> Value {
             "interrupted": t.interrupted,
         })).collect::<Vec<_>>(),
         "metadata": call.metadata,
-    })
+    });
+    if call.direction == Direction::Chat {
+        // A chat's report speaks of a chat: its own event name and id field, no numbers.
+        let fields = report.as_object_mut().expect("built as an object");
+        fields.insert("event".into(), json!("chat.ended"));
+        let id = fields.remove("call_id").unwrap_or(Value::Null);
+        fields.insert("chat_id".into(), id);
+        fields.remove("from_number");
+        fields.remove("to_number");
+    }
+    report
 }
 
 fn seconds_between(start: &str, end: &str) -> Option<f64> {
@@ -195,7 +205,7 @@ fn seconds_between(start: &str, end: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{CallStatus, Direction};
+    use crate::store::CallStatus;
 
     #[test]
     fn report_carries_the_call_and_its_transcript() {

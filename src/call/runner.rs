@@ -73,27 +73,17 @@ async fn load_assistant(
     services: &CallServices,
     call: &CallRecord,
 ) -> Option<(Assistant, Vec<HttpTool>)> {
-    let assistant = match services
+    match services
         .store
-        .get_assistant(&call.owner_id, &call.assistant_id)
+        .assistant_with_tools(&call.owner_id, &call.assistant_id)
         .await
     {
-        Ok(Some(assistant)) => assistant,
-        Ok(None) => return None,
+        Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "cannot load the assistant");
-            return None;
-        }
-    };
-    let mut tools = Vec::with_capacity(assistant.tool_ids.len());
-    for id in &assistant.tool_ids {
-        match services.store.get_tool(&call.owner_id, id).await {
-            Ok(Some(tool)) => tools.push(tool),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, tool_id = id, "tool not loaded"),
+            None
         }
     }
-    Some((assistant, tools))
 }
 
 #[allow(clippy::too_many_arguments)]

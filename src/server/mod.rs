@@ -114,6 +114,7 @@ impl Server {
         let store = self.state.store.clone();
         let live = self.state.calls.live.clone();
         let worker = self.state.calls.webhooks.spawn_worker();
+        let chat_sweeper = crate::chat::spawn_idle_sweeper(self.state.calls.clone());
         let limits = self.state.config.http;
         let app = api::router(self.state).layer(TraceLayer::new_for_http());
         let shutdown = async move {
@@ -127,6 +128,7 @@ impl Server {
         };
         connections::serve(self.listener, app, limits, shutdown, REQUEST_DRAIN).await;
         worker.abort();
+        chat_sweeper.abort();
         store.close().await;
         Ok(())
     }

@@ -155,6 +155,24 @@ impl Store {
         Ok(true)
     }
 
+    /// The owner's active assistant and its tools that still exist (a deleted tool is left out).
+    pub async fn assistant_with_tools(
+        &self,
+        owner_id: &str,
+        assistant_id: &str,
+    ) -> Result<Option<(Assistant, Vec<crate::assistant::HttpTool>)>, StoreError> {
+        let Some(assistant) = self.get_assistant(owner_id, assistant_id).await? else {
+            return Ok(None);
+        };
+        let mut tools = Vec::with_capacity(assistant.tool_ids.len());
+        for id in &assistant.tool_ids {
+            if let Some(tool) = self.get_tool(owner_id, id).await? {
+                tools.push(tool);
+            }
+        }
+        Ok(Some((assistant, tools)))
+    }
+
     /// Marks the owner's active assistant inactive. Answers false if there was none.
     pub async fn delete_assistant(
         &self,

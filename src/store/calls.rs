@@ -7,12 +7,13 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, now_timestamp};
 
-/// Where a call came from.
+/// Where a call came from. A text chat is stored as a call too, with direction `chat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Inbound,
     Outbound,
     Web,
+    Chat,
 }
 
 impl Direction {
@@ -21,6 +22,7 @@ impl Direction {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
             Direction::Web => "web",
+            Direction::Chat => "chat",
         }
     }
 
@@ -29,6 +31,7 @@ impl Direction {
             "inbound" => Direction::Inbound,
             "outbound" => Direction::Outbound,
             "web" => Direction::Web,
+            "chat" => Direction::Chat,
             _ => return None,
         })
     }
@@ -161,9 +164,11 @@ pub struct TurnRecord {
     pub interrupted: bool,
 }
 
-/// Filters of `GET /call/list`.
+/// Filters of `GET /call/list` (and `GET /chat/list`, with `chats`).
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
+    /// Text chats only; otherwise calls only.
+    pub chats: bool,
     pub assistant_id: Option<String>,
     pub status: Option<CallStatus>,
     pub limit: i64,
@@ -307,7 +312,13 @@ impl Store {
     ) -> Result<(Vec<CallRecord>, i64), StoreError> {
         // Optional filters are written as `($n IS NULL OR col = $n)` so one static statement
         // serves every combination.
-        let filter = "WHERE owner_id = $1 AND ($2 IS NULL OR assistant_id = $2) AND ($3 IS NULL OR status = $3)";
+        let filter = if f.chats {
+            "WHERE owner_id = $1 AND ($2 IS NULL OR assistant_id = $2) AND ($3 IS NULL OR status = $3) \
+             AND direction = 'chat'"
+        } else {
+            "WHERE owner_id = $1 AND ($2 IS NULL OR assistant_id = $2) AND ($3 IS NULL OR status = $3) \
+             AND direction <> 'chat'"
+        };
         let status = f.status.map(CallStatus::as_str);
         let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) AS n FROM calls {filter}"
@@ -335,10 +346,11 @@ impl Store {
     }
 
     /// How many of the owner's calls are not finished (queued, ringing or in progress). A web
-    /// call whose session token expired unused never started and does not count.
+    /// call whose session token expired unused never started and does not count; text chats
+    /// hold no media and do not count either.
     pub async fn count_active_calls(&self, owner_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM calls WHERE owner_id = $1 \
+            "SELECT COUNT(*) AS n FROM calls WHERE owner_id = $1 AND direction <> 'chat' \
              AND status IN ('queued', 'ringing', 'in-progress') \
              AND NOT (direction = 'web' AND stream_token_used_at IS NULL \
                       AND stream_token_expires_at <= $2)",
@@ -397,6 +409,16 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// The sequence number of the call's last transcript turn (0 when there is none).
+    pub async fn last_turn_seq(&self, call_id: &str) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM call_turns WHERE call_id = $1")
+                .bind(call_id)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Appends one transcript turn.

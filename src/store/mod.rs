@@ -8,6 +8,7 @@ mod analyses;
 mod api_keys;
 mod assistants;
 mod calls;
+mod chats;
 mod clock;
 mod phone_numbers;
 mod tools;

@@ -69,6 +69,17 @@ struct AttemptError {
     retryable: bool,
 }
 
+/// The payload's `event` (`call.ended`, `chat.ended`), sent as `X-Voxbridge-Event`.
+fn event_of(payload: &str) -> String {
+    #[derive(Deserialize)]
+    struct Event {
+        event: String,
+    }
+    serde_json::from_str::<Event>(payload)
+        .map(|e| e.event)
+        .unwrap_or_else(|_| "call.ended".to_owned())
+}
+
 /// How many deliveries are sent at once.
 const PARALLEL_DELIVERIES: usize = 8;
 /// How often the worker looks for due deliveries when nobody wakes it.
@@ -247,7 +258,7 @@ impl Webhooks {
             .timeout(timeout)
             .header("content-type", "application/json")
             .header(SIGNATURE_HEADER, signature)
-            .header("X-Voxbridge-Event", "call.ended")
+            .header("X-Voxbridge-Event", event_of(&delivery.payload))
             .header("X-Voxbridge-Delivery", &delivery.id)
             .body(delivery.payload.clone())
             .send()
