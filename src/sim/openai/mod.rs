@@ -21,6 +21,7 @@
 
 mod faults;
 mod render;
+mod response_format;
 mod script;
 pub mod validate;
 

@@ -446,6 +446,7 @@ mod tests {
             include_usage: true,
             messages,
             tool_names: tools.iter().map(|t| t.to_string()).collect(),
+            response_format: Default::default(),
         }
     }
 
