@@ -7,8 +7,10 @@
 //! Refusals use OpenAI's wording: `Invalid schema for response_format '<name>': In
 //! context=('properties', 'x'), ...` with `param: "response_format"`.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::ordered::Json;
 use super::validate::{ApiError, Message, invalid_type, missing};
 
 /// What the answer must look like.
@@ -30,6 +32,8 @@ pub struct JsonSchemaFormat {
     pub description: Option<String>,
     pub strict: bool,
     pub schema: Value,
+    /// The same schema with its properties in the order the client wrote them.
+    pub(crate) ordered: Json,
 }
 
 /// The longest `json_schema.name` OpenAI accepts.
@@ -48,9 +52,11 @@ const NOT_PERMITTED: &[&str] = &[
     "uniqueItems",
 ];
 
-/// Checks `request["response_format"]`.
+/// Checks `request["response_format"]`; `body` is the raw request, read again for the order of
+/// the schema's properties.
 pub(super) fn check(
     request: &Map<String, Value>,
+    body: &[u8],
     messages: &[Message],
 ) -> Result<ResponseFormat, ApiError> {
     let format = match request.get("response_format") {
@@ -79,7 +85,9 @@ pub(super) fn check(
                 ))
             }
         }
-        "json_schema" => json_schema(format.get("json_schema")).map(ResponseFormat::JsonSchema),
+        "json_schema" => {
+            json_schema(format.get("json_schema"), body).map(ResponseFormat::JsonSchema)
+        }
         other => Err(ApiError::invalid(
             format!(
                 "Invalid value: '{other}'. Supported values are: 'text', 'json_object', and 'json_schema'."
@@ -90,7 +98,7 @@ pub(super) fn check(
     }
 }
 
-fn json_schema(value: Option<&Value>) -> Result<JsonSchemaFormat, ApiError> {
+fn json_schema(value: Option<&Value>, body: &[u8]) -> Result<JsonSchemaFormat, ApiError> {
     const PATH: &str = "response_format.json_schema";
     let format = match value {
         None | Some(Value::Null) => return Err(missing(PATH)),
@@ -169,12 +177,35 @@ fn json_schema(value: Option<&Value>) -> Result<JsonSchemaFormat, ApiError> {
             None,
         ));
     }
+    let ordered = ordered_schema(body).unwrap_or_else(|| Json::from_value(&schema));
     Ok(JsonSchemaFormat {
         name,
         description,
         strict,
         schema,
+        ordered,
     })
+}
+
+/// The schema read again from the body, keeping the order of its keys.
+fn ordered_schema(body: &[u8]) -> Option<Json> {
+    #[derive(Deserialize)]
+    struct Body {
+        response_format: Option<Format>,
+    }
+    #[derive(Deserialize)]
+    struct Format {
+        json_schema: Option<Schema>,
+    }
+    #[derive(Deserialize)]
+    struct Schema {
+        schema: Option<Json>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()?
+        .response_format?
+        .json_schema?
+        .schema
 }
 
 /// The first rule of strict mode the schema breaks, worded as OpenAI words it.
@@ -452,6 +483,7 @@ mod tests {
 
     #[test]
     fn a_loose_schema_is_accepted_when_not_strict() {
+        // As text: `json!` would sort the keys.
         let body = r#"{"model": "m", "messages": [{"role": "user", "content": "hi"}],
             "response_format": {"type": "json_schema", "json_schema": {"name": "call_analysis",
                 "schema": {"type": "object", "properties": {"b": {}, "a": {"type": "string"}}, "required": ["a"]}}}}"#;
@@ -461,6 +493,15 @@ mod tests {
         };
         assert_eq!(format.name, "call_analysis");
         assert!(!format.strict);
+        let keys: Vec<&str> = format
+            .ordered
+            .get("properties")
+            .unwrap()
+            .members()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(keys, ["b", "a"], "the client's order is kept");
     }
 
     #[test]

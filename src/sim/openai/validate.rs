@@ -184,7 +184,7 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
         ));
     }
 
-    let response_format = super::response_format::check(&request, &messages)?;
+    let response_format = super::response_format::check(&request, body, &messages)?;
 
     if let Some(temperature) = request.get("temperature").filter(|t| !t.is_null()) {
         let Some(t) = temperature.as_f64() else {
