@@ -1,6 +1,7 @@
 //! The OpenAI-compatible streaming client against the fake OpenAI server, over real HTTP on a
 //! loopback port: replies, tool round trips, server differences, failures, retries, timeouts and
-//! cancellation. Also the fake's own refusals, seen by a plain HTTP client.
+//! cancellation. Also the fake's own refusals and its structured outputs, seen by a plain HTTP
+//! client.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -942,4 +943,122 @@ async fn the_fake_answers_without_streaming_when_asked() {
         "{\"city\":\"Oslo\"}"
     );
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+}
+
+/// The content deltas of a streamed answer, read as plain SSE.
+async fn streamed_content(fake: &Fake, body: Value) -> (Vec<String>, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", fake.base_url))
+        .header("authorization", format!("Bearer {KEY}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let deltas = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let finish = events
+        .iter()
+        .rev()
+        .find_map(|e| e["choices"][0]["finish_reason"].as_str())
+        .map_or(Value::Null, |f| json!(f));
+    (deltas, finish)
+}
+
+#[tokio::test]
+async fn a_structured_output_streams_json_valid_against_the_schema() {
+    let fake = start(OpenAiFake::new().text_chunk_chars(9)).await;
+    let schema = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {
+            "summary": {"type": "string"},
+            "structured_data": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "order_number": {"type": ["string", "null"]},
+                    "problem_category": {"type": ["string", "null"],
+                        "enum": ["delivery", "billing", "product", "account", "other", null]},
+                    "urgency_level": {"type": ["string", "null"], "enum": ["low", "medium", "high", null]}
+                },
+                "required": ["order_number", "problem_category", "urgency_level"]
+            },
+            "success": {"type": "boolean"}
+        },
+        "required": ["summary", "structured_data", "success"]
+    });
+    let body = json!({
+        "model": "gpt-4o-mini", "stream": true, "temperature": 0,
+        "messages": [
+            {"role": "system", "content": "Analyse the call."},
+            {"role": "user", "content": "assistant: Hello, how can I help?\nuser: I was charged twice for order 884211.\nassistant: I'll refund one charge."}
+        ],
+        "tools": [{"type": "function", "function": {"name": "end_call", "parameters": {"type": "object"}}}],
+        "response_format": {"type": "json_schema",
+            "json_schema": {"name": "call_analysis", "strict": true, "schema": schema}}
+    });
+    let (deltas, finish) = streamed_content(&fake, body).await;
+    assert!(deltas.len() > 3, "streamed in pieces: {deltas:?}");
+    assert!(deltas.iter().all(|d| d.chars().count() <= 9));
+    assert_eq!(finish, "stop", "no tool calls mixed in");
+    let answer: Value = serde_json::from_str(&deltas.concat()).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    assert!(validator.is_valid(&answer), "{answer}");
+    assert_eq!(
+        answer["structured_data"],
+        json!({"order_number": "884211", "problem_category": "billing", "urgency_level": null})
+    );
+    assert_eq!(answer["success"], true);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_response_formats_openai_refuses() {
+    let fake = start(OpenAiFake::new()).await;
+    let bearer = format!("Bearer {KEY}");
+    let with = |format: Value| {
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+               "response_format": format})
+    };
+
+    let (status, body) = post(&fake, Some(&bearer), with(json!({"type": "json_object"}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "messages");
+
+    let (status, body) = post(
+        &fake,
+        Some(&bearer),
+        with(json!({"type": "json_schema", "json_schema": {"name": "call analysis", "schema": {"type": "object"}}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "response_format.json_schema.name");
+
+    let (status, body) = post(
+        &fake,
+        Some(&bearer),
+        with(json!({"type": "json_schema", "json_schema": {"name": "call_analysis", "strict": true,
+            "schema": {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        json!({"message": "Invalid schema for response_format 'call_analysis': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+               "type": "invalid_request_error", "param": "response_format", "code": null})
+    );
+    assert!(
+        fake.handle.requests().iter().all(|r| r.status == 400),
+        "every refusal recorded"
+    );
 }

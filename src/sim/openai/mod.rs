@@ -3,7 +3,9 @@
 //!
 //! It checks the `Authorization: Bearer` key and the request body the way OpenAI does (see
 //! [`validate`]), answers from a [`Script`] (the built-in one makes a usable voice demo), and
-//! streams the reply in OpenAI's chunk sequence. Tests inject one-shot [`Fault`]s (429, 500,
+//! streams the reply in OpenAI's chunk sequence. A request with a `response_format` of
+//! `json_schema` (Structured Outputs) or `json_object` is answered with JSON instead, valid
+//! against its schema and filled from the conversation (the script's `extract` section). Tests inject one-shot [`Fault`]s (429, 500,
 //! mid-stream error, cut connection...) and lasting [`Quirks`] (Ollama, llama.cpp, proxies) and
 //! read back what the fake received through an [`OpenAiFakeHandle`], including whether a client
 //! hung up on a stream before its end.
@@ -20,8 +22,12 @@
 //! ```
 
 mod faults;
+mod ordered;
 mod render;
+mod response_format;
 mod script;
+mod structured;
+mod transcript;
 pub mod validate;
 
 use std::collections::VecDeque;
@@ -41,8 +47,10 @@ use tokio::sync::watch;
 
 pub use faults::{Fault, Fragments, HttpFault, Quirks, UsageMode};
 pub use script::{
-    Capture, Reply, ReplySpec, Rule, Script, ScriptError, ScriptedCall, ToolCallSpec, When,
+    Capture, Extract, MessagePick, Pattern, Reply, ReplySpec, Rule, Script, ScriptError,
+    ScriptedCall, ToolCallSpec, When,
 };
+pub use validate::{JsonSchemaFormat, ResponseFormat};
 
 use crate::sim::Latency;
 use render::{Action, Completion, Shape};

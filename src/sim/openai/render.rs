@@ -420,6 +420,7 @@ mod tests {
                 tool_call_id: None,
             }],
             tool_names: vec!["f".into()],
+            response_format: Default::default(),
         }
     }
 

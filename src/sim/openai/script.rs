@@ -25,6 +25,45 @@
 //! templates, or a string sent verbatim as the arguments' JSON text (to test odd encodings).
 //! Templates: `{{name}}` with `|` fallbacks taking the first non-empty value; names are `user`,
 //! `tool`, `result`, `result.<path>`, `args.<path>`, a capture, or a `'literal'`.
+//!
+//! ## Structured outputs
+//!
+//! A request with `response_format` `json_schema` is not answered by the rules: the model
+//! answers JSON valid against the schema (see [`super::structured`]), every property present,
+//! filled from what the user said. Where the conversation comes from: the user messages, each
+//! split into turns when it is a transcript of `user: …` / `assistant: …` lines (also `caller`,
+//! `customer`, `agent`, `bot`), and the assistant messages, up to the first assistant message
+//! that is itself a JSON answer (what follows it is a client's retry asking for a correction).
+//!
+//! The optional top-level `extract` section says how a property (by name, at any depth of the
+//! schema) is found in the user's turns; the latest turn that has it wins, and within a turn
+//! the first mention:
+//!
+//! ```json
+//! {"rules": [...],
+//!  "extract": {
+//!    "order_number": {"pattern": "\\b(?:[A-Z]{2,}-?\\d{3,}|\\d{5,})\\b"},
+//!    "city": {"after": ["in", "to"], "until": ["today"], "default": "London"},
+//!    "urgency_level": {"synonyms": {"high": ["urgent", "asap", "immediately"]}},
+//!    "problem_description": {"message": "longest"}
+//!  }}
+//! ```
+//!
+//! - `pattern`: a regular expression (`regex` crate syntax; `(?i)` for any case); its first
+//!   group if it has one, else the whole match. For an array, every match in order.
+//! - `after` / `until`: as in a rule's `capture`, the words after a marker word.
+//! - `synonyms`: value → words or phrases that name it; the value's own words name it too.
+//!   Words match whole, case-insensitively, with a plain suffix (`refund` in "refunded").
+//! - `message`: a whole user turn, `first`, `last` or `longest`.
+//! - `default`: any JSON, used when nothing is found and it fits the schema.
+//!
+//! Text found is used only if it fits the property's schema (type, enum, length, pattern,
+//! format, bounds). Without an entry: an enum takes the value the user named (its own words),
+//! a string named like `summary` gets one sentence about the first thing the caller asked, a
+//! boolean named like `success` is true when a user turn got an assistant reply. Whatever is
+//! still missing is `null` where the schema allows it, else the first enum value or a short
+//! placeholder that satisfies the schema. `json_object` (JSON mode) answers a `summary` and
+//! every `extract` entry (`null` when not found).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,7 +71,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::validate::{Message, Role, ValidRequest};
+use super::structured;
+use super::transcript::Transcript;
+use super::validate::{Message, ResponseFormat, Role, ValidRequest};
 
 /// The built-in script: friendly replies, `end_call` on goodbye, `get_weather` on weather.
 const DEFAULT_SCRIPT: &str = include_str!("../../../fixtures/sim/openai_default.json");
@@ -46,13 +87,18 @@ pub enum ScriptError {
     Parse(#[from] serde_json::Error),
     #[error("rule {rule}: {why}")]
     Rule { rule: usize, why: String },
+    #[error("extract {name}: {why}")]
+    Extract { name: String, why: String },
 }
 
-/// Ordered reply rules.
+/// Ordered reply rules, and how structured answers find their values.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Script {
     pub rules: Vec<Rule>,
+    /// Property name → how its value is found in what the user said (structured outputs).
+    #[serde(default)]
+    pub extract: BTreeMap<String, Extract>,
 }
 
 /// When to answer what.
@@ -89,6 +135,87 @@ pub struct Capture {
     pub until: Vec<String>,
     #[serde(default)]
     pub default: String,
+}
+
+/// How a structured answer's property is found in the user's turns (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extract {
+    /// The words after one of these marker words, as in a [`Capture`].
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Words that end what `after` takes.
+    #[serde(default)]
+    pub until: Vec<String>,
+    /// A regular expression; its first group if it has one, else the whole match.
+    #[serde(default)]
+    pub pattern: Option<Pattern>,
+    /// Value → words or phrases that name it.
+    #[serde(default)]
+    pub synonyms: BTreeMap<String, Vec<String>>,
+    /// A whole user turn.
+    #[serde(default)]
+    pub message: Option<MessagePick>,
+    /// The value when nothing is found, if it fits the schema.
+    #[serde(default)]
+    pub default: Option<Value>,
+}
+
+/// Which whole user turn an [`Extract`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessagePick {
+    First,
+    Last,
+    Longest,
+}
+
+/// A compiled regular expression, read from its source text.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Self, regex::Error> {
+        regex::Regex::new(source).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The first group of the first match (the whole match without groups).
+    pub(super) fn first(&self, text: &str) -> Option<String> {
+        self.0.captures(text).and_then(|c| Self::taken(&c))
+    }
+
+    /// The same for every match, in order.
+    pub(super) fn all(&self, text: &str) -> Vec<String> {
+        self.0
+            .captures_iter(text)
+            .filter_map(|c| Self::taken(&c))
+            .collect()
+    }
+
+    fn taken(captures: &regex::Captures<'_>) -> Option<String> {
+        captures
+            .get(1)
+            .or_else(|| captures.get(0))
+            .map(|m| m.as_str().trim().to_owned())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Pattern::new(&source).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What the model says: text, tool calls, or both (text first, as models do).
@@ -167,6 +294,24 @@ impl Script {
                 });
             }
         }
+        for (name, entry) in &script.extract {
+            let why = if entry.after.is_empty()
+                && entry.pattern.is_none()
+                && entry.synonyms.is_empty()
+                && entry.message.is_none()
+                && entry.default.is_none()
+            {
+                "says neither after, pattern, synonyms, message nor default"
+            } else if entry.after.is_empty() && !entry.until.is_empty() {
+                "until without after"
+            } else {
+                continue;
+            };
+            return Err(ScriptError::Extract {
+                name: name.clone(),
+                why: why.into(),
+            });
+        }
         Ok(script)
     }
 
@@ -174,8 +319,27 @@ impl Script {
         Self::from_json(&std::fs::read_to_string(path)?)
     }
 
-    /// The reply to a conversation.
+    /// The reply to a conversation: JSON when the request asks for it, else the first rule
+    /// that matches.
     pub fn reply(&self, request: &ValidRequest) -> Reply {
+        let structured = match &request.response_format {
+            ResponseFormat::Text => None,
+            ResponseFormat::JsonObject => Some(structured::json_object(
+                &Transcript::of(&request.messages),
+                &self.extract,
+            )),
+            ResponseFormat::JsonSchema(format) => Some(structured::answer(
+                format,
+                &Transcript::of(&request.messages),
+                &self.extract,
+            )),
+        };
+        if let Some(text) = structured {
+            return Reply {
+                text,
+                tool_calls: Vec::new(),
+            };
+        }
         let conversation = Conversation::of(&request.messages);
         for rule in &self.rules {
             let offered = rule
@@ -313,19 +477,21 @@ fn render(rule: &Rule, conversation: &Conversation<'_>, result: Option<&ToolResu
 
 /// The words after the first marker word, up to punctuation, a stop word or four words.
 fn capture_from(user: &str, capture: &Capture) -> String {
+    capture_after(user, &capture.after, &capture.until).unwrap_or_else(|| capture.default.clone())
+}
+
+/// What [`capture_from`] takes, if anything.
+pub(super) fn capture_after(text: &str, after: &[String], until: &[String]) -> Option<String> {
     let is = |word: &str, list: &[String]| list.iter().any(|w| w.eq_ignore_ascii_case(word));
-    let mut words = user.split_whitespace();
+    let mut words = text.split_whitespace();
     while let Some(word) = words.next() {
-        if !is(
-            word.trim_matches(|c: char| !c.is_alphanumeric()),
-            &capture.after,
-        ) {
+        if !is(word.trim_matches(|c: char| !c.is_alphanumeric()), after) {
             continue;
         }
         let mut taken: Vec<&str> = Vec::new();
         for word in words.by_ref() {
             let bare = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-');
-            if bare.is_empty() || is(bare, &capture.until) {
+            if bare.is_empty() || is(bare, until) {
                 break;
             }
             taken.push(bare);
@@ -335,10 +501,10 @@ fn capture_from(user: &str, capture: &Capture) -> String {
             }
         }
         if !taken.is_empty() {
-            return taken.join(" ");
+            return Some(taken.join(" "));
         }
     }
-    capture.default.clone()
+    None
 }
 
 struct Vars<'a> {
@@ -446,6 +612,7 @@ mod tests {
             include_usage: true,
             messages,
             tool_names: tools.iter().map(|t| t.to_string()).collect(),
+            response_format: ResponseFormat::Text,
         }
     }
 

@@ -3,12 +3,15 @@
 //! A fake that accepts anything proves nothing: these are the mistakes a client really makes
 //! (an unanswered `tool_call_id`, arguments sent as an object, a tool without `type`, an empty
 //! `messages`), answered with the status, `message`, `param` and `code` OpenAI uses, so a client
-//! test that passes here would pass against the real service.
+//! test that passes here would pass against the real service. `response_format` has its own
+//! checks in [`super::response_format`].
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+pub use super::response_format::{JsonSchemaFormat, ResponseFormat};
 
 /// An error answer in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +93,8 @@ pub struct ValidRequest {
     pub messages: Vec<Message>,
     /// Names of the functions offered in `tools`.
     pub tool_names: Vec<String>,
+    /// Text, JSON mode or a JSON Schema (Structured Outputs).
+    pub response_format: ResponseFormat,
 }
 
 /// Checks a request body the way the real API does.
@@ -179,6 +184,8 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
         ));
     }
 
+    let response_format = super::response_format::check(&request, body, &messages)?;
+
     if let Some(temperature) = request.get("temperature").filter(|t| !t.is_null()) {
         let Some(t) = temperature.as_f64() else {
             return Err(invalid_type("temperature", "a number", temperature));
@@ -225,6 +232,7 @@ pub fn validate(body: &[u8]) -> Result<ValidRequest, ApiError> {
         include_usage,
         messages,
         tool_names,
+        response_format,
     })
 }
 
@@ -529,7 +537,7 @@ fn tool(i: usize, value: &Value) -> Result<String, ApiError> {
     Ok(name.clone())
 }
 
-fn missing(param: &str) -> ApiError {
+pub(super) fn missing(param: &str) -> ApiError {
     ApiError::invalid(
         format!("Missing required parameter: '{param}'."),
         Some(param.to_owned()),
@@ -547,7 +555,7 @@ fn empty_array(param: &str) -> ApiError {
     )
 }
 
-fn invalid_type(param: &str, expected: &str, got: &Value) -> ApiError {
+pub(super) fn invalid_type(param: &str, expected: &str, got: &Value) -> ApiError {
     let got = match got {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
