@@ -388,3 +388,63 @@ async fn a_chat_uses_the_assistants_http_tools() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_chat_is_analysed_and_reported_with_its_analysis() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"order_number": {"type": ["string", "null"]}},
+        "required": ["order_number"]
+    });
+    let (status, reply) = lab
+        .server
+        .patch(
+            &format!("/assistant/update/{}", lab.assistant_id),
+            json!({"assistant_analysis": {"summary": true, "structured_data_schema": schema}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let chat_id = create_chat(&lab.server, &lab.assistant_id).await;
+    let (status, _) = lab
+        .server
+        .post(
+            &format!("/chat/message/{chat_id}"),
+            json!({"text": "My order AB-12345 never arrived"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = lab
+        .server
+        .post(&format!("/chat/end/{chat_id}"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut details = Value::Null;
+    for _ in 0..200 {
+        details = lab.server.get(&format!("/chat/details/{chat_id}")).await.1;
+        if details["data"]["analysis_status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let analysis = &details["data"]["analysis"];
+    assert_eq!(
+        analysis["structured_data"]["order_number"], "AB-12345",
+        "{details}"
+    );
+    for _ in 0..100 {
+        if lab.webhooks.count() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = lab.webhooks.received.lock().unwrap()[0].clone();
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["analysis_status"], "completed", "{report}");
+    assert_eq!(
+        report["analysis"]["structured_data"],
+        analysis["structured_data"]
+    );
+    assert_eq!(report["end_reason"], "ended_by_api");
+    lab.stop().await;
+}
