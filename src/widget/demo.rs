@@ -22,7 +22,22 @@ pub fn demo_assistant(owner_id: &str) -> Assistant {
         }),
         start_instruction: Some("Hello {{name|there}}! How can I help you today?".to_owned()),
         end_call_url: None,
-        settings: Default::default(),
+        // With the sim LLM this shows a call's analysis in its details with no accounts.
+        settings: crate::assistant::CallSettings {
+            analysis: crate::analysis::AnalysisSettings {
+                summary: true,
+                structured_data_schema: Some(serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "topic": {"type": ["string", "null"], "description": "What the caller wanted"},
+                        "email": {"type": ["string", "null"], "format": "email"}
+                    },
+                    "required": ["topic", "email"]
+                })),
+                success_criteria: Some("The caller got an answer.".to_owned()),
+            },
+            ..Default::default()
+        },
         tool_ids: Vec::new(),
         created_at: now.clone(),
         updated_at: now,
