@@ -11,6 +11,8 @@
 //! - [`validation`]: field-level rule checking shared by every resource.
 //! - [`audio`]: formats, G.711, resampling, VAD, WAV and pacing on the hot path.
 //! - [`generation`]: the turn counter that lets stale LLM/TTS output be dropped.
+//! - [`provider_socket`]: the sockets STT and TTS open to providers (one TLS config, one reading
+//!   of refusals).
 //! - [`stt`], [`tts`], [`llm`]: a trait per provider role, one file per provider.
 //! - [`egress`]: the address policy and client for URLs an API user chose.
 //! - [`telephony`]: trunks, phone numbers, provider REST clients, webhook signatures, TwiML.
@@ -29,6 +31,7 @@ pub mod generation;
 pub mod llm;
 pub mod loadtest;
 pub mod metrics;
+pub mod provider_socket;
 pub mod server;
 pub mod sim;
 pub mod store;
