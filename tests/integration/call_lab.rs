@@ -80,6 +80,8 @@ pub struct LabOptions {
     pub assistant: Value,
     pub webhook_fail_first: u32,
     pub max_concurrent_calls: u32,
+    /// The fakes' delays (none by default).
+    pub delays: SimOptions,
 }
 
 impl Default for LabOptions {
@@ -100,6 +102,7 @@ impl Default for LabOptions {
             }),
             webhook_fail_first: 0,
             max_concurrent_calls: 100,
+            delays: SimOptions::default(),
         }
     }
 }
@@ -107,13 +110,10 @@ impl Default for LabOptions {
 impl CallLab {
     pub async fn start(options: LabOptions) -> Self {
         let script = SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect());
-        let sim = SimSuite::start_scripted(
-            ([127, 0, 0, 1], 0).into(),
-            SimOptions::default(),
-            Some(script),
-        )
-        .await
-        .expect("the fakes start");
+        let sim =
+            SimSuite::start_scripted(([127, 0, 0, 1], 0).into(), options.delays, Some(script))
+                .await
+                .expect("the fakes start");
         let webhooks = WebhookSink::default();
         *webhooks.fail_first.lock().unwrap() = options.webhook_fail_first;
         let hook_url = webhooks.serve().await;

@@ -747,6 +747,126 @@ async fn sarvam_speaks_again_after_a_barge_in() {
     lab.stop().await;
 }
 
+/// The longest silence inside each stretch of agent audio the caller heard: a stretch starts
+/// with the first audio after the caller's speech (or a `clear`) and ends at the server's
+/// end-of-reply mark; inside it the earpiece plays 8 bytes a millisecond, so audio that arrives
+/// after the queued audio has run out leaves a silence of that length.
+fn longest_silences_within_replies(
+    report: &voxbridge::sim::twilio_caller::CallerReport,
+) -> Vec<Duration> {
+    let mut boundaries: Vec<Duration> = report.speech.iter().map(|s| s.started_at).collect();
+    boundaries.extend(
+        report
+            .marks
+            .iter()
+            .filter(|m| m.name.ends_with(".end"))
+            .map(|m| m.received_at),
+    );
+    boundaries.sort_unstable();
+    let mut boundaries = boundaries.into_iter().peekable();
+    let mut stretches = Vec::new();
+    // (when the queued audio runs out, clears seen, longest silence so far)
+    let mut current: Option<(Duration, u32, Duration)> = None;
+    for media in &report.media {
+        let mut new_stretch = false;
+        while boundaries.next_if(|&b| b <= media.at).is_some() {
+            new_stretch = true;
+        }
+        let play = Duration::from_micros(u64::from(media.bytes) * 125);
+        match &mut current {
+            Some((runs_out, clears, longest)) if !new_stretch && *clears == media.after_clears => {
+                *longest = (*longest).max(media.at.saturating_sub(*runs_out));
+                *runs_out = (*runs_out).max(media.at) + play;
+            }
+            _ => {
+                stretches.extend(current.map(|(_, _, longest)| longest));
+                current = Some((media.at + play, media.after_clears, Duration::ZERO));
+            }
+        }
+    }
+    stretches.extend(current.map(|(_, _, longest)| longest));
+    stretches
+}
+
+/// Issue 14: with Sarvam's buffering as documented (`min_buffer_size` held until more text or
+/// a flush; synthesis at 4× real time after a 150 ms first byte) and a model that streams its
+/// reply, every reply of a three-turn call must play whole: no silence between its phrases that
+/// the caller would take for the end of the turn, nothing talked over, nothing cut; and the
+/// first phrase must not wait in Sarvam's buffer for more text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarvam_replies_play_whole_with_no_silence_between_phrases() {
+    let mut options = LabOptions {
+        delays: voxbridge::sim::suite::SimOptions {
+            // Six characters every 40 ms: a model streaming ~35 tokens a second.
+            llm_per_chunk_ms: 40,
+            ..voxbridge::sim::suite::SimOptions::reference()
+        },
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_tts_model"] = serde_json::json!("sarvam");
+    options.assistant["assistant_tts_config"] =
+        serde_json::json!({"speaker": "anushka", "target_language_code": "en-IN"});
+    let lab = CallLab::start(options).await;
+    // `tomorrow_at_seven` pauses 340 ms after "Yes,", longer than the STT's endpointing: the
+    // agent would rightly answer "Yes," and be talked over. `book_table` has no such pause; the
+    // fake STT hears the scripted utterances in order whatever the clip.
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).say(clip("book_table"));
+    let script = after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let report = &lab.twilio.call(&sid).unwrap().caller_reports[0];
+    let turns = transcript(&call);
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(r, _)| r == "assistant")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    // Each reply is the fake model's multi-phrase answer ("Sure. You said: … How else can I
+    // help?"), heard to its end before the caller spoke again.
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call:#}");
+    assert!(
+        call["transcript"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["interrupted"] == false),
+        "a reply was talked over: {turns:#?}"
+    );
+    assert!(
+        report.clears.is_empty(),
+        "the caller barged in: {:?}",
+        report.clears
+    );
+    assert_eq!(said.len(), 4, "{turns:#?}");
+    for reply in &said[1..3] {
+        assert!(
+            reply.starts_with("Sure. You said:") && reply.ends_with("How else can I help?"),
+            "{turns:#?}"
+        );
+    }
+    // Between phrases the provider's own delay (150 ms before the first byte) may show; a
+    // phrase waiting in Sarvam's buffer shows as seconds. 500 ms leaves room for a loaded
+    // machine.
+    let silences = longest_silences_within_replies(report);
+    assert!(
+        silences.iter().all(|s| *s < Duration::from_millis(500)),
+        "silences inside replies: {silences:?}"
+    );
+    // The first phrase ("Sure.") went to synthesis before Sarvam's buffer filled: the segment
+    // that starts each reply is shorter than min_buffer_size (50), so a flush released it.
+    let segments = lab.sarvam_tts.received().segments;
+    let openings: Vec<&String> = segments.iter().filter(|s| s.starts_with("Sure.")).collect();
+    assert_eq!(openings.len(), 2, "{segments:#?}");
+    assert!(
+        openings.iter().all(|s| s.chars().count() < 50),
+        "a first phrase waited for min_buffer_size: {segments:#?}"
+    );
+    lab.stop().await;
+}
+
 /// A model that refuses (out of quota: not worth a retry) is counted by provider and kind, and
 /// the call goes on (the caller hears an apology instead of silence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
