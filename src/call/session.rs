@@ -226,11 +226,19 @@ impl Agent {
                     None => self.on_stt(SttEvent::Closed(Ok(()))),
                 },
                 Some(message) = self.inbox.recv() => self.on_internal(message),
-                permit = self.io.writer.clone().reserve_owned(), if !self.writer_backlog.is_empty() => match permit {
+                // Room in the writer's queue is awaited whenever something waits for it: the
+                // backlog, or TTS events (taken only while there is room). Waiting for room only
+                // when the backlog was non-empty left an agent whose last audio filled the queue
+                // asleep until some other event woke it; with a TTS that gives no word timings
+                // (Sarvam), no mark echoes come mid-utterance, so each reply stopped after the
+                // ~3 s the queue and pacer hold until the caller spoke (issue 14).
+                permit = self.io.writer.clone().reserve_owned(), if !writer_has_room && !self.io.writer.is_closed() => match permit {
                     Ok(permit) => {
                         if let Some(item) = self.writer_backlog.pop_front() {
                             permit.send(item);
                         }
+                        // Otherwise the permit is dropped: its slot is free for the TTS event
+                        // the next turn of the loop takes.
                     }
                     // The writer is gone: the call is ending anyway.
                     Err(_) => self.writer_backlog.clear(),
