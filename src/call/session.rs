@@ -499,7 +499,14 @@ impl Agent {
         let reply = self.reply.as_mut().expect("just begun");
         reply.end_after = end_after;
         reply.history_messages.push(index);
-        self.speak(text.to_owned());
+        // Phrase by phrase, as the model's text is: a TTS that synthesises sentence by sentence
+        // (Sarvam) then starts on the first sentence at once and times its words as it goes,
+        // so a barge-in into a long greeting keeps what was heard.
+        let mut phrases = reply.splitter.push(text);
+        phrases.extend(reply.splitter.finish());
+        for phrase in phrases {
+            self.speak(phrase);
+        }
         self.close_utterance();
         let _ = generation;
         self.maybe_place_end_mark();
