@@ -367,6 +367,37 @@ async fn greets_then_answers_each_turn() {
     assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
 }
 
+/// A scripted text reaches the TTS phrase by phrase, as the model's text does, in one
+/// utterance: a TTS that synthesises sentence by sentence can start on the first at once.
+#[tokio::test(start_paused = true)]
+async fn a_scripted_greeting_goes_to_the_tts_phrase_by_phrase() {
+    let mut h = start(
+        CallSetup {
+            start_instruction: Some("Welcome to Acme. How can I help you today?".into()),
+            ..setup()
+        },
+        vec![],
+    );
+    let mut pieces = Vec::new();
+    loop {
+        match h.tts_commands.recv().await.expect("tts channel open") {
+            TtsCommand::Speak {
+                generation,
+                text,
+                last,
+            } => {
+                assert_eq!(generation, Generation(1));
+                if last {
+                    break;
+                }
+                pieces.push(text);
+            }
+            TtsCommand::Cancel { .. } => panic!("nothing to cancel"),
+        }
+    }
+    assert_eq!(pieces, ["Welcome to Acme. ", "How can I help you today? "]);
+}
+
 /// A TTS without word timings (Sarvam) sends more audio than the writer's queue holds, and
 /// nothing else happens on the call: no mark echoes (their marks come only at the end), no
 /// caller. The agent must still forward the rest as the writer drains (issue 14: each Sarvam
