@@ -158,6 +158,12 @@ struct LoadtestArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// The assistant's TTS: `cartesia` or `sarvam` (Bulbul `anushka`, en-IN).
+    #[arg(long, default_value = "cartesia", value_parser = ["cartesia", "sarvam"])]
+    tts: String,
+    /// The assistant's STT: `deepgram` or `sarvam` (en-IN).
+    #[arg(long, default_value = "deepgram", value_parser = ["deepgram", "sarvam"])]
+    stt: String,
     #[command(flatten)]
     delays: DelayArgs,
 }
@@ -280,6 +286,8 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Box<dyn std::error::Error>> 
         server,
         sim_url: args.sim_url,
         delays: args.delays.options(SimOptions::reference()),
+        tts: args.tts.parse()?,
+        stt: args.stt.parse()?,
     };
     let report = voxbridge::loadtest::run(&options).await?;
     print!("{}", report.table());
