@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use voxbridge::loadtest::{LoadTestOptions, ServerSpec, run};
+use voxbridge::loadtest::{LoadTestOptions, ServerSpec, SttChoice, TtsChoice, run};
 use voxbridge::sim::suite::SimOptions;
 
 fn main() {
@@ -34,6 +34,8 @@ fn main() {
             },
             sim_url: None,
             delays: SimOptions::reference(),
+            tts: TtsChoice::default(),
+            stt: SttChoice::default(),
         };
         match runtime.block_on(run(&options)) {
             Ok(report) => println!("{}", report.table()),

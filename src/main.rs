@@ -102,6 +102,10 @@ struct DelayArgs {
     /// TTS time between audio chunks.
     #[arg(long)]
     tts_per_chunk_ms: Option<u64>,
+    /// How much faster than real time the Sarvam TTS fake synthesises after its first byte (0:
+    /// as fast as the socket takes it).
+    #[arg(long)]
+    sarvam_tts_times_real_time: Option<u32>,
 }
 
 impl DelayArgs {
@@ -115,6 +119,9 @@ impl DelayArgs {
             llm_per_chunk_ms: self.llm_per_chunk_ms.unwrap_or(defaults.llm_per_chunk_ms),
             tts_first_byte_ms: self.tts_first_byte_ms.unwrap_or(defaults.tts_first_byte_ms),
             tts_per_chunk_ms: self.tts_per_chunk_ms.unwrap_or(defaults.tts_per_chunk_ms),
+            sarvam_tts_times_real_time: self
+                .sarvam_tts_times_real_time
+                .unwrap_or(defaults.sarvam_tts_times_real_time),
         }
     }
 }
@@ -151,6 +158,12 @@ struct LoadtestArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// The assistant's TTS: `cartesia` or `sarvam` (Bulbul `anushka`, en-IN).
+    #[arg(long, default_value = "cartesia", value_parser = ["cartesia", "sarvam"])]
+    tts: String,
+    /// The assistant's STT: `deepgram` or `sarvam` (en-IN).
+    #[arg(long, default_value = "deepgram", value_parser = ["deepgram", "sarvam"])]
+    stt: String,
     #[command(flatten)]
     delays: DelayArgs,
 }
@@ -273,6 +286,8 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Box<dyn std::error::Error>> 
         server,
         sim_url: args.sim_url,
         delays: args.delays.options(SimOptions::reference()),
+        tts: args.tts.parse()?,
+        stt: args.stt.parse()?,
     };
     let report = voxbridge::loadtest::run(&options).await?;
     print!("{}", report.table());

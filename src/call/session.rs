@@ -227,11 +227,19 @@ impl Agent {
                     None => self.on_stt(SttEvent::Closed(Ok(()))),
                 },
                 Some(message) = self.inbox.recv() => self.on_internal(message),
-                permit = self.io.writer.clone().reserve_owned(), if !self.writer_backlog.is_empty() => match permit {
+                // Room in the writer's queue is awaited whenever something waits for it: the
+                // backlog, or TTS events (taken only while there is room). Waiting for room only
+                // when the backlog was non-empty left an agent whose last audio filled the queue
+                // asleep until some other event woke it; with a TTS that gives no word timings
+                // (Sarvam), no mark echoes come mid-utterance, so each reply stopped after the
+                // ~3 s the queue and pacer hold until the caller spoke (issue 14).
+                permit = self.io.writer.clone().reserve_owned(), if !writer_has_room && !self.io.writer.is_closed() => match permit {
                     Ok(permit) => {
                         if let Some(item) = self.writer_backlog.pop_front() {
                             permit.send(item);
                         }
+                        // Otherwise the permit is dropped: its slot is free for the TTS event
+                        // the next turn of the loop takes.
                     }
                     // The writer is gone: the call is ending anyway.
                     Err(_) => self.writer_backlog.clear(),
@@ -492,7 +500,14 @@ impl Agent {
         let reply = self.reply.as_mut().expect("just begun");
         reply.end_after = end_after;
         reply.history_messages.push(index);
-        self.speak(text.to_owned());
+        // Phrase by phrase, as the model's text is: a TTS that synthesises sentence by sentence
+        // (Sarvam) then starts on the first sentence at once and times its words as it goes,
+        // so a barge-in into a long greeting keeps what was heard.
+        let mut phrases = reply.splitter.push(text);
+        phrases.extend(reply.splitter.finish());
+        for phrase in phrases {
+            self.speak(phrase);
+        }
         self.close_utterance();
         let _ = generation;
         self.maybe_place_end_mark();

@@ -371,6 +371,78 @@ async fn greets_then_answers_each_turn() {
     assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
 }
 
+/// A scripted text reaches the TTS phrase by phrase, as the model's text does, in one
+/// utterance: a TTS that synthesises sentence by sentence can start on the first at once.
+#[tokio::test(start_paused = true)]
+async fn a_scripted_greeting_goes_to_the_tts_phrase_by_phrase() {
+    let mut h = start(
+        CallSetup {
+            start_instruction: Some("Welcome to Acme. How can I help you today?".into()),
+            ..setup()
+        },
+        vec![],
+    );
+    let mut pieces = Vec::new();
+    loop {
+        match h.tts_commands.recv().await.expect("tts channel open") {
+            TtsCommand::Speak {
+                generation,
+                text,
+                last,
+            } => {
+                assert_eq!(generation, Generation(1));
+                if last {
+                    break;
+                }
+                pieces.push(text);
+            }
+            TtsCommand::Cancel { .. } => panic!("nothing to cancel"),
+        }
+    }
+    assert_eq!(pieces, ["Welcome to Acme. ", "How can I help you today? "]);
+}
+
+/// A TTS without word timings (Sarvam) sends more audio than the writer's queue holds, and
+/// nothing else happens on the call: no mark echoes (their marks come only at the end), no
+/// caller. The agent must still forward the rest as the writer drains (issue 14: each Sarvam
+/// reply stopped once the queue was full, until the caller spoke).
+#[tokio::test(start_paused = true)]
+async fn audio_beyond_the_writer_queue_moves_on_as_the_writer_drains() {
+    let mut h = start(setup(), vec![]);
+    let (greeting, _) = h.utterance().await;
+    // More than the writer's queue (64 here) and the TTS event queue (64) hold together.
+    let chunks = 200;
+    let tts = h.tts_events.clone();
+    tokio::spawn(async move {
+        for _ in 0..chunks {
+            let audio = Bytes::from(vec![0x55u8; 160]);
+            let event = TtsEvent::Audio {
+                generation: greeting,
+                audio,
+            };
+            tts.send(event).await.unwrap();
+        }
+        tts.send(TtsEvent::Done {
+            generation: greeting,
+        })
+        .await
+        .unwrap();
+    });
+    let mut audio = 0;
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(30), h.writer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the agent stopped forwarding after {audio} chunks"))
+            .expect("writer open");
+        match item {
+            WriterItem::Audio { .. } => audio += 1,
+            WriterItem::Mark { name, .. } if name.ends_with(".end") => break,
+            WriterItem::Mark { .. } => {}
+        }
+    }
+    assert_eq!(audio, chunks);
+}
+
 #[tokio::test(start_paused = true)]
 async fn barge_in_clears_and_keeps_only_what_was_heard() {
     let long = "Our opening hours are nine to five on weekdays and ten to two on Saturdays.";

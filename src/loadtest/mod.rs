@@ -21,13 +21,12 @@ pub use process::{ProcessSample, sample as sample_process};
 pub use report::{GeneratorHealth, LoadReport, ServerUsage};
 pub use script::{LoadScript, Utterance};
 pub use stats::Summary;
-pub use target::{ServerSpec, Target};
+pub use target::{ServerSpec, SttChoice, Target, TtsChoice};
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::call::providers::ENDPOINTING_MS;
 use crate::sim::suite::{SimOptions, SimSuite};
 use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, InboundCall, TwilioSim, TwilioSimConfig};
 use crate::sim::twilio_caller::RecordOptions;
@@ -55,6 +54,9 @@ pub struct LoadTestOptions {
     pub sim_url: Option<String>,
     /// The fakes' delays (what runs at `sim_url` must have been started with the same).
     pub delays: SimOptions,
+    /// The assistant's voice and ears.
+    pub tts: TtsChoice,
+    pub stt: SttChoice,
 }
 
 /// A run could not be made.
@@ -130,7 +132,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let max_calls = u32::try_from(options.calls + 16).unwrap_or(u32::MAX);
     let target = Target::start(&options.server, &sim_url, max_calls).await?;
     let http = reqwest::Client::new();
-    let number = target.provision(&http).await?;
+    let number = target.provision(&http, options.tts, options.stt).await?;
     let twilio = TwilioSim::new(TwilioSimConfig {
         record: RecordOptions {
             frames: true,
@@ -186,7 +188,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     Ok(report::build(report::RunFacts {
         options,
         script: &script,
-        endpointing_ms: u64::from(ENDPOINTING_MS),
+        endpointing_ms: options.stt.endpointing_ms(),
         calls: &calls,
         failures,
         samples: &samples,

@@ -16,6 +16,7 @@ use super::measure::measure;
 use super::sampler::Sample;
 use super::script::LoadScript;
 use super::stats::Summary;
+use super::target::{SttChoice, TtsChoice};
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +26,11 @@ pub struct LoadReport {
     pub duration_s: f64,
     pub turns_per_call: usize,
     pub delays_ms: SimOptions,
+    pub tts: TtsChoice,
+    pub stt: SttChoice,
+    /// Silence after the caller's speech at which the fake STT ends an utterance (counted as
+    /// the STT's, not ours, in added latency).
+    pub endpointing_ms: u64,
     /// Calls whose media stream connected and ran to the caller's hang-up.
     pub completed: usize,
     /// Calls that failed, by what went wrong.
@@ -160,6 +166,9 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         duration_s: options.duration.as_secs_f64(),
         turns_per_call: options.turns,
         delays_ms: options.delays,
+        tts: options.tts,
+        stt: options.stt,
+        endpointing_ms: facts.endpointing_ms,
         completed,
         failures,
         peak_live_calls: facts.samples.iter().filter_map(|s| s.live_calls).max(),
@@ -235,15 +244,20 @@ impl LoadReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "voxbridge loadtest: {} calls (ramp {}/s, {} s each, {} turns); fakes: STT final {} ms, \
-             LLM first token {} ms, TTS first byte {} ms",
+            "voxbridge loadtest: {} calls (ramp {}/s, {} s each, {} turns); TTS {:?}, STT {:?} \
+             (endpointing {} ms); fakes: STT final {} ms, LLM first token {} ms, TTS first byte {} \
+             ms (Sarvam then {}× real time)",
             self.calls,
             self.ramp_per_sec,
             self.duration_s,
             self.turns_per_call,
+            self.tts,
+            self.stt,
+            self.endpointing_ms,
             d.stt_final_ms,
             d.llm_first_token_ms,
-            d.tts_first_byte_ms
+            d.tts_first_byte_ms,
+            d.sarvam_tts_times_real_time
         );
         let failed: usize = self.failures.values().sum();
         let _ = writeln!(

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -19,6 +20,80 @@ use crate::sim::suite::use_fakes_at;
 use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
 
 use super::LoadTestError;
+
+/// The TTS the load test's assistant speaks with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtsChoice {
+    /// Cartesia over its WebSocket, a fixed voice id.
+    #[default]
+    Cartesia,
+    /// Sarvam Bulbul over its WebSocket: seed 002's `anushka`, `en-IN`.
+    Sarvam,
+}
+
+/// The STT the load test's assistant hears with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SttChoice {
+    /// Deepgram: the server asks for 300 ms endpointing.
+    #[default]
+    Deepgram,
+    /// Sarvam streaming STT (`en-IN`): its own VAD ends the utterance (high sensitivity).
+    Sarvam,
+}
+
+impl TtsChoice {
+    /// The assistant's `assistant_tts_model` and `assistant_tts_config`.
+    fn assistant_fields(self) -> (Value, Value) {
+        match self {
+            TtsChoice::Cartesia => (
+                json!("cartesia"),
+                json!({"voice_id": "a167e0f3-df7e-4277-976b-be2f952fa275"}),
+            ),
+            TtsChoice::Sarvam => (
+                json!("sarvam"),
+                json!({"speaker": "anushka", "target_language_code": "en-IN"}),
+            ),
+        }
+    }
+}
+
+impl SttChoice {
+    /// Silence after the caller's last voiced audio at which the fake STT ends the utterance:
+    /// Deepgram's endpointing as the server asks it, or the Sarvam fake's VAD in the
+    /// high-sensitivity mode the server asks for with short endpointing.
+    pub fn endpointing_ms(self) -> u64 {
+        match self {
+            SttChoice::Deepgram => u64::from(crate::call::providers::ENDPOINTING_MS),
+            SttChoice::Sarvam => crate::sim::sarvam_stt::END_SILENCE_HIGH_SENSITIVITY_MS,
+        }
+    }
+}
+
+impl std::str::FromStr for TtsChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cartesia" => Ok(TtsChoice::Cartesia),
+            "sarvam" => Ok(TtsChoice::Sarvam),
+            other => Err(format!("unknown TTS {other:?}: cartesia or sarvam")),
+        }
+    }
+}
+
+impl std::str::FromStr for SttChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "deepgram" => Ok(SttChoice::Deepgram),
+            "sarvam" => Ok(SttChoice::Sarvam),
+            other => Err(format!("unknown STT {other:?}: deepgram or sarvam")),
+        }
+    }
+}
 
 /// Where the server under test comes from.
 #[derive(Debug, Clone)]
@@ -93,23 +168,28 @@ impl Target {
         }
     }
 
-    /// Creates the assistant, trunk and number the calls ring; answers the number.
-    pub async fn provision(&self, http: &reqwest::Client) -> Result<String, LoadTestError> {
+    /// Creates the assistant (speaking with `tts`, hearing with `stt`), trunk and number the
+    /// calls ring; answers the number.
+    pub async fn provision(
+        &self,
+        http: &reqwest::Client,
+        tts: TtsChoice,
+        stt: SttChoice,
+    ) -> Result<String, LoadTestError> {
         let number = format!("+1555{:07}", rand_u32() % 10_000_000);
-        let assistant = self
-            .post(
-                http,
-                "/assistant/create",
-                json!({
-                    "assistant_name": "Load test",
-                    "assistant_description": "Answers simulated callers",
-                    "assistant_prompt": "You are the receptionist of Acme Bistro. Keep answers short.",
-                    "assistant_tts_model": "cartesia",
-                    "assistant_tts_config": {"voice_id": "a167e0f3-df7e-4277-976b-be2f952fa275"},
-                    "assistant_start_instruction": GREETING,
-                }),
-            )
-            .await?;
+        let (tts_model, tts_config) = tts.assistant_fields();
+        let mut assistant = json!({
+            "assistant_name": "Load test",
+            "assistant_description": "Answers simulated callers",
+            "assistant_prompt": "You are the receptionist of Acme Bistro. Keep answers short.",
+            "assistant_tts_model": tts_model,
+            "assistant_tts_config": tts_config,
+            "assistant_start_instruction": GREETING,
+        });
+        if stt == SttChoice::Sarvam {
+            assistant["assistant_stt_config"] = json!({"provider": "sarvam", "language": "en-IN"});
+        }
+        let assistant = self.post(http, "/assistant/create", assistant).await?;
         let assistant_id = field(&assistant, "assistant_id")?;
         let trunk = self
             .post(

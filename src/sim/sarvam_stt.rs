@@ -45,6 +45,10 @@ pub const STREAM_PATH: &str = "/speech-to-text/ws";
 pub const DEFAULT_API_KEY: &str = "sarvam-test-key";
 /// The script fixture `voxbridge sim` loads.
 pub const SCRIPT_FIXTURE: &str = "fixtures/sim/sarvam_stt.json";
+/// Silence that ends an utterance with `high_vad_sensitivity=true` (what a client with short
+/// endpointing asks for), and without.
+pub const END_SILENCE_HIGH_SENSITIVITY_MS: u64 = 500;
+pub const END_SILENCE_MS: u64 = 1000;
 
 const LANGUAGES: &[&str] = &[
     "unknown", "bn-IN", "en-IN", "gu-IN", "hi-IN", "kn-IN", "ml-IN", "mr-IN", "od-IN", "pa-IN",
@@ -319,7 +323,11 @@ impl StreamParams {
             codec: codec.to_owned(),
             vad_signals: flag("vad_signals")?,
             flush_signal: flag("flush_signal")?,
-            end_silence_ms: if high_sensitivity { 500 } else { 1000 },
+            end_silence_ms: if high_sensitivity {
+                END_SILENCE_HIGH_SENSITIVITY_MS
+            } else {
+                END_SILENCE_MS
+            },
         })
     }
 }

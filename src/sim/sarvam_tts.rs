@@ -1,15 +1,25 @@
 //! A fake Sarvam TTS: the streaming socket (`/text-to-speech/ws`) and REST (`POST
 //! /text-to-speech`), speaking the synthetic voice in the codec and rate asked for.
 //!
+//! The socket buffers text as Sarvam documents it: text is held until the buffer reaches
+//! `min_buffer_size` characters (30–200, default 50) or a `flush` comes; released text is cut
+//! into segments of at most `max_chunk_length` characters (50–500, default 150) at sentence ends
+//! and synthesised in order, the first audio after the first-byte latency and the rest faster
+//! than real time; each `flush` is answered by a `final` event after the audio of everything
+//! released before it. A client that leaves a short phrase unflushed hears nothing of it, as
+//! it would on the real service.
+//!
 //! It rejects what Sarvam rejects: a missing or wrong `api-subscription-key` (403,
 //! `invalid_api_key_error`; the `api-subscription-key.<key>` subprotocol is accepted too),
 //! anything before `config` on the socket, speakers that are capitalised or belong to another
-//! model, `pitch`/`loudness` on bulbul:v3, out-of-range values and unknown rates. Output codecs
-//! it cannot make (mp3 — the socket's default —, opus, ...) are refused with an error so a
-//! client that forgets to ask for PCM is caught. Faults can be injected: refused upgrades, a
-//! socket closed or stalled mid-utterance, malformed frames, an error message.
+//! model, non-neutral `pitch`/`loudness` on bulbul:v3 (the SDK's neutral defaults pass),
+//! out-of-range values and unknown rates. Output codecs it cannot make (mp3 — the socket's
+//! default —, opus, ...) are refused with an error so a client that forgets to ask for PCM is
+//! caught. Faults can be injected: refused upgrades, a socket closed or stalled mid-utterance,
+//! malformed frames, an error message.
 
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,8 +68,13 @@ const V3_REST_EXTRA_RATES: [u32; 3] = [32_000, 44_100, 48_000];
 pub struct SarvamTtsFakeConfig {
     /// Accepted keys; empty accepts any non-empty key.
     pub api_keys: Vec<String>,
+    /// `first_byte`: from text released to an idle synthesiser to its first audio;
+    /// `per_chunk`: added between audio messages.
     pub latency: Latency,
     pub ms_per_char: u32,
+    /// How much faster than real time the socket's audio is synthesised after its first byte
+    /// (4: a second of speech every 250 ms); 0 sends it as fast as the socket takes it.
+    pub times_real_time: u32,
     /// REST WAVs carry a `LIST` chunk before `data` (clients must not assume 44 bytes).
     pub wav_list_chunk: bool,
 }
@@ -70,6 +85,7 @@ impl Default for SarvamTtsFakeConfig {
             api_keys: vec![DEFAULT_API_KEY.to_owned()],
             latency: Latency::NONE,
             ms_per_char: DEFAULT_MS_PER_CHAR,
+            times_real_time: 0,
             wav_list_chunk: false,
         }
     }
@@ -82,6 +98,7 @@ struct Fixture {
     #[serde(flatten)]
     latency: LatencyMs,
     ms_per_char: u32,
+    times_real_time: u32,
     wav_list_chunk: bool,
 }
 
@@ -92,6 +109,7 @@ impl Default for Fixture {
             api_keys: config.api_keys,
             latency: LatencyMs::default(),
             ms_per_char: config.ms_per_char,
+            times_real_time: config.times_real_time,
             wav_list_chunk: config.wav_list_chunk,
         }
     }
@@ -107,6 +125,7 @@ impl SarvamTtsFakeConfig {
             api_keys: fixture.api_keys,
             latency: fixture.latency.into(),
             ms_per_char: fixture.ms_per_char,
+            times_real_time: fixture.times_real_time,
             wav_list_chunk: fixture.wav_list_chunk,
         })
     }
@@ -132,6 +151,9 @@ pub struct SarvamTtsReceived {
     pub upgrades: Vec<RecordedRequest>,
     /// Every text message received on any socket, parsed (a non-JSON message as a string).
     pub messages: Vec<Value>,
+    /// The text of every segment synthesised on any socket, in order: what left the buffer
+    /// together (at `min_buffer_size` or a flush), cut at `max_chunk_length`.
+    pub segments: Vec<String>,
     /// Every REST request and its body.
     pub rest_requests: Vec<(RecordedRequest, Value)>,
 }
@@ -336,9 +358,15 @@ fn check_voice(model: Model, object: &Map<String, Value>) -> Result<(), String> 
     }
     match model {
         Model::V3 => {
-            for field in ["pitch", "loudness"] {
-                if object.get(field).is_some_and(|v| !v.is_null()) {
-                    return Err(format!("{field} is not supported for bulbul:v3"));
+            // v3 has no pitch or loudness control. The official SDK's `configure` still sends
+            // its defaults (pitch 0.0, loudness 1.0), which leave the voice unchanged and are
+            // accepted; any other value asks for something v3 cannot do.
+            for (field, neutral) in [("pitch", 0.0), ("loudness", 1.0)] {
+                match number(object, field)? {
+                    Some(v) if v != neutral => {
+                        return Err(format!("{field} is not supported for bulbul:v3"));
+                    }
+                    _ => {}
                 }
             }
             in_range(object, "pace", 0.5, 2.0)?;
@@ -466,8 +494,8 @@ async fn websocket(
             completion_events,
             config: None,
             buffer: String::new(),
+            work: VecDeque::new(),
             voice: None,
-            finals: VecDeque::new(),
             next_at: None,
             idle: true,
             chunks_sent: 0,
@@ -480,18 +508,55 @@ async fn websocket(
     })
 }
 
+/// The documented ranges of the buffering settings (Sarvam's how-to pages).
+const MIN_BUFFER_SIZE: RangeInclusive<u64> = 30..=200;
+const MAX_CHUNK_LENGTH: RangeInclusive<u64> = 50..=500;
+/// Output bitrates the socket accepts (they only matter for compressed codecs).
+const BITRATES: [&str; 5] = ["32k", "64k", "96k", "128k", "192k"];
+
 /// A socket's accepted `config`.
 #[derive(Debug, Clone, Copy)]
 struct StreamConfig {
     codec: Codec,
     sample_rate: u32,
+    /// Characters held before synthesis starts (unless a `flush` comes first).
     min_buffer_size: usize,
+    /// Most characters synthesised as one segment.
+    max_chunk_length: usize,
 }
 
-fn parse_config(model: Model, data: Option<&Value>) -> Result<StreamConfig, String> {
+/// An optional integer setting within `range`, or its default.
+fn setting(
+    object: &Map<String, Value>,
+    field: &str,
+    range: RangeInclusive<u64>,
+    default: u64,
+) -> Result<usize, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(default as usize),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                format!(
+                    "{field} must be an integer from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
+}
+
+fn parse_config(url_model: Model, data: Option<&Value>) -> Result<StreamConfig, String> {
     let object = data
         .and_then(Value::as_object)
         .ok_or("config needs a data object")?;
+    // Some clients (Pipecat, the SDK) repeat the model in the config; it must be a known one.
+    let model = match object.get("model") {
+        None | Some(Value::Null) => url_model,
+        Some(v) => Model::parse(v.as_str().ok_or("model must be a string")?)?,
+    };
     check_voice(model, object)?;
     if object.get("speaker").is_none() {
         return Err("speaker is required".into());
@@ -503,23 +568,51 @@ fn parse_config(model: Model, data: Option<&Value>) -> Result<StreamConfig, Stri
             .and_then(Value::as_str)
             .unwrap_or("mp3"),
     )?;
-    let min_buffer_size = match object.get("min_buffer_size") {
-        None => 50,
-        Some(v) => v
-            .as_u64()
-            .filter(|&n| (1..=1000).contains(&n))
-            .ok_or("min_buffer_size must be an integer in 1..=1000")? as usize,
-    };
-    if let Some(v) = object.get("max_chunk_length") {
-        v.as_u64()
-            .filter(|&n| (1..=2500).contains(&n))
-            .ok_or("max_chunk_length must be an integer in 1..=2500")?;
+    if let Some(bitrate) = object.get("output_audio_bitrate")
+        && !bitrate.as_str().is_some_and(|b| BITRATES.contains(&b))
+    {
+        return Err(format!("output_audio_bitrate must be one of {BITRATES:?}"));
+    }
+    if let Some(v) = object.get("enable_preprocessing")
+        && !v.is_boolean()
+    {
+        return Err("enable_preprocessing must be a boolean".into());
     }
     Ok(StreamConfig {
         codec,
         sample_rate,
-        min_buffer_size,
+        min_buffer_size: setting(object, "min_buffer_size", MIN_BUFFER_SIZE, 50)?,
+        max_chunk_length: setting(object, "max_chunk_length", MAX_CHUNK_LENGTH, 150)?,
     })
+}
+
+/// Cuts released text into synthesis segments of at most `max` characters: at the last
+/// sentence end that fits, else the last space, else anywhere (Sarvam splits "long text into
+/// manageable sentence chunks based on character length").
+fn segments(text: &str, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > max {
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let head = &rest[..limit];
+        let sentence_end = head
+            .char_indices()
+            .filter(|&(i, c)| {
+                matches!(c, '.' | '!' | '?' | '।' | '\n')
+                    && head[i + c.len_utf8()..].starts_with(char::is_whitespace)
+            })
+            .map(|(i, c)| i + c.len_utf8())
+            .next_back();
+        let cut = sentence_end
+            .or_else(|| head.rfind(char::is_whitespace).filter(|&i| i > 0))
+            .unwrap_or(limit);
+        out.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() {
+        out.push(rest.to_owned());
+    }
+    out
 }
 
 enum Hangup {
@@ -528,6 +621,20 @@ enum Hangup {
     Stall,
 }
 
+/// What the socket's synthesiser does next, in order.
+#[derive(Debug)]
+enum Work {
+    /// Released text of at most `max_chunk_length` characters, synthesised as one segment.
+    Segment(String),
+    /// A flush's `final` event: due once everything released before the flush has been sent.
+    Final,
+}
+
+/// One socket: text is held in `buffer` until it reaches `min_buffer_size` characters or a
+/// `flush` comes, then released as segments that one synthesiser speaks in order. From idle,
+/// the first audio waits the first-byte latency; after it, audio streams at `times_real_time`
+/// (each chunk is sent once it would have been synthesised), so a reply's later segments are
+/// ready long before they play, as on the real service.
 struct Connection {
     shared: Arc<Shared>,
     socket: WebSocket,
@@ -536,9 +643,9 @@ struct Connection {
     config: Option<StreamConfig>,
     /// Text received but not yet released for synthesis.
     buffer: String,
+    work: VecDeque<Work>,
+    /// The voice speaking the current segment (its timeline spans the socket's whole output).
     voice: Option<SyntheticVoice>,
-    /// Sample positions at which a `final` is due (one per flush).
-    finals: VecDeque<u64>,
     next_at: Option<Instant>,
     /// Nothing is being synthesised: the next audio waits the first-byte latency and, for
     /// `wav`, starts with a header.
@@ -610,10 +717,10 @@ impl Connection {
                 .await;
         };
         if kind == "flush" {
-            self.release();
+            // Whatever is held goes now, however short; the final follows its audio.
+            self.release(config);
             if self.completion_events {
-                let at = self.voice.as_ref().map_or(0, SyntheticVoice::laid_out);
-                self.finals.push_back(at);
+                self.work.push_back(Work::Final);
             }
             self.schedule();
             return Ok(());
@@ -631,17 +738,20 @@ impl Connection {
                 .await;
         }
         self.buffer.push_str(piece);
+        // Below the threshold the text waits for more text or a flush.
         if self.buffer.chars().count() >= config.min_buffer_size {
-            self.release();
+            self.release(config);
             self.schedule();
         }
         Ok(())
     }
 
     async fn configure(&mut self, config: StreamConfig) -> Result<(), Hangup> {
-        if let Some(voice) = &self.voice
-            && voice.remaining() > 0
-            && voice.sample_rate() != config.sample_rate
+        if !self.idle
+            && self
+                .voice
+                .as_ref()
+                .is_some_and(|v| v.sample_rate() != config.sample_rate)
         {
             return self
                 .error("cannot change speech_sample_rate while synthesising")
@@ -656,89 +766,119 @@ impl Connection {
                 config.sample_rate,
                 self.shared.config.ms_per_char,
             ));
-            self.finals.clear();
         }
         self.config = Some(config);
         Ok(())
     }
 
-    /// Hands buffered text to synthesis.
-    fn release(&mut self) {
-        if let Some(voice) = &mut self.voice
-            && !self.buffer.is_empty()
-        {
-            voice.say(&self.buffer);
-            self.buffer.clear();
+    /// Hands the held text to the synthesiser, cut into segments.
+    fn release(&mut self, config: StreamConfig) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.buffer);
+        for segment in segments(&text, config.max_chunk_length) {
+            self.work.push_back(Work::Segment(segment));
         }
     }
 
+    /// Wakes an idle synthesiser for new work: audio after the first-byte latency, a lone final
+    /// at once.
     fn schedule(&mut self) {
-        if self.next_at.is_none() {
-            let latency = self.shared.config.latency;
-            let delay = if self.idle {
-                latency.first_byte
-            } else {
-                latency.per_chunk
-            };
-            self.next_at = Some(Instant::now() + delay);
+        if self.next_at.is_some() {
+            return;
         }
+        let delay = match self.work.front() {
+            None => return,
+            Some(Work::Segment(_)) => self.shared.config.latency.first_byte,
+            Some(Work::Final) => Duration::ZERO,
+        };
+        self.next_at = Some(Instant::now() + delay);
     }
 
+    /// Sends the next chunk of audio (starting the next segment if the current one is done),
+    /// and any finals that are due, then schedules the next chunk.
     async fn emit(&mut self) -> Result<(), Hangup> {
-        let (Some(config), true) = (self.config, self.voice.is_some()) else {
-            self.next_at = None;
+        let due = self.next_at.take().unwrap_or_else(Instant::now);
+        let Some(config) = self.config else {
             return Ok(());
         };
         if self.fault == Some(StreamFault::Malformed) {
             self.fault = None;
             self.send_garbage().await?;
         }
+        while self.voice.as_ref().is_none_or(|v| v.remaining() == 0) {
+            match self.work.pop_front() {
+                Some(Work::Segment(text)) => {
+                    if let Some(voice) = self.voice.as_mut() {
+                        voice.say(&text);
+                    }
+                    self.shared.received().segments.push(text);
+                }
+                Some(Work::Final) => self.send_final().await?,
+                None => {
+                    self.idle = true;
+                    return Ok(());
+                }
+            }
+        }
         let Some(voice) = self.voice.as_mut() else {
             return Ok(());
         };
-        if voice.remaining() > 0 {
-            let mut samples = Vec::new();
-            voice.render(self.sizes.next_samples(voice.sample_rate()), &mut samples);
-            let mut data = if config.codec.wav && self.idle {
-                wav_header(config.codec.encoding, config.sample_rate, u32::MAX, false)
-            } else {
-                Vec::new()
-            };
-            encode(&samples, config.codec.encoding, &mut data);
-            self.idle = false;
-            let message = json!({"type": "audio", "data": {
-                "audio": STANDARD.encode(&data),
-                "content_type": config.codec.content_type,
-                "request_id": self.request_id,
-            }});
-            self.send(message).await?;
-            self.chunks_sent += 1;
-            match self.fault {
-                Some(StreamFault::CloseAfterChunks(n)) if self.chunks_sent >= n => {
-                    return Err(Hangup::Close);
-                }
-                Some(StreamFault::StallAfterChunks(n)) if self.chunks_sent >= n => {
-                    return Err(Hangup::Stall);
-                }
-                _ => {}
-            }
-        }
-        let (rendered, remaining) = self
-            .voice
-            .as_ref()
-            .map_or((0, 0), |v| (v.rendered(), v.remaining()));
-        while self.finals.front().is_some_and(|&at| at <= rendered) {
-            self.finals.pop_front();
-            self.send(json!({"type": "event", "data": {"event_type": "final"}}))
-                .await?;
-        }
-        if remaining > 0 || !self.finals.is_empty() {
-            self.next_at = Some(Instant::now() + self.shared.config.latency.per_chunk);
+        let mut samples = Vec::new();
+        voice.render(self.sizes.next_samples(voice.sample_rate()), &mut samples);
+        let rate = voice.sample_rate();
+        let mut data = if config.codec.wav && self.idle {
+            wav_header(config.codec.encoding, config.sample_rate, u32::MAX, false)
         } else {
-            self.next_at = None;
-            self.idle = true;
+            Vec::new()
+        };
+        encode(&samples, config.codec.encoding, &mut data);
+        self.idle = false;
+        let message = json!({"type": "audio", "data": {
+            "audio": STANDARD.encode(&data),
+            "content_type": config.codec.content_type,
+            "request_id": self.request_id,
+        }});
+        self.send(message).await?;
+        self.chunks_sent += 1;
+        match self.fault {
+            Some(StreamFault::CloseAfterChunks(n)) if self.chunks_sent >= n => {
+                return Err(Hangup::Close);
+            }
+            Some(StreamFault::StallAfterChunks(n)) if self.chunks_sent >= n => {
+                return Err(Hangup::Stall);
+            }
+            _ => {}
         }
+        // The final of a flush goes right after the last audio before it.
+        while self.voice.as_ref().is_some_and(|v| v.remaining() == 0)
+            && matches!(self.work.front(), Some(Work::Final))
+        {
+            self.work.pop_front();
+            self.send_final().await?;
+        }
+        let more = self.voice.as_ref().is_some_and(|v| v.remaining() > 0) || !self.work.is_empty();
+        if !more {
+            self.idle = true;
+            return Ok(());
+        }
+        // The next chunk is ready once it has been synthesised: the stream runs ahead of real
+        // time by the configured factor, counted from this chunk's schedule so it never drifts.
+        let speed = self.shared.config.times_real_time;
+        let synthesis = if speed == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(samples.len() as f64 / f64::from(rate) / f64::from(speed))
+        };
+        // (A chunk that is already due after a slow send goes at once: it was ready.)
+        self.next_at = Some(due + synthesis + self.shared.config.latency.per_chunk);
         Ok(())
+    }
+
+    async fn send_final(&mut self) -> Result<(), Hangup> {
+        self.send(json!({"type": "event", "data": {"event_type": "final"}}))
+            .await
     }
 
     async fn send_garbage(&mut self) -> Result<(), Hangup> {

@@ -1,11 +1,30 @@
 //! Sarvam Bulbul over its streaming WebSocket (`/text-to-speech/ws`).
 //!
 //! The socket carries one utterance at a time and has no ids: `config` first (codec and rate set
-//! explicitly, so audio arrives in the transport's format), then `text` pieces, then `flush` at
-//! the end of the turn; the `final` event (asked for with `send_completion_event=true`) closes
-//! it. Audio is therefore attributed to the one active generation. A newer generation's text
-//! waits client-side until the active one's `final`, so attribution never depends on guesses
-//! about how the server orders overlapping utterances (its audio could not play earlier anyway).
+//! explicitly, so audio arrives in the transport's format), then `text` pieces and `flush`es;
+//! each `flush` is answered by a `final` event (asked for with `send_completion_event=true`)
+//! once the audio of what it released has been sent. Audio is therefore attributed to the one
+//! active generation, which is done when the call has closed it and every flush sent for it
+//! has had its final.
+//!
+//! Flushing: Sarvam holds text below `min_buffer_size` (50 characters) until more text or a
+//! flush comes. The call hands over whole phrases, so what it has sent is flushed at the end of
+//! each sentence (Sarvam's own unit of synthesis) and whenever none of its commands are waiting:
+//! phrases that came together go to synthesis together, and none waits in Sarvam's buffer for
+//! text that may be seconds away — a short first phrase ("Sure.") is heard after Sarvam's
+//! first-byte delay, and a reply never falls silent between phrases because one was left below
+//! the threshold. A flush is sent only after new text, never empty, so every flush has text to
+//! answer for.
+//!
+//! Word timings: Sarvam gives none. The audio between two finals is the text of one flush, so
+//! at each final its words are spread over that audio by characters and sent as
+//! [`TtsEvent::Words`]; the call's marks, and what a barge-in keeps of the reply, follow the
+//! reply sentence by sentence instead of appearing only once all of it is synthesised.
+//!
+//! A newer generation's text waits client-side until the active one's last `final`, so
+//! attribution never depends on guesses about how the server orders overlapping utterances; the
+//! call starts a new generation only once the previous one is done, so this wait is not on a
+//! reply's path.
 //!
 //! Barge-in: Sarvam has no cancel message. Draining the cancelled utterance until its `final`
 //! would keep the socket busy (and, if the turn was not flushed yet, leave its text in the
@@ -30,7 +49,7 @@ use super::sample_carry::SampleCarry;
 use super::ws::{self, Ws};
 use super::{
     TextToSpeech, TtsCommand, TtsEndpoint, TtsError, TtsEvent, TtsParams, TtsSession, TtsTimeouts,
-    resolve_api_key, resolve_model, wav,
+    WordTiming, resolve_api_key, resolve_model, wav,
 };
 use crate::assistant::TtsConfig;
 use crate::audio::{AudioFormat, Encoding};
@@ -259,12 +278,60 @@ impl ServerData<'_> {
 /// The generation whose audio the socket is carrying.
 struct Active {
     generation: Generation,
-    /// `flush` was sent: only audio and `final` remain.
-    flushed: bool,
+    /// The call sent the last piece: no more text comes for this generation.
+    closed: bool,
+    /// Text sent since the last `flush` (it may be sitting in Sarvam's buffer).
+    unflushed: String,
+    /// The text of each `flush` whose `final` has not come yet, oldest first.
+    flushed: VecDeque<String>,
+    /// Audio bytes of this generation received so far, and up to the last `final`.
+    audio_bytes: u64,
+    timed_bytes: u64,
     carry: SampleCarry,
     /// No audio yet (a WAV header, if any, would be at its start).
     first_audio: bool,
+    /// When the socket last moved this generation on (a flush sent, audio received).
     progress: Instant,
+}
+
+impl Active {
+    /// Everything was sent, flushed and answered: the generation is complete.
+    fn complete(&self) -> bool {
+        self.closed && self.unflushed.is_empty() && self.flushed.is_empty()
+    }
+}
+
+/// Whether `text` ends a sentence (what Sarvam's own chunking cuts at).
+fn ends_sentence(text: &str) -> bool {
+    text.trim_end()
+        .ends_with(['.', '!', '?', '…', '।', '॥', '。', '！', '？'])
+}
+
+/// Word timings for `text`, spoken in the audio between `from` and `to` seconds: Sarvam gives
+/// none, so each word ends where its last character falls, the span shared by characters. A
+/// flush's text is a phrase or a few, so the estimate is close; the call places each word's
+/// mark by it and, at a barge-in, keeps the words whose marks came back.
+fn estimate_words(text: &str, from: f32, to: f32) -> Vec<WordTiming> {
+    let total = text.chars().count().max(1) as f32;
+    let at = |chars: usize| from + (to - from) * chars as f32 / total;
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut word = String::new();
+    for (i, c) in text.chars().chain(std::iter::once(' ')).enumerate() {
+        if c.is_whitespace() {
+            if let Some(first) = start.take() {
+                words.push(WordTiming {
+                    word: std::mem::take(&mut word),
+                    start: at(first),
+                    end: at(i),
+                });
+            }
+        } else {
+            start.get_or_insert(i);
+            word.push(c);
+        }
+    }
+    words
 }
 
 /// A generation whose text waits for the active one to finish.
@@ -293,10 +360,13 @@ impl Session {
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
-                    Some(TtsCommand::Speak { generation, text, last }) => {
-                        self.speak(generation, text, last).await;
+                    Some(command) => {
+                        self.on_command(command).await;
+                        // Phrases that came together go out together, then get one flush.
+                        while let Ok(command) = commands.try_recv() {
+                            self.on_command(command).await;
+                        }
                     }
-                    Some(TtsCommand::Cancel { generation }) => self.cancel(generation).await,
                     None => break,
                 },
                 frame = ws::next_frame(&mut self.ws) => self.on_frame(frame).await,
@@ -305,14 +375,26 @@ impl Session {
                 }
             }
             // Turns waiting for the socket start here, once, rather than from every handler
-            // that frees it.
+            // that frees it; then whatever text was sent is flushed (see the module doc).
             self.start_waiting().await;
+            self.flush_sent_text().await;
             if self.events.is_closed() {
                 break;
             }
         }
         if let Some(socket) = self.ws.take() {
             ws::close(socket).await;
+        }
+    }
+
+    async fn on_command(&mut self, command: TtsCommand) {
+        match command {
+            TtsCommand::Speak {
+                generation,
+                text,
+                last,
+            } => self.speak(generation, text, last).await,
+            TtsCommand::Cancel { generation } => self.cancel(generation).await,
         }
     }
 
@@ -323,7 +405,11 @@ impl Session {
     fn deadline(&self) -> Instant {
         let link = self.liveness.deadline(self.busy());
         match &self.active {
-            Some(active) if active.flushed => link.min(active.progress + self.timeouts.turn_idle),
+            // Sarvam owes audio or a final: it must keep making progress. (Waiting for the
+            // call's next phrase is not Sarvam's delay.)
+            Some(active) if !active.flushed.is_empty() => {
+                link.min(active.progress + self.timeouts.turn_idle)
+            }
             _ => link,
         }
     }
@@ -332,7 +418,7 @@ impl Session {
         if let Some(active) = &self.active
             && active.generation == generation
         {
-            if active.flushed {
+            if active.closed {
                 warn!(%generation, "sarvam: text after the last piece of a turn dropped");
                 return;
             }
@@ -352,8 +438,9 @@ impl Session {
             return;
         }
         if self.active.is_some() {
-            // A newer turn means the active one gets no more text: flush it so it finishes.
-            if self.active.as_ref().is_some_and(|a| !a.flushed) {
+            // A newer turn means the active one gets no more text: close it (its text is
+            // flushed at the end of this turn of the loop) so it finishes.
+            if self.active.as_ref().is_some_and(|a| !a.closed) {
                 self.send_turn_text("", true).await;
             }
             for older in &mut self.waiting {
@@ -382,7 +469,11 @@ impl Session {
         }
         self.active = Some(Active {
             generation,
-            flushed: false,
+            closed: false,
+            unflushed: String::new(),
+            flushed: VecDeque::new(),
+            audio_bytes: 0,
+            timed_bytes: 0,
             carry: SampleCarry::new(self.setup.output.encoding),
             first_audio: true,
             progress: Instant::now(),
@@ -390,7 +481,8 @@ impl Session {
         self.send_turn_text(text, last).await;
     }
 
-    /// Sends a piece of the active turn, and `flush` after its last piece.
+    /// Sends a piece of the active turn; `last` closes it. The flush comes at the end of a
+    /// sentence, or once the call has no more commands waiting ([`Self::flush_sent_text`]).
     async fn send_turn_text(&mut self, text: &str, last: bool) {
         if !text.is_empty() {
             let message = serde_json::to_string(&TextMessage {
@@ -401,17 +493,82 @@ impl Session {
             if let Err(error) = self.send(message).await {
                 return self.connection_lost(error).await;
             }
-        }
-        if last {
             if let Some(active) = &mut self.active {
-                active.flushed = true;
-                active.progress = Instant::now();
-                let generation = active.generation;
-                self.retire(generation);
+                active.unflushed.push_str(text);
             }
-            if let Err(error) = self.send(FLUSH.to_owned()).await {
-                self.connection_lost(error).await;
+            // A sentence is Sarvam's own unit of synthesis: flushing it costs no prosody, and
+            // its final (with its word timings) comes as soon as it is spoken, not after the
+            // sentences the model sent with it.
+            if ends_sentence(text) {
+                self.flush_sent_text().await;
             }
+        }
+        if last && let Some(active) = &mut self.active {
+            active.closed = true;
+            let generation = active.generation;
+            self.retire(generation);
+            // Closed with everything already answered (the last phrase's final came before
+            // the call said it was the last): done now.
+            self.finish_if_complete().await;
+        }
+    }
+
+    /// Flushes the active turn's text sent since the last flush, so none of it waits in
+    /// Sarvam's buffer for text that may be seconds away. Never sends an empty flush.
+    async fn flush_sent_text(&mut self) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        if active.unflushed.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut active.unflushed);
+        active.flushed.push_back(text);
+        active.progress = Instant::now();
+        if let Err(error) = self.send(FLUSH.to_owned()).await {
+            self.connection_lost(error).await;
+        }
+    }
+
+    /// A `final`: the oldest owed flush's audio is complete, so its words are placed in the
+    /// audio received since the previous final.
+    async fn on_final(&mut self) {
+        let bytes_per_second = f64::from(self.setup.output.sample_rate)
+            * self.setup.output.encoding.bytes_per_sample() as f64;
+        let Some(active) = &mut self.active else {
+            debug!("sarvam: final with no active turn skipped");
+            return;
+        };
+        let Some(text) = active.flushed.pop_front() else {
+            debug!("sarvam: final with no flush owed skipped");
+            return;
+        };
+        active.progress = Instant::now();
+        let seconds = |bytes: u64| (bytes as f64 / bytes_per_second) as f32;
+        let words = estimate_words(
+            &text,
+            seconds(active.timed_bytes),
+            seconds(active.audio_bytes),
+        );
+        active.timed_bytes = active.audio_bytes;
+        let generation = active.generation;
+        if !words.is_empty() {
+            self.emit(TtsEvent::Words { generation, words }).await;
+        }
+        self.finish_if_complete().await;
+    }
+
+    /// Ends the active turn once it is complete: `Done`, and the socket is free.
+    async fn finish_if_complete(&mut self) {
+        if !self.active.as_ref().is_some_and(Active::complete) {
+            return;
+        }
+        if let Some(active) = self.active.take() {
+            self.retire(active.generation);
+            self.emit(TtsEvent::Done {
+                generation: active.generation,
+            })
+            .await;
         }
     }
 
@@ -497,15 +654,7 @@ impl Session {
                     event_type: Some(event),
                     ..
                 }),
-            ) if event == "final" => {
-                if let Some(active) = self.active.take() {
-                    self.retire(active.generation);
-                    self.emit(TtsEvent::Done {
-                        generation: active.generation,
-                    })
-                    .await;
-                }
-            }
+            ) if event == "final" => self.on_final().await,
             ("error", Some(data)) => self.on_error(data.error()).await,
             ("error", None) => {
                 self.on_error(TtsError::Protocol("error without details".into()))
@@ -536,6 +685,7 @@ impl Session {
             audio = audio.slice(header.min(audio.len())..);
         }
         if !audio.is_empty() {
+            active.audio_bytes += audio.len() as u64;
             self.emit(TtsEvent::Audio { generation, audio }).await;
         }
     }
@@ -562,7 +712,7 @@ impl Session {
     async fn on_deadline(&mut self) {
         let now = Instant::now();
         if let Some(active) = &self.active
-            && active.flushed
+            && !active.flushed.is_empty()
             && active.progress + self.timeouts.turn_idle <= now
         {
             let error = TtsError::Stalled(format!(

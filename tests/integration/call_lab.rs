@@ -83,6 +83,8 @@ pub struct LabOptions {
     pub max_concurrent_calls: u32,
     /// Last say on the server's configuration.
     pub configure: Box<dyn FnOnce(&mut Config) + Send>,
+    /// The fakes' delays (none by default).
+    pub delays: SimOptions,
 }
 
 impl Default for LabOptions {
@@ -104,6 +106,7 @@ impl Default for LabOptions {
             webhook_fail_first: 0,
             max_concurrent_calls: 100,
             configure: Box::new(|_| {}),
+            delays: SimOptions::default(),
         }
     }
 }
@@ -111,13 +114,10 @@ impl Default for LabOptions {
 impl CallLab {
     pub async fn start(options: LabOptions) -> Self {
         let script = SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect());
-        let sim = SimSuite::start_scripted(
-            ([127, 0, 0, 1], 0).into(),
-            SimOptions::default(),
-            Some(script),
-        )
-        .await
-        .expect("the fakes start");
+        let sim =
+            SimSuite::start_scripted(([127, 0, 0, 1], 0).into(), options.delays, Some(script))
+                .await
+                .expect("the fakes start");
         let webhooks = WebhookSink::default();
         *webhooks.fail_first.lock().unwrap() = options.webhook_fail_first;
         let hook_url = webhooks.serve().await;

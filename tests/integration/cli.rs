@@ -350,6 +350,50 @@ fn loadtest_runs_calls_through_a_spawned_server_and_writes_json() {
     assert_eq!(report["delays_ms"]["llm_first_token_ms"], 200);
 }
 
+/// The same with a Sarvam voice and Sarvam ears: every turn answered, the STT's endpoint (its
+/// VAD's 500 ms of silence) counted as the STT's, and the choice recorded in the results.
+#[test]
+fn loadtest_runs_with_sarvam_speech_both_ways() {
+    let json =
+        std::env::temp_dir().join(format!("voxbridge-loadtest-{}.json", uuid::Uuid::new_v4()));
+    let (ok, out, err) = run(voxbridge(&temp_db()).args([
+        "loadtest",
+        "--calls",
+        "2",
+        "--ramp",
+        "10",
+        "--duration",
+        "20",
+        "--turns",
+        "2",
+        "--tts",
+        "sarvam",
+        "--stt",
+        "sarvam",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        (&report["tts"], &report["stt"]),
+        (&serde_json::json!("sarvam"), &serde_json::json!("sarvam"))
+    );
+    assert_eq!(report["endpointing_ms"], 500);
+    assert_eq!(report["delays_ms"]["sarvam_tts_times_real_time"], 4);
+    assert_eq!(report["completed"], 2, "{out}");
+    assert_eq!(report["failures"], serde_json::json!({}), "{out}");
+    assert_eq!(
+        report["added_ms"]["n"], 4,
+        "two answered turns per call: {out}"
+    );
+    assert_eq!(report["unanswered_turns"], 0, "{out}");
+    let (ok, _, err) = run(voxbridge(&temp_db()).args(["loadtest", "--tts", "polly"]));
+    assert!(!ok);
+    assert!(err.contains("polly"), "{err}");
+}
+
 #[test]
 fn loadtest_refuses_servers_beyond_loopback_and_unbounded_runs() {
     let (ok, _, err) = run(voxbridge(&temp_db()).args([

@@ -747,6 +747,194 @@ async fn sarvam_speaks_again_after_a_barge_in() {
     lab.stop().await;
 }
 
+/// The longest silence inside each stretch of agent audio the caller heard: a stretch starts
+/// with the first audio after the caller's speech (or a `clear`) and ends at the server's
+/// end-of-reply mark; inside it the earpiece plays 8 bytes a millisecond, so audio that arrives
+/// after the queued audio has run out leaves a silence of that length.
+fn longest_silences_within_replies(
+    report: &voxbridge::sim::twilio_caller::CallerReport,
+) -> Vec<Duration> {
+    let mut boundaries: Vec<Duration> = report.speech.iter().map(|s| s.started_at).collect();
+    boundaries.extend(
+        report
+            .marks
+            .iter()
+            .filter(|m| m.name.ends_with(".end"))
+            .map(|m| m.received_at),
+    );
+    boundaries.sort_unstable();
+    let mut boundaries = boundaries.into_iter().peekable();
+    let mut stretches = Vec::new();
+    // (when the queued audio runs out, clears seen, longest silence so far)
+    let mut current: Option<(Duration, u32, Duration)> = None;
+    for media in &report.media {
+        let mut new_stretch = false;
+        while boundaries.next_if(|&b| b <= media.at).is_some() {
+            new_stretch = true;
+        }
+        let play = Duration::from_micros(u64::from(media.bytes) * 125);
+        match &mut current {
+            Some((runs_out, clears, longest)) if !new_stretch && *clears == media.after_clears => {
+                *longest = (*longest).max(media.at.saturating_sub(*runs_out));
+                *runs_out = (*runs_out).max(media.at) + play;
+            }
+            _ => {
+                stretches.extend(current.map(|(_, _, longest)| longest));
+                current = Some((media.at + play, media.after_clears, Duration::ZERO));
+            }
+        }
+    }
+    stretches.extend(current.map(|(_, _, longest)| longest));
+    stretches
+}
+
+/// Seed 002's second voice (Sarvam, `anushka`, `en-IN`) on an English call, the fakes at the
+/// reference delays (Sarvam synthesising at 4× real time after its first byte) and a model that
+/// streams its reply: six characters every 40 ms, ~35 tokens a second.
+fn sarvam_voice_streaming_model() -> LabOptions {
+    let mut options = LabOptions {
+        delays: voxbridge::sim::suite::SimOptions {
+            llm_per_chunk_ms: 40,
+            ..voxbridge::sim::suite::SimOptions::reference()
+        },
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_tts_model"] = serde_json::json!("sarvam");
+    options.assistant["assistant_tts_config"] =
+        serde_json::json!({"speaker": "anushka", "target_language_code": "en-IN"});
+    options
+}
+
+/// Issue 14: with Sarvam's buffering as documented (`min_buffer_size` held until more text or
+/// a flush; synthesis at 4× real time after a 150 ms first byte) and a model that streams its
+/// reply, every reply of a three-turn call must play whole: no silence between its phrases that
+/// the caller would take for the end of the turn, nothing talked over, nothing cut; and the
+/// first phrase must not wait in Sarvam's buffer for more text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarvam_replies_play_whole_with_no_silence_between_phrases() {
+    let lab = CallLab::start(sarvam_voice_streaming_model()).await;
+    // `tomorrow_at_seven` pauses 340 ms after "Yes,", longer than the STT's endpointing: the
+    // agent would rightly answer "Yes," and be talked over. `book_table` has no such pause; the
+    // fake STT hears the scripted utterances in order whatever the clip.
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).say(clip("book_table"));
+    let script = after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let report = &lab.twilio.call(&sid).unwrap().caller_reports[0];
+    let turns = transcript(&call);
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(r, _)| r == "assistant")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    // Each reply is the fake model's multi-phrase answer ("Sure. You said: … How else can I
+    // help?"), heard to its end before the caller spoke again.
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call:#}");
+    assert!(
+        call["transcript"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["interrupted"] == false),
+        "a reply was talked over: {turns:#?}"
+    );
+    assert!(
+        report.clears.is_empty(),
+        "the caller barged in: {:?}",
+        report.clears
+    );
+    assert_eq!(said.len(), 4, "{turns:#?}");
+    for reply in &said[1..3] {
+        assert!(
+            reply.starts_with("Sure. You said:") && reply.ends_with("How else can I help?"),
+            "{turns:#?}"
+        );
+    }
+    // Between phrases the provider's own delay (150 ms before the first byte) may show; a
+    // phrase waiting in Sarvam's buffer shows as seconds. 500 ms leaves room for a loaded
+    // machine.
+    let silences = longest_silences_within_replies(report);
+    assert!(
+        silences.iter().all(|s| *s < Duration::from_millis(500)),
+        "silences inside replies: {silences:?}"
+    );
+    // The first phrase ("Sure.") went to synthesis before Sarvam's buffer filled: the segment
+    // that starts each reply is shorter than min_buffer_size (50), so a flush released it.
+    let segments = lab.sarvam_tts.received().segments;
+    let openings: Vec<&String> = segments.iter().filter(|s| s.starts_with("Sure.")).collect();
+    assert_eq!(openings.len(), 2, "{segments:#?}");
+    assert!(
+        openings.iter().all(|s| s.chars().count() < 50),
+        "a first phrase waited for min_buffer_size: {segments:#?}"
+    );
+    lab.stop().await;
+}
+
+/// Barge-in over a multi-phrase Sarvam reply whose later phrases are still being synthesised:
+/// the history keeps only the words heard, and after the clear the caller hears the next reply
+/// and nothing else — not a byte of the cancelled one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barge_in_over_a_sarvam_reply_keeps_what_was_heard_and_nothing_of_it_follows() {
+    let lab = CallLab::start(sarvam_voice_streaming_model()).await;
+    let script = after_agent(CallerScript::new())
+        .say(clip("book_table"))
+        .wait_for_agent_speech(Duration::from_secs(15))
+        .wait(Duration::from_millis(1500))
+        .say(clip("book_table"));
+    let script = after_agent(script).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let report = &lab.twilio.call(&sid).unwrap().caller_reports[0];
+    let turns = call["transcript"].as_array().unwrap();
+    let assistant: Vec<&Value> = turns.iter().filter(|t| t["role"] == "assistant").collect();
+    assert_eq!(assistant.len(), 3, "{call:#}");
+    let cut = &assistant[1];
+    let full = "Sure. You said: Hi, I'd like to book a table for two. How else can I help?";
+    let heard = cut["text"].as_str().unwrap();
+    assert_eq!(cut["interrupted"], true, "{call:#}");
+    assert!(
+        !heard.is_empty() && heard.len() < full.len() && full.starts_with(heard),
+        "heard {heard:?} of {full:?}"
+    );
+    // The model was asked the next question with only what was heard in its history.
+    let requests = lab.openai.requests();
+    let last = &requests.last().unwrap().body["messages"];
+    let said_before: Vec<&str> = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(said_before.last(), Some(&heard), "{last:#}");
+
+    // One clear; after it, exactly the next reply's audio: its text at 65 ms a character, 8
+    // bytes a millisecond, the last frame padded to 20 ms.
+    assert_eq!(report.clears.len(), 1, "{:?}", report.clears);
+    let next = assistant[2]["text"].as_str().unwrap();
+    assert_eq!(assistant[2]["interrupted"], false, "{call:#}");
+    assert_eq!(
+        next,
+        "Sure. You said: Yes, tomorrow at seven please. How else can I help?"
+    );
+    let after_clear: u64 = report
+        .media
+        .iter()
+        .filter(|m| m.after_clears > 0)
+        .map(|m| u64::from(m.bytes))
+        .sum();
+    // Each phrase goes to the TTS with a trailing space.
+    let spoken = (next.chars().count() as u64 + 1) * 520;
+    assert!(
+        (spoken..spoken + 160).contains(&after_clear),
+        "{after_clear} bytes after the clear, the next reply is {spoken}"
+    );
+    lab.stop().await;
+}
+
 /// A model that refuses (out of quota: not worth a retry) is counted by provider and kind, and
 /// the call goes on (the caller hears an apology instead of silence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

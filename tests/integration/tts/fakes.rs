@@ -449,6 +449,208 @@ async fn sarvam_needs_config_first_and_a_valid_voice() {
     );
 }
 
+/// What the official SDK's `configure` sends when only language and speaker are given (its
+/// defaults), with the codec a telephony client asks for: neutral pitch and loudness included,
+/// which bulbul:v3 accepts because they change nothing.
+fn sdk_defaults(speaker: &str) -> Value {
+    json!({
+        "target_language_code": "en-IN", "speaker": speaker, "pitch": 0.0, "pace": 1.0,
+        "loudness": 1.0, "speech_sample_rate": 22050, "enable_preprocessing": false,
+        "output_audio_codec": "linear16", "output_audio_bitrate": "128k",
+        "min_buffer_size": 50, "max_chunk_length": 150,
+    })
+}
+
+/// Audio bytes in `messages`.
+fn sarvam_audio_len(messages: &[Value]) -> usize {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "audio")
+        .map(|m| {
+            STANDARD
+                .decode(m["data"]["audio"].as_str().unwrap())
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn sarvam_accepts_the_sdk_defaults_and_refuses_what_v3_cannot_do() {
+    let base = sarvam_base().await;
+    let is_error = |m: &Value| m["type"] == "error";
+    for (model, speaker) in [("bulbul:v2", "anushka"), ("bulbul:v3", "shubh")] {
+        let mut socket = sarvam_socket(&base, model).await;
+        send(&mut socket, sarvam_config(sdk_defaults(speaker))).await;
+        send(
+            &mut socket,
+            json!({"type": "text", "data": {"text": "Hello."}}),
+        )
+        .await;
+        send(&mut socket, json!({"type": "flush"})).await;
+        let messages = until(&mut socket, "event").await;
+        assert!(!messages.iter().any(is_error), "{model}: {messages:?}");
+        assert_eq!(
+            sarvam_audio_len(&messages),
+            super::samples_for("Hello.", 22_050) * 2
+        );
+    }
+    let mut socket = sarvam_socket(&base, "bulbul:v3").await;
+    for (field, value) in [
+        ("pitch", json!(0.2)),
+        ("loudness", json!(1.5)),
+        ("min_buffer_size", json!(10)),
+        ("min_buffer_size", json!(500)),
+        ("max_chunk_length", json!(20)),
+        ("max_chunk_length", json!(600)),
+        ("output_audio_bitrate", json!("100k")),
+    ] {
+        let mut config = sdk_defaults("shubh");
+        config[field] = value.clone();
+        send(&mut socket, sarvam_config(config)).await;
+        let answer = recv(&mut socket).await;
+        assert!(is_error(&answer), "{field} = {value}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn sarvam_holds_short_text_until_more_text_or_a_flush() {
+    let (router, handle) = sarvam_tts::router(SarvamTtsFakeConfig::default());
+    let base = serve(router).await;
+    let mut socket = sarvam_socket(&base, "bulbul:v2").await;
+    let mut config = sarvam_voice();
+    config["min_buffer_size"] = json!(30);
+    send(&mut socket, sarvam_config(config)).await;
+    // 20 characters: below min_buffer_size, so held however long one waits.
+    let short = "Sure, one moment. ";
+    send(
+        &mut socket,
+        json!({"type": "text", "data": {"text": short}}),
+    )
+    .await;
+    assert_eq!(
+        recv_within(&mut socket, Duration::from_millis(300)).await,
+        None,
+        "short text is held"
+    );
+    // More text takes the buffer past the threshold: all of it is synthesised, no final yet.
+    let more = "Your table is booked. ";
+    send(&mut socket, json!({"type": "text", "data": {"text": more}})).await;
+    let mut audio = 0;
+    while audio < super::samples_for(&format!("{short}{more}"), 8000) * 2 {
+        let message = recv(&mut socket).await;
+        assert_eq!(message["type"], "audio", "{message}");
+        audio += sarvam_audio_len(&[message]);
+    }
+    assert_eq!(
+        recv_within(&mut socket, Duration::from_millis(200)).await,
+        None,
+        "no final without a flush"
+    );
+    // A short tail goes at a flush; the final follows its audio.
+    send(
+        &mut socket,
+        json!({"type": "text", "data": {"text": "Bye."}}),
+    )
+    .await;
+    send(&mut socket, json!({"type": "flush"})).await;
+    let messages = until(&mut socket, "event").await;
+    assert_eq!(messages.last().unwrap()["data"]["event_type"], "final");
+    assert_eq!(
+        sarvam_audio_len(&messages),
+        super::samples_for("Bye.", 8000) * 2
+    );
+    assert_eq!(
+        handle.received().segments,
+        [format!("{short}{more}"), "Bye.".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn sarvam_cuts_long_text_at_sentences_and_answers_each_flush_with_a_final() {
+    let (router, handle) = sarvam_tts::router(SarvamTtsFakeConfig::default());
+    let base = serve(router).await;
+    let mut socket = sarvam_socket(&base, "bulbul:v2").await;
+    let mut config = sarvam_voice();
+    config["max_chunk_length"] = json!(60);
+    send(&mut socket, sarvam_config(config)).await;
+    let first = "Sure. ";
+    send(
+        &mut socket,
+        json!({"type": "text", "data": {"text": first}}),
+    )
+    .await;
+    send(&mut socket, json!({"type": "flush"})).await;
+    let long = "We are open every day from noon. The kitchen closes at ten. \
+                On Sundays we serve brunch until three in the afternoon.";
+    send(&mut socket, json!({"type": "text", "data": {"text": long}})).await;
+    send(&mut socket, json!({"type": "flush"})).await;
+    // One final per flush, each after the audio released before it.
+    let to_first_final = until(&mut socket, "event").await;
+    assert_eq!(
+        sarvam_audio_len(&to_first_final),
+        super::samples_for(first, 8000) * 2
+    );
+    let to_second_final = until(&mut socket, "event").await;
+    assert_eq!(
+        sarvam_audio_len(&to_second_final),
+        super::samples_for(long, 8000) * 2
+    );
+    let segments = handle.received().segments;
+    assert_eq!(segments[0], first);
+    assert!(
+        segments[1..].iter().all(|s| s.chars().count() <= 60),
+        "{segments:?}"
+    );
+    assert!(
+        segments[1..].iter().all(|s| s.trim_end().ends_with('.')),
+        "cut at sentence ends: {segments:?}"
+    );
+    assert_eq!(segments[1..].concat(), long);
+}
+
+#[tokio::test]
+async fn sarvam_streams_after_its_first_byte_faster_than_real_time_but_not_at_once() {
+    let (router, _handle) = sarvam_tts::router(SarvamTtsFakeConfig {
+        latency: Latency::from_millis(150, 0),
+        times_real_time: 4,
+        ..SarvamTtsFakeConfig::default()
+    });
+    let base = serve(router).await;
+    let mut socket = sarvam_socket(&base, "bulbul:v2").await;
+    send(&mut socket, sarvam_config(sarvam_voice())).await;
+    // About 2.3 s of speech: synthesised in about 0.6 s after the first byte.
+    let text = "Your table for two is booked for seven.";
+    send(&mut socket, json!({"type": "text", "data": {"text": text}})).await;
+    let flushed = tokio::time::Instant::now();
+    send(&mut socket, json!({"type": "flush"})).await;
+    let mut first_audio = None;
+    let mut last_audio = flushed;
+    let mut audio = 0;
+    loop {
+        let message = recv(&mut socket).await;
+        if message["type"] == "event" {
+            break;
+        }
+        let now = tokio::time::Instant::now();
+        first_audio.get_or_insert(now);
+        last_audio = now;
+        audio += sarvam_audio_len(&[message]);
+    }
+    assert_eq!(audio, super::samples_for(text, 8000) * 2);
+    // Lower bounds only (a loaded machine can only make them later): the first byte waits its
+    // delay, and the audio takes at least a quarter of its duration to arrive, minus the last
+    // chunk's share (at most 120 ms of speech).
+    let first_audio = first_audio.unwrap();
+    assert!(first_audio - flushed >= Duration::from_millis(140));
+    let speech = Duration::from_millis(text.chars().count() as u64 * 65);
+    assert!(
+        last_audio - first_audio >= (speech - Duration::from_millis(120)) / 4,
+        "{:?} for {speech:?} of speech",
+        last_audio - first_audio
+    );
+}
+
 #[tokio::test]
 async fn sarvam_rest_validates_and_returns_wavs() {
     let base = sarvam_base().await;

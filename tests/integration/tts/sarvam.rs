@@ -291,3 +291,120 @@ async fn unsupported_rates_are_refused() {
         .unwrap();
     assert!(matches!(error, TtsError::UnsupportedFormat(_)));
 }
+
+/// Every flush follows new text (none is empty, so each has something to answer with a final).
+fn assert_each_flush_follows_text(messages: &[serde_json::Value]) {
+    let kinds: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["type"].as_str())
+        .filter(|k| *k != "ping")
+        .collect();
+    for (i, kind) in kinds.iter().enumerate() {
+        if *kind == "flush" {
+            assert!(i > 0 && kinds[i - 1] == "text", "an empty flush: {kinds:?}");
+        }
+    }
+}
+
+/// Issue 14: a short first phrase (below Sarvam's `min_buffer_size` of 50) is synthesised at
+/// once, not held in Sarvam's buffer until more text comes; the turn is done only after the
+/// final of every flush.
+#[tokio::test]
+async fn a_lone_short_phrase_is_heard_without_waiting_for_more_text() {
+    let (base, handle) = fake(SarvamTtsFakeConfig {
+        latency: Latency::from_millis(20, 0),
+        times_real_time: 4,
+        ..Default::default()
+    })
+    .await;
+    let mut tts = session(&base, AudioFormat::MULAW_8K).await;
+    let (first, rest) = ("Sure. ", "Your table for two is booked for seven tonight.");
+    speak(&tts, 1, first, false).await;
+    // Nothing more is coming yet; the phrase must still be spoken, in full.
+    let mut heard = 0;
+    while heard < samples_for(first, 8000) {
+        match next_event(&mut tts.events).await {
+            TtsEvent::Audio { audio, .. } => heard += audio.len(),
+            other => panic!("{other:?} before the first phrase was heard"),
+        }
+    }
+    speak(&tts, 1, rest, true).await;
+    let events = events_until_end(&mut tts.events, 1).await;
+    let turn = Turn::of(&events, 1);
+    turn.end.unwrap();
+    assert_eq!(
+        heard + turn.audio.len(),
+        samples_for(&format!("{first}{rest}"), 8000)
+    );
+    let received = handle.received();
+    assert_eq!(received.of_type("flush").len(), 2);
+    assert_each_flush_follows_text(&received.messages);
+    assert_eq!(received.segments, [first, rest]);
+}
+
+/// Phrases of one sentence handed over together reach Sarvam together and are flushed once, so
+/// Sarvam synthesises the sentence as one (its prosody); each sentence gets its own flush, and
+/// each final brings the word timings of its sentence, spread over that sentence's audio.
+#[tokio::test]
+async fn phrases_of_a_sentence_get_one_flush_and_each_sentence_its_word_timings() {
+    let (base, handle) = fake(SarvamTtsFakeConfig::default()).await;
+    let mut tts = session(&base, AudioFormat::MULAW_8K).await;
+    // Queued before the session task runs again (this test's runtime has one thread).
+    speak(&tts, 1, "You said: hello, ", false).await;
+    speak(&tts, 1, "how can I help? ", false).await;
+    speak(&tts, 1, "Tell me.", true).await;
+    let turn = Turn::collect(&mut tts.events, 1).await;
+    turn.end.unwrap();
+    let received = handle.received();
+    assert_eq!(received.of_type("text").len(), 3);
+    assert_eq!(received.of_type("flush").len(), 2);
+    assert_eq!(
+        received.segments,
+        ["You said: hello, how can I help? ", "Tell me."]
+    );
+    let text = "You said: hello, how can I help? Tell me.";
+    assert_eq!(turn.audio.len(), samples_for(text, 8000));
+    let words: Vec<&str> = turn.words.iter().map(|w| w.word.as_str()).collect();
+    assert_eq!(words, text.split_whitespace().collect::<Vec<_>>());
+    assert!(
+        turn.words
+            .windows(2)
+            .all(|w| w[0].start <= w[0].end && w[0].end <= w[1].start),
+        "{:?}",
+        turn.words
+    );
+    // The last word ends with the audio (65 ms a character).
+    let seconds = turn.audio.len() as f32 / 8000.0;
+    assert!((turn.words.last().unwrap().end - seconds).abs() < 0.01);
+    // "help?" ends the first sentence's audio: its 33 characters.
+    let help = turn.words.iter().find(|w| w.word == "help?").unwrap();
+    assert!((help.end - 32.0 * 0.065).abs() < 0.01, "{help:?}");
+}
+
+/// The call closes a turn after its last phrase's final already came (a model that paused
+/// before saying it was done): the turn ends without another flush.
+#[tokio::test]
+async fn closing_after_every_final_ends_the_turn_without_an_empty_flush() {
+    let (base, handle) = fake(SarvamTtsFakeConfig::default()).await;
+    let mut tts = session(&base, AudioFormat::MULAW_8K).await;
+    let text = "One moment please.";
+    speak(&tts, 1, text, false).await;
+    let mut heard = 0;
+    while heard < samples_for(text, 8000) {
+        if let TtsEvent::Audio { audio, .. } = next_event(&mut tts.events).await {
+            heard += audio.len();
+        }
+    }
+    // Give the final time to arrive before the turn is closed.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    speak(&tts, 1, "", true).await;
+    let turn = Turn::collect(&mut tts.events, 1).await;
+    turn.end.unwrap();
+    assert!(turn.audio.is_empty(), "all audio came before the close");
+    let received = handle.received();
+    assert_eq!(received.of_type("flush").len(), 1);
+    assert_each_flush_follows_text(&received.messages);
+    // The socket is free for the next turn.
+    speak(&tts, 2, "Next.", true).await;
+    Turn::collect(&mut tts.events, 2).await.end.unwrap();
+}
