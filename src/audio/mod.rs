@@ -21,12 +21,14 @@
 //! - [`resample`]: [`Resampler`], one stateful rubato FFT resampler per stream, 20 ms frames out.
 //! - [`vad`]: the [`vad::Vad`] trait, [`vad::VadConfig`], and the energy + Silero cascade.
 //! - [`pacer`]: [`pacer::Pacer`] and [`pacer::FrameClock`], real-time outbound frames.
+//! - [`playout`]: [`playout::PlayoutItem`], what a paced output takes (audio and marks).
 //! - [`wav`]: mono PCM16 WAV in and out (hound).
 
 pub mod format;
 pub mod frame;
 pub mod g711;
 pub mod pacer;
+pub mod playout;
 pub mod resample;
 pub mod vad;
 pub mod wav;

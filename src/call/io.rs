@@ -1,11 +1,11 @@
 //! The messages that join a call's tasks. The reader task turns caller audio into
-//! [`MediaEvent`]s (VAD transitions, marks, keys, hang-up) for the agent; the agent sends the
-//! writer audio and marks on a data channel and clears on a separate control channel, so a
-//! barge-in never waits behind queued audio.
+//! [`MediaEvent`]s (VAD transitions, marks, keys, hang-up) for the agent; the writer takes audio
+//! (from the TTS session) and marks (from the agent) as [`PlayoutItem`]s on one data channel,
+//! and clears on a separate control channel, so a barge-in never waits behind queued audio.
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+pub use crate::audio::playout::PlayoutItem;
 use crate::generation::Generation;
 
 /// What the reader task tells the agent.
@@ -21,27 +21,6 @@ pub enum MediaEvent {
     Dtmf(char),
     /// The caller hung up (or the media socket closed).
     Hangup,
-}
-
-/// Audio and marks for the writer, in playback order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WriterItem {
-    /// Audio of `generation` in the transport's format.
-    Audio {
-        generation: Generation,
-        audio: Bytes,
-    },
-    /// Send mark `name` once `at` bytes of `generation`'s audio have been sent. `last`: no more
-    /// audio of this generation follows, so a partial last frame goes out padded. `spoken`: the
-    /// word this mark ends, told to a far end that shows the agent's text
-    /// ([`CallEvent::AgentText`](crate::transport::CallEvent)) just before the mark.
-    Mark {
-        generation: Generation,
-        at: u64,
-        name: String,
-        last: bool,
-        spoken: Option<String>,
-    },
 }
 
 /// Orders for the writer that must not wait behind audio.

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use crate::assistant::{Assistant, SttProvider, TtsConfig};
+use tokio::sync::mpsc;
+
 use crate::audio::AudioFormat;
+use crate::audio::playout::PlayoutItem;
 use crate::config::Config;
 use crate::egress::EgressClient;
 use crate::llm::openai::OpenAiChat;
@@ -50,15 +53,18 @@ pub fn speech_to_text(
     (client, params)
 }
 
-/// The call's text-to-speech client and what to ask it for (audio in the transport's format).
+/// The call's text-to-speech client and what to ask it for: audio in the transport's format,
+/// put straight into the call's writer (`playout`).
 pub fn text_to_speech(
     config: &Config,
     assistant: &Assistant,
     output: AudioFormat,
+    playout: mpsc::Sender<PlayoutItem>,
 ) -> (Box<dyn TextToSpeech>, TtsParams) {
     let params = TtsParams {
         voice: assistant.tts.clone(),
         output,
+        playout: Some(playout),
     };
     let client: Box<dyn TextToSpeech> = match &assistant.tts {
         TtsConfig::Cartesia(_) => Box::new(CartesiaTts::new(

@@ -46,9 +46,9 @@ pub struct Reply {
     pub utterances_pending: u32,
     /// Phrases held back until the previous utterance is done.
     pub queued_phrases: VecDeque<String>,
-    /// Audio bytes of this reply forwarded to the writer.
-    pub audio_bytes: u64,
-    /// Audio bytes of the current generation forwarded to the writer.
+    /// Audio of this reply has gone to the writer.
+    pub audio_started: bool,
+    /// Audio bytes of the current generation (known once the TTS is done with it).
     pub segment_audio_bytes: u64,
     /// Text of the current generation's utterance.
     pub segment_text: String,
@@ -88,7 +88,7 @@ impl Reply {
             utterance_open: false,
             utterances_pending: 0,
             queued_phrases: VecDeque::new(),
-            audio_bytes: 0,
+            audio_started: false,
             segment_audio_bytes: 0,
             segment_text: String::new(),
             segment_timed: false,
@@ -111,7 +111,7 @@ impl Reply {
 
     /// Whether any of this reply's audio has gone to the caller.
     pub fn audible(&self) -> bool {
-        self.audio_bytes > 0
+        self.audio_started
     }
 
     /// Whether nothing more will be produced for this reply: the end mark can be placed.

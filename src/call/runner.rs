@@ -108,7 +108,9 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         }
     };
     let (stt, stt_params) = providers::speech_to_text(config, assistant, format);
-    let (tts, tts_params) = providers::text_to_speech(config, assistant, format);
+    // The writer's queue exists before the TTS connects: the TTS puts its audio straight in it.
+    let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
+    let (tts, tts_params) = providers::text_to_speech(config, assistant, format, items_tx.clone());
     // Both connect at once: the greeting waits only for the slower of the two.
     let (stt, tts) = tokio::join!(stt.connect(stt_params), tts.connect(tts_params));
     let (stt, tts) = match (stt, tts) {
@@ -143,7 +145,6 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     }
 
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
-    let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(8);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let events = sink.wants_events();

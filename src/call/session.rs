@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::heard::{MarkPoint, mark_name, parse_mark};
-use super::io::{CallControl, Control, EndReason, MediaEvent, WriterControl, WriterItem};
+use super::io::{CallControl, Control, EndReason, MediaEvent, PlayoutItem, WriterControl};
 use super::recorder::Recorder;
 use super::reply::{Reply, ReplySource};
 use crate::agent::interruption::{InterruptionSettings, is_backchannel};
@@ -76,7 +76,7 @@ pub struct CallIo {
     pub stt: SttSession,
     pub tts: TtsSession,
     pub llm: Arc<dyn ChatModel>,
-    pub writer: mpsc::Sender<WriterItem>,
+    pub writer: mpsc::Sender<PlayoutItem>,
     pub writer_control: mpsc::Sender<WriterControl>,
     /// Transcripts and the end for the far end (used only when `CallSetup::events`).
     pub events: mpsc::Sender<CallEvent>,
@@ -180,7 +180,7 @@ struct Agent {
     /// Hard stop once the call is ending.
     end_deadline: Option<Instant>,
     /// Writer items that did not fit its queue yet (see `hand_to_writer`).
-    writer_backlog: VecDeque<WriterItem>,
+    writer_backlog: VecDeque<PlayoutItem>,
     ended: Option<EndReason>,
     transferring: bool,
     turn_seq: i64,
@@ -209,7 +209,6 @@ impl Agent {
             }
             // Audio moves on only while the writer has room: otherwise TTS events wait in their
             // channel and backpressure reaches the provider's socket.
-            let writer_has_room = self.io.writer.capacity() > 0 && self.writer_backlog.is_empty();
             let far_future = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
@@ -227,24 +226,17 @@ impl Agent {
                     None => self.on_stt(SttEvent::Closed(Ok(()))),
                 },
                 Some(message) = self.inbox.recv() => self.on_internal(message),
-                // Room in the writer's queue is awaited whenever something waits for it: the
-                // backlog, or TTS events (taken only while there is room). Waiting for room only
-                // when the backlog was non-empty left an agent whose last audio filled the queue
-                // asleep until some other event woke it; with a TTS that gives no word timings
-                // (Sarvam), no mark echoes come mid-utterance, so each reply stopped after the
-                // ~3 s the queue and pacer hold until the caller spoke (issue 14).
-                permit = self.io.writer.clone().reserve_owned(), if !writer_has_room && !self.io.writer.is_closed() => match permit {
+                // Marks wait in the backlog while the writer's queue is full of the TTS's audio.
+                permit = self.io.writer.clone().reserve_owned(), if !self.writer_backlog.is_empty() => match permit {
                     Ok(permit) => {
                         if let Some(item) = self.writer_backlog.pop_front() {
                             permit.send(item);
                         }
-                        // Otherwise the permit is dropped: its slot is free for the TTS event
-                        // the next turn of the loop takes.
                     }
                     // The writer is gone: the call is ending anyway.
                     Err(_) => self.writer_backlog.clear(),
                 },
-                event = self.io.tts.events.recv(), if writer_has_room => match event {
+                event = self.io.tts.events.recv() => match event {
                     Some(event) => self.on_tts(event),
                     None => self.on_provider_failure("tts session ended"),
                 },
@@ -845,7 +837,7 @@ impl Agent {
     /// per word, then the end mark) while room was checked for one: what does not fit waits
     /// here, in order, and goes out as the writer drains. Nothing is dropped: a lost end mark
     /// would leave the reply, and an ending call, waiting for an echo that never comes.
-    fn hand_to_writer(&mut self, item: WriterItem) {
+    fn hand_to_writer(&mut self, item: PlayoutItem) {
         queue_for_writer(&self.io.writer, &mut self.writer_backlog, item);
     }
 
@@ -857,7 +849,7 @@ impl Agent {
             return;
         }
         reply.end_marked = true;
-        let item = WriterItem::Mark {
+        let item = PlayoutItem::Mark {
             generation: reply.generation,
             at: reply.segment_audio_bytes,
             name: mark_name(reply.generation, MarkPoint::End),
@@ -912,32 +904,25 @@ impl Agent {
 
     fn on_tts(&mut self, event: TtsEvent) {
         match event {
+            TtsEvent::Started { generation } => self.on_audio_started(generation),
+            // A session without a writer of its own (not how calls run it): pass the audio on.
             TtsEvent::Audio { generation, audio } => {
-                let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
-                    // Stale (an interrupted or older utterance): dropped here.
-                    return;
-                };
-                if reply.first_audio_at.is_none() {
-                    let now = Instant::now();
-                    reply.first_audio_at = Some(now);
-                    if let Some(phrase) = reply.first_phrase_at {
-                        crate::metrics::stage("tts_first_audio", (now - phrase).as_secs_f64());
-                    }
-                    if let Some(stopped) = self.user_stopped_at.take() {
-                        crate::metrics::stage("voice_to_voice", (now - stopped).as_secs_f64());
-                    }
+                if self.reply.as_ref().is_some_and(|r| r.generation == generation) {
+                    self.on_audio_started(generation);
+                    self.hand_to_writer(PlayoutItem::Audio { generation, audio });
                 }
-                reply.audio_bytes += audio.len() as u64;
-                reply.segment_audio_bytes += audio.len() as u64;
-                let item = WriterItem::Audio { generation, audio };
-                // Room was checked before this event was taken.
-                self.hand_to_writer(item);
             }
             TtsEvent::Words { generation, words } => self.on_words(generation, &words),
-            TtsEvent::Done { generation } => {
+            TtsEvent::Done {
+                generation,
+                audio_bytes,
+            } => {
                 let Some(reply) = self.reply.as_mut().filter(|r| r.owns(generation)) else {
                     return;
                 };
+                if generation == reply.generation {
+                    reply.segment_audio_bytes = audio_bytes;
+                }
                 reply.utterances_pending = reply.utterances_pending.saturating_sub(1);
                 if generation == reply.generation && !reply.segment_timed {
                     self.estimate_word_marks(generation);
@@ -971,11 +956,33 @@ impl Agent {
                     if let Some(reply) = self.reply.as_mut() {
                         reply.utterances_pending = reply.utterances_pending.saturating_sub(1);
                         reply.utterance_open = false;
+                        // How much audio came is unknown here: the end mark goes after
+                        // whatever of it was queued.
+                        reply.segment_audio_bytes = u64::MAX;
                     }
                     self.maybe_place_end_mark();
                 }
             }
         }
+    }
+
+    /// The first audio of `generation` went to the writer: the reply is audible from now on.
+    fn on_audio_started(&mut self, generation: Generation) {
+        let Some(reply) = self.reply.as_mut().filter(|r| r.generation == generation) else {
+            // Stale (an interrupted or older utterance).
+            return;
+        };
+        if reply.first_audio_at.is_none() {
+            let now = Instant::now();
+            reply.first_audio_at = Some(now);
+            if let Some(phrase) = reply.first_phrase_at {
+                crate::metrics::stage("tts_first_audio", (now - phrase).as_secs_f64());
+            }
+            if let Some(stopped) = self.user_stopped_at.take() {
+                crate::metrics::stage("voice_to_voice", (now - stopped).as_secs_f64());
+            }
+        }
+        reply.audio_started = true;
     }
 
     fn on_words(&mut self, generation: Generation, words: &[WordTiming]) {
@@ -991,7 +998,7 @@ impl Agent {
         for word in words {
             let count = reply.words.push(&word.word);
             let within = (f64::from(word.end.max(0.0)) * bytes_per_second) as u64;
-            let item = WriterItem::Mark {
+            let item = PlayoutItem::Mark {
                 generation,
                 at: within,
                 name: mark_name(generation, MarkPoint::Words(count)),
@@ -1022,7 +1029,7 @@ impl Agent {
         for word in words {
             chars_so_far += word.chars().count() as u64 + 1;
             let count = reply.words.push(&word);
-            let item = WriterItem::Mark {
+            let item = PlayoutItem::Mark {
                 generation,
                 at: total_bytes * chars_so_far.min(total_chars) / total_chars,
                 name: mark_name(generation, MarkPoint::Words(count)),
@@ -1176,9 +1183,9 @@ impl Agent {
 
 /// See [`Session::hand_to_writer`]: what does not fit the writer's queue waits in `backlog`, in order.
 fn queue_for_writer(
-    writer: &mpsc::Sender<WriterItem>,
-    backlog: &mut VecDeque<WriterItem>,
-    item: WriterItem,
+    writer: &mpsc::Sender<PlayoutItem>,
+    backlog: &mut VecDeque<PlayoutItem>,
+    item: PlayoutItem,
 ) {
     if !backlog.is_empty() {
         backlog.push_back(item);

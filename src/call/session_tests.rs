@@ -120,7 +120,7 @@ struct Harness {
     _stt_input: mpsc::Receiver<SttInput>,
     tts_commands: mpsc::Receiver<TtsCommand>,
     tts_events: mpsc::Sender<TtsEvent>,
-    writer: mpsc::Receiver<WriterItem>,
+    writer: mpsc::Receiver<PlayoutItem>,
     writer_control: mpsc::Receiver<WriterControl>,
     control: mpsc::Sender<Control>,
     turns: mpsc::Receiver<TurnRecord>,
@@ -235,6 +235,7 @@ impl Harness {
                 end: (i + 1) as f32 * 0.02,
             })
             .collect();
+        let words_len = words.len();
         for _ in &words {
             let audio = Bytes::from(vec![0x55u8; 160]);
             self.tts_events
@@ -246,8 +247,12 @@ impl Harness {
             .send(TtsEvent::Words { generation, words })
             .await
             .unwrap();
+        let audio_bytes = 160 * words_len as u64;
         self.tts_events
-            .send(TtsEvent::Done { generation })
+            .send(TtsEvent::Done {
+                generation,
+                audio_bytes,
+            })
             .await
             .unwrap();
     }
@@ -261,7 +266,7 @@ impl Harness {
                 .expect("writer item in time")
                 .expect("writer open");
             // Marks of an interrupted reply may still be queued; they belong to no one now.
-            if let WriterItem::Mark {
+            if let PlayoutItem::Mark {
                 name,
                 generation: g,
                 ..
@@ -424,6 +429,7 @@ async fn audio_beyond_the_writer_queue_moves_on_as_the_writer_drains() {
         }
         tts.send(TtsEvent::Done {
             generation: greeting,
+            audio_bytes: 160 * chunks,
         })
         .await
         .unwrap();
@@ -435,9 +441,9 @@ async fn audio_beyond_the_writer_queue_moves_on_as_the_writer_drains() {
             .unwrap_or_else(|_| panic!("the agent stopped forwarding after {audio} chunks"))
             .expect("writer open");
         match item {
-            WriterItem::Audio { .. } => audio += 1,
-            WriterItem::Mark { name, .. } if name.ends_with(".end") => break,
-            WriterItem::Mark { .. } => {}
+            PlayoutItem::Audio { .. } => audio += 1,
+            PlayoutItem::Mark { name, .. } if name.ends_with(".end") => break,
+            PlayoutItem::Mark { .. } => {}
         }
     }
     assert_eq!(audio, chunks);
@@ -456,7 +462,7 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
     // Five words have been played when the caller cuts in.
     let mut echoed = 0;
     while echoed < 5 {
-        if let Some(WriterItem::Mark { name, .. }) = h.writer.recv().await {
+        if let Some(PlayoutItem::Mark { name, .. }) = h.writer.recv().await {
             h.echo(&name).await;
             echoed += 1;
         }
@@ -504,7 +510,7 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
     assert!(g4 > Generation(3), "the next reply is newer than the clear");
     while let Ok(item) = h.writer.try_recv() {
         assert!(
-            !matches!(item, WriterItem::Audio { generation, .. } if generation == g2),
+            !matches!(item, PlayoutItem::Audio { generation, .. } if generation == g2),
             "stale audio forwarded"
         );
     }
@@ -534,7 +540,7 @@ async fn backchannels_do_not_interrupt() {
     let (g1, text) = h.utterance().await;
     h.synthesize(g1, &text).await;
     let first = h.writer.recv().await.unwrap();
-    assert!(matches!(first, WriterItem::Audio { .. }));
+    assert!(matches!(first, PlayoutItem::Audio { .. }));
     h.media.send(MediaEvent::SpeechStarted).await.unwrap();
     h.stt
         .send(SttEvent::Transcript {
@@ -748,12 +754,15 @@ async fn without_word_timings_marks_are_estimated_from_the_text() {
             .unwrap();
     }
     h.tts_events
-        .send(TtsEvent::Done { generation: g1 })
+        .send(TtsEvent::Done {
+            generation: g1,
+            audio_bytes: 6 * 160,
+        })
         .await
         .unwrap();
     let mut marks = Vec::new();
     loop {
-        if let Some(WriterItem::Mark { name, at, .. }) = h.writer.recv().await {
+        if let Some(PlayoutItem::Mark { name, at, .. }) = h.writer.recv().await {
             marks.push((name.clone(), at));
             if name.ends_with(".end") {
                 break;
@@ -830,7 +839,7 @@ async fn a_tool_result_that_arrives_after_a_barge_in_is_kept() {
     h.synthesize(g2, &preface).await;
     // The caller cuts in while the tool is still running.
     let first_mark = loop {
-        if let Some(WriterItem::Mark { name, .. }) = h.writer.recv().await {
+        if let Some(PlayoutItem::Mark { name, .. }) = h.writer.recv().await {
             break name;
         }
     };
@@ -921,7 +930,7 @@ async fn a_far_end_that_shows_events_gets_transcripts_words_and_the_end() {
             .await
             .expect("writer item in time")
             .expect("writer open");
-        if let WriterItem::Mark { name, spoken, .. } = item {
+        if let PlayoutItem::Mark { name, spoken, .. } = item {
             words.extend(spoken);
             marks.push(name);
         }
@@ -966,7 +975,7 @@ async fn telephony_gets_no_events_and_no_words() {
             .await
             .expect("writer item in time")
             .expect("writer open");
-        if let WriterItem::Mark { name, spoken, .. } = item {
+        if let PlayoutItem::Mark { name, spoken, .. } = item {
             assert_eq!(spoken, None);
             if name.ends_with(".end") {
                 break;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::io::{WriterControl, WriterItem};
+use super::io::{PlayoutItem, WriterControl};
 use crate::audio::pacer::{FrameClock, Pacer};
 use crate::generation::Generation;
 use crate::transport::{CallEvent, MediaSink};
@@ -32,7 +32,7 @@ const REMEMBERED_GENERATIONS: usize = 4;
 /// a close still go out before the stream closes.
 pub async fn run_writer<K: MediaSink>(
     mut sink: K,
-    mut items: mpsc::Receiver<WriterItem>,
+    mut items: mpsc::Receiver<PlayoutItem>,
     mut control: mpsc::Receiver<WriterControl>,
     mut events: mpsc::Receiver<CallEvent>,
 ) {
@@ -163,9 +163,9 @@ impl Writer {
             .map(|(_, base)| *base)
     }
 
-    fn take(&mut self, item: WriterItem) {
+    fn take(&mut self, item: PlayoutItem) {
         match item {
-            WriterItem::Audio { generation, audio } => {
+            PlayoutItem::Audio { generation, audio } => {
                 let starts_generation = generation > self.current;
                 if generation < self.floor || self.base_of(generation).is_none() {
                     return;
@@ -176,7 +176,7 @@ impl Writer {
                 self.pending = Some(audio);
                 self.push_pending();
             }
-            WriterItem::Mark {
+            PlayoutItem::Mark {
                 generation,
                 at,
                 name,
@@ -189,7 +189,15 @@ impl Writer {
                 let Some(base) = self.base_of(generation) else {
                     return;
                 };
-                let position = base + at;
+                // A last mark goes after everything of its generation queued before it, however
+                // much that was (after a failed utterance nobody knows): all of that has been
+                // pushed by now, since items are taken in order and only once the previous
+                // chunk is in the pacer.
+                let position = if last {
+                    base.saturating_add(at).min(self.pushed)
+                } else {
+                    base + at
+                };
                 if last {
                     // No more audio of this generation: a last partial frame goes out padded, or
                     // the mark would wait for audio that is not coming.
@@ -322,15 +330,15 @@ mod tests {
         }
     }
 
-    fn audio(generation: u64, bytes: usize) -> WriterItem {
-        WriterItem::Audio {
+    fn audio(generation: u64, bytes: usize) -> PlayoutItem {
+        PlayoutItem::Audio {
             generation: Generation(generation),
             audio: Bytes::from(vec![0x55; bytes]),
         }
     }
 
-    fn mark(generation: u64, at: u64, name: &str, last: bool) -> WriterItem {
-        WriterItem::Mark {
+    fn mark(generation: u64, at: u64, name: &str, last: bool) -> PlayoutItem {
+        PlayoutItem::Mark {
             generation: Generation(generation),
             at,
             name: name.to_owned(),
@@ -341,7 +349,7 @@ mod tests {
 
     fn start() -> (
         RecordingSink,
-        mpsc::Sender<WriterItem>,
+        mpsc::Sender<PlayoutItem>,
         mpsc::Sender<WriterControl>,
         tokio::task::JoinHandle<()>,
     ) {
@@ -476,7 +484,7 @@ mod tests {
         let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx, events_rx));
         items.send(audio(1, 800)).await.unwrap();
         items
-            .send(WriterItem::Mark {
+            .send(PlayoutItem::Mark {
                 generation: Generation(1),
                 at: 320,
                 name: "g1.1".into(),

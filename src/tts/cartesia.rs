@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, warn};
 
 use super::health::{Liveness, Probe};
+use super::output::TtsOutput;
 use super::sample_carry::SampleCarry;
 use super::ws::{self, Ws};
 use super::{
@@ -99,12 +100,13 @@ impl TextToSpeech for CartesiaTts {
         let setup = CartesiaSetup::new(&self.endpoint, &self.version, &params);
         let timeouts = self.timeouts;
         let max_buffer_delay_ms = self.max_buffer_delay_ms;
+        let playout = params.playout.clone();
         Box::pin(async move {
             let setup = setup?;
             let request = setup.websocket_request()?;
             let socket =
                 ws::connect(request, ws::socket_config(MAX_MESSAGE), timeouts.connect).await?;
-            let (session, commands, events) = TtsSession::channels();
+            let (session, commands, events) = TtsSession::channels(playout);
             let task = Session {
                 setup,
                 max_buffer_delay_ms,
@@ -319,7 +321,7 @@ struct Session {
     /// The newest generation that may not open a context any more (finished, cancelled,
     /// failed); generations only grow, so older ones are stale too.
     retired: Option<Generation>,
-    events: mpsc::Sender<TtsEvent>,
+    events: TtsOutput,
     liveness: Liveness,
 }
 
@@ -527,7 +529,7 @@ impl Session {
                 };
                 match self.contexts[index].carry.decode_base64(data.as_bytes()) {
                     Ok(audio) if audio.is_empty() => {}
-                    Ok(audio) => self.emit(TtsEvent::Audio { generation, audio }).await,
+                    Ok(audio) => self.events.audio(generation, audio).await,
                     Err(e) => warn!(error = %e, "cartesia: chunk with bad base64 skipped"),
                 }
             }
@@ -542,7 +544,7 @@ impl Session {
             "done" => {
                 self.contexts.remove(index);
                 self.retire(generation);
-                self.emit(TtsEvent::Done { generation }).await;
+                self.events.done(generation).await;
             }
             "error" => {
                 let error = message.error();
@@ -679,7 +681,7 @@ impl Session {
 
     async fn emit(&mut self, event: TtsEvent) {
         // A closed receiver ends the session at the top of the loop.
-        let _ = self.events.send(event).await;
+        self.events.send(event).await;
     }
 
     fn retire(&mut self, generation: Generation) {
@@ -735,6 +737,7 @@ mod tests {
                 language: None,
             }),
             output: AudioFormat::MULAW_8K,
+            playout: None,
         };
         let endpoint = TtsEndpoint {
             base_url: "https://api.cartesia.ai".into(),
@@ -793,6 +796,7 @@ mod tests {
                 ..Default::default()
             }),
             output: AudioFormat::new(Encoding::Pcm16, 11_025),
+            playout: None,
         };
         let endpoint = TtsEndpoint {
             base_url: "https://api.cartesia.ai".into(),

@@ -81,10 +81,16 @@ impl TextToSpeech for CartesiaBytes {
                 })
             });
         let timeouts = self.timeouts;
+        let playout = params.playout.clone();
         Box::pin(async move {
             let requests = prepared?;
             let encoding = requests.setup.output.encoding;
-            Ok(http_session::spawn(Arc::new(requests), encoding, timeouts))
+            Ok(http_session::spawn(
+                Arc::new(requests),
+                encoding,
+                timeouts,
+                playout,
+            ))
         })
     }
 }

@@ -14,9 +14,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::output::TtsOutput;
 use super::sample_carry::SampleCarry;
 use super::{TtsCommand, TtsError, TtsEvent, TtsSession, TtsTimeouts};
 use crate::audio::Encoding;
+use crate::audio::playout::PlayoutItem;
 use crate::generation::Generation;
 
 /// One provider request: the audio of `text` in the session's output format, as it arrives.
@@ -29,8 +31,9 @@ pub(crate) fn spawn(
     provider: Arc<dyn Synthesize>,
     encoding: Encoding,
     timeouts: TtsTimeouts,
+    playout: Option<mpsc::Sender<PlayoutItem>>,
 ) -> TtsSession {
-    let (session, commands, events) = TtsSession::channels();
+    let (session, commands, events) = TtsSession::channels(playout);
     let driver = Driver {
         provider,
         encoding,
@@ -63,7 +66,7 @@ struct Driver {
     provider: Arc<dyn Synthesize>,
     encoding: Encoding,
     timeouts: TtsTimeouts,
-    events: mpsc::Sender<TtsEvent>,
+    events: TtsOutput,
     collecting: VecDeque<Collecting>,
     running: Option<Running>,
     retired: Option<Generation>,
@@ -155,10 +158,7 @@ impl Driver {
                 return;
             };
             if turn.text.trim().is_empty() {
-                self.emit(TtsEvent::Done {
-                    generation: turn.generation,
-                })
-                .await;
+                self.events.done(turn.generation).await;
                 continue;
             }
             self.running = Some(Running {
@@ -180,7 +180,7 @@ impl Driver {
                 running.deadline = Instant::now() + self.timeouts.http_stall;
                 let audio = running.carry.push(chunk);
                 if !audio.is_empty() {
-                    self.emit(TtsEvent::Audio { generation, audio }).await;
+                    self.events.audio(generation, audio).await;
                 }
             }
             Some(Err(error)) => {
@@ -193,13 +193,13 @@ impl Driver {
             }
             None => {
                 self.running = None;
-                self.emit(TtsEvent::Done { generation }).await;
+                self.events.done(generation).await;
             }
         }
     }
 
     async fn emit(&mut self, event: TtsEvent) {
-        let _ = self.events.send(event).await;
+        self.events.send(event).await;
     }
 
     fn retire(&mut self, generation: Generation) {
@@ -290,7 +290,12 @@ mod tests {
     #[tokio::test]
     async fn one_request_per_turn_with_whole_samples() {
         let provider = echo(false);
-        let mut session = spawn(provider.clone(), Encoding::Pcm16, TtsTimeouts::default());
+        let mut session = spawn(
+            provider.clone(),
+            Encoding::Pcm16,
+            TtsTimeouts::default(),
+            None,
+        );
         speak(&session, 1, "Hello, ", false).await;
         speak(&session, 1, "world!!", true).await;
         let mut audio = Vec::new();
@@ -300,7 +305,7 @@ mod tests {
                     assert_eq!(a.len() % 2, 0);
                     audio.extend_from_slice(&a);
                 }
-                TtsEvent::Done { generation } => {
+                TtsEvent::Done { generation, .. } => {
                     assert_eq!(generation, Generation(1));
                     break;
                 }
@@ -314,7 +319,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_that_never_answers_fails_the_turn() {
         let provider = echo(true);
-        let mut session = spawn(provider, Encoding::Mulaw, TtsTimeouts::default());
+        let mut session = spawn(provider, Encoding::Mulaw, TtsTimeouts::default(), None);
         speak(&session, 1, "Hello", true).await;
         match session.events.recv().await.unwrap() {
             TtsEvent::Failed {
@@ -328,7 +333,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cancelled_turns_are_not_spoken() {
         let provider = echo(false);
-        let mut session = spawn(provider.clone(), Encoding::Mulaw, TtsTimeouts::default());
+        let mut session = spawn(
+            provider.clone(),
+            Encoding::Mulaw,
+            TtsTimeouts::default(),
+            None,
+        );
         speak(&session, 1, "never", false).await;
         session
             .commands
@@ -348,7 +358,8 @@ mod tests {
         assert!(matches!(
             seen.last(),
             Some(TtsEvent::Done {
-                generation: Generation(2)
+                generation: Generation(2),
+                ..
             })
         ));
         assert!(seen.iter().all(|e| !matches!(

@@ -12,12 +12,14 @@
 //!
 //! Guarantees every provider keeps: audio is in exactly [`TtsParams::output`]; PCM16 audio is
 //! always whole samples; after `Cancel`, `Done` or `Failed` for a generation no further event of
-//! that generation is emitted.
+//! that generation is emitted. In a call the audio goes straight to the call's writer
+//! ([`TtsParams::playout`], see `output.rs`); the events carry only what the agent acts on.
 
 pub mod cartesia;
 pub mod cartesia_bytes;
 mod health;
 mod http_session;
+mod output;
 mod sample_carry;
 pub mod sarvam;
 pub mod sarvam_rest;
@@ -36,7 +38,9 @@ use tokio::sync::mpsc;
 
 use crate::assistant::TtsConfig;
 use crate::audio::AudioFormat;
+use crate::audio::playout::PlayoutItem;
 use crate::generation::Generation;
+use output::TtsOutput;
 
 /// What a call asks of its TTS stream.
 #[derive(Debug, Clone)]
@@ -46,6 +50,9 @@ pub struct TtsParams {
     /// The format the transport plays (e.g. μ-law 8 kHz for Twilio): providers are asked for
     /// exactly this where they can produce it, so no transcoding happens.
     pub output: AudioFormat,
+    /// The call's writer: audio goes there directly and the session's events announce it
+    /// ([`TtsEvent::Started`]). `None`: audio comes as [`TtsEvent::Audio`] events.
+    pub playout: Option<mpsc::Sender<PlayoutItem>>,
 }
 
 /// Server-side settings of one TTS provider.
@@ -86,18 +93,25 @@ pub struct WordTiming {
 /// What the TTS stream produced.
 #[derive(Debug, Clone)]
 pub enum TtsEvent {
-    /// Audio in the requested output format; any length (not frame aligned).
+    /// Audio in the requested output format; any length (not frame aligned). Only when the
+    /// session has no writer to put it in ([`TtsParams::playout`]).
     Audio {
         generation: Generation,
         audio: Bytes,
     },
+    /// The first audio of `generation` went to the writer.
+    Started { generation: Generation },
     /// Word timestamps, when the provider gives them.
     Words {
         generation: Generation,
         words: Vec<WordTiming>,
     },
-    /// The provider finished the utterance (its own final event).
-    Done { generation: Generation },
+    /// The provider finished the utterance (its own final event); `audio_bytes` of audio were
+    /// produced for it.
+    Done {
+        generation: Generation,
+        audio_bytes: u64,
+    },
     /// The utterance failed; `generation` is `None` for connection-level failures.
     Failed {
         generation: Option<Generation>,
@@ -159,11 +173,14 @@ const COMMAND_CAPACITY: usize = 32;
 const EVENT_CAPACITY: usize = 64;
 
 impl TtsSession {
-    /// A session and the task's ends of its channels.
-    fn channels() -> (Self, mpsc::Receiver<TtsCommand>, mpsc::Sender<TtsEvent>) {
+    /// A session and the task's ends of its channels; audio goes to `playout` when given.
+    fn channels(
+        playout: Option<mpsc::Sender<PlayoutItem>>,
+    ) -> (Self, mpsc::Receiver<TtsCommand>, TtsOutput) {
         let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (event_tx, events) = mpsc::channel(EVENT_CAPACITY);
-        (Self { commands, events }, command_rx, event_tx)
+        let output = TtsOutput::new(event_tx, playout);
+        (Self { commands, events }, command_rx, output)
     }
 }
 

@@ -45,6 +45,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, warn};
 
 use super::health::{Liveness, Probe};
+use super::output::TtsOutput;
 use super::sample_carry::SampleCarry;
 use super::ws::{self, Ws};
 use super::{
@@ -115,9 +116,10 @@ impl TextToSpeech for SarvamTts {
             self.max_chunk_length,
         );
         let timeouts = self.timeouts;
+        let playout = params.playout.clone();
         Box::pin(async move {
             let setup = setup?;
-            let (session, commands, events) = TtsSession::channels();
+            let (session, commands, events) = TtsSession::channels(playout);
             let mut task = Session {
                 setup,
                 timeouts,
@@ -349,7 +351,7 @@ struct Session {
     active: Option<Active>,
     waiting: VecDeque<Waiting>,
     retired: Option<Generation>,
-    events: mpsc::Sender<TtsEvent>,
+    events: TtsOutput,
     liveness: Liveness,
 }
 
@@ -565,10 +567,7 @@ impl Session {
         }
         if let Some(active) = self.active.take() {
             self.retire(active.generation);
-            self.emit(TtsEvent::Done {
-                generation: active.generation,
-            })
-            .await;
+            self.events.done(active.generation).await;
         }
     }
 
@@ -686,7 +685,7 @@ impl Session {
         }
         if !audio.is_empty() {
             active.audio_bytes += audio.len() as u64;
-            self.emit(TtsEvent::Audio { generation, audio }).await;
+            self.events.audio(generation, audio).await;
         }
     }
 
@@ -807,7 +806,7 @@ impl Session {
     }
 
     async fn emit(&mut self, event: TtsEvent) {
-        let _ = self.events.send(event).await;
+        self.events.send(event).await;
     }
 
     fn retire(&mut self, generation: Generation) {
@@ -834,6 +833,7 @@ mod tests {
                 model: None,
             }),
             output,
+            playout: None,
         }
     }
 

@@ -96,10 +96,16 @@ impl TextToSpeech for SarvamRest {
     fn connect(&self, params: TtsParams) -> BoxFuture<'static, Result<TtsSession, TtsError>> {
         let requests = self.requests(&params);
         let timeouts = self.timeouts;
+        let playout = params.playout.clone();
         Box::pin(async move {
             let requests = requests?;
             let encoding = requests.output.encoding;
-            Ok(http_session::spawn(Arc::new(requests), encoding, timeouts))
+            Ok(http_session::spawn(
+                Arc::new(requests),
+                encoding,
+                timeouts,
+                playout,
+            ))
         })
     }
 }

@@ -28,6 +28,7 @@ fn params(output: AudioFormat) -> TtsParams {
     TtsParams {
         voice: voice(),
         output,
+        playout: None,
     }
 }
 
@@ -163,7 +164,8 @@ async fn cancel_drops_late_chunks_of_the_cancelled_turn() {
     assert!(!events.iter().any(|e| matches!(
         e,
         TtsEvent::Done {
-            generation: Generation(1)
+            generation: Generation(1),
+            ..
         }
     )));
 }
@@ -181,6 +183,7 @@ async fn the_voice_key_and_model_override_the_servers() {
         .connect(TtsParams {
             voice,
             output: AudioFormat::MULAW_8K,
+            playout: None,
         })
         .await
         .unwrap();
@@ -244,6 +247,7 @@ async fn wrong_configuration_is_refused_before_connecting() {
             model: None,
         }),
         output: AudioFormat::MULAW_8K,
+        playout: None,
     };
     assert!(matches!(
         client(base, KEY).connect(sarvam).await,
@@ -271,7 +275,7 @@ async fn the_concurrency_limit_fails_only_the_new_turn() {
     let mut ends = Vec::new();
     while ends.len() < 2 {
         match next_event(&mut tts.events).await {
-            TtsEvent::Done { generation } => ends.push((generation, Ok(()))),
+            TtsEvent::Done { generation, .. } => ends.push((generation, Ok(()))),
             TtsEvent::Failed {
                 generation: Some(g),
                 error,

@@ -31,6 +31,7 @@ async fn start(
             ..Default::default()
         }),
         output,
+        playout: None,
     };
     (client.connect(params).await.unwrap(), handle)
 }

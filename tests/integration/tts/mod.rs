@@ -71,8 +71,9 @@ pub async fn next_event(events: &mut mpsc::Receiver<TtsEvent>) -> TtsEvent {
 pub fn generation_of(event: &TtsEvent) -> Option<Generation> {
     match event {
         TtsEvent::Audio { generation, .. }
+        | TtsEvent::Started { generation }
         | TtsEvent::Words { generation, .. }
-        | TtsEvent::Done { generation } => Some(*generation),
+        | TtsEvent::Done { generation, .. } => Some(*generation),
         TtsEvent::Failed { generation, .. } => *generation,
     }
 }
@@ -87,7 +88,7 @@ pub async fn events_until_end(
         let event = next_event(events).await;
         let end = matches!(
             &event,
-            TtsEvent::Done { generation: g } | TtsEvent::Failed { generation: Some(g), .. }
+            TtsEvent::Done { generation: g, .. } | TtsEvent::Failed { generation: Some(g), .. }
                 if g.0 == generation
         );
         seen.push(event);
@@ -124,6 +125,8 @@ impl Turn {
                     turn.audio.extend_from_slice(audio);
                 }
                 TtsEvent::Words { words, .. } => turn.words.extend(words.iter().cloned()),
+                // Only sessions that write to a call's writer announce audio this way.
+                TtsEvent::Started { .. } => {}
                 TtsEvent::Done { .. } => turn.end = Ok(()),
                 TtsEvent::Failed { error, .. } => turn.end = Err(error.clone()),
             }

@@ -41,6 +41,7 @@ async fn session(base_url: &str, output: AudioFormat) -> TtsSession {
         .connect(TtsParams {
             voice: voice("anushka", None),
             output,
+            playout: None,
         })
         .await
         .unwrap()
@@ -57,6 +58,7 @@ async fn config_first_text_pieces_then_flush_and_final() {
         .connect(TtsParams {
             voice: voice("Anushka", None),
             output: AudioFormat::MULAW_8K,
+            playout: None,
         })
         .await
         .unwrap();
@@ -108,6 +110,7 @@ async fn a_bad_key_is_403() {
         .connect(TtsParams {
             voice: voice("anushka", None),
             output: AudioFormat::MULAW_8K,
+            playout: None,
         })
         .await
         .err()
@@ -126,6 +129,7 @@ async fn refused_upgrades_are_typed() {
         .connect(TtsParams {
             voice: voice("anushka", None),
             output: AudioFormat::MULAW_8K,
+            playout: None,
         })
         .await
         .err()
@@ -141,6 +145,7 @@ async fn a_speaker_of_another_model_fails_the_turn() {
         .connect(TtsParams {
             voice: voice("anushka", Some("bulbul:v3")),
             output: AudioFormat::MULAW_8K,
+            playout: None,
         })
         .await
         .unwrap();
@@ -205,7 +210,8 @@ async fn a_new_turn_waits_for_the_previous_final() {
             matches!(
                 e,
                 TtsEvent::Done {
-                    generation: Generation(1)
+                    generation: Generation(1),
+                    ..
                 }
             )
         })
@@ -285,6 +291,7 @@ async fn unsupported_rates_are_refused() {
         .connect(TtsParams {
             voice: voice("anushka", None),
             output: AudioFormat::new(Encoding::Pcm16, 44_100),
+            playout: None,
         })
         .await
         .err()

@@ -41,6 +41,7 @@ async fn start(
         .connect(TtsParams {
             voice: voice(None),
             output,
+            playout: None,
         })
         .await
         .unwrap();
@@ -120,6 +121,7 @@ async fn a_wrong_key_is_403() {
     .connect(TtsParams {
         voice: voice(None),
         output: AudioFormat::MULAW_8K,
+        playout: None,
     })
     .await
     .unwrap();
@@ -139,6 +141,7 @@ async fn rates_follow_the_model() {
         .connect(TtsParams {
             voice: voice(None),
             output: unsupported,
+            playout: None,
         })
         .await;
     assert_eq!(result.err(), Some(TtsError::UnsupportedFormat(unsupported)));
@@ -149,6 +152,7 @@ async fn rates_follow_the_model() {
         .connect(TtsParams {
             voice: voice(Some("bulbul:v3")),
             output: AudioFormat::new(Encoding::Pcm16, 48_000),
+            playout: None,
         })
         .await
         .unwrap();
