@@ -195,12 +195,27 @@ impl Conversation {
         });
     }
 
-    /// A line said without the model (a greeting, a prompt after silence, a goodbye).
-    pub fn push_assistant(&mut self, text: &str) {
+    /// A line said without the model (a greeting, a prompt after silence, a goodbye): it joins
+    /// the history as the last reply, so an interruption can cut it like any other.
+    pub fn say(&mut self, text: &str) -> ReplyId {
+        self.last_reply = ReplyId(self.last_reply.0 + 1);
+        self.reply = Some(Reply {
+            id: self.last_reply,
+            llm: None,
+            requested_at: None,
+            text: String::new(),
+            said: text.to_owned(),
+            messages: vec![self.history.len()],
+            tools_in_flight: 0,
+            action_taken: false,
+            completion_done: true,
+            finished: true,
+        });
         self.history.push(ChatMessage::Assistant {
             content: Some(text.to_owned()),
             tool_calls: vec![],
         });
+        self.last_reply
     }
 
     /// Asks the model for the next reply, abandoning any reply in progress.
@@ -293,15 +308,12 @@ impl Conversation {
     /// dropped and the user message it answered is taken out of the history and returned, to
     /// be answered again together with what followed.
     pub fn retract(&mut self) -> Option<String> {
-        if !self.replying() {
+        // Words already committed to the history were a whole completion: not taken back.
+        if !self.replying() || self.reply.as_ref().is_some_and(|r| !r.messages.is_empty()) {
             return None;
         }
         let reply = self.reply.take()?;
         self.pending.retain(|(id, _)| *id != reply.id);
-        if !reply.messages.is_empty() {
-            // Already committed words cannot be unsaid; keep them.
-            return None;
-        }
         match self.history.last() {
             Some(ChatMessage::User { content }) => {
                 let content = content.clone();
@@ -309,6 +321,13 @@ impl Conversation {
                 Some(content)
             }
             _ => None,
+        }
+    }
+
+    /// Stops the reply in progress, if any (the conversation is over); the history stays.
+    pub fn stop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            self.pending.retain(|(id, _)| *id != reply.id);
         }
     }
 

@@ -241,6 +241,33 @@ async fn a_tool_result_lands_in_the_history_even_after_an_interruption() {
 }
 
 #[tokio::test]
+async fn a_scripted_line_is_cut_like_a_reply() {
+    let llm = ScriptedLlm::new(vec![]);
+    let mut c = conversation(llm, vec![], false);
+    c.say("Hello! Thanks for calling Acme. How can I help?");
+    assert!(!c.replying());
+    c.interrupt("Hello! Thanks for");
+    assert_eq!(
+        c.history().last(),
+        Some(&ChatMessage::Assistant {
+            content: Some("Hello! Thanks for".into()),
+            tool_calls: vec![]
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_reply_with_committed_words_is_not_taken_back() {
+    let llm = ScriptedLlm::new(vec![text_reply("Sure.")]);
+    let mut c = conversation(llm, vec![], false);
+    c.push_user("Table please");
+    c.start_reply();
+    run(&mut c).await;
+    assert_eq!(c.retract(), None, "finished replies stay");
+    assert_eq!(c.history().len(), 3);
+}
+
+#[tokio::test]
 async fn a_reply_nobody_received_is_taken_back_with_its_question() {
     let llm = ScriptedLlm::new(vec![vec![]]);
     let mut c = conversation(llm, vec![], false);

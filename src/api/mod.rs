@@ -32,14 +32,17 @@ use axum::routing::{delete, get, patch, post};
 use crate::call::CallServices;
 use crate::config::Config;
 use crate::store::Store;
+use crate::telephony::twilio_rest::TwilioRest;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
-    /// What live calls need (shared HTTP client, webhooks, live-call registry, telephony).
+    /// What live calls need (shared HTTP clients, webhooks, live-call registry).
     pub calls: CallServices,
+    /// Twilio's REST API (placing, hanging up and transferring calls).
+    pub twilio: TwilioRest,
 }
 
 /// `GET /metrics`: Prometheus text exposition.

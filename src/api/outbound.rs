@@ -163,7 +163,6 @@ pub async fn place(
         state.config.public_base_url()
     );
     let placed = state
-        .calls
         .twilio
         .create_call(
             &TwilioCredentials::from(&trunk),
@@ -271,7 +270,6 @@ pub async fn hang_up(
         && let Some(trunk) = state.store.get_trunk_for_callbacks(trunk_id).await?
     {
         state
-            .calls
             .twilio
             .hang_up(&TwilioCredentials::from(&trunk), sid)
             .await

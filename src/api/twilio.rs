@@ -302,7 +302,7 @@ async fn stream(state: AppState, socket: WebSocket) {
                     _ => call.to_number.clone(),
                 };
                 Arc::new(TwilioCallControl {
-                    rest: state.calls.twilio.clone(),
+                    rest: state.twilio.clone(),
                     credentials: TwilioCredentials::from(&trunk),
                     call_sid: start.call_sid.clone(),
                     caller_id: our_number,

@@ -7,26 +7,26 @@ pub mod providers;
 pub mod reader;
 pub mod recorder;
 pub mod registry;
-pub mod reply;
 pub mod report;
 pub mod runner;
 pub mod session;
 pub mod setup;
+pub mod speech;
+pub mod turns;
 pub mod writer;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::telephony::twilio_rest::TwilioRest;
 use crate::webhook::Webhooks;
 
 pub use registry::LiveCalls;
 
 /// What every call needs from the server: the store, the config, one shared HTTP client for the
 /// configured providers (its connection pool keeps LLM requests warm) and one for owner-chosen
-/// URLs, the webhook sender, the live-call registry and the
-/// telephony REST client.
+/// URLs, the webhook sender and the live-call registry. Nothing here names a telephony provider:
+/// their REST clients belong to the API layer that places and controls calls.
 #[derive(Clone)]
 pub struct CallServices {
     pub store: Store,
@@ -36,5 +36,4 @@ pub struct CallServices {
     pub egress: crate::egress::EgressClient,
     pub webhooks: Webhooks,
     pub live: LiveCalls,
-    pub twilio: TwilioRest,
 }

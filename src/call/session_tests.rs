@@ -1,117 +1,20 @@
 //! The agent alone, with every peer played by the test through channels: the caller's media
 //! events, the STT, the TTS, the LLM (scripted) and the writer. Time is tokio's paused clock.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::llm::{FinishReason, FunctionCall, LlmStream};
+use crate::agent::interruption::InterruptionSettings;
+use crate::generation::Generation;
+use crate::llm::scripted::{ScriptedLlm, text_reply, tool_reply};
+use crate::llm::{ChatMessage, LlmEvent};
 use crate::stt::SttInput;
-
-/// What the scripted LLM was asked.
-#[derive(Debug, Clone)]
-struct Asked {
-    messages: Vec<ChatMessage>,
-    tools: Vec<String>,
-}
-
-/// An LLM that answers each request with the next scripted list of events, and remembers the
-/// requests.
-struct ScriptedLlm {
-    replies: Mutex<VecDeque<Vec<LlmEvent>>>,
-    requests: Mutex<Vec<Asked>>,
-}
-
-impl ScriptedLlm {
-    fn new(replies: Vec<Vec<LlmEvent>>) -> Arc<Self> {
-        Arc::new(Self {
-            replies: Mutex::new(replies.into()),
-            requests: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn requests(&self) -> Vec<Asked> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl ChatModel for ScriptedLlm {
-    fn stream(&self, request: ChatRequest<'_>) -> BoxFuture<'static, Result<LlmStream, LlmError>> {
-        let generation = request.generation;
-        self.requests.lock().unwrap().push(Asked {
-            messages: request.messages.to_vec(),
-            tools: request.tools.iter().map(|t| t.name.clone()).collect(),
-        });
-        let events = self.replies.lock().unwrap().pop_front().unwrap_or_default();
-        let events: Vec<Result<LlmEvent, LlmError>> = events
-            .into_iter()
-            .map(|e| Ok(restamp(e, generation)))
-            .collect();
-        Box::pin(async move { Ok(Box::pin(stream::iter(events)) as LlmStream) })
-    }
-}
-
-fn restamp(event: LlmEvent, generation: Generation) -> LlmEvent {
-    match event {
-        LlmEvent::Delta { text, .. } => LlmEvent::Delta { generation, text },
-        LlmEvent::ToolCalls { calls, .. } => LlmEvent::ToolCalls { generation, calls },
-        LlmEvent::Finished { reason, usage, .. } => LlmEvent::Finished {
-            generation,
-            reason,
-            usage,
-        },
-    }
-}
-
-fn text_reply(text: &str) -> Vec<LlmEvent> {
-    let g = Generation(0);
-    vec![
-        LlmEvent::Delta {
-            generation: g,
-            text: text.to_owned(),
-        },
-        LlmEvent::Finished {
-            generation: g,
-            reason: FinishReason::Stop,
-            usage: None,
-        },
-    ]
-}
-
-fn tool_reply(preface: &str, name: &str, arguments: &str) -> Vec<LlmEvent> {
-    let g = Generation(0);
-    let mut events = Vec::new();
-    if !preface.is_empty() {
-        events.push(LlmEvent::Delta {
-            generation: g,
-            text: preface.to_owned(),
-        });
-    }
-    events.push(LlmEvent::ToolCalls {
-        generation: g,
-        calls: vec![ToolCall {
-            id: "call_1".into(),
-            kind: "function".into(),
-            function: FunctionCall {
-                name: name.into(),
-                arguments: arguments.into(),
-            },
-        }],
-    });
-    events.push(LlmEvent::Finished {
-        generation: g,
-        reason: FinishReason::ToolCalls,
-        usage: None,
-    });
-    events
-}
+use crate::tts::{TtsCommand, TtsEvent, WordTiming};
 
 /// The test's side of every channel.
 struct Harness {
@@ -120,6 +23,8 @@ struct Harness {
     _stt_input: mpsc::Receiver<SttInput>,
     tts_commands: mpsc::Receiver<TtsCommand>,
     tts_events: mpsc::Sender<TtsEvent>,
+    /// The TTS session's own way into the writer's queue (audio never passes the agent).
+    tts_audio: mpsc::Sender<PlayoutItem>,
     writer: mpsc::Receiver<PlayoutItem>,
     writer_control: mpsc::Receiver<WriterControl>,
     control: mpsc::Sender<Control>,
@@ -169,7 +74,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
             events: tts_ev_rx,
         },
         llm: llm.clone(),
-        writer: writer_tx,
+        writer: writer_tx.clone(),
         writer_control: writer_ctl_tx,
         events: events_tx,
         control: control_rx,
@@ -188,6 +93,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         _stt_input: stt_input_rx,
         tts_commands: tts_cmd_rx,
         tts_events: tts_ev_tx,
+        tts_audio: writer_tx,
         writer: writer_rx,
         writer_control: writer_ctl_rx,
         control: control_tx,
@@ -199,6 +105,22 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
 }
 
 impl Harness {
+    /// What a call's TTS session does with a chunk: the agent hears that the generation
+    /// started, the audio goes straight into the writer's queue.
+    async fn audio(&self, generation: Generation, bytes: usize) {
+        self.tts_events
+            .send(TtsEvent::Started { generation })
+            .await
+            .unwrap();
+        self.tts_audio
+            .send(PlayoutItem::Audio {
+                generation,
+                audio: Bytes::from(vec![0x55u8; bytes]),
+            })
+            .await
+            .unwrap();
+    }
+
     /// Reads TTS commands until an utterance is closed; answers its generation and text.
     async fn utterance(&mut self) -> (Generation, String) {
         let mut text = String::new();
@@ -237,11 +159,7 @@ impl Harness {
             .collect();
         let words_len = words.len();
         for _ in &words {
-            let audio = Bytes::from(vec![0x55u8; 160]);
-            self.tts_events
-                .send(TtsEvent::Audio { generation, audio })
-                .await
-                .unwrap();
+            self.audio(generation, 160).await;
         }
         self.tts_events
             .send(TtsEvent::Words { generation, words })
@@ -255,6 +173,13 @@ impl Harness {
             })
             .await
             .unwrap();
+        self.settle().await;
+    }
+
+    /// Lets the agent take in what was sent to it. Audio reaches the writer's queue without
+    /// the agent, so reading the writer no longer proves the agent has heard of it.
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
     /// Reads writer items until the end mark of `generation`; answers the marks seen.
@@ -418,14 +343,20 @@ async fn audio_beyond_the_writer_queue_moves_on_as_the_writer_drains() {
     // More than the writer's queue (64 here) and the TTS event queue (64) hold together.
     let chunks = 200;
     let tts = h.tts_events.clone();
+    let tts_audio = h.tts_audio.clone();
     tokio::spawn(async move {
+        tts.send(TtsEvent::Started {
+            generation: greeting,
+        })
+        .await
+        .unwrap();
         for _ in 0..chunks {
             let audio = Bytes::from(vec![0x55u8; 160]);
-            let event = TtsEvent::Audio {
+            let item = PlayoutItem::Audio {
                 generation: greeting,
                 audio,
             };
-            tts.send(event).await.unwrap();
+            tts_audio.send(item).await.unwrap();
         }
         tts.send(TtsEvent::Done {
             generation: greeting,
@@ -438,7 +369,7 @@ async fn audio_beyond_the_writer_queue_moves_on_as_the_writer_drains() {
     loop {
         let item = tokio::time::timeout(Duration::from_secs(30), h.writer.recv())
             .await
-            .unwrap_or_else(|_| panic!("the agent stopped forwarding after {audio} chunks"))
+            .unwrap_or_else(|_| panic!("the reply stopped after {audio} chunks"))
             .expect("writer open");
         match item {
             PlayoutItem::Audio { .. } => audio += 1,
@@ -489,11 +420,21 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
     assert_eq!(turn.text, "Our opening hours are nine");
     assert!(turn.interrupted);
 
-    // Late audio of the interrupted reply is dropped, not forwarded.
+    // Late output of the interrupted reply places nothing (its audio the writer drops). What
+    // was queued before the cut the writer drops too; it is out of the way here.
+    while h.writer.try_recv().is_ok() {}
     h.tts_events
-        .send(TtsEvent::Audio {
+        .send(TtsEvent::Started { generation: g2 })
+        .await
+        .unwrap();
+    h.tts_events
+        .send(TtsEvent::Words {
             generation: g2,
-            audio: Bytes::from(vec![1u8; 160]),
+            words: vec![WordTiming {
+                word: "weekdays".into(),
+                start: 0.0,
+                end: 0.5,
+            }],
         })
         .await
         .unwrap();
@@ -510,8 +451,8 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
     assert!(g4 > Generation(3), "the next reply is newer than the clear");
     while let Ok(item) = h.writer.try_recv() {
         assert!(
-            !matches!(item, PlayoutItem::Audio { generation, .. } if generation == g2),
-            "stale audio forwarded"
+            !matches!(item, PlayoutItem::Mark { generation, .. } if generation == g2),
+            "a mark placed for the interrupted reply"
         );
     }
     let history = &h.llm.requests()[1].messages;
@@ -745,13 +686,7 @@ async fn without_word_timings_marks_are_estimated_from_the_text() {
     let (g1, text) = h.utterance().await;
     assert_eq!(text, "Hello there, how can I help?");
     for _ in 0..6 {
-        h.tts_events
-            .send(TtsEvent::Audio {
-                generation: g1,
-                audio: Bytes::from(vec![0x55u8; 160]),
-            })
-            .await
-            .unwrap();
+        h.audio(g1, 160).await;
     }
     h.tts_events
         .send(TtsEvent::Done {

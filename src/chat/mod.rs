@@ -132,7 +132,7 @@ pub async fn create(
     if assistant.settings.first_message_mode == FirstMessageMode::AssistantSpeaksFirst {
         match chat.rendered_start_instruction.as_deref() {
             Some(text) if !text.trim().is_empty() => {
-                conversation.push_assistant(text);
+                conversation.say(text);
                 turns.push(("assistant", text.to_owned()));
             }
             _ => {

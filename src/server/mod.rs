@@ -78,10 +78,10 @@ impl Server {
             webhooks: Webhooks::new(store.clone(), config.webhook.clone(), egress.clone()).await?,
             egress,
             live: LiveCalls::default(),
-            twilio: TwilioRest::with_client(http.clone(), &config.twilio.base_url),
-            http,
+            http: http.clone(),
         };
         let state = AppState {
+            twilio: TwilioRest::with_client(http, &config.twilio.base_url),
             store,
             config,
             calls,

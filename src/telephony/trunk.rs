@@ -1,8 +1,9 @@
 //! A trunk: an owner's account at a telephony provider (credentials and a default caller ID).
 //! Outbound calls are placed through it and inbound calls to the owner's numbers are verified
 //! against its secret. Providers differ in what their credentials look like, so the provider is
-//! an enum and each variant checks its own credential shapes; adding Plivo or Exotel is a new
-//! variant plus its checks, nothing else in the REST layer changes.
+//! an enum and each variant checks its own credential shapes. Only Twilio places and answers
+//! calls today: another provider also needs its REST client, its call placement in
+//! `api/outbound.rs` and its webhook and media routes.
 
 use std::fmt;
 
