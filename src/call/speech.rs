@@ -660,6 +660,7 @@ mod tests {
         assert_eq!(placed[3], ("g1.4".to_owned(), 8_000, false));
         assert!(s.speaking());
         s.on_mark("g1.2");
+        commands(&mut peers);
         let cut = s.cut().expect("a reply to cut");
         assert_eq!(cut.heard, "Your table");
         assert!(cut.audible);
