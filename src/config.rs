@@ -59,6 +59,17 @@ pub struct Config {
     pub twilio: TwilioConfig,
     /// End-of-call webhook delivery.
     pub webhook: crate::webhook::WebhookSettings,
+    /// The conversations API.
+    pub conversations: ConversationsConfig,
+}
+
+/// `[conversations]`: where completed cases go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConversationsConfig {
+    /// Receives each conversation's case once, when it becomes complete (signed and retried
+    /// like every webhook; empty: not sent).
+    pub case_webhook_url: String,
 }
 
 /// Where a provider is and the server's key for it. Base URLs are configurable so that tests,
@@ -197,6 +208,7 @@ impl Default for Config {
                 base_url: "https://api.twilio.com".to_owned(),
             },
             webhook: crate::webhook::WebhookSettings::default(),
+            conversations: ConversationsConfig::default(),
         }
     }
 }

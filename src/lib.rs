@@ -5,6 +5,7 @@
 //! - [`server`]: binds, serves and gracefully stops the HTTP server.
 //! - [`api`]: REST handlers, authentication, the response envelope and the error type.
 //! - [`analysis`]: structured outputs (schema-checked JSON from the model) and post-call analysis.
+//! - [`conversations`]: the conversations API (seed 004): a function's bot gathers a case.
 //! - [`chat`]: text chats on the agent core, stored like calls.
 //! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
 //! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
@@ -26,6 +27,7 @@ pub mod audio;
 pub mod call;
 pub mod chat;
 pub mod config;
+pub mod conversations;
 pub mod egress;
 pub mod generation;
 pub mod llm;

@@ -31,6 +31,12 @@ pub const CHATS_CREATED: &str = "voxbridge_chats_created_total";
 pub const CHAT_MESSAGES: &str = "voxbridge_chat_messages_total";
 /// Text chats ended, by `reason`.
 pub const CHATS_ENDED: &str = "voxbridge_chats_ended_total";
+/// Conversations of the conversations API created, by `function`.
+pub const CONVERSATIONS_CREATED: &str = "voxbridge_conversations_created_total";
+/// Messages answered in conversations of the conversations API.
+pub const CONVERSATION_MESSAGES: &str = "voxbridge_conversation_messages_total";
+/// Cases that became complete in conversations of the conversations API.
+pub const CONVERSATION_CASES_COMPLETED: &str = "voxbridge_conversation_cases_completed_total";
 /// Conversation analyses finished, by `status` (`completed`, `invalid`, `failed`, `skipped`).
 pub const ANALYSES: &str = "voxbridge_analyses_total";
 
@@ -69,6 +75,12 @@ fn describe() {
     metrics::describe_counter!(CHATS_CREATED, "Text chats created");
     metrics::describe_counter!(CHAT_MESSAGES, "Messages answered in text chats");
     metrics::describe_counter!(CHATS_ENDED, "Text chats ended, by reason");
+    metrics::describe_counter!(CONVERSATIONS_CREATED, "Conversations created, by function");
+    metrics::describe_counter!(CONVERSATION_MESSAGES, "Messages answered in conversations");
+    metrics::describe_counter!(
+        CONVERSATION_CASES_COMPLETED,
+        "Cases completed in conversations"
+    );
     metrics::describe_counter!(ANALYSES, "Conversation analyses finished, by status");
     metrics::describe_counter!(FRAMES_SKIPPED, "Inbound media frames skipped");
     metrics::describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by outcome");

@@ -34,6 +34,7 @@ pub enum ToolAction {
 pub struct Toolbox {
     http_tools: Vec<HttpTool>,
     can_transfer: bool,
+    can_end: bool,
 }
 
 impl Toolbox {
@@ -42,21 +43,34 @@ impl Toolbox {
         Self {
             http_tools,
             can_transfer,
+            can_end: true,
+        }
+    }
+
+    /// No tools at all: a conversation that only talks (and cannot be ended by the model).
+    pub fn none() -> Self {
+        Self {
+            http_tools: Vec::new(),
+            can_transfer: false,
+            can_end: false,
         }
     }
 
     /// The function specs sent with every chat request.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        let mut specs = vec![ToolSpec {
-            name: "end_call".into(),
-            description:
-                "End the call. Say goodbye first; the call ends once the caller has heard it."
-                    .into(),
-            parameters: json!({
-                "type": "object",
-                "properties": {"reason": {"type": "string", "description": "Why the call ends"}}
-            }),
-        }];
+        let mut specs = Vec::new();
+        if self.can_end {
+            specs.push(ToolSpec {
+                name: "end_call".into(),
+                description:
+                    "End the call. Say goodbye first; the call ends once the caller has heard it."
+                        .into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"reason": {"type": "string", "description": "Why the call ends"}}
+                }),
+            });
+        }
         if self.can_transfer {
             specs.push(ToolSpec {
                 name: "transfer_call".into(),
@@ -88,7 +102,7 @@ impl Toolbox {
             return Err("arguments must be a JSON object".into());
         }
         match call.function.name.as_str() {
-            "end_call" => Ok(ToolAction::EndCall {
+            "end_call" if self.can_end => Ok(ToolAction::EndCall {
                 reason: arguments["reason"]
                     .as_str()
                     .unwrap_or("assistant ended the call")

@@ -10,4 +10,4 @@ mod settings;
 
 pub use extract::{ExtractError, extract, response_format};
 pub use post_call::{Analysis, AnalysisStatus, analyze};
-pub use settings::AnalysisSettings;
+pub use settings::{AnalysisSettings, check_schema};

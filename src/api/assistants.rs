@@ -78,6 +78,9 @@ pub struct CreateAssistant {
     /// end-of-call webhook.
     #[schema(value_type = Option<AnalysisSettings>)]
     pub assistant_analysis: Option<Value>,
+    /// A built-in function the assistant plays (`customer_support`): its instructions come
+    /// before the prompt, and its case fields are the analysis' structured data.
+    pub assistant_function: Option<String>,
     /// Ids of the caller's own active tools.
     pub tool_ids: Option<Vec<String>>,
 }
@@ -125,6 +128,8 @@ pub struct UpdateAssistant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<AnalysisSettings>)]
     pub assistant_analysis: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub assistant_function: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_ids: Option<Option<Vec<String>>>,
 }
@@ -177,6 +182,7 @@ pub struct AssistantDetails {
     pub assistant_vad_config: VadConfig,
     pub assistant_interruption_config: InterruptionSettings,
     pub assistant_analysis: AnalysisSettings,
+    pub assistant_function: Option<String>,
 }
 
 impl AssistantDetails {
@@ -197,6 +203,7 @@ impl AssistantDetails {
             assistant_vad_config: a.settings.vad,
             assistant_interruption_config: a.settings.interruption.clone(),
             assistant_analysis: a.settings.analysis.clone(),
+            assistant_function: a.settings.function.clone(),
             assistant_id: a.id,
             assistant_name: a.name,
             assistant_description: a.description,
@@ -263,6 +270,17 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
         .interruption
         .validate("assistant_interruption_config", v);
     a.settings.analysis.validate("assistant_analysis", v);
+    if let Some(function) = &a.settings.function
+        && crate::conversations::functions::function(function).is_none()
+    {
+        v.add(
+            "assistant_function",
+            format!(
+                "must be one of: {}",
+                crate::conversations::functions::function_names().join(", ")
+            ),
+        );
+    }
     check_tool_id_shape(&a.tool_ids, v);
 }
 
@@ -357,6 +375,7 @@ pub async fn create(
     if let Some(analysis) = body.assistant_analysis {
         settings.analysis = typed("assistant_analysis", analysis, &mut v).unwrap_or_default();
     }
+    settings.function = none_if_blank(body.assistant_function);
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.silence_timeout_secs = body
         .assistant_silence_timeout_secs
@@ -621,6 +640,9 @@ fn apply_update(
         if let Some(analysis) = typed("assistant_analysis", doc, &mut v) {
             a.settings.analysis = analysis;
         }
+    }
+    if let Some(function) = &body.assistant_function {
+        a.settings.function = none_if_blank(function.clone());
     }
     if let Some(mode) = body.assistant_first_message_mode {
         a.settings.first_message_mode = mode.unwrap_or_default();

@@ -5,6 +5,7 @@ mod assistants;
 mod auth;
 mod calls;
 mod chats;
+mod conversations;
 mod envelope;
 mod error;
 mod health;
@@ -95,6 +96,16 @@ pub fn router(state: AppState) -> Router {
         .route("/call/hangup/{call_id}", post(outbound::hang_up))
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
+        .route("/api/conversations", post(conversations::create))
+        .route("/api/conversations/", post(conversations::create))
+        .route(
+            "/api/conversations/{conversation_id}",
+            get(conversations::details).patch(conversations::message),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/",
+            get(conversations::details).patch(conversations::message),
+        )
         .route("/chat/create", post(chats::create))
         .route("/chat/message/{chat_id}", post(chats::message))
         .route("/chat/details/{chat_id}", get(chats::details))

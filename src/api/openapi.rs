@@ -5,7 +5,10 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{assistants, calls, chats, health, outbound, phone_numbers, tools, trunks, web_call};
+use super::{
+    assistants, calls, chats, conversations, health, outbound, phone_numbers, tools, trunks,
+    web_call,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +20,7 @@ use super::{assistants, calls, chats, health, outbound, phone_numbers, tools, tr
         calls::list, calls::details, outbound::place, outbound::hang_up,
         web_call::create,
         chats::create, chats::message, chats::details, chats::list, chats::end,
+        conversations::create, conversations::message, conversations::details,
         trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
         phone_numbers::create, phone_numbers::list, phone_numbers::details,
         phone_numbers::update, phone_numbers::delete,

@@ -42,3 +42,25 @@ pub struct Assistant {
     pub created_at: String,
     pub updated_at: String,
 }
+
+impl Assistant {
+    /// The built-in function this assistant plays, if any (see [`crate::conversations`]).
+    pub fn function(&self) -> Option<&'static crate::conversations::functions::FunctionTemplate> {
+        self.settings
+            .function
+            .as_deref()
+            .and_then(crate::conversations::functions::function)
+    }
+
+    /// What to work out when a conversation ends: the assistant's own settings, with its
+    /// function's case schema as the structured data when it names none of its own.
+    pub fn analysis(&self) -> crate::analysis::AnalysisSettings {
+        let mut analysis = self.settings.analysis.clone();
+        if analysis.structured_data_schema.is_none()
+            && let Some(function) = self.function()
+        {
+            analysis.structured_data_schema = Some(function.schema.clone());
+        }
+        analysis
+    }
+}

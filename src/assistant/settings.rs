@@ -108,6 +108,9 @@ pub struct CallSettings {
     pub interruption: InterruptionSettings,
     /// What to work out once a conversation ends.
     pub analysis: AnalysisSettings,
+    /// A built-in function the assistant plays (`customer_support`): its instructions come
+    /// before the assistant's prompt, and its case is the analysis' structured data.
+    pub function: Option<String>,
 }
 
 impl Default for CallSettings {
@@ -121,6 +124,7 @@ impl Default for CallSettings {
             vad: VadConfig::default(),
             interruption: InterruptionSettings::default(),
             analysis: AnalysisSettings::default(),
+            function: None,
         }
     }
 }

@@ -46,7 +46,7 @@ pub async fn queue_report(services: &CallServices, call_id: &str) {
         }
     };
     let mut report = end_of_call_report(&call, &turns);
-    let wants_analysis = !assistant.settings.analysis.is_empty();
+    let wants_analysis = !assistant.analysis().is_empty();
     if !wants_analysis {
         if let Some(url) = &assistant.end_call_url
             && let Err(e) = services.webhooks.enqueue(&call.id, url, &report).await
@@ -132,7 +132,7 @@ async fn run_analysis(
         .collect();
     let (status, analysis) = analyze(
         llm.as_ref(),
-        &assistant.settings.analysis,
+        &assistant.analysis(),
         &call.rendered_prompt,
         &transcript,
     )

@@ -45,7 +45,14 @@ pub fn prepare_call(draft: CallDraft<'_>) -> PreparedCall {
         now: Some(now),
     };
     let vars = TemplateVars::new(Some(&draft.metadata), &facts);
-    let prompt = render(&draft.assistant.prompt, &vars);
+    let prompt = match draft.assistant.function() {
+        // The function's instructions first; the assistant's own prompt adds to them.
+        Some(function) => render(
+            &format!("{}\n\n{}", function.prompt, draft.assistant.prompt),
+            &vars,
+        ),
+        None => render(&draft.assistant.prompt, &vars),
+    };
     let start = draft
         .assistant
         .start_instruction

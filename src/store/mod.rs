@@ -10,6 +10,7 @@ mod assistants;
 mod calls;
 mod chats;
 mod clock;
+mod conversations;
 mod phone_numbers;
 mod tools;
 mod trunks;
@@ -20,6 +21,7 @@ pub use api_keys::{ApiKeyRow, NewApiKey, Owner};
 pub use assistants::AssistantSummary;
 pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};
 pub use clock::{format_timestamp, now_timestamp};
+pub use conversations::{ConversationMessage, ConversationRecord};
 pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;

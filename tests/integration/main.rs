@@ -10,6 +10,7 @@ mod call_lab;
 mod calls;
 mod chats;
 mod cli;
+mod conversations;
 mod llm;
 mod outbound_calls;
 mod phone_numbers;
