@@ -12,6 +12,7 @@
 //! - [`validation`]: field-level rule checking shared by every resource.
 //! - [`audio`]: formats, G.711, resampling, VAD, WAV and pacing on the hot path.
 //! - [`generation`]: the turn counter that lets stale LLM/TTS output be dropped.
+//! - [`mcp`]: MCP servers whose tools assistants offer their model.
 //! - [`provider_socket`]: the sockets STT and TTS open to providers (one TLS config, one reading
 //!   of refusals).
 //! - [`stt`], [`tts`], [`llm`]: a trait per provider role, one file per provider.
@@ -32,6 +33,7 @@ pub mod egress;
 pub mod generation;
 pub mod llm;
 pub mod loadtest;
+pub mod mcp;
 pub mod metrics;
 pub mod provider_socket;
 pub mod server;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::tools::{ToolAction, Toolbox, call_http_tool};
+use super::tools::{ToolAction, Toolbox};
 use crate::egress::EgressClient;
 use crate::generation::Generation;
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall, ToolSpec};
@@ -530,7 +530,7 @@ impl Conversation {
                     self.take_action(id, Action::Transfer { to: to.clone() });
                     json!({ "ok": true, "transferring_to": to }).to_string()
                 }
-                Ok(ToolAction::Http { tool, arguments }) => {
+                Ok(action @ (ToolAction::Http { .. } | ToolAction::Mcp { .. })) => {
                     if let Some(reply) = self.reply.as_mut() {
                         reply.tools_in_flight += 1;
                     }
@@ -540,7 +540,7 @@ impl Conversation {
                     let raw_arguments = call.function.arguments.clone();
                     tokio::spawn(
                         async move {
-                            let content = call_http_tool(&egress, &tool, &arguments).await;
+                            let content = action.run(&egress).await.unwrap_or_default();
                             let _ = inbox
                                 .send(Update::ToolDone {
                                     reply: id,

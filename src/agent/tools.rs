@@ -3,6 +3,7 @@
 //! failure (unknown tool, bad arguments, timeout, HTTP error) becomes a result the model reads, so
 //! a broken tool never breaks the call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -10,13 +11,14 @@ use serde_json::{Value, json};
 use crate::assistant::{HttpTool, ToolMethod};
 use crate::egress::EgressClient;
 use crate::llm::{ToolCall, ToolSpec};
+use crate::mcp::{McpTool, McpToolset};
 use crate::validation::is_e164;
 
 /// Longest tool result handed back to the model (a web page would blow the context).
 const MAX_RESULT_BYTES: usize = 8 * 1024;
 
 /// What a tool call asks voxbridge to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum ToolAction {
     /// Hang up once what has been said is heard.
     EndCall { reason: String },
@@ -27,12 +29,37 @@ pub enum ToolAction {
         tool: Box<HttpTool>,
         arguments: Value,
     },
+    /// Call a tool of an MCP server with these JSON arguments.
+    Mcp {
+        toolset: Arc<McpToolset>,
+        tool: Box<McpTool>,
+        arguments: Value,
+    },
+}
+
+impl ToolAction {
+    /// Runs a tool answered elsewhere (HTTP or MCP) and answers what the model should read;
+    /// `None` for the built-ins, which the caller acts on itself.
+    pub async fn run(self, egress: &EgressClient) -> Option<String> {
+        match self {
+            ToolAction::Http { tool, arguments } => {
+                Some(call_http_tool(egress, &tool, &arguments).await)
+            }
+            ToolAction::Mcp {
+                toolset,
+                tool,
+                arguments,
+            } => Some(toolset.call(&tool, arguments).await),
+            ToolAction::EndCall { .. } | ToolAction::Transfer { .. } => None,
+        }
+    }
 }
 
 /// The tools of one call.
 #[derive(Debug, Clone)]
 pub struct Toolbox {
     http_tools: Vec<HttpTool>,
+    mcp: Option<Arc<McpToolset>>,
     can_transfer: bool,
     can_end: bool,
 }
@@ -42,15 +69,24 @@ impl Toolbox {
     pub fn new(http_tools: Vec<HttpTool>, can_transfer: bool) -> Self {
         Self {
             http_tools,
+            mcp: None,
             can_transfer,
             can_end: true,
         }
+    }
+
+    /// Also offers the tools of these MCP servers.
+    #[must_use]
+    pub fn with_mcp(mut self, toolset: Arc<McpToolset>) -> Self {
+        self.mcp = Some(toolset);
+        self
     }
 
     /// No tools at all: a conversation that only talks (and cannot be ended by the model).
     pub fn none() -> Self {
         Self {
             http_tools: Vec::new(),
+            mcp: None,
             can_transfer: false,
             can_end: false,
         }
@@ -87,6 +123,12 @@ impl Toolbox {
             description: t.description.clone(),
             parameters: t.parameters.clone(),
         }));
+        let mcp_tools = self.mcp.iter().flat_map(|m| m.tools());
+        specs.extend(mcp_tools.map(|t| ToolSpec {
+            name: t.offered_name.clone(),
+            description: t.description.clone(),
+            parameters: t.parameters.clone(),
+        }));
         specs
     }
 
@@ -118,15 +160,23 @@ impl Toolbox {
                     ))
                 }
             }
-            name => self
-                .http_tools
-                .iter()
-                .find(|t| t.name == name)
-                .map(|t| ToolAction::Http {
-                    tool: Box::new(t.clone()),
-                    arguments,
-                })
-                .ok_or_else(|| format!("there is no tool named {name:?}")),
+            name => {
+                if let Some(t) = self.http_tools.iter().find(|t| t.name == name) {
+                    return Ok(ToolAction::Http {
+                        tool: Box::new(t.clone()),
+                        arguments,
+                    });
+                }
+                let mcp = self.mcp.as_ref().and_then(|m| Some((m, m.find(name)?)));
+                match mcp {
+                    Some((toolset, tool)) => Ok(ToolAction::Mcp {
+                        toolset: Arc::clone(toolset),
+                        tool: Box::new(tool.clone()),
+                        arguments,
+                    }),
+                    None => Err(format!("there is no tool named {name:?}")),
+                }
+            }
         }
     }
 }
@@ -272,18 +322,14 @@ mod tests {
     #[test]
     fn calls_resolve_or_explain_why_not() {
         let tools = Toolbox::new(vec![weather()], true);
-        assert_eq!(
+        assert!(matches!(
             tools.resolve(&call("end_call", "")),
-            Ok(ToolAction::EndCall {
-                reason: "assistant ended the call".into()
-            })
-        );
-        assert_eq!(
+            Ok(ToolAction::EndCall { reason }) if reason == "assistant ended the call"
+        ));
+        assert!(matches!(
             tools.resolve(&call("transfer_call", r#"{"phone_number":"+15551234567"}"#)),
-            Ok(ToolAction::Transfer {
-                to: "+15551234567".into()
-            })
-        );
+            Ok(ToolAction::Transfer { to }) if to == "+15551234567"
+        ));
         assert!(
             tools
                 .resolve(&call("transfer_call", r#"{"phone_number":"555"}"#))

@@ -83,6 +83,8 @@ pub struct CreateAssistant {
     pub assistant_function: Option<String>,
     /// Ids of the caller's own active tools.
     pub tool_ids: Option<Vec<String>>,
+    /// Ids of the caller's own MCP servers, whose tools the model is offered too.
+    pub mcp_ids: Option<Vec<String>>,
 }
 
 /// Body of `PATCH /assistant/update/{assistant_id}`: any subset of the create fields. A `null`
@@ -132,6 +134,8 @@ pub struct UpdateAssistant {
     pub assistant_function: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_ids: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub mcp_ids: Option<Option<Vec<String>>>,
 }
 
 /// `data` of a successful create.
@@ -170,6 +174,7 @@ pub struct AssistantDetails {
     pub assistant_start_instruction: Option<String>,
     pub assistant_end_call_url: Option<String>,
     pub tool_ids: Vec<String>,
+    pub mcp_ids: Vec<String>,
     pub assistant_created_at: String,
     pub assistant_updated_at: String,
     /// Effective STT settings (defaults filled in).
@@ -211,6 +216,7 @@ impl AssistantDetails {
             assistant_start_instruction: a.start_instruction,
             assistant_end_call_url: a.end_call_url,
             tool_ids: a.tool_ids,
+            mcp_ids: a.settings.mcp_ids.clone(),
             assistant_created_at: a.created_at,
             assistant_updated_at: a.updated_at,
         }
@@ -281,33 +287,42 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
             ),
         );
     }
-    check_tool_id_shape(&a.tool_ids, v);
+    check_id_list("tool_ids", &a.tool_ids, v);
+    check_id_list("mcp_ids", &a.settings.mcp_ids, v);
 }
 
-fn check_tool_id_shape(ids: &[String], v: &mut Violations) {
+fn check_id_list(field: &str, ids: &[String], v: &mut Violations) {
     if ids.len() > MAX_TOOLS {
-        v.add("tool_ids", format!("must name at most {MAX_TOOLS} tools"));
+        v.add(field, format!("must name at most {MAX_TOOLS}"));
     }
     for (i, id) in ids.iter().enumerate() {
         if ids[..i].contains(id) {
-            v.add(format!("tool_ids[{i}]"), "is listed twice");
+            v.add(format!("{field}[{i}]"), "is listed twice");
         }
     }
 }
 
-/// Every id must be one of the caller's active tools (another owner's tool is "not found").
+/// Every id must be one of the caller's active tools, and every MCP id one of their MCP servers
+/// (another owner's is "not found").
 async fn check_tools_exist(
     state: &AppState,
     owner_id: &str,
     ids: &[String],
+    mcp_ids: &[String],
 ) -> Result<(), ApiError> {
-    let missing = state.store.missing_tools(owner_id, ids).await?;
     let mut v = Violations::new();
-    for id in &missing {
+    for id in &state.store.missing_tools(owner_id, ids).await? {
         let i = ids.iter().position(|x| x == id).unwrap_or_default();
         v.add(
             format!("tool_ids[{i}]"),
             format!("no active tool with id {id:?}"),
+        );
+    }
+    for id in &state.store.missing_mcp_servers(owner_id, mcp_ids).await? {
+        let i = mcp_ids.iter().position(|x| x == id).unwrap_or_default();
+        v.add(
+            format!("mcp_ids[{i}]"),
+            format!("no MCP server with id {id:?}"),
         );
     }
     v.into_result().map_err(ApiError::Invalid)
@@ -376,6 +391,7 @@ pub async fn create(
         settings.analysis = typed("assistant_analysis", analysis, &mut v).unwrap_or_default();
     }
     settings.function = none_if_blank(body.assistant_function);
+    settings.mcp_ids = body.mcp_ids.unwrap_or_default();
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.silence_timeout_secs = body
         .assistant_silence_timeout_secs
@@ -403,7 +419,13 @@ pub async fn create(
     };
     check_assistant(&assistant, &state.config, &mut v);
     v.into_result().map_err(ApiError::Invalid)?;
-    check_tools_exist(&state, &owner.id, &assistant.tool_ids).await?;
+    check_tools_exist(
+        &state,
+        &owner.id,
+        &assistant.tool_ids,
+        &assistant.settings.mcp_ids,
+    )
+    .await?;
     state.store.insert_assistant(&assistant).await?;
     Ok(ok(
         "Assistant created successfully",
@@ -497,8 +519,16 @@ pub async fn update(
             .await?
             .ok_or_else(not_found)?;
         let updated = apply_update(&stored, body, &state.config)?;
-        if updated.tool_ids != stored.tool_ids {
-            check_tools_exist(state, &owner.id, &updated.tool_ids).await?;
+        if updated.tool_ids != stored.tool_ids
+            || updated.settings.mcp_ids != stored.settings.mcp_ids
+        {
+            check_tools_exist(
+                state,
+                &owner.id,
+                &updated.tool_ids,
+                &updated.settings.mcp_ids,
+            )
+            .await?;
         }
         let stored_now = state
             .store
@@ -652,6 +682,9 @@ fn apply_update(
     }
     if let Some(secs) = body.assistant_max_call_duration_secs {
         a.settings.max_call_duration_secs = secs.unwrap_or(MAX_CALL_DURATION_SECS.2);
+    }
+    if let Some(ids) = &body.mcp_ids {
+        a.settings.mcp_ids = ids.clone().unwrap_or_default();
     }
     if let Some(ids) = &body.tool_ids {
         a.tool_ids = ids.clone().unwrap_or_default();

@@ -10,6 +10,7 @@ mod envelope;
 mod error;
 mod health;
 mod json;
+mod mcp;
 mod openapi;
 mod outbound;
 mod patch;
@@ -82,6 +83,11 @@ pub fn router(state: AppState) -> Router {
             "/assistant/delete/{assistant_id}",
             delete(assistants::delete),
         )
+        .route("/mcp/create", post(mcp::create))
+        .route("/mcp/list", get(mcp::list))
+        .route("/mcp/details/{mcp_id}", get(mcp::details))
+        .route("/mcp/update/{mcp_id}", patch(mcp::update))
+        .route("/mcp/delete/{mcp_id}", delete(mcp::delete))
         .route("/tool/create", post(tools::create))
         .route("/tool/list", get(tools::list))
         .route("/tool/details/{tool_id}", get(tools::details))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistants, calls, chats, conversations, health, outbound, phone_numbers, tools, trunks,
+    assistants, calls, chats, conversations, health, mcp, outbound, phone_numbers, tools, trunks,
     web_call,
 };
 
@@ -17,6 +17,7 @@ use super::{
         health::healthz, health::readyz,
         assistants::create, assistants::list, assistants::details, assistants::update, assistants::delete,
         tools::create, tools::list, tools::details, tools::update, tools::delete,
+        mcp::create, mcp::list, mcp::details, mcp::update, mcp::delete,
         calls::list, calls::details, outbound::place, outbound::hang_up,
         web_call::create,
         chats::create, chats::message, chats::details, chats::list, chats::end,

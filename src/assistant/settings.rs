@@ -111,6 +111,8 @@ pub struct CallSettings {
     /// A built-in function the assistant plays (`customer_support`): its instructions come
     /// before the assistant's prompt, and its case is the analysis' structured data.
     pub function: Option<String>,
+    /// The owner's MCP servers whose tools the model is offered.
+    pub mcp_ids: Vec<String>,
 }
 
 impl Default for CallSettings {
@@ -125,6 +127,7 @@ impl Default for CallSettings {
             interruption: InterruptionSettings::default(),
             analysis: AnalysisSettings::default(),
             function: None,
+            mcp_ids: Vec::new(),
         }
     }
 }

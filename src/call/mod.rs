@@ -36,4 +36,6 @@ pub struct CallServices {
     pub egress: crate::egress::EgressClient,
     pub webhooks: Webhooks,
     pub live: LiveCalls,
+    /// Lists and calls the tools of assistants' MCP servers (their lists kept briefly).
+    pub mcp: crate::mcp::McpConnector,
 }

@@ -111,8 +111,13 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     // The writer's queue exists before the TTS connects: the TTS puts its audio straight in it.
     let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
     let (tts, tts_params) = providers::text_to_speech(config, assistant, format, items_tx.clone());
-    // Both connect at once: the greeting waits only for the slower of the two.
-    let (stt, tts) = tokio::join!(stt.connect(stt_params), tts.connect(tts_params));
+    // All connect at once: the greeting waits only for the slowest (an MCP server's list has
+    // its own bound, and a failing server only costs its tools).
+    let (stt, tts, mcp) = tokio::join!(
+        stt.connect(stt_params),
+        tts.connect(tts_params),
+        mcp_toolset(services, assistant)
+    );
     let (stt, tts) = match (stt, tts) {
         (Ok(stt), Ok(tts)) => (stt, tts),
         (stt, tts) => {
@@ -162,7 +167,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         silence_timeout: Duration::from_secs(u64::from(assistant.settings.silence_timeout_secs)),
         max_duration: Duration::from_secs(u64::from(assistant.settings.max_call_duration_secs)),
         interruption: assistant.settings.interruption.clone(),
-        toolbox: Toolbox::new(tools, call_control.is_some()),
+        toolbox: Toolbox::new(tools, call_control.is_some()).with_mcp(mcp),
         temperature: assistant.settings.llm.temperature,
         max_tokens: assistant.settings.llm.max_tokens,
         output_format: format,
@@ -201,6 +206,33 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     // Every turn is stored before the report is built from the store.
     let _ = recorder_task.await;
     outcome.reason
+}
+
+/// The tools of the assistant's MCP servers.
+pub(crate) async fn mcp_toolset(
+    services: &CallServices,
+    assistant: &Assistant,
+) -> Arc<crate::mcp::McpToolset> {
+    let ids = &assistant.settings.mcp_ids;
+    let servers = if ids.is_empty() {
+        Vec::new()
+    } else {
+        match services
+            .store
+            .mcp_servers_by_ids(&assistant.owner_id, ids)
+            .await
+        {
+            Ok(servers) => servers,
+            Err(e) => {
+                tracing::warn!(error = %e, "mcp servers not loaded");
+                Vec::new()
+            }
+        }
+    };
+    if servers.is_empty() {
+        return Arc::new(crate::mcp::McpToolset::empty(services.mcp.clone()));
+    }
+    Arc::new(services.mcp.toolset(servers).await)
 }
 
 /// Closes a stream whose call ends before its tasks started, telling a far end that shows events

@@ -126,7 +126,8 @@ pub async fn create(
         .get_call_any_owner(&id)
         .await?
         .ok_or(ChatError::NotFound)?;
-    let mut conversation = conversation_for(services, &chat, assistant, tools, None)?;
+    let mcp = crate::call::runner::mcp_toolset(services, assistant).await;
+    let mut conversation = conversation_for(services, &chat, assistant, tools, mcp, None)?;
     let mut messages = Vec::new();
     let mut turns = Vec::new();
     if assistant.settings.first_message_mode == FirstMessageMode::AssistantSpeaksFirst {
@@ -200,7 +201,8 @@ async fn reply_claimed(
         .ok_or(ChatError::NotFound)?;
     let history: Vec<ChatMessage> = serde_json::from_str(history)
         .map_err(|e| StoreError::Corrupt(format!("chat history: {e}")))?;
-    let mut conversation = conversation_for(services, chat, &assistant, tools, Some(history))?;
+    let mcp = crate::call::runner::mcp_toolset(services, &assistant).await;
+    let mut conversation = conversation_for(services, chat, &assistant, tools, mcp, Some(history))?;
     conversation.push_user(text);
     let outcome = run_reply(&mut conversation, deltas).await?;
     services
@@ -282,6 +284,7 @@ fn conversation_for(
     chat: &CallRecord,
     assistant: &Assistant,
     tools: Vec<HttpTool>,
+    mcp: std::sync::Arc<crate::mcp::McpToolset>,
     history: Option<Vec<ChatMessage>>,
 ) -> Result<Conversation, ChatError> {
     let llm = providers::language_model(
@@ -292,7 +295,7 @@ fn conversation_for(
     )?;
     let setup = ConversationSetup {
         system_prompt: chat.rendered_prompt.clone(),
-        toolbox: Toolbox::new(tools, false),
+        toolbox: Toolbox::new(tools, false).with_mcp(mcp),
         temperature: assistant.settings.llm.temperature,
         max_tokens: assistant.settings.llm.max_tokens,
     };

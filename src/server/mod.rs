@@ -76,6 +76,7 @@ impl Server {
             store: store.clone(),
             config: Arc::clone(&config),
             webhooks: Webhooks::new(store.clone(), config.webhook.clone(), egress.clone()).await?,
+            mcp: crate::mcp::McpConnector::new(egress.clone()),
             egress,
             live: LiveCalls::default(),
             http: http.clone(),

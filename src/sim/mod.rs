@@ -6,6 +6,7 @@
 pub mod cartesia;
 pub mod deepgram;
 mod latency;
+pub mod mcp;
 pub mod openai;
 mod outbox;
 pub mod precise_timer;

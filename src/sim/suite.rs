@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::sim::Latency;
 use crate::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
 use crate::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
+use crate::sim::mcp::McpFake;
 use crate::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
 use crate::sim::sarvam_stt::{SarvamSttFake, SarvamSttFakeConfig};
 use crate::sim::sarvam_tts::{self, SarvamTtsFakeConfig, SarvamTtsFakeHandle};
@@ -79,6 +80,8 @@ pub struct SimSuite {
     pub sarvam_stt: SarvamSttFake,
     pub sarvam_tts: SarvamTtsFakeHandle,
     pub twilio: TwilioSim,
+    /// An MCP server at `{base_url}/mcp`.
+    pub mcp: McpFake,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -131,7 +134,9 @@ impl SimSuite {
             ))
             .build();
         let twilio = TwilioSim::new(TwilioSimConfig::default());
+        let mcp = McpFake::new();
         let app = Router::new()
+            .merge(mcp.router())
             .merge(deepgram.router())
             .merge(sarvam_stt.router())
             .merge(sarvam_tts_router)
@@ -152,6 +157,7 @@ impl SimSuite {
             sarvam_stt,
             sarvam_tts,
             twilio,
+            mcp,
             task,
         })
     }
@@ -173,6 +179,7 @@ impl SimSuite {
             "cartesia": {"base_url": url, "api_key": cartesia::DEFAULT_API_KEY},
             "openai": {"base_url": format!("{url}/v1"), "api_key": openai::DEFAULT_API_KEY},
             "twilio": {"base_url": url, "account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN},
+            "mcp": {"url": format!("{url}/mcp"), "tools": ["get_order_status", "add"]},
             "latency_ms": {
                 "stt_final": o.stt_final_ms, "stt_interim": o.stt_interim_ms,
                 "llm_first_token": o.llm_first_token_ms, "llm_per_chunk": o.llm_per_chunk_ms,

@@ -11,6 +11,7 @@ mod calls;
 mod chats;
 mod clock;
 mod conversations;
+mod mcp_servers;
 mod phone_numbers;
 mod tools;
 mod trunks;

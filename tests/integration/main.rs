@@ -12,6 +12,7 @@ mod chats;
 mod cli;
 mod conversations;
 mod llm;
+mod mcp;
 mod outbound_calls;
 mod phone_numbers;
 mod security;
