@@ -11,21 +11,18 @@
 
 use std::borrow::Cow;
 use std::time::Duration;
-use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite;
 use tracing::{debug, warn};
 
-use super::health::{Liveness, Probe};
-use super::output::TtsOutput;
 use super::sample_carry::SampleCarry;
-use super::ws::{self, Ws};
+use super::socket_session::{self, Actions, Retired, TtsWire};
+use super::ws;
 use super::{
-    TextToSpeech, TtsCommand, TtsEndpoint, TtsError, TtsEvent, TtsParams, TtsSession, TtsTimeouts,
-    WordTiming, resolve_api_key, resolve_model,
+    TextToSpeech, TtsEndpoint, TtsError, TtsEvent, TtsParams, TtsSession, TtsTimeouts, WordTiming,
+    resolve_api_key, resolve_model,
 };
 use crate::assistant::TtsConfig;
 use crate::audio::{AudioFormat, Encoding};
@@ -42,8 +39,6 @@ const SAMPLE_RATES: [u32; 6] = [8000, 16_000, 22_050, 24_000, 44_100, 48_000];
 /// Largest message accepted: a chunk of about a second of 48 kHz PCM16 (96 KB) is 128 KB of
 /// base64 plus JSON; chunks are normally far smaller, this only bounds a misbehaving server.
 const MAX_MESSAGE: usize = 512 * 1024;
-/// Do not reconnect eagerly more often than this (a provider that accepts and drops at once).
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Cartesia over WebSocket.
 #[derive(Debug, Clone)]
@@ -97,30 +92,15 @@ impl CartesiaTts {
 
 impl TextToSpeech for CartesiaTts {
     fn connect(&self, params: TtsParams) -> BoxFuture<'static, Result<TtsSession, TtsError>> {
-        let setup = CartesiaSetup::new(&self.endpoint, &self.version, &params);
-        let timeouts = self.timeouts;
-        let max_buffer_delay_ms = self.max_buffer_delay_ms;
-        let playout = params.playout.clone();
-        Box::pin(async move {
-            let setup = setup?;
-            let request = setup.websocket_request()?;
-            let socket =
-                ws::connect(request, ws::socket_config(MAX_MESSAGE), timeouts.connect).await?;
-            let (session, commands, events) = TtsSession::channels(playout);
-            let task = Session {
+        let wire =
+            CartesiaSetup::new(&self.endpoint, &self.version, &params).map(|setup| CartesiaWire {
                 setup,
-                max_buffer_delay_ms,
-                timeouts,
-                ws: Some(socket),
-                last_connect: Instant::now(),
+                max_buffer_delay_ms: self.max_buffer_delay_ms,
+                turn_idle: self.timeouts.turn_idle,
                 contexts: Vec::with_capacity(2),
-                retired: None,
-                events,
-                liveness: Liveness::new(timeouts),
-            };
-            tokio::spawn(task.run(commands).in_current_span());
-            Ok(session)
-        })
+                retired: Retired::default(),
+            });
+        socket_session::start(wire, &params, self.timeouts)
     }
 }
 
@@ -308,60 +288,25 @@ struct Context {
     progress: Instant,
 }
 
-/// The task that owns a call's Cartesia socket.
-struct Session {
+/// Cartesia's protocol for the shared socket session: contexts by id, one per generation.
+struct CartesiaWire {
     setup: CartesiaSetup,
     max_buffer_delay_ms: u32,
-    timeouts: TtsTimeouts,
-    /// `None` after a failure until the next reconnect. Invariant: no contexts without a socket.
-    ws: Option<Ws>,
-    last_connect: Instant,
+    turn_idle: Duration,
     /// Contexts in flight: usually one, two while a new turn starts as the last one finishes.
     contexts: Vec<Context>,
-    /// The newest generation that may not open a context any more (finished, cancelled,
-    /// failed); generations only grow, so older ones are stale too.
-    retired: Option<Generation>,
-    events: TtsOutput,
-    liveness: Liveness,
+    retired: Retired,
 }
 
-impl Session {
-    async fn run(mut self, mut commands: mpsc::Receiver<TtsCommand>) {
-        loop {
-            let deadline = self.deadline();
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(TtsCommand::Speak { generation, text, last }) => {
-                        self.speak(generation, &text, last).await;
-                    }
-                    Some(TtsCommand::Cancel { generation }) => self.cancel(generation).await,
-                    None => break,
-                },
-                frame = ws::next_frame(&mut self.ws) => self.on_frame(frame).await,
-                () = tokio::time::sleep_until(deadline), if self.ws.is_some() => {
-                    self.on_deadline().await;
-                }
-            }
-            if self.events.is_closed() {
-                break;
-            }
-        }
-        if let Some(socket) = self.ws.take() {
-            ws::close(socket).await;
-        }
+impl TtsWire for CartesiaWire {
+    const PROVIDER: &'static str = "cartesia";
+    const MAX_MESSAGE: usize = MAX_MESSAGE;
+
+    fn request(&self) -> Result<tungstenite::handshake::client::Request, TtsError> {
+        self.setup.websocket_request()
     }
 
-    fn deadline(&self) -> Instant {
-        let link = self.liveness.deadline(!self.contexts.is_empty());
-        self.contexts
-            .iter()
-            .filter(|c| c.closed)
-            .map(|c| c.progress + self.timeouts.turn_idle)
-            .fold(link, Instant::min)
-    }
-
-    async fn speak(&mut self, generation: Generation, text: &str, last: bool) {
+    fn speak(&mut self, generation: Generation, text: String, last: bool, out: &mut Actions) {
         let index = match self
             .contexts
             .iter()
@@ -369,22 +314,13 @@ impl Session {
         {
             Some(index) => index,
             None => {
-                if self.is_retired(generation) {
+                if self.retired.contains(generation) {
                     debug!(%generation, "cartesia: text for a finished or cancelled turn dropped");
                     return;
                 }
                 // A newer turn means the older ones get no more text: close them so they finish
                 // (and stop counting against the account's concurrency).
-                self.close_older_than(generation).await;
-                if let Err(error) = self.ensure_connected().await {
-                    self.retire(generation);
-                    self.emit(TtsEvent::Failed {
-                        generation: Some(generation),
-                        error,
-                    })
-                    .await;
-                    return;
-                }
+                self.close_older_than(generation, out);
                 self.contexts.push(Context {
                     generation,
                     id: uuid::Uuid::new_v4().to_string(),
@@ -407,48 +343,20 @@ impl Session {
             context.closed = true;
             context.progress = Instant::now();
         }
-        let message = generation_request(
+        out.send(generation_request(
             &self.setup,
             self.max_buffer_delay_ms,
             &context.id,
-            text,
+            &text,
             !last,
-        );
+        ));
         if last {
-            self.retire(generation);
-        }
-        if let Err(error) = self.send(message).await {
-            self.connection_lost(error).await;
+            self.retired.retire(generation);
         }
     }
 
-    async fn close_older_than(&mut self, generation: Generation) {
-        let mut messages = Vec::new();
-        for context in self
-            .contexts
-            .iter_mut()
-            .filter(|c| c.generation < generation && !c.closed)
-        {
-            context.closed = true;
-            context.progress = Instant::now();
-            messages.push(generation_request(
-                &self.setup,
-                self.max_buffer_delay_ms,
-                &context.id,
-                "",
-                false,
-            ));
-        }
-        for message in messages {
-            if let Err(error) = self.send(message).await {
-                self.connection_lost(error).await;
-                return;
-            }
-        }
-    }
-
-    async fn cancel(&mut self, generation: Generation) {
-        self.retire(generation);
+    fn cancel(&mut self, generation: Generation, out: &mut Actions) {
+        self.retired.retire(generation);
         let Some(index) = self
             .contexts
             .iter()
@@ -458,48 +366,10 @@ impl Session {
         };
         // Forgetting the context here is what drops its late chunks.
         let context = self.contexts.remove(index);
-        let message = serde_json::to_string(&CancelRequest {
-            context_id: &context.id,
-            cancel: true,
-        })
-        .unwrap_or_default();
-        if let Err(error) = self.send(message).await {
-            self.connection_lost(error).await;
-        }
+        out.send(cancel_request(&context.id));
     }
 
-    async fn on_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) {
-        let message = match frame {
-            Some(Ok(message)) => message,
-            Some(Err(tungstenite::Error::Capacity(e))) => {
-                return self
-                    .connection_lost(TtsError::Protocol(format!("oversized message: {e}")))
-                    .await;
-            }
-            Some(Err(e)) => return self.connection_lost(TtsError::Closed(e.to_string())).await,
-            None => {
-                return self
-                    .connection_lost(TtsError::Closed("the provider closed the socket".into()))
-                    .await;
-            }
-        };
-        self.liveness.heard();
-        match message {
-            Message::Text(text) => self.on_text(text.as_str()).await,
-            Message::Close(frame) => {
-                let reason =
-                    frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
-                self.connection_lost(TtsError::Closed(format!(
-                    "the provider closed the socket{reason}"
-                )))
-                .await;
-            }
-            Message::Binary(_) => debug!("cartesia: unexpected binary frame skipped"),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-        }
-    }
-
-    async fn on_text(&mut self, text: &str) {
+    fn message(&mut self, text: &str, out: &mut Actions) {
         let message: ServerMessage<'_> = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(e) => {
@@ -513,7 +383,7 @@ impl Session {
             .and_then(|id| self.contexts.iter().position(|c| c.id == id));
         let Some(index) = index else {
             if message.kind == "error" && message.context_id.is_none() {
-                self.connection_error(message.error()).await;
+                self.connection_error(message.error(), out);
             } else {
                 debug!(kind = %message.kind, "cartesia: message for no live context dropped");
             }
@@ -529,7 +399,7 @@ impl Session {
                 };
                 match self.contexts[index].carry.decode_base64(data.as_bytes()) {
                     Ok(audio) if audio.is_empty() => {}
-                    Ok(audio) => self.events.audio(generation, audio).await,
+                    Ok(audio) => out.audio(generation, audio),
                     Err(e) => warn!(error = %e, "cartesia: chunk with bad base64 skipped"),
                 }
             }
@@ -537,160 +407,102 @@ impl Session {
                 if let Some(timestamps) = message.word_timestamps {
                     let words = timestamps.into_words();
                     if !words.is_empty() {
-                        self.emit(TtsEvent::Words { generation, words }).await;
+                        out.event(TtsEvent::Words { generation, words });
                     }
                 }
             }
             "done" => {
                 self.contexts.remove(index);
-                self.retire(generation);
-                self.events.done(generation).await;
+                self.retired.retire(generation);
+                out.done(generation);
             }
             "error" => {
                 let error = message.error();
                 self.contexts.remove(index);
-                self.retire(generation);
-                self.emit(TtsEvent::Failed {
-                    generation: Some(generation),
-                    error,
-                })
-                .await;
+                self.retired.retire(generation);
+                out.failed(Some(generation), error);
             }
             _ => {} // flush_done, phoneme_timestamps: nothing the call needs.
         }
     }
 
-    /// An error frame about no context: every turn in flight is affected.
-    async fn connection_error(&mut self, error: TtsError) {
-        if self.contexts.is_empty() {
-            return self
-                .emit(TtsEvent::Failed {
-                    generation: None,
-                    error,
-                })
-                .await;
-        }
-        for context in std::mem::take(&mut self.contexts) {
-            self.retire(context.generation);
-            self.emit(TtsEvent::Failed {
-                generation: Some(context.generation),
-                error: error.clone(),
-            })
-            .await;
-        }
+    fn busy(&self) -> bool {
+        !self.contexts.is_empty()
     }
 
-    async fn on_deadline(&mut self) {
-        let now = Instant::now();
-        if let Some(index) = self
+    /// A closed turn (all its text sent) must keep progressing.
+    fn turn_deadline(&self) -> Option<Instant> {
+        self.contexts
+            .iter()
+            .filter(|c| c.closed)
+            .map(|c| c.progress + self.turn_idle)
+            .min()
+    }
+
+    fn turn_overdue(&mut self, now: Instant, out: &mut Actions) {
+        let Some(index) = self
             .contexts
             .iter()
-            .position(|c| c.closed && c.progress + self.timeouts.turn_idle <= now)
+            .position(|c| c.closed && c.progress + self.turn_idle <= now)
+        else {
+            return;
+        };
+        // The link is alive but this turn stopped progressing: give up on it.
+        let context = self.contexts.remove(index);
+        self.retired.retire(context.generation);
+        out.failed(
+            Some(context.generation),
+            TtsError::Stalled(format!("no progress on the turn for {:?}", self.turn_idle)),
+        );
+        out.send(cancel_request(&context.id));
+    }
+
+    fn link_lost(&mut self) -> Vec<Generation> {
+        let lost: Vec<Generation> = self.contexts.drain(..).map(|c| c.generation).collect();
+        for &generation in &lost {
+            self.retired.retire(generation);
+        }
+        lost
+    }
+}
+
+impl CartesiaWire {
+    fn close_older_than(&mut self, generation: Generation, out: &mut Actions) {
+        for context in self
+            .contexts
+            .iter_mut()
+            .filter(|c| c.generation < generation && !c.closed)
         {
-            // The link is alive but this turn stopped progressing: give up on it.
-            let context = self.contexts.remove(index);
-            self.retire(context.generation);
-            let cancel = serde_json::to_string(&CancelRequest {
-                context_id: &context.id,
-                cancel: true,
-            })
-            .unwrap_or_default();
-            self.emit(TtsEvent::Failed {
-                generation: Some(context.generation),
-                error: TtsError::Stalled(format!(
-                    "no progress on the turn for {:?}",
-                    self.timeouts.turn_idle
-                )),
-            })
-            .await;
-            if let Err(error) = self.send(cancel).await {
-                self.connection_lost(error).await;
-            }
-            return;
-        }
-        if self.liveness.deadline(!self.contexts.is_empty()) > now {
-            return;
-        }
-        match self.liveness.on_deadline() {
-            Probe::SendPing => {
-                if let Some(socket) = &mut self.ws
-                    && let Err(error) = ws::send(
-                        socket,
-                        Message::Ping(Default::default()),
-                        self.timeouts.send,
-                    )
-                    .await
-                {
-                    self.connection_lost(error).await;
-                }
-            }
-            Probe::Dead => {
-                let error = TtsError::Stalled(format!(
-                    "no answer to a ping within {:?}",
-                    self.timeouts.pong
-                ));
-                self.connection_lost(error).await;
-            }
+            context.closed = true;
+            context.progress = Instant::now();
+            out.send(generation_request(
+                &self.setup,
+                self.max_buffer_delay_ms,
+                &context.id,
+                "",
+                false,
+            ));
         }
     }
 
-    /// The socket is gone or unusable: fail every turn in flight, then reconnect so the next
-    /// turn finds a working socket.
-    async fn connection_lost(&mut self, error: TtsError) {
-        warn!(%error, in_flight = self.contexts.len(), "cartesia: connection lost");
-        // Dropping the socket without a close handshake: the peer may be gone.
-        self.ws = None;
+    /// An error frame about no context: every turn in flight is affected.
+    fn connection_error(&mut self, error: TtsError, out: &mut Actions) {
+        if self.contexts.is_empty() {
+            return out.failed(None, error);
+        }
         for context in std::mem::take(&mut self.contexts) {
-            self.retire(context.generation);
-            self.emit(TtsEvent::Failed {
-                generation: Some(context.generation),
-                error: error.clone(),
-            })
-            .await;
-        }
-        if self.last_connect.elapsed() >= RECONNECT_BACKOFF
-            && let Err(e) = self.ensure_connected().await
-        {
-            warn!(error = %e, "cartesia: reconnect failed; retrying at the next turn");
+            self.retired.retire(context.generation);
+            out.failed(Some(context.generation), error.clone());
         }
     }
+}
 
-    async fn ensure_connected(&mut self) -> Result<(), TtsError> {
-        if self.ws.is_some() {
-            return Ok(());
-        }
-        self.last_connect = Instant::now();
-        let request = self.setup.websocket_request()?;
-        let socket = ws::connect(
-            request,
-            ws::socket_config(MAX_MESSAGE),
-            self.timeouts.connect,
-        )
-        .await?;
-        self.ws = Some(socket);
-        self.liveness.heard();
-        Ok(())
-    }
-
-    async fn send(&mut self, text: String) -> Result<(), TtsError> {
-        match &mut self.ws {
-            Some(socket) => ws::send(socket, Message::text(text), self.timeouts.send).await,
-            None => Err(TtsError::Closed("no connection".into())),
-        }
-    }
-
-    async fn emit(&mut self, event: TtsEvent) {
-        // A closed receiver ends the session at the top of the loop.
-        self.events.send(event).await;
-    }
-
-    fn retire(&mut self, generation: Generation) {
-        self.retired = Some(self.retired.map_or(generation, |r| r.max(generation)));
-    }
-
-    fn is_retired(&self, generation: Generation) -> bool {
-        self.retired.is_some_and(|r| generation <= r)
-    }
+fn cancel_request(context_id: &str) -> String {
+    serde_json::to_string(&CancelRequest {
+        context_id,
+        cancel: true,
+    })
+    .unwrap_or_default()
 }
 
 fn generation_request(
@@ -726,6 +538,7 @@ fn generation_request(
 mod tests {
     use super::*;
     use crate::assistant::CartesiaVoice;
+    use crate::tts::socket_session::Action;
     use serde_json::Value;
 
     fn setup() -> CartesiaSetup {
@@ -767,6 +580,74 @@ mod tests {
             v
         };
         assert_eq!(strip(a), strip(b));
+    }
+
+    fn wire() -> CartesiaWire {
+        CartesiaWire {
+            setup: setup(),
+            max_buffer_delay_ms: 0,
+            turn_idle: Duration::from_secs(5),
+            contexts: Vec::new(),
+            retired: Retired::default(),
+        }
+    }
+
+    fn sent(actions: Vec<Action>) -> Vec<Value> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send(text) => Some(serde_json::from_str(&text).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_turn_closes_the_older_one_and_a_cancel_forgets_its_context() {
+        let mut wire = wire();
+        let mut out = Actions::default();
+        wire.speak(Generation(1), "Hello there, ".into(), false, &mut out);
+        wire.speak(Generation(2), "New turn.".into(), false, &mut out);
+        let messages = sent(out.take());
+        assert_eq!(messages.len(), 3);
+        let (first, second) = (&messages[0]["context_id"], &messages[2]["context_id"]);
+        assert_ne!(first, second);
+        // The older context is closed with an empty transcript before the new one opens.
+        assert_eq!(messages[1]["context_id"], *first);
+        assert_eq!(messages[1]["continue"], false);
+        assert_eq!(messages[1]["transcript"], "");
+
+        let second_id = second.as_str().unwrap().to_owned();
+        wire.cancel(Generation(2), &mut out);
+        let messages = sent(out.take());
+        assert_eq!(messages[0]["cancel"], true);
+        assert_eq!(messages[0]["context_id"], second_id.as_str());
+        // A late chunk of the cancelled context, and more text for it, are dropped.
+        let chunk = format!(r#"{{"type":"chunk","context_id":"{second_id}","data":"AAAA"}}"#);
+        wire.message(&chunk, &mut out);
+        wire.speak(Generation(2), "more".into(), true, &mut out);
+        assert!(out.take().is_empty());
+    }
+
+    #[test]
+    fn a_closed_turn_without_progress_fails_and_is_cancelled() {
+        let mut wire = wire();
+        let mut out = Actions::default();
+        wire.speak(Generation(1), "Hi.".into(), true, &mut out);
+        out.take();
+        let deadline = wire.turn_deadline().expect("a closed turn owes progress");
+        wire.turn_overdue(deadline, &mut out);
+        let actions = out.take();
+        assert!(matches!(
+            &actions[0],
+            Action::Event(TtsEvent::Failed {
+                generation: Some(Generation(1)),
+                error: TtsError::Stalled(_)
+            })
+        ));
+        assert_eq!(sent(actions)[0]["cancel"], true);
+        assert!(!wire.busy());
+        assert!(wire.link_lost().is_empty());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! Providers: [`CartesiaTts`] (WebSocket, the low-latency default), [`CartesiaBytes`] (HTTP,
 //! one request per turn), [`SarvamTts`] (WebSocket) and [`SarvamRest`] (HTTP). Each session is
-//! one task that owns the provider link; it detects a stalled or closed link within
+//! one task that owns the provider link (the WebSocket providers share `socket_session.rs`, the
+//! HTTP ones `http_session.rs`); it detects a stalled or closed link within
 //! [`TtsTimeouts`], reports the turn that was in flight as failed and reconnects, so no call
 //! ever waits for a `Done` that will not come.
 //!
@@ -23,6 +24,7 @@ mod output;
 mod sample_carry;
 pub mod sarvam;
 pub mod sarvam_rest;
+mod socket_session;
 mod wav;
 mod ws;
 

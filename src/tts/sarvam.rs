@@ -35,22 +35,19 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
-use tracing::Instrument;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite;
 use tracing::{debug, warn};
 
-use super::health::{Liveness, Probe};
-use super::output::TtsOutput;
 use super::sample_carry::SampleCarry;
-use super::ws::{self, Ws};
+use super::socket_session::{self, Actions, Retired, TtsWire};
+use super::ws;
 use super::{
-    TextToSpeech, TtsCommand, TtsEndpoint, TtsError, TtsEvent, TtsParams, TtsSession, TtsTimeouts,
-    WordTiming, resolve_api_key, resolve_model, wav,
+    TextToSpeech, TtsEndpoint, TtsError, TtsEvent, TtsParams, TtsSession, TtsTimeouts, WordTiming,
+    resolve_api_key, resolve_model, wav,
 };
 use crate::assistant::TtsConfig;
 use crate::audio::{AudioFormat, Encoding};
@@ -63,7 +60,6 @@ const SAMPLE_RATES: [u32; 4] = [8000, 16_000, 22_050, 24_000];
 /// Largest message accepted. Sarvam sends a synthesis chunk (up to `max_chunk_length`
 /// characters, ~10 s of speech) per message: 10 s of 24 kHz PCM16 is 480 KB, 640 KB in base64.
 const MAX_MESSAGE: usize = 2 * 1024 * 1024;
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Sarvam over WebSocket.
 #[derive(Debug, Clone)]
@@ -109,32 +105,20 @@ impl SarvamTts {
 
 impl TextToSpeech for SarvamTts {
     fn connect(&self, params: TtsParams) -> BoxFuture<'static, Result<TtsSession, TtsError>> {
-        let setup = SarvamSetup::new(
+        let wire = SarvamSetup::new(
             &self.endpoint,
             &params,
             self.min_buffer_size,
             self.max_chunk_length,
-        );
-        let timeouts = self.timeouts;
-        let playout = params.playout.clone();
-        Box::pin(async move {
-            let setup = setup?;
-            let (session, commands, events) = TtsSession::channels(playout);
-            let mut task = Session {
-                setup,
-                timeouts,
-                ws: None,
-                last_connect: Instant::now(),
-                active: None,
-                waiting: VecDeque::new(),
-                retired: None,
-                events,
-                liveness: Liveness::new(timeouts),
-            };
-            task.ensure_connected().await?;
-            tokio::spawn(task.run(commands).in_current_span());
-            Ok(session)
-        })
+        )
+        .map(|setup| SarvamWire {
+            setup,
+            turn_idle: self.timeouts.turn_idle,
+            active: None,
+            waiting: VecDeque::new(),
+            retired: Retired::default(),
+        });
+        socket_session::start(wire, &params, self.timeouts)
     }
 }
 
@@ -343,80 +327,31 @@ struct Waiting {
     last: bool,
 }
 
-struct Session {
+/// Sarvam's protocol for the shared socket session: one utterance at a time, no ids.
+struct SarvamWire {
     setup: SarvamSetup,
-    timeouts: TtsTimeouts,
-    ws: Option<Ws>,
-    last_connect: Instant,
+    turn_idle: Duration,
     active: Option<Active>,
     waiting: VecDeque<Waiting>,
-    retired: Option<Generation>,
-    events: TtsOutput,
-    liveness: Liveness,
+    retired: Retired,
 }
 
-impl Session {
-    async fn run(mut self, mut commands: mpsc::Receiver<TtsCommand>) {
-        loop {
-            let deadline = self.deadline();
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(command) => {
-                        self.on_command(command).await;
-                        // Phrases that came together go out together, then get one flush.
-                        while let Ok(command) = commands.try_recv() {
-                            self.on_command(command).await;
-                        }
-                    }
-                    None => break,
-                },
-                frame = ws::next_frame(&mut self.ws) => self.on_frame(frame).await,
-                () = tokio::time::sleep_until(deadline), if self.ws.is_some() => {
-                    self.on_deadline().await;
-                }
-            }
-            // Turns waiting for the socket start here, once, rather than from every handler
-            // that frees it; then whatever text was sent is flushed (see the module doc).
-            self.start_waiting().await;
-            self.flush_sent_text().await;
-            if self.events.is_closed() {
-                break;
-            }
-        }
-        if let Some(socket) = self.ws.take() {
-            ws::close(socket).await;
-        }
+impl TtsWire for SarvamWire {
+    const PROVIDER: &'static str = "sarvam";
+    const MAX_MESSAGE: usize = MAX_MESSAGE;
+
+    fn request(&self) -> Result<tungstenite::handshake::client::Request, TtsError> {
+        ws::request(
+            &self.setup.url,
+            &[("api-subscription-key", &self.setup.api_key)],
+        )
     }
 
-    async fn on_command(&mut self, command: TtsCommand) {
-        match command {
-            TtsCommand::Speak {
-                generation,
-                text,
-                last,
-            } => self.speak(generation, text, last).await,
-            TtsCommand::Cancel { generation } => self.cancel(generation).await,
-        }
+    fn greeting(&self) -> Option<&str> {
+        Some(&self.setup.config)
     }
 
-    fn busy(&self) -> bool {
-        self.active.is_some()
-    }
-
-    fn deadline(&self) -> Instant {
-        let link = self.liveness.deadline(self.busy());
-        match &self.active {
-            // Sarvam owes audio or a final: it must keep making progress. (Waiting for the
-            // call's next phrase is not Sarvam's delay.)
-            Some(active) if !active.flushed.is_empty() => {
-                link.min(active.progress + self.timeouts.turn_idle)
-            }
-            _ => link,
-        }
-    }
-
-    async fn speak(&mut self, generation: Generation, text: String, last: bool) {
+    fn speak(&mut self, generation: Generation, text: String, last: bool, out: &mut Actions) {
         if let Some(active) = &self.active
             && active.generation == generation
         {
@@ -424,7 +359,7 @@ impl Session {
                 warn!(%generation, "sarvam: text after the last piece of a turn dropped");
                 return;
             }
-            return self.send_turn_text(&text, last).await;
+            return self.send_turn_text(&text, last, out);
         }
         if let Some(waiting) = self.waiting.iter_mut().find(|w| w.generation == generation) {
             if waiting.last && !text.is_empty() {
@@ -435,15 +370,15 @@ impl Session {
             waiting.last |= last;
             return;
         }
-        if self.is_retired(generation) {
+        if self.retired.contains(generation) {
             debug!(%generation, "sarvam: text for a finished or cancelled turn dropped");
             return;
         }
         if self.active.is_some() {
             // A newer turn means the active one gets no more text: close it (its text is
-            // flushed at the end of this turn of the loop) so it finishes.
+            // flushed when the session settles) so it finishes.
             if self.active.as_ref().is_some_and(|a| !a.closed) {
-                self.send_turn_text("", true).await;
+                self.send_turn_text("", true, out);
             }
             for older in &mut self.waiting {
                 older.last = true;
@@ -455,20 +390,109 @@ impl Session {
             });
             return;
         }
-        self.start(generation, &text, last).await;
+        self.start(generation, &text, last, out);
     }
 
-    /// Makes `generation` the active one and sends its text so far.
-    async fn start(&mut self, generation: Generation, text: &str, last: bool) {
-        if let Err(error) = self.ensure_connected().await {
-            self.retire(generation);
-            return self
-                .emit(TtsEvent::Failed {
-                    generation: Some(generation),
-                    error,
-                })
-                .await;
+    fn cancel(&mut self, generation: Generation, out: &mut Actions) {
+        self.retired.retire(generation);
+        self.waiting.retain(|w| w.generation != generation);
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.generation == generation)
+        {
+            self.active = None;
+            // No cancel in the protocol: a fresh socket is the only way to stop the server's
+            // synthesis and clear its text buffer.
+            out.replace_socket();
         }
+    }
+
+    fn message(&mut self, text: &str, out: &mut Actions) {
+        let message: ServerMessage<'_> = match serde_json::from_str(text) {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(error = %e, "sarvam: malformed message skipped");
+                return;
+            }
+        };
+        match (&*message.kind, message.data) {
+            (
+                "audio",
+                Some(ServerData {
+                    audio: Some(b64), ..
+                }),
+            ) => self.on_audio(&b64, out),
+            (
+                "event",
+                Some(ServerData {
+                    event_type: Some(event),
+                    ..
+                }),
+            ) if event == "final" => self.on_final(out),
+            ("error", Some(data)) => self.on_error(data.error(), out),
+            ("error", None) => {
+                self.on_error(TtsError::Protocol("error without details".into()), out)
+            }
+            (kind, _) => debug!(kind, "sarvam: message skipped"),
+        }
+    }
+
+    /// Turns waiting for the socket start here, once, rather than from every handler that
+    /// frees it; then whatever text was sent is flushed (see the module doc).
+    fn settle(&mut self, out: &mut Actions) {
+        if self.active.is_none()
+            && let Some(next) = self.waiting.pop_front()
+        {
+            self.start(next.generation, &next.text, next.last, out);
+        }
+        self.flush_sent_text(out);
+    }
+
+    fn busy(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Sarvam owes audio or a final: it must keep making progress. (Waiting for the call's
+    /// next phrase is not Sarvam's delay.)
+    fn turn_deadline(&self) -> Option<Instant> {
+        self.active
+            .as_ref()
+            .filter(|active| !active.flushed.is_empty())
+            .map(|active| active.progress + self.turn_idle)
+    }
+
+    fn turn_overdue(&mut self, _now: Instant, out: &mut Actions) {
+        out.link_lost(TtsError::Stalled(format!(
+            "no progress on the turn for {:?}",
+            self.turn_idle
+        )));
+    }
+
+    fn idle_keepalive(&self) -> Option<&'static str> {
+        // Sarvam closes idle sockets; its own keep-alive is an application ping.
+        Some(PING)
+    }
+
+    fn link_lost(&mut self) -> Vec<Generation> {
+        let lost = self.active.take().map(|active| active.generation);
+        if let Some(generation) = lost {
+            self.retired.retire(generation);
+        }
+        lost.into_iter().collect()
+    }
+
+    /// Waiting turns reconnect when they start; otherwise reconnect now, off the critical path
+    /// of the next turn.
+    fn reconnect_at_once(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+impl SarvamWire {
+    /// Makes `generation` the active one and sends its text so far (connecting first if the
+    /// socket is gone).
+    fn start(&mut self, generation: Generation, text: &str, last: bool, out: &mut Actions) {
         self.active = Some(Active {
             generation,
             closed: false,
@@ -480,21 +504,20 @@ impl Session {
             first_audio: true,
             progress: Instant::now(),
         });
-        self.send_turn_text(text, last).await;
+        self.send_turn_text(text, last, out);
     }
 
     /// Sends a piece of the active turn; `last` closes it. The flush comes at the end of a
-    /// sentence, or once the call has no more commands waiting ([`Self::flush_sent_text`]).
-    async fn send_turn_text(&mut self, text: &str, last: bool) {
+    /// sentence, or once the call has no more commands waiting ([`TtsWire::settle`]).
+    fn send_turn_text(&mut self, text: &str, last: bool, out: &mut Actions) {
         if !text.is_empty() {
-            let message = serde_json::to_string(&TextMessage {
-                kind: "text",
-                data: TextData { text },
-            })
-            .unwrap_or_default();
-            if let Err(error) = self.send(message).await {
-                return self.connection_lost(error).await;
-            }
+            out.send(
+                serde_json::to_string(&TextMessage {
+                    kind: "text",
+                    data: TextData { text },
+                })
+                .unwrap_or_default(),
+            );
             if let Some(active) = &mut self.active {
                 active.unflushed.push_str(text);
             }
@@ -502,22 +525,22 @@ impl Session {
             // its final (with its word timings) comes as soon as it is spoken, not after the
             // sentences the model sent with it.
             if ends_sentence(text) {
-                self.flush_sent_text().await;
+                self.flush_sent_text(out);
             }
         }
         if last && let Some(active) = &mut self.active {
             active.closed = true;
             let generation = active.generation;
-            self.retire(generation);
+            self.retired.retire(generation);
             // Closed with everything already answered (the last phrase's final came before
             // the call said it was the last): done now.
-            self.finish_if_complete().await;
+            self.finish_if_complete(out);
         }
     }
 
     /// Flushes the active turn's text sent since the last flush, so none of it waits in
     /// Sarvam's buffer for text that may be seconds away. Never sends an empty flush.
-    async fn flush_sent_text(&mut self) {
+    fn flush_sent_text(&mut self, out: &mut Actions) {
         let Some(active) = &mut self.active else {
             return;
         };
@@ -527,14 +550,12 @@ impl Session {
         let text = std::mem::take(&mut active.unflushed);
         active.flushed.push_back(text);
         active.progress = Instant::now();
-        if let Err(error) = self.send(FLUSH.to_owned()).await {
-            self.connection_lost(error).await;
-        }
+        out.send(FLUSH.to_owned());
     }
 
     /// A `final`: the oldest owed flush's audio is complete, so its words are placed in the
     /// audio received since the previous final.
-    async fn on_final(&mut self) {
+    fn on_final(&mut self, out: &mut Actions) {
         let bytes_per_second = f64::from(self.setup.output.sample_rate)
             * self.setup.output.encoding.bytes_per_sample() as f64;
         let Some(active) = &mut self.active else {
@@ -555,121 +576,28 @@ impl Session {
         active.timed_bytes = active.audio_bytes;
         let generation = active.generation;
         if !words.is_empty() {
-            self.emit(TtsEvent::Words { generation, words }).await;
+            out.event(TtsEvent::Words { generation, words });
         }
-        self.finish_if_complete().await;
+        self.finish_if_complete(out);
     }
 
     /// Ends the active turn once it is complete: `Done`, and the socket is free.
-    async fn finish_if_complete(&mut self) {
+    fn finish_if_complete(&mut self, out: &mut Actions) {
         if !self.active.as_ref().is_some_and(Active::complete) {
             return;
         }
         if let Some(active) = self.active.take() {
-            self.retire(active.generation);
-            self.events.done(active.generation).await;
+            self.retired.retire(active.generation);
+            out.done(active.generation);
         }
     }
 
-    /// Starts waiting turns once the socket is free.
-    async fn start_waiting(&mut self) {
-        while self.active.is_none() {
-            let Some(next) = self.waiting.pop_front() else {
-                return;
-            };
-            self.start(next.generation, &next.text, next.last).await;
-        }
-    }
-
-    async fn cancel(&mut self, generation: Generation) {
-        self.retire(generation);
-        self.waiting.retain(|w| w.generation != generation);
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.generation == generation)
-        {
-            self.active = None;
-            // No cancel in the protocol: a fresh socket is the only way to stop the server's
-            // synthesis and clear its text buffer.
-            if let Some(socket) = self.ws.take() {
-                tokio::spawn(ws::close(socket).in_current_span());
-            }
-            if let Err(e) = self.ensure_connected().await {
-                warn!(error = %e, "sarvam: reconnect after cancel failed; retrying at the next turn");
-            }
-        }
-    }
-
-    async fn on_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) {
-        let message = match frame {
-            Some(Ok(message)) => message,
-            Some(Err(tungstenite::Error::Capacity(e))) => {
-                return self
-                    .connection_lost(TtsError::Protocol(format!("oversized message: {e}")))
-                    .await;
-            }
-            Some(Err(e)) => return self.connection_lost(TtsError::Closed(e.to_string())).await,
-            None => {
-                return self
-                    .connection_lost(TtsError::Closed("the provider closed the socket".into()))
-                    .await;
-            }
-        };
-        self.liveness.heard();
-        match message {
-            Message::Text(text) => self.on_text(text.as_str()).await,
-            Message::Close(frame) => {
-                let reason =
-                    frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
-                self.connection_lost(TtsError::Closed(format!(
-                    "the provider closed the socket{reason}"
-                )))
-                .await;
-            }
-            Message::Binary(_) => debug!("sarvam: unexpected binary frame skipped"),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-        }
-    }
-
-    async fn on_text(&mut self, text: &str) {
-        let message: ServerMessage<'_> = match serde_json::from_str(text) {
-            Ok(message) => message,
-            Err(e) => {
-                warn!(error = %e, "sarvam: malformed message skipped");
-                return;
-            }
-        };
-        match (&*message.kind, message.data) {
-            (
-                "audio",
-                Some(ServerData {
-                    audio: Some(b64), ..
-                }),
-            ) => self.on_audio(&b64).await,
-            (
-                "event",
-                Some(ServerData {
-                    event_type: Some(event),
-                    ..
-                }),
-            ) if event == "final" => self.on_final().await,
-            ("error", Some(data)) => self.on_error(data.error()).await,
-            ("error", None) => {
-                self.on_error(TtsError::Protocol("error without details".into()))
-                    .await
-            }
-            (kind, _) => debug!(kind, "sarvam: message skipped"),
-        }
-    }
-
-    async fn on_audio(&mut self, b64: &str) {
+    fn on_audio(&mut self, b64: &str, out: &mut Actions) {
         let Some(active) = &mut self.active else {
             debug!("sarvam: audio with no active turn dropped");
             return;
         };
         active.progress = Instant::now();
-        let generation = active.generation;
         let mut audio = match active.carry.decode_base64(b64.as_bytes()) {
             Ok(audio) => audio,
             Err(e) => {
@@ -685,136 +613,22 @@ impl Session {
         }
         if !audio.is_empty() {
             active.audio_bytes += audio.len() as u64;
-            self.events.audio(generation, audio).await;
+            out.audio(active.generation, audio);
         }
     }
 
     /// An error message: it fails the active turn (or the session, if none is active), and the
     /// socket is replaced because the server's buffer state is unknown after it.
-    async fn on_error(&mut self, error: TtsError) {
+    fn on_error(&mut self, error: TtsError, out: &mut Actions) {
         warn!(%error, "sarvam: provider error");
         let generation = self.active.take().map(|a| a.generation);
         if let Some(generation) = generation {
-            self.retire(generation);
+            self.retired.retire(generation);
         }
-        self.emit(TtsEvent::Failed { generation, error }).await;
+        out.failed(generation, error);
         if generation.is_some() {
-            if let Some(socket) = self.ws.take() {
-                tokio::spawn(ws::close(socket).in_current_span());
-            }
-            if let Err(e) = self.ensure_connected().await {
-                warn!(error = %e, "sarvam: reconnect failed; retrying at the next turn");
-            }
+            out.replace_socket();
         }
-    }
-
-    async fn on_deadline(&mut self) {
-        let now = Instant::now();
-        if let Some(active) = &self.active
-            && !active.flushed.is_empty()
-            && active.progress + self.timeouts.turn_idle <= now
-        {
-            let error = TtsError::Stalled(format!(
-                "no progress on the turn for {:?}",
-                self.timeouts.turn_idle
-            ));
-            return self.connection_lost(error).await;
-        }
-        if self.liveness.deadline(self.busy()) > now {
-            return;
-        }
-        match self.liveness.on_deadline() {
-            Probe::SendPing => {
-                let Some(socket) = &mut self.ws else { return };
-                let mut result = ws::send(
-                    socket,
-                    Message::Ping(Default::default()),
-                    self.timeouts.send,
-                )
-                .await;
-                if result.is_ok() && self.active.is_none() {
-                    // Sarvam closes idle sockets; its own keep-alive is an application ping.
-                    result = ws::send(socket, Message::text(PING), self.timeouts.send).await;
-                }
-                if let Err(error) = result {
-                    self.connection_lost(error).await;
-                }
-            }
-            Probe::Dead => {
-                let error = TtsError::Stalled(format!(
-                    "no answer to a ping within {:?}",
-                    self.timeouts.pong
-                ));
-                self.connection_lost(error).await;
-            }
-        }
-    }
-
-    /// The socket is gone or unusable: fail the turn in flight, then reconnect for the next.
-    async fn connection_lost(&mut self, error: TtsError) {
-        warn!(%error, busy = self.busy(), "sarvam: connection lost");
-        self.ws = None;
-        if let Some(active) = self.active.take() {
-            self.retire(active.generation);
-            self.emit(TtsEvent::Failed {
-                generation: Some(active.generation),
-                error,
-            })
-            .await;
-        }
-        // Waiting turns reconnect when they start; otherwise reconnect now, off the critical
-        // path of the next turn.
-        if self.waiting.is_empty()
-            && self.last_connect.elapsed() >= RECONNECT_BACKOFF
-            && let Err(e) = self.ensure_connected().await
-        {
-            warn!(error = %e, "sarvam: reconnect failed; retrying at the next turn");
-        }
-    }
-
-    async fn ensure_connected(&mut self) -> Result<(), TtsError> {
-        if self.ws.is_some() {
-            return Ok(());
-        }
-        self.last_connect = Instant::now();
-        let request = ws::request(
-            &self.setup.url,
-            &[("api-subscription-key", &self.setup.api_key)],
-        )?;
-        let mut socket = ws::connect(
-            request,
-            ws::socket_config(MAX_MESSAGE),
-            self.timeouts.connect,
-        )
-        .await?;
-        ws::send(
-            &mut socket,
-            Message::text(self.setup.config.clone()),
-            self.timeouts.send,
-        )
-        .await?;
-        self.ws = Some(socket);
-        self.liveness.heard();
-        Ok(())
-    }
-
-    async fn send(&mut self, text: String) -> Result<(), TtsError> {
-        match &mut self.ws {
-            Some(socket) => ws::send(socket, Message::text(text), self.timeouts.send).await,
-            None => Err(TtsError::Closed("no connection".into())),
-        }
-    }
-
-    async fn emit(&mut self, event: TtsEvent) {
-        self.events.send(event).await;
-    }
-
-    fn retire(&mut self, generation: Generation) {
-        self.retired = Some(self.retired.map_or(generation, |r| r.max(generation)));
-    }
-
-    fn is_retired(&self, generation: Generation) -> bool {
-        self.retired.is_some_and(|r| generation <= r)
     }
 }
 
@@ -822,6 +636,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::assistant::SarvamVoice;
+    use crate::tts::socket_session::Action;
     use serde_json::Value;
 
     fn params(speaker: &str, output: AudioFormat) -> TtsParams {
@@ -873,6 +688,90 @@ mod tests {
         .unwrap();
         let config: Value = serde_json::from_str(&setup.config).unwrap();
         assert_eq!(config["data"]["output_audio_codec"], "linear16");
+    }
+
+    fn wire() -> SarvamWire {
+        SarvamWire {
+            setup: SarvamSetup::new(
+                &endpoint(),
+                &params("anushka", AudioFormat::MULAW_8K),
+                50,
+                150,
+            )
+            .unwrap(),
+            turn_idle: Duration::from_secs(5),
+            active: None,
+            waiting: VecDeque::new(),
+            retired: Retired::default(),
+        }
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Send(text) => {
+                    let v: Value = serde_json::from_str(text).unwrap();
+                    v["type"].as_str().unwrap().to_owned()
+                }
+                Action::Audio(..) => "audio".into(),
+                Action::Done(g) => format!("done {}", g.0),
+                Action::Event(TtsEvent::Words { .. }) => "words".into(),
+                Action::Event(TtsEvent::Failed { .. }) => "failed".into(),
+                Action::Event(_) => "event".into(),
+                Action::LinkLost(_) => "link lost".into(),
+                Action::Replace => "replace".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_newer_turn_waits_for_the_final_of_the_active_one() {
+        let mut wire = wire();
+        let mut out = Actions::default();
+        wire.speak(Generation(1), "Hello there".into(), false, &mut out);
+        wire.speak(Generation(2), "Next turn.".into(), true, &mut out);
+        wire.settle(&mut out);
+        // The active turn is closed and its text flushed; the newer one only waits.
+        assert_eq!(kinds(&out.take()), ["text", "flush"]);
+        wire.settle(&mut out);
+        assert!(out.take().is_empty());
+        wire.message(r#"{"type":"audio","data":{"audio":"//8="}}"#, &mut out);
+        wire.message(
+            r#"{"type":"event","data":{"event_type":"final"}}"#,
+            &mut out,
+        );
+        wire.settle(&mut out);
+        assert_eq!(
+            kinds(&out.take()),
+            ["audio", "words", "done 1", "text", "flush"]
+        );
+    }
+
+    #[test]
+    fn a_cancel_replaces_the_socket_and_a_lost_link_fails_only_the_active_turn() {
+        let mut wire = wire();
+        let mut out = Actions::default();
+        wire.speak(Generation(1), "One.".into(), false, &mut out);
+        wire.cancel(Generation(1), &mut out);
+        assert_eq!(kinds(&out.take()), ["text", "flush", "replace"]);
+        wire.message(r#"{"type":"audio","data":{"audio":"//8="}}"#, &mut out);
+        assert!(
+            out.take().is_empty(),
+            "audio of a cancelled turn is dropped"
+        );
+
+        wire.speak(Generation(2), "Two.".into(), false, &mut out);
+        wire.speak(Generation(3), "Three.".into(), true, &mut out);
+        out.take();
+        assert!(
+            !wire.reconnect_at_once(),
+            "the waiting turn reconnects when it starts"
+        );
+        assert_eq!(wire.link_lost(), [Generation(2)]);
+        wire.settle(&mut out);
+        assert_eq!(kinds(&out.take()), ["text", "flush"]);
+        assert!(wire.reconnect_at_once());
     }
 
     #[test]
