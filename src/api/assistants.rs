@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{merge_patch, not_null, nullable, typed, update_until_stored};
 use super::path::ApiPath;
+use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
 use crate::analysis::AnalysisSettings;
 use crate::assistant::{
@@ -73,6 +74,11 @@ pub struct CreateAssistant {
     /// `force_after_ms` (1500).
     #[schema(value_type = Option<InterruptionSettings>)]
     pub assistant_interruption_config: Option<Value>,
+    /// When the caller's turn is over: `end_of_turn_silence_ms` (200) of silence heard by the
+    /// VAD asks the STT for its final at once; speech within `continuation_grace_ms` (1000)
+    /// before the reply is heard continues the same turn.
+    #[schema(value_type = Option<TurnSettings>)]
+    pub assistant_turn_config: Option<Value>,
     /// What to work out once each call ends: `summary` (bool), `structured_data_schema` (a JSON
     /// Schema object), `success_criteria` (text). Results appear in call details and the
     /// end-of-call webhook.
@@ -125,6 +131,9 @@ pub struct UpdateAssistant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<InterruptionSettings>)]
     pub assistant_interruption_config: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<TurnSettings>)]
+    pub assistant_turn_config: Option<Option<Value>>,
     /// Merged over the stored settings, except `structured_data_schema`, which is replaced
     /// whole (merging two schemas would make a third nobody wrote).
     #[serde(default, deserialize_with = "nullable")]
@@ -186,6 +195,7 @@ pub struct AssistantDetails {
     pub assistant_max_call_duration_secs: u32,
     pub assistant_vad_config: VadConfig,
     pub assistant_interruption_config: InterruptionSettings,
+    pub assistant_turn_config: TurnSettings,
     pub assistant_analysis: AnalysisSettings,
     pub assistant_function: Option<String>,
 }
@@ -207,6 +217,7 @@ impl AssistantDetails {
             assistant_max_call_duration_secs: a.settings.max_call_duration_secs,
             assistant_vad_config: a.settings.vad,
             assistant_interruption_config: a.settings.interruption.clone(),
+            assistant_turn_config: a.settings.turn,
             assistant_analysis: a.settings.analysis.clone(),
             assistant_function: a.settings.function.clone(),
             assistant_id: a.id,
@@ -275,6 +286,7 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
     a.settings
         .interruption
         .validate("assistant_interruption_config", v);
+    a.settings.turn.validate("assistant_turn_config", v);
     a.settings.analysis.validate("assistant_analysis", v);
     if let Some(function) = &a.settings.function
         && crate::conversations::functions::function(function).is_none()
@@ -386,6 +398,9 @@ pub async fn create(
     if let Some(interruption) = body.assistant_interruption_config {
         settings.interruption =
             typed("assistant_interruption_config", interruption, &mut v).unwrap_or_default();
+    }
+    if let Some(turn) = body.assistant_turn_config {
+        settings.turn = typed("assistant_turn_config", turn, &mut v).unwrap_or_default();
     }
     if let Some(analysis) = body.assistant_analysis {
         settings.analysis = typed("assistant_analysis", analysis, &mut v).unwrap_or_default();
@@ -653,6 +668,16 @@ fn apply_update(
         }
         if let Some(interruption) = typed("assistant_interruption_config", doc, &mut v) {
             a.settings.interruption = interruption;
+        }
+    }
+    if let Some(patch) = &body.assistant_turn_config {
+        let mut doc = serde_json::to_value(stored.settings.turn).expect("plain structs serialise");
+        match patch {
+            Some(patch) => merge_patch(&mut doc, patch),
+            None => doc = Value::Object(Default::default()),
+        }
+        if let Some(turn) = typed("assistant_turn_config", doc, &mut v) {
+            a.settings.turn = turn;
         }
     }
     if let Some(patch) = &body.assistant_analysis {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::secret::mask_secret;
+use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
 use crate::analysis::AnalysisSettings;
 use crate::audio::vad::VadConfig;
@@ -106,6 +107,8 @@ pub struct CallSettings {
     pub vad: VadConfig,
     /// When caller speech over the agent interrupts it.
     pub interruption: InterruptionSettings,
+    /// When the caller's turn is over.
+    pub turn: TurnSettings,
     /// What to work out once a conversation ends.
     pub analysis: AnalysisSettings,
     /// A built-in function the assistant plays (`customer_support`): its instructions come
@@ -125,6 +128,7 @@ impl Default for CallSettings {
             max_call_duration_secs: MAX_CALL_DURATION_SECS.2,
             vad: VadConfig::default(),
             interruption: InterruptionSettings::default(),
+            turn: TurnSettings::default(),
             analysis: AnalysisSettings::default(),
             function: None,
             mcp_ids: Vec::new(),

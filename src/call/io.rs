@@ -15,6 +15,11 @@ pub enum MediaEvent {
     SpeechStarted,
     /// The local VAD heard the caller stop (after its minimum silence time).
     SpeechStopped,
+    /// The caller has been silent for the end-of-turn silence (shorter than the VAD's minimum
+    /// silence); the reader has already asked the STT for its final.
+    Paused,
+    /// The caller went on speaking after a pause.
+    Resumed,
     /// Playback reached this mark.
     Mark(String),
     /// A keypad digit.

@@ -2,6 +2,11 @@
 //! when the STT takes the transport's format) and through the local VAD; only the VAD's state
 //! changes, marks, keys and the hang-up reach the agent. So the per-frame work of a call happens
 //! here, in one task, without waking the agent 50 times a second.
+//!
+//! End of turn: when the VAD hears the caller pause for the end-of-turn silence (or stop), the
+//! reader asks the STT for its final right away (`SttInput::Finalize`, on the same queue as the
+//! audio, so it follows the caller's last frame) and then tells the agent, which answers the
+//! turn when that final arrives instead of waiting for the provider's own endpointing.
 
 use tokio::sync::mpsc;
 
@@ -64,6 +69,8 @@ pub async fn run_reader<S: MediaSource>(
     let (mut feed, _) = vad_feed(format);
     let mut pcm: Vec<i16> = Vec::with_capacity(960);
     let mut dropped: u64 = 0;
+    // The current utterance's end was already finalized at a pause.
+    let mut finalized = false;
     loop {
         let Some(inbound) = source.next().await else {
             let _ = events.send(MediaEvent::Hangup).await;
@@ -84,8 +91,24 @@ pub async fn run_reader<S: MediaSource>(
                     }
                 }
                 match (!pcm.is_empty()).then(|| vad.process(&pcm)).flatten() {
-                    Some(VadEvent::SpeechStart { .. }) => MediaEvent::SpeechStarted,
-                    Some(VadEvent::SpeechEnd { .. }) => MediaEvent::SpeechStopped,
+                    Some(VadEvent::SpeechStart { .. }) => {
+                        finalized = false;
+                        MediaEvent::SpeechStarted
+                    }
+                    Some(VadEvent::Pause { .. }) => {
+                        finalized = finalize(&stt);
+                        MediaEvent::Paused
+                    }
+                    Some(VadEvent::Resume { .. }) => {
+                        finalized = false;
+                        MediaEvent::Resumed
+                    }
+                    Some(VadEvent::SpeechEnd { .. }) => {
+                        if !finalized {
+                            finalize(&stt);
+                        }
+                        MediaEvent::SpeechStopped
+                    }
                     None => continue,
                 }
             }
@@ -104,6 +127,12 @@ pub async fn run_reader<S: MediaSource>(
             return;
         }
     }
+}
+
+/// Asks the STT for its final now. A full queue means the STT link is reconnecting: the
+/// provider's own endpointing then ends the turn. Answers whether the request was queued.
+fn finalize(stt: &mpsc::Sender<SttInput>) -> bool {
+    stt.try_send(SttInput::Finalize).is_ok()
 }
 
 /// Turns one frame of caller audio into PCM for the VAD, reusing `pcm`'s allocation.

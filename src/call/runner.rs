@@ -134,7 +134,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         }
     };
     let vad = match caller_vad(format, assistant.settings.vad) {
-        Ok(vad) => vad,
+        Ok(vad) => vad.with_pause_after(assistant.settings.turn.end_of_turn_silence_ms),
         Err(e) => {
             tracing::error!(error = %e, "no vad for this audio format");
             close_early(&mut sink, EndReason::ProviderError).await;
@@ -167,6 +167,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         silence_timeout: Duration::from_secs(u64::from(assistant.settings.silence_timeout_secs)),
         max_duration: Duration::from_secs(u64::from(assistant.settings.max_call_duration_secs)),
         interruption: assistant.settings.interruption.clone(),
+        turn: assistant.settings.turn,
         toolbox: Toolbox::new(tools, call_control.is_some()).with_mcp(mcp),
         temperature: assistant.settings.llm.temperature,
         max_tokens: assistant.settings.llm.max_tokens,

@@ -21,6 +21,7 @@ use super::recorder::Recorder;
 use super::speech::{Speech, Spoken};
 use super::turns::Turns;
 use crate::agent::conversation::{Action, Conversation, ConversationSetup, ReplyEvent, ReplyId};
+use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
 use crate::agent::tools::Toolbox;
 use crate::assistant::FirstMessageMode;
@@ -60,6 +61,7 @@ pub struct CallSetup {
     pub silence_timeout: Duration,
     pub max_duration: Duration,
     pub interruption: InterruptionSettings,
+    pub turn: TurnSettings,
     pub toolbox: Toolbox,
     pub temperature: f32,
     pub max_tokens: u32,
@@ -129,7 +131,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
     let (transfer_failures_tx, transfer_failures) = mpsc::channel(1);
     let mut agent = Agent {
         max_deadline: started + setup.max_duration,
-        turns: Turns::new(setup.interruption.clone()),
+        turns: Turns::new(setup.interruption.clone(), setup.turn),
         conversation,
         speech,
         setup,
@@ -279,6 +281,12 @@ impl Agent {
             MediaEvent::SpeechStarted => {
                 self.silence_deadline = None;
                 self.turns.speech_started(self.speech.speaking());
+                self.continue_turn();
+            }
+            MediaEvent::Paused => self.turns.paused(),
+            MediaEvent::Resumed => {
+                self.turns.resumed();
+                self.continue_turn();
             }
             MediaEvent::SpeechStopped => {
                 self.turns.speech_stopped();
@@ -320,7 +328,7 @@ impl Agent {
                 text,
                 is_final,
                 speech_final,
-                ..
+                from_finalize,
             } => {
                 let text = text.trim();
                 if self.setup.events && !text.is_empty() {
@@ -331,9 +339,13 @@ impl Agent {
                     };
                     let _ = self.io.events.try_send(shown);
                 }
-                let heard =
-                    self.turns
-                        .transcript(text, is_final, speech_final, self.speech.speaking());
+                let heard = self.turns.transcript(
+                    text,
+                    is_final,
+                    speech_final,
+                    from_finalize,
+                    self.speech.speaking(),
+                );
                 if heard.barge_in {
                     self.interrupt();
                 }
@@ -381,6 +393,15 @@ impl Agent {
         self.conversation.push_user(&turn.text);
         self.record("user", &turn.text, turn.at, false);
         self.reply_from_model();
+    }
+
+    /// The caller speaks again right after their turn ended: if none of the reply has been
+    /// heard, they only paused, so the reply is taken back before any of it plays and their
+    /// words join the same turn.
+    fn continue_turn(&mut self) {
+        if self.turns.continues_turn() {
+            self.retract_unheard_reply();
+        }
     }
 
     /// Words after a reply started but before it was heard: the caller was not done. The

@@ -43,6 +43,7 @@ fn setup() -> CallSetup {
         silence_timeout: Duration::from_secs(10),
         max_duration: Duration::from_secs(600),
         interruption: InterruptionSettings::default(),
+        turn: crate::agent::end_of_turn::TurnSettings::default(),
         toolbox: Toolbox::new(vec![], true),
         temperature: 0.5,
         max_tokens: 100,
@@ -922,4 +923,71 @@ async fn telephony_gets_no_events_and_no_words() {
     let mut events = std::mem::replace(&mut h.events, mpsc::channel(1).1);
     h.end().await;
     assert!(events.try_recv().is_err(), "no events for telephony");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_ends_the_turn_at_the_finalize_and_speech_right_after_continues_it() {
+    let mut h = start(
+        setup(),
+        vec![
+            text_reply("For two, noted."),
+            text_reply("A table for two at eight, noted."),
+        ],
+    );
+    h.play_reply().await;
+    h.turn().await;
+
+    let final_words = |text: &str, from_finalize: bool| SttEvent::Transcript {
+        text: text.into(),
+        is_final: true,
+        speech_final: false,
+        from_finalize,
+    };
+    h.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    h.stt
+        .send(final_words("A table for two", false))
+        .await
+        .unwrap();
+    h.media.send(MediaEvent::Paused).await.unwrap();
+    h.settle().await;
+    // The STT's answer to the finalize sent at the pause ends the turn: no endpointing waited.
+    h.stt.send(final_words("", true)).await.unwrap();
+    let turn = h.turn().await;
+    assert_eq!(
+        (turn.role.as_str(), turn.text.as_str()),
+        ("user", "A table for two")
+    );
+    let (first, _) = h.utterance().await;
+
+    // The caller goes on before any of the reply is heard: it is taken back unheard.
+    h.media.send(MediaEvent::Resumed).await.unwrap();
+    h.settle().await;
+    let cancelled = tokio::time::timeout(Duration::from_secs(5), h.tts_commands.recv())
+        .await
+        .expect("a cancel in time");
+    assert!(
+        matches!(cancelled, Some(TtsCommand::Cancel { generation }) if generation == first),
+        "{cancelled:?}"
+    );
+    h.stt.send(final_words("at eight", false)).await.unwrap();
+    h.media.send(MediaEvent::Paused).await.unwrap();
+    h.settle().await;
+    h.stt.send(final_words("", true)).await.unwrap();
+    let turn = h.turn().await;
+    assert_eq!(turn.text, "A table for two at eight");
+    let (second, reply) = h.play_reply().await;
+    assert!(second > first);
+    assert_eq!(reply, "A table for two at eight, noted.");
+
+    let requests = h.llm.requests();
+    assert_eq!(requests.len(), 2);
+    let users: Vec<_> = requests[1]
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            ChatMessage::User { content } => Some(content.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users, ["A table for two at eight"], "one merged turn");
 }

@@ -5,10 +5,11 @@
 //! an utterance whose first frame went out at `s` is on the wire at `s - 20 ms + p`.
 //!
 //! - **Voice-to-voice**: end of the caller's voiced audio → first agent audio after it.
-//! - **Added latency**: the same, minus what the fakes are configured to take. The fake STT
-//!   ends an utterance when `endpointing` ms of silence have *arrived* (it listens to the
-//!   audio; it is not a timer), i.e. on the frame that carries audio position
-//!   `voiced_end + endpointing`; its final comes `stt_final` later, the LLM's first token
+//! - **Added latency**: the same, minus what the turn's end and the fakes are configured to
+//!   take. The turn ends when `endpointing` ms of silence have *arrived* — the earlier of our
+//!   VAD's end-of-turn silence (it then asks the STT for its final) and the fake STT's own
+//!   endpointing (it listens to the audio; it is not a timer) — i.e. on the frame that carries
+//!   audio position `voiced_end + endpointing`; the STT's final comes `stt_final` later, the LLM's first token
 //!   `llm_first_token` after the request and the TTS's first audio `tts_first_byte` after the
 //!   text. What is left is ours: forwarding audio, turn logic, phrase splitting, TTS framing,
 //!   pacing, and the sockets in between.
@@ -46,7 +47,7 @@ pub struct CallMeasures {
     pub frames: u64,
 }
 
-/// Measures one call. `endpointing_ms` is what the server asks the STT for.
+/// Measures one call. `endpointing_ms` is the silence that ends a turn (see the module doc).
 pub fn measure(
     report: &CallerReport,
     script: &LoadScript,
@@ -63,7 +64,7 @@ pub fn measure(
         }
         let next_speech = report.speech.get(i + 1).map(|s| s.started_at);
         let wire = |position_ms: u64| wire_time(speech, position_ms);
-        // The frame that carries `voiced_end + endpointing`: where the fake's endpoint fires.
+        // The frame that carries `voiced_end + endpointing`: where the turn's end is decided.
         let endpoint_position = (utterance.voiced_end_ms + endpointing_ms).div_ceil(20) * 20;
         let endpoint_at = wire(endpoint_position);
         let voiced_end_at = wire(utterance.voiced_end_ms);

@@ -188,7 +188,11 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     Ok(report::build(report::RunFacts {
         options,
         script: &script,
-        endpointing_ms: options.stt.endpointing_ms(),
+        // The turn ends at the earlier of our VAD's end-of-turn silence (it then asks the STT
+        // for its final) and the STT's own endpointing; the assistant keeps the default.
+        endpointing_ms: options.stt.endpointing_ms().min(u64::from(
+            crate::agent::end_of_turn::TurnSettings::default().end_of_turn_silence_ms,
+        )),
         calls: &calls,
         failures,
         samples: &samples,

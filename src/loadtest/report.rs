@@ -28,8 +28,9 @@ pub struct LoadReport {
     pub delays_ms: SimOptions,
     pub tts: TtsChoice,
     pub stt: SttChoice,
-    /// Silence after the caller's speech at which the fake STT ends an utterance (counted as
-    /// the STT's, not ours, in added latency).
+    /// Silence after the caller's speech at which the turn ends (counted as a setting, not as
+    /// added latency): the earlier of the assistant's `end_of_turn_silence_ms`, at which our VAD
+    /// asks the STT for its final, and the fake STT's own endpointing.
     pub endpointing_ms: u64,
     /// Calls whose media stream connected and ran to the caller's hang-up.
     pub completed: usize,
@@ -245,7 +246,7 @@ impl LoadReport {
         let _ = writeln!(
             out,
             "voxbridge loadtest: {} calls (ramp {}/s, {} s each, {} turns); TTS {:?}, STT {:?} \
-             (endpointing {} ms); fakes: STT final {} ms, LLM first token {} ms, TTS first byte {} \
+             (turn ends after {} ms of silence); fakes: STT final {} ms, LLM first token {} ms, TTS first byte {} \
              ms (Sarvam then {}× real time)",
             self.calls,
             self.ramp_per_sec,

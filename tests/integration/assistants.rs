@@ -748,6 +748,10 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
     assert_eq!(d["assistant_first_message_mode"], "assistant_speaks_first");
     assert_eq!(d["assistant_silence_timeout_secs"], 30);
     assert_eq!(d["assistant_max_call_duration_secs"], 1800);
+    assert_eq!(
+        d["assistant_turn_config"],
+        json!({"end_of_turn_silence_ms": 200, "continuation_grace_ms": 1000})
+    );
 
     let body = with(
         cartesia(),
@@ -788,6 +792,18 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
     let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
     assert_eq!(d["data"]["assistant_llm_config"]["model"], "llama3.1");
     assert_eq!(d["data"]["assistant_llm_config"]["temperature"], 1.1);
+    let (status, reply) = s
+        .patch(
+            &format!("/assistant/update/{id}"),
+            json!({"assistant_turn_config": {"continuation_grace_ms": 0}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(
+        d["data"]["assistant_turn_config"],
+        json!({"end_of_turn_silence_ms": 200, "continuation_grace_ms": 0})
+    );
 
     let cases: Vec<(Value, &str)> = vec![
         (
@@ -853,6 +869,26 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
                 json!(100_000),
             ),
             "assistant_max_call_duration_secs",
+        ),
+        (
+            with(
+                cartesia(),
+                "assistant_turn_config",
+                json!({"end_of_turn_silence_ms": 10}),
+            ),
+            "assistant_turn_config.end_of_turn_silence_ms",
+        ),
+        (
+            with(
+                cartesia(),
+                "assistant_turn_config",
+                json!({"continuation_grace_ms": 6000}),
+            ),
+            "assistant_turn_config.continuation_grace_ms",
+        ),
+        (
+            with(cartesia(), "assistant_turn_config", json!({"silence": 300})),
+            "assistant_turn_config.silence",
         ),
     ];
     for (body, field) in cases {

@@ -96,6 +96,9 @@ async fn a_three_turn_call_greets_first_and_ends_after_the_goodbye() {
         (query("encoding"), query("sample_rate")),
         (Some("mulaw"), Some("8000"))
     );
+    // Each of the caller's turns ended at our VAD's pause, which asked Deepgram for its final.
+    let finalizes = stream.control.iter().filter(|c| *c == "Finalize").count();
+    assert!(finalizes >= 3, "{:?}", stream.control);
     let cartesia = lab.cartesia.received();
     let format = &cartesia
         .messages

@@ -52,6 +52,8 @@ enum State {
     },
     Speech {
         last_active: u64,
+        /// A `Pause` was reported for the current silence.
+        paused: bool,
     },
 }
 
@@ -65,6 +67,8 @@ pub struct CascadeVad {
     position: u64,
     state: State,
     stats: VadStats,
+    /// Silence (ms) inside speech reported as a `Pause`; `None`: no pauses.
+    pause_ms: Option<u32>,
 }
 
 impl CascadeVad {
@@ -83,7 +87,16 @@ impl CascadeVad {
             position: 0,
             state: State::Silence,
             stats: VadStats::default(),
+            pause_ms: None,
         })
+    }
+
+    /// Also report a [`VadEvent::Pause`] when speech has been silent for `ms` (shorter than
+    /// `min_silence_ms`; otherwise only `SpeechEnd` comes) and a [`VadEvent::Resume`] when it
+    /// goes on after one. The call ends the caller's turn early at a pause.
+    pub fn with_pause_after(mut self, ms: u32) -> Self {
+        self.pause_ms = (ms < self.config.min_silence_ms).then_some(ms.max(20));
+        self
     }
 
     pub fn config(&self) -> &VadConfig {
@@ -159,7 +172,7 @@ impl Vad for CascadeVad {
         self.history.push(frame);
         let continuing = match self.state {
             State::Silence => false,
-            State::Candidate { last_active, .. } | State::Speech { last_active } => {
+            State::Candidate { last_active, .. } | State::Speech { last_active, .. } => {
                 last_active == start
             }
         };
@@ -193,17 +206,32 @@ impl Vad for CascadeVad {
                 self.check_candidate()
             }
             State::Speech {
-                ref mut last_active,
+                last_active,
+                paused,
             } => {
                 if active {
-                    *last_active = end;
-                    return None;
+                    self.state = State::Speech {
+                        last_active: end,
+                        paused: false,
+                    };
+                    return paused.then(|| VadEvent::Resume {
+                        at_ms: self.ms(start),
+                    });
                 }
-                let last = *last_active;
-                if end - last >= self.samples(self.config.min_silence_ms) {
+                if end - last_active >= self.samples(self.config.min_silence_ms) {
                     self.state = State::Silence;
                     return Some(VadEvent::SpeechEnd {
-                        at_ms: self.ms(last),
+                        at_ms: self.ms(last_active),
+                    });
+                }
+                let pause = self.pause_ms.map(|ms| self.samples(ms));
+                if !paused && pause.is_some_and(|pause| end - last_active >= pause) {
+                    self.state = State::Speech {
+                        last_active,
+                        paused: true,
+                    };
+                    return Some(VadEvent::Pause {
+                        at_ms: self.ms(last_active),
                     });
                 }
                 None
@@ -239,7 +267,10 @@ impl CascadeVad {
             return None;
         }
         if !self.config.neural || self.confirm(onset) {
-            self.state = State::Speech { last_active };
+            self.state = State::Speech {
+                last_active,
+                paused: false,
+            };
             return Some(VadEvent::SpeechStart {
                 at_ms: self.ms(onset),
             });
@@ -373,6 +404,67 @@ mod tests {
         assert_eq!([a, b].concat(), [9, 10, 11, 12, 13]);
     }
 
+    /// A 20 ms frame at 8 kHz: a loud tone, or silence.
+    fn frame(loud: bool) -> Vec<i16> {
+        (0..160)
+            .map(|i| {
+                if loud {
+                    ((i % 16) as i16 - 8) * 1500
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_silence_inside_speech_is_a_pause_and_speech_after_it_a_resume() {
+        let config = VadConfig {
+            neural: false,
+            ..VadConfig::default()
+        };
+        let mut vad = CascadeVad::new(config, 8000).unwrap().with_pause_after(200);
+        let mut events = Vec::new();
+        let mut feed = |vad: &mut CascadeVad, loud: bool, frames: usize| {
+            for _ in 0..frames {
+                if let Some(event) = vad.process(&frame(loud)) {
+                    events.push(event);
+                }
+            }
+        };
+        feed(&mut vad, false, 25); // the energy floor settles
+        feed(&mut vad, true, 30);
+        feed(&mut vad, false, 15); // 300 ms: a pause, not the end
+        feed(&mut vad, true, 10);
+        feed(&mut vad, false, 30); // 600 ms: the end
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                VadEvent::SpeechStart { .. } => "start",
+                VadEvent::Pause { .. } => "pause",
+                VadEvent::Resume { .. } => "resume",
+                VadEvent::SpeechEnd { .. } => "end",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "pause", "resume", "pause", "end"]);
+        let (VadEvent::Pause { at_ms: paused }, VadEvent::Resume { at_ms: resumed }) =
+            (events[1], events[2])
+        else {
+            unreachable!()
+        };
+        // The tone stops at 1100 ms (the energy detector may hold one frame) and resumes at 1400.
+        assert!((1100..=1120).contains(&paused), "{paused}");
+        assert_eq!(resumed, 1400);
+    }
+
+    #[test]
+    fn a_pause_as_long_as_the_end_silence_is_no_pause() {
+        let vad = CascadeVad::new(VadConfig::default(), 8000)
+            .unwrap()
+            .with_pause_after(500);
+        assert_eq!(vad.pause_ms, None);
+    }
+
     #[test]
     fn rejects_other_rates() {
         assert_eq!(
@@ -420,7 +512,7 @@ mod clip_tests {
             match vad.process(chunk) {
                 Some(VadEvent::SpeechStart { at_ms }) => open = Some(at_ms),
                 Some(VadEvent::SpeechEnd { at_ms }) => found.push((open.take().unwrap(), at_ms)),
-                None => {}
+                Some(VadEvent::Pause { .. } | VadEvent::Resume { .. }) | None => {}
             }
         }
         (found, vad.stats())

@@ -16,7 +16,7 @@
 //! match vad.process(&frame) {
 //!     Some(VadEvent::SpeechStart { at_ms }) => { /* barge in: the caller started at `at_ms` */ }
 //!     Some(VadEvent::SpeechEnd { at_ms }) => { /* the caller stopped at `at_ms` */ }
-//!     None => {}
+//!     Some(VadEvent::Pause { .. } | VadEvent::Resume { .. }) | None => {}
 //! }
 //! ```
 //!
@@ -39,6 +39,11 @@ pub enum VadEvent {
     SpeechStart { at_ms: u64 },
     /// Speech ended at `at_ms` (stream time just after its last active frame).
     SpeechEnd { at_ms: u64 },
+    /// Speech has been silent since `at_ms` for the pause length, not yet `min_silence_ms`
+    /// (only with [`CascadeVad::with_pause_after`]): the caller may be done.
+    Pause { at_ms: u64 },
+    /// Speech went on at `at_ms` after a `Pause`.
+    Resume { at_ms: u64 },
 }
 
 /// A voice activity detector for one stream.
