@@ -19,6 +19,8 @@ pub const STAGE_LATENCY: &str = "voxbridge_stage_latency_seconds";
 pub const PROVIDER_ERRORS: &str = "voxbridge_provider_errors_total";
 /// Interruptions of the agent by the caller.
 pub const BARGE_INS: &str = "voxbridge_barge_ins_total";
+/// Replies stopped at the caller's first sound and resumed because no words confirmed it.
+pub const BARGE_IN_RESUMES: &str = "voxbridge_barge_in_resumes_total";
 /// Inbound media frames skipped as malformed, oversized or out of order.
 pub const FRAMES_SKIPPED: &str = "voxbridge_inbound_frames_skipped_total";
 /// Webhook attempts, by `outcome` (`delivered`, `retry`, `failed`).
@@ -72,6 +74,10 @@ fn describe() {
     );
     metrics::describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind");
     metrics::describe_counter!(BARGE_INS, "Interruptions of the agent by the caller");
+    metrics::describe_counter!(
+        BARGE_IN_RESUMES,
+        "Replies stopped at the caller's first sound and resumed: no words confirmed it"
+    );
     metrics::describe_counter!(CHATS_CREATED, "Text chats created");
     metrics::describe_counter!(CHAT_MESSAGES, "Messages answered in text chats");
     metrics::describe_counter!(CHATS_ENDED, "Text chats ended, by reason");

@@ -305,23 +305,29 @@ impl Conversation {
     }
 
     /// Takes back a reply nobody has received yet (the other side kept talking): the reply is
-    /// dropped and the user message it answered is taken out of the history and returned, to
-    /// be answered again together with what followed.
+    /// dropped, even if its completion already finished, and the user message it answered is
+    /// taken out of the history and returned, to be answered again together with what
+    /// followed. A reply that called tools is not taken back: what the tools did stays done.
     pub fn retract(&mut self) -> Option<String> {
-        // Words already committed to the history were a whole completion: not taken back.
-        if !self.replying() || self.reply.as_ref().is_some_and(|r| !r.messages.is_empty()) {
+        let reply = self.reply.as_ref()?;
+        let text_only = reply.messages.iter().all(|&i| {
+            matches!(self.history.get(i), Some(ChatMessage::Assistant { tool_calls, .. }) if tool_calls.is_empty())
+        });
+        // The reply's committed rounds are the last messages, right after the question.
+        let first = self.history.len() - reply.messages.len();
+        if !text_only || reply.messages.first().is_some_and(|&i| i != first) {
             return None;
         }
+        let Some(ChatMessage::User { content }) =
+            first.checked_sub(1).and_then(|i| self.history.get(i))
+        else {
+            return None;
+        };
+        let content = content.clone();
         let reply = self.reply.take()?;
         self.pending.retain(|(id, _)| *id != reply.id);
-        match self.history.last() {
-            Some(ChatMessage::User { content }) => {
-                let content = content.clone();
-                self.history.pop();
-                Some(content)
-            }
-            _ => None,
-        }
+        self.history.truncate(first - 1);
+        Some(content)
     }
 
     /// Stops the reply in progress, if any (the conversation is over); the history stays.

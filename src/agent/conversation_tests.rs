@@ -116,6 +116,7 @@ async fn an_http_tool_runs_and_the_model_is_asked_again_with_its_result() {
     let events = run(&mut c).await;
     assert_eq!(texts(&events), "Let me check.It is sunny.");
     assert!(events.contains(&ReplyEvent::ToolsCalled));
+    assert_eq!(c.retract(), None, "what a tool did is not taken back");
     assert!(events.iter().any(|e| matches!(e,
         ReplyEvent::ToolResult { name, result, .. } if name == "get_weather" && result.contains("sunny"))));
     let second = &llm.requests()[1].messages;
@@ -257,14 +258,25 @@ async fn a_scripted_line_is_cut_like_a_reply() {
 }
 
 #[tokio::test]
-async fn a_reply_with_committed_words_is_not_taken_back() {
+async fn a_finished_reply_nobody_heard_is_taken_back_with_its_question() {
     let llm = ScriptedLlm::new(vec![text_reply("Sure.")]);
     let mut c = conversation(llm, vec![], false);
     c.push_user("Table please");
     c.start_reply();
     run(&mut c).await;
-    assert_eq!(c.retract(), None, "finished replies stay");
     assert_eq!(c.history().len(), 3);
+    assert_eq!(c.retract().as_deref(), Some("Table please"));
+    assert_eq!(c.history().len(), 1, "only the system prompt is left");
+    assert_eq!(c.retract(), None, "taken back once");
+}
+
+#[tokio::test]
+async fn a_scripted_line_is_not_taken_back() {
+    let llm = ScriptedLlm::new(vec![]);
+    let mut c = conversation(llm, vec![], false);
+    c.say("Hello! How can I help?");
+    assert_eq!(c.retract(), None);
+    assert_eq!(c.history().len(), 2);
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
-//! When caller speech over the agent is a real interruption. Local VAD notices sound at once, but
-//! a cough, a laugh or an "uh-huh" must not cut the agent off: an interruption is confirmed by
-//! the STT's words (at least `min_words` of them that are not just acknowledgements), or by
-//! speech that simply goes on too long to be a backchannel.
+//! When caller speech over the agent is a real interruption. Local VAD notices sound at once and
+//! the agent's audio stops right there, but a cough, a laugh or an "uh-huh" must not cut the
+//! agent off: an interruption is confirmed by the STT's words (at least `min_words` of them that
+//! are not just acknowledgements), or by speech that simply goes on too long to be a
+//! backchannel. Unconfirmed within `confirm_within_ms` (and the caller quiet again), the agent
+//! resumes from the first word the caller did not hear.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,6 +20,9 @@ pub struct InterruptionSettings {
     /// Continuous caller speech (ms) that interrupts even before the STT confirms it
     /// (300-5000, default 1500): a backchannel is never this long.
     pub force_after_ms: u32,
+    /// After the agent stopped at the caller's first sound, how long (ms) the STT has to
+    /// confirm an interruption before the agent resumes (100-5000, default 700).
+    pub confirm_within_ms: u32,
 }
 
 impl Default for InterruptionSettings {
@@ -26,6 +31,7 @@ impl Default for InterruptionSettings {
             enabled: true,
             min_words: 1,
             force_after_ms: 1500,
+            confirm_within_ms: 700,
         }
     }
 }
@@ -70,6 +76,12 @@ impl InterruptionSettings {
     pub fn validate(&self, field: &str, v: &mut crate::validation::Violations) {
         if !(1..=10).contains(&self.min_words) {
             v.add(format!("{field}.min_words"), "must be between 1 and 10");
+        }
+        if !(100..=5000).contains(&self.confirm_within_ms) {
+            v.add(
+                format!("{field}.confirm_within_ms"),
+                "must be between 100 and 5000",
+            );
         }
         if !(300..=5000).contains(&self.force_after_ms) {
             v.add(

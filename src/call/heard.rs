@@ -76,6 +76,12 @@ impl SpokenWords {
     pub fn heard_count(&self) -> usize {
         self.heard
     }
+
+    /// The words after the last heard one will not be played as they were (the reply is held
+    /// and will say them again in new audio): they are forgotten.
+    pub fn forget_unheard(&mut self) {
+        self.words.truncate(self.heard);
+    }
 }
 
 #[cfg(test)]

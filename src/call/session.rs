@@ -148,6 +148,8 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         turn_seq: 0,
         barge_ins: 0,
         stt_open: true,
+        resume_deadline: None,
+        resume_when_quiet: false,
     };
     agent.open();
     let reason = agent.run().await;
@@ -179,6 +181,12 @@ struct Agent {
     turn_seq: i64,
     barge_ins: u32,
     stt_open: bool,
+    /// The reply is held at the caller's first sound: it resumes at this instant unless the
+    /// STT confirms an interruption first.
+    resume_deadline: Option<Instant>,
+    /// The confirmation window passed while the caller was still making sound: resume once
+    /// they are quiet (or the forced interruption comes first).
+    resume_when_quiet: bool,
 }
 
 impl Agent {
@@ -238,6 +246,14 @@ impl Agent {
                         self.interrupt();
                     }
                 }
+                () = sleep_until(self.resume_deadline.unwrap_or(far_future)), if self.resume_deadline.is_some() => {
+                    self.resume_deadline = None;
+                    if self.turns.speaking() {
+                        self.resume_when_quiet = true;
+                    } else {
+                        self.resume_reply();
+                    }
+                }
                 () = sleep_until(self.silence_deadline.unwrap_or(far_future)), if self.silence_deadline.is_some() => {
                     self.on_silence();
                 }
@@ -280,16 +296,28 @@ impl Agent {
         match event {
             MediaEvent::SpeechStarted => {
                 self.silence_deadline = None;
-                self.turns.speech_started(self.speech.speaking());
+                let over_the_agent = self.speech.speaking();
+                self.turns.speech_started(over_the_agent);
+                if over_the_agent {
+                    self.hold_reply();
+                }
                 self.continue_turn();
             }
-            MediaEvent::Paused => self.turns.paused(),
+            MediaEvent::Paused => {
+                self.turns.paused();
+                if self.resume_when_quiet {
+                    self.resume_reply();
+                }
+            }
             MediaEvent::Resumed => {
                 self.turns.resumed();
                 self.continue_turn();
             }
             MediaEvent::SpeechStopped => {
                 self.turns.speech_stopped();
+                if self.resume_when_quiet {
+                    self.resume_reply();
+                }
                 if self.reply.is_none() && !self.turns.has_words() {
                     self.arm_silence();
                 }
@@ -350,6 +378,11 @@ impl Agent {
                     self.interrupt();
                 }
                 if heard.ignored {
+                    if is_final && self.speech.held() && !self.turns.speaking() {
+                        // The sound over the agent was an acknowledgement (or too short to
+                        // count): go on at once rather than at the end of the window.
+                        self.resume_reply();
+                    }
                     return;
                 }
                 if !text.is_empty() {
@@ -558,8 +591,35 @@ impl Agent {
         );
     }
 
+    /// The caller made a sound over the agent: its audio stops now (within the VAD's window and
+    /// a frame), and the STT has `confirm_within_ms` to say whether it was an interruption.
+    fn hold_reply(&mut self) {
+        if !self.setup.interruption.enabled || self.ended.is_some() || !self.speech.hold() {
+            return;
+        }
+        let window = Duration::from_millis(u64::from(self.setup.interruption.confirm_within_ms));
+        self.resume_deadline = Some(Instant::now() + window);
+        self.resume_when_quiet = false;
+        tracing::debug!(call_id = %self.setup.call_id, heard_words = self.speech.heard_words(), "reply held at the caller's first sound");
+    }
+
+    /// Nothing confirmed an interruption: the held reply goes on from the first unheard word.
+    fn resume_reply(&mut self) {
+        self.resume_deadline = None;
+        self.resume_when_quiet = false;
+        if !self.speech.held() {
+            return;
+        }
+        metrics::counter!(crate::metrics::BARGE_IN_RESUMES).increment(1);
+        tracing::info!(call_id = %self.setup.call_id, heard_words = self.speech.heard_words(), "false interruption; reply resumed");
+        self.turns.interrupted();
+        self.speech.resume();
+    }
+
     /// The caller took the turn: stop talking now and keep only what was heard.
     fn interrupt(&mut self) {
+        self.resume_deadline = None;
+        self.resume_when_quiet = false;
         let Some(cut) = self.speech.cut() else {
             return;
         };

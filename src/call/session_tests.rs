@@ -477,13 +477,27 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn backchannels_do_not_interrupt() {
+async fn a_backchannel_stops_the_agent_at_once_and_it_resumes_from_the_first_unheard_word() {
     let mut h = start(setup(), vec![]);
     let (g1, text) = h.utterance().await;
+    assert_eq!(text, "Hello there, how can I help?");
     h.synthesize(g1, &text).await;
-    let first = h.writer.recv().await.unwrap();
-    assert!(matches!(first, PlayoutItem::Audio { .. }));
+    // The caller hears two words.
+    h.echo("g1.1").await;
+    h.echo("g1.2").await;
+    h.settle().await;
+
     h.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    let control = h.writer_control.recv().await.unwrap();
+    assert_eq!(
+        control,
+        WriterControl::Clear {
+            generation: Generation(2)
+        },
+        "the agent stops at the caller's first sound"
+    );
+    // Far ends echo the marks of cleared audio: they were not heard.
+    h.echo("g1.5").await;
     h.stt
         .send(SttEvent::Transcript {
             text: "uh-huh".into(),
@@ -494,18 +508,21 @@ async fn backchannels_do_not_interrupt() {
         .await
         .unwrap();
     h.media.send(MediaEvent::SpeechStopped).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        h.writer_control.try_recv().is_err(),
-        "no clear for a backchannel"
-    );
-    // The greeting plays on to its end.
-    let marks = h.until_end_mark(g1).await;
-    for mark in marks {
+
+    // An acknowledgement confirms nothing: the agent goes on from the first unheard word.
+    let (g2, rest) = h.utterance().await;
+    assert_eq!(g2, Generation(2));
+    assert_eq!(rest, "how can I help?");
+    h.synthesize(g2, &rest).await;
+    for mark in h.until_end_mark(g2).await {
         h.echo(&mark).await;
     }
     let turn = h.turn().await;
-    assert!(!turn.interrupted);
+    assert_eq!(
+        (turn.role.as_str(), turn.text.as_str(), turn.interrupted),
+        ("assistant", "Hello there, how can I help?", false),
+        "heard once, whole"
+    );
     assert!(
         h.llm.requests().is_empty(),
         "an uh-huh is not a turn to answer"

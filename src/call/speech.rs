@@ -77,6 +77,9 @@ struct Reply {
     /// Nothing more will be said: the end mark follows the last utterance's audio.
     complete: bool,
     end_marked: bool,
+    /// Stopped at the caller's first sound over it, not cut yet: its audio is gone, its text
+    /// waits (see [`Speech::hold`]).
+    held: bool,
 }
 
 impl Reply {
@@ -89,7 +92,7 @@ impl Reply {
     }
 
     fn ready_for_end_mark(&self) -> bool {
-        self.complete && !self.open && self.pending == 0 && self.queued.is_empty()
+        self.complete && !self.held && !self.open && self.pending == 0 && self.queued.is_empty()
     }
 }
 
@@ -149,6 +152,7 @@ impl Speech {
             words: SpokenWords::default(),
             complete: false,
             end_marked: false,
+            held: false,
         });
     }
 
@@ -197,11 +201,84 @@ impl Speech {
         self.reply.as_ref().is_some_and(Reply::audible)
     }
 
-    /// The caller is hearing the agent right now.
+    /// The caller is hearing the agent right now (or would be, but for a hold).
     pub fn speaking(&self) -> bool {
         self.reply
             .as_ref()
-            .is_some_and(|r| r.audible() && !r.words.finished())
+            .is_some_and(|r| r.held || (r.audible() && !r.words.finished()))
+    }
+
+    /// The reply is held (see [`Self::hold`]).
+    pub fn held(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| r.held)
+    }
+
+    /// The caller's first sound over the agent: stop the audio now, here and at the far end,
+    /// but keep the reply. If the caller's words then confirm the interruption it is cut
+    /// ([`Self::cut`]); if they do not (a cough, an "uh-huh"), it goes on from the first word
+    /// the caller did not hear ([`Self::resume`]). Answers whether a reply was held.
+    pub fn hold(&mut self) -> bool {
+        let next = self.generation.next();
+        let Some(reply) = self
+            .reply
+            .as_mut()
+            .filter(|r| !r.held && r.audible() && !r.words.finished())
+        else {
+            return false;
+        };
+        let _ = self
+            .writer_control
+            .try_send(WriterControl::Clear { generation: next });
+        let _ = self.tts.try_send(TtsCommand::Cancel {
+            generation: reply.current,
+        });
+        self.generation = next;
+        self.backlog.clear();
+        // Older generations are no longer this reply's: their late events and the marks the
+        // far end echoes for the cleared audio tell nothing about what was heard.
+        reply.first = next;
+        reply.current = next;
+        reply.held = true;
+        reply.open = false;
+        reply.closed_current = false;
+        reply.pending = 0;
+        reply.end_marked = false;
+        reply.words.forget_unheard();
+        true
+    }
+
+    /// A held reply goes on: what the caller did not hear is said again in a new utterance,
+    /// followed by what the model said meanwhile.
+    pub fn resume(&mut self) {
+        let Some(reply) = self.reply.as_mut().filter(|r| r.held) else {
+            return;
+        };
+        reply.held = false;
+        let heard = reply.words.heard_count();
+        let unheard: Vec<&str> = reply.said.split_whitespace().skip(heard).collect();
+        let unheard = unheard.join(" ");
+        // `speak` appends what it sends again.
+        reply.said = reply
+            .said
+            .split_whitespace()
+            .take(heard)
+            .collect::<Vec<_>>()
+            .join(" ");
+        reply.utterance_text.clear();
+        reply.utterance_bytes = 0;
+        reply.timed = false;
+        let waiting: Vec<String> = reply.queued.drain(..).collect();
+        let complete = reply.complete;
+        if !unheard.is_empty() {
+            self.speak(unheard);
+        }
+        for phrase in waiting {
+            self.speak(phrase);
+        }
+        if complete {
+            self.close_utterance();
+            self.place_end_mark();
+        }
     }
 
     pub fn first_audio_at(&self) -> Option<Instant> {
@@ -212,14 +289,18 @@ impl Speech {
     /// heard. The clear goes first: every millisecond here is audio the caller talks over.
     pub fn cut(&mut self) -> Option<Cut> {
         let reply = self.reply.take()?;
-        let next = self.generation.next();
-        let _ = self
-            .writer_control
-            .try_send(WriterControl::Clear { generation: next });
-        let _ = self.tts.try_send(TtsCommand::Cancel {
-            generation: reply.current,
-        });
-        self.generation = next;
+        // A held reply was cleared and cancelled at the caller's first sound, and nothing of
+        // it has been sent since.
+        if !reply.held {
+            let next = self.generation.next();
+            let _ = self
+                .writer_control
+                .try_send(WriterControl::Clear { generation: next });
+            let _ = self.tts.try_send(TtsCommand::Cancel {
+                generation: reply.current,
+            });
+            self.generation = next;
+        }
         self.backlog.clear();
         Some(Cut {
             heard: reply.words.heard_text(),
@@ -344,7 +425,7 @@ impl Speech {
         let Some(reply) = self.reply.as_mut() else {
             return;
         };
-        if !reply.open && reply.pending > 0 {
+        if reply.held || (!reply.open && reply.pending > 0) {
             reply.queued.push_back(phrase);
             return;
         }
@@ -378,7 +459,7 @@ impl Speech {
     }
 
     fn close_utterance(&mut self) {
-        let Some(reply) = self.reply.as_mut().filter(|r| r.open) else {
+        let Some(reply) = self.reply.as_mut().filter(|r| r.open && !r.held) else {
             return;
         };
         reply.open = false;
@@ -454,7 +535,7 @@ impl Speech {
 
     /// Phrases held while the previous utterance finished go out now.
     fn send_queued(&mut self) {
-        let Some(reply) = self.reply.as_mut().filter(|r| r.pending == 0) else {
+        let Some(reply) = self.reply.as_mut().filter(|r| r.pending == 0 && !r.held) else {
             return;
         };
         if reply.queued.is_empty() {
