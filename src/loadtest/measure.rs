@@ -14,6 +14,9 @@
 //!   text. What is left is ours: forwarding audio, turn logic, phrase splitting, TTS framing,
 //!   pacing, and the sockets in between.
 //! - **Barge-in reaction**: onset of speech over the agent → the `clear` that stops playback.
+//! - **A false interruption** (the backchannel step): onset of the "uh-huh" → the `clear` (the
+//!   agent stops at the sound), and end of its voiced audio → the agent's audio again (it
+//!   resumed). No agent audio after it before the caller's next speech is a wrongful cut.
 //! - **Frame lateness**: within one stretch of agent audio (between caller utterances, `clear`s
 //!   and the server's end-of-reply marks), how far each frame arrived behind the playout clock started by the first. A
 //!   frame more than 20 ms late means the caller's earpiece ran dry: a gap.
@@ -40,6 +43,12 @@ pub struct CallMeasures {
     pub barge_in_ms: Option<f64>,
     /// The caller talked over the agent and no `clear` came.
     pub barge_in_missed: bool,
+    /// The backchannel's onset → the clear that stopped the agent.
+    pub false_stop_ms: Option<f64>,
+    /// The backchannel's voiced end → the agent's audio again.
+    pub resumed_ms: Option<f64>,
+    /// The agent fell silent for good after the backchannel.
+    pub wrongful_cut: bool,
     pub frame_lateness_ms: Vec<f64>,
     pub late_frames: u64,
     /// Where each late frame fell: ms from the start of its stretch of agent audio.
@@ -56,13 +65,17 @@ pub fn measure(
 ) -> CallMeasures {
     let mut out = CallMeasures::default();
     for (i, speech) in report.speech.iter().enumerate() {
+        let next_speech = report.speech.get(i + 1).map(|s| s.started_at);
+        if script.backchannel_step == Some(speech.step) && speech.ended_at.is_some() {
+            false_interruption(report, speech, &script.backchannel, next_speech, &mut out);
+            continue;
+        }
         let Some(utterance) = script.utterance_at(speech.step) else {
             continue;
         };
         if speech.ended_at.is_none() {
             continue;
         }
-        let next_speech = report.speech.get(i + 1).map(|s| s.started_at);
         let wire = |position_ms: u64| wire_time(speech, position_ms);
         // The frame that carries `voiced_end + endpointing`: where the turn's end is decided.
         let endpoint_position = (utterance.voiced_end_ms + endpointing_ms).div_ceil(20) * 20;
@@ -96,6 +109,31 @@ pub fn measure(
     }
     frame_lateness(report, &mut out);
     out
+}
+
+/// How the agent took an "uh-huh" over its reply: stopped at it, then went on.
+fn false_interruption(
+    report: &CallerReport,
+    speech: &SpeechRecord,
+    backchannel: &super::script::Utterance,
+    next_speech: Option<Duration>,
+    out: &mut CallMeasures,
+) {
+    let onset_at = wire_time(speech, backchannel.onset_ms);
+    let voiced_end_at = wire_time(speech, backchannel.voiced_end_ms);
+    out.false_stop_ms = report
+        .clears
+        .iter()
+        .find(|c| c.at >= onset_at && c.at <= voiced_end_at + Duration::from_secs(1))
+        .map(|clear| ms_between(onset_at, clear.at));
+    let again = report
+        .media
+        .iter()
+        .find(|m| m.at > voiced_end_at && next_speech.is_none_or(|next| m.at < next));
+    match again {
+        Some(media) => out.resumed_ms = Some(ms_between(voiced_end_at, media.at)),
+        None => out.wrongful_cut = true,
+    }
 }
 
 /// Lateness of every agent frame against the playout clock of its stretch of audio.

@@ -43,6 +43,12 @@ pub struct LoadReport {
     pub unanswered_turns: u64,
     pub barge_in_ms: Summary,
     pub barge_ins_missed: u64,
+    /// A backchannel over the agent: its onset → the clear (the agent stopped at the sound).
+    pub false_stop_ms: Summary,
+    /// A backchannel over the agent: its end → the agent's audio again (it resumed).
+    pub resumed_ms: Summary,
+    /// Backchannels after which the agent never spoke again before the caller did.
+    pub wrongful_cuts: u64,
     pub frame_lateness_ms: Summary,
     pub frames: u64,
     /// Frames that arrived more than 20 ms behind the playout clock (an audible gap).
@@ -102,6 +108,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
     let mut v2v = Vec::new();
     let mut added = Vec::new();
     let mut barge = Vec::new();
+    let (mut false_stops, mut resumes, mut wrongful_cuts) = (Vec::new(), Vec::new(), 0u64);
     let mut lateness = Vec::new();
     let mut late_offsets = Vec::new();
     let (mut unanswered, mut missed, mut frames, mut late_frames) = (0u64, 0u64, 0u64, 0u64);
@@ -141,6 +148,9 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         v2v.extend(m.voice_to_voice_ms);
         added.extend(m.added_ms);
         barge.extend(m.barge_in_ms);
+        false_stops.extend(m.false_stop_ms);
+        resumes.extend(m.resumed_ms);
+        wrongful_cuts += u64::from(m.wrongful_cut);
         lateness.extend(m.frame_lateness_ms);
         late_offsets.extend(m.late_frame_offsets_ms);
         unanswered += u64::from(m.unanswered);
@@ -158,6 +168,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
     let held = failures.is_empty()
         && completed == options.calls
         && unanswered == 0
+        && wrongful_cuts == 0
         && late_frames == 0
         && added.n > 0
         && added.p95 < 50.0;
@@ -178,6 +189,9 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         unanswered_turns: unanswered,
         barge_in_ms: Summary::of(&mut barge),
         barge_ins_missed: missed,
+        false_stop_ms: Summary::of(&mut false_stops),
+        resumed_ms: Summary::of(&mut resumes),
+        wrongful_cuts,
         frame_lateness_ms: Summary::of(&mut lateness),
         frames,
         late_frames,
@@ -281,6 +295,8 @@ impl LoadReport {
             ("voice-to-voice", &self.voice_to_voice_ms),
             ("added latency", &self.added_ms),
             ("barge-in reaction", &self.barge_in_ms),
+            ("uh-huh → stop", &self.false_stop_ms),
+            ("uh-huh end → resume", &self.resumed_ms),
             ("frame lateness", &self.frame_lateness_ms),
         ] {
             let _ = writeln!(
@@ -291,12 +307,13 @@ impl LoadReport {
         }
         let _ = writeln!(
             out,
-            "gaps: {} late frames of {} in {} calls; unanswered turns {}; missed barge-ins {}",
+            "gaps: {} late frames of {} in {} calls; unanswered turns {}; missed barge-ins {}; wrongful cuts {}",
             self.late_frames,
             self.frames,
             self.calls_with_gaps,
             self.unanswered_turns,
-            self.barge_ins_missed
+            self.barge_ins_missed,
+            self.wrongful_cuts
         );
         match &self.server {
             Some(s) => {

@@ -1,8 +1,10 @@
 //! What every simulated caller of a load test does, and where the speech in its audio lies.
 //!
 //! The caller waits for the greeting and talks over it (a barge-in), then takes turns: waits
-//! until the agent has finished, says an utterance, and so on; after its last turn it stays on
-//! the line, silent, until the call's duration is up. Utterances are committed WAVs embedded in
+//! until the agent has finished, says an utterance, and so on; with two turns or more, it says
+//! "uh-huh" over the agent's reply to its second turn (a false interruption: the agent should
+//! stop at the sound and go on, not lose its reply); after its last turn it stays on the line,
+//! silent, until the call's duration is up. Utterances are committed WAVs embedded in
 //! the binary, so `voxbridge loadtest` runs from any directory.
 
 use std::time::Duration;
@@ -17,6 +19,11 @@ pub const BARGE_IN_AFTER: Duration = Duration::from_millis(600);
 const AGENT_QUIET: Duration = Duration::from_millis(400);
 /// Longest wait for the agent before the caller goes on anyway.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long into the agent's reply the caller says its backchannel.
+pub const BACKCHANNEL_AFTER: Duration = Duration::from_millis(800);
+
+const BACKCHANNEL: &[u8] = include_bytes!("../../audio/caller/backchannel_uh_huh.wav");
 
 const UTTERANCES: [&[u8]; 2] = [
     include_bytes!("../../audio/caller/book_table.wav"),
@@ -60,9 +67,12 @@ pub struct LoadScript {
     turns: usize,
     /// The step that talks over the greeting.
     pub barge_in_step: usize,
-    /// For each script step, the utterance it says (if it is a `say`).
+    /// For each script step, the utterance it says (if it is a `say` of a turn).
     pub says: Vec<Option<usize>>,
     pub utterances: Vec<Utterance>,
+    /// The step that says "uh-huh" over the agent (not a turn: nothing answers it).
+    pub backchannel_step: Option<usize>,
+    pub backchannel: Utterance,
 }
 
 impl LoadScript {
@@ -77,17 +87,28 @@ impl LoadScript {
         let turns = turns.max(1);
         let mut says = vec![None, None];
         let barge_in_step = says.len();
+        let mut backchannel_step = None;
         for turn in 0..turns {
             if turn > 0 {
                 says.extend([None, None]);
             }
             says.push(Some(turn % utterances.len()));
+            if turn == 1 {
+                // Wait for the reply, a moment of it, then the backchannel.
+                says.extend([None, None]);
+                backchannel_step = Some(says.len());
+                says.push(None);
+            }
         }
+        let backchannel =
+            Utterance::new(CallerAudio::from_wav_bytes(BACKCHANNEL).expect("embedded WAV"));
         Self {
             turns,
             barge_in_step,
             says,
             utterances,
+            backchannel_step,
+            backchannel,
         }
     }
 
@@ -108,6 +129,12 @@ impl LoadScript {
                     .wait_for_agent_silence(quiet, AGENT_TIMEOUT);
             }
             script = script.say(self.utterances[say].audio.clone());
+            if turn == 1 {
+                script = script
+                    .wait_for_agent_speech(AGENT_TIMEOUT)
+                    .wait(BACKCHANNEL_AFTER)
+                    .say(self.backchannel.audio.clone());
+            }
         }
         debug_assert_eq!(self.says.iter().flatten().count(), self.turns);
         script
@@ -154,14 +181,16 @@ mod tests {
         for (i, step) in steps.iter().enumerate() {
             assert_eq!(
                 matches!(step, Step::Say(_)),
-                script.utterance_at(i).is_some(),
+                script.utterance_at(i).is_some() || script.backchannel_step == Some(i),
                 "step {i}"
             );
         }
         assert!(matches!(steps[script.barge_in_step], Step::Say(_)));
         assert_eq!(
             steps.iter().filter(|s| matches!(s, Step::Say(_))).count(),
-            3
+            4,
+            "three turns and a backchannel"
         );
+        assert!(LoadScript::new(1).backchannel_step.is_none());
     }
 }

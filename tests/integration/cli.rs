@@ -342,6 +342,10 @@ fn loadtest_runs_calls_through_a_spawned_server_and_writes_json() {
         report["barge_in_ms"]["n"], 3,
         "every greeting was cut: {out}"
     );
+    // Each caller's uh-huh over the second reply stopped the agent, which then went on.
+    assert_eq!(report["false_stop_ms"]["n"], 3, "{out}");
+    assert_eq!(report["resumed_ms"]["n"], 3, "{out}");
+    assert_eq!(report["wrongful_cuts"], 0, "{out}");
     assert!(report["frames"].as_u64().unwrap() > 100, "{out}");
     assert!(
         report["server"]["rss_peak_mb"].as_f64().unwrap() > 0.0,

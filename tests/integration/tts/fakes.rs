@@ -638,16 +638,18 @@ async fn sarvam_streams_after_its_first_byte_faster_than_real_time_but_not_at_on
         audio += sarvam_audio_len(&[message]);
     }
     assert_eq!(audio, super::samples_for(text, 8000) * 2);
-    // Lower bounds only (a loaded machine can only make them later): the first byte waits its
-    // delay, and the audio takes at least a quarter of its duration to arrive, minus the last
-    // chunk's share (at most 120 ms of speech).
+    // Lower bounds only, each counted from the flush (a loaded machine can only make them
+    // later; a late first chunk must not shorten the span measured): the first byte waits its
+    // delay, and the last comes after that delay plus a quarter of the speech's duration, minus
+    // the last chunk's share (at most 120 ms of speech).
     let first_audio = first_audio.unwrap();
     assert!(first_audio - flushed >= Duration::from_millis(140));
     let speech = Duration::from_millis(text.chars().count() as u64 * 65);
     assert!(
-        last_audio - first_audio >= (speech - Duration::from_millis(120)) / 4,
+        last_audio - flushed
+            >= Duration::from_millis(140) + (speech - Duration::from_millis(120)) / 4,
         "{:?} for {speech:?} of speech",
-        last_audio - first_audio
+        last_audio - flushed
     );
 }
 
