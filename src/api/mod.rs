@@ -19,6 +19,7 @@ mod phone_numbers;
 mod tools;
 mod trunks;
 mod twilio;
+mod v1;
 mod web_call;
 
 pub use envelope::Envelope;
@@ -122,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/trunk/details/{trunk_id}", get(trunks::details))
         .route("/trunk/update/{trunk_id}", patch(trunks::update))
         .route("/trunk/delete/{trunk_id}", delete(trunks::delete))
+        .nest(v1::PREFIX, v1::router())
         .route("/phone_number/create", post(phone_numbers::create))
         .route("/phone_number/list", get(phone_numbers::list))
         .route(

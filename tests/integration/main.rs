@@ -24,5 +24,6 @@ mod tools;
 mod trunks;
 mod tts;
 mod twilio_calls;
+mod v1_assistants;
 mod web_calls;
 mod webhooks;
