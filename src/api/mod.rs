@@ -1,6 +1,7 @@
 //! The REST API: one file per resource, plus the pieces every route shares (authentication, the
 //! JSON body extractor, the response envelope and the error type).
 
+mod assistant_builder;
 mod assistants;
 mod auth;
 mod calls;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             "/assistant/delete/{assistant_id}",
             delete(assistants::delete),
         )
+        .route("/assistant_builder/invoke", post(assistant_builder::invoke))
         .route("/mcp/create", post(mcp::create))
         .route("/mcp/list", get(mcp::list))
         .route("/mcp/details/{mcp_id}", get(mcp::details))

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistants, calls, chats, conversations, health, mcp, outbound, phone_numbers, tools, trunks,
-    v1, web_call,
+    assistant_builder, assistants, calls, chats, conversations, health, mcp, outbound,
+    phone_numbers, tools, trunks, v1, web_call,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +28,7 @@ use super::{
         v1::routes::get_all, v1::routes::get_or_create_general, v1::routes::create,
         v1::routes::get_detail, v1::routes::update_advanced, v1::routes::update_config,
         v1::routes::soft_delete, v1::routes::hard_delete,
+        assistant_builder::invoke,
     ),
     modifiers(&BearerAuth),
 )]
@@ -46,6 +47,11 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+        // The assistant builder takes the key as its seed names it.
+        components.add_security_scheme(
+            "integrations_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Integrations-API-Key"))),
         );
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 mod analysis;
+mod assistant_builder;
 mod assistants;
 mod browser;
 mod call_lab;

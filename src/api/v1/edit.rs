@@ -274,3 +274,24 @@ pub fn apply(config: &Config, changes: &Changes, a: &mut V1Assistant) {
         core.tool_ids.clone_from(ids);
     }
 }
+
+/// A new advanced assistant with these texts and every other field at its default (the
+/// assistant builder's `"create": "v1"`); `None` when a text breaks the create rules.
+pub fn advanced_from_texts(
+    config: &Config,
+    tenant_id: &str,
+    user_id: &str,
+    name: &str,
+    description: &str,
+    system_prompt: &str,
+) -> Result<Option<V1Assistant>, V1Error> {
+    let within = |text: &str, max: usize| (3..=max).contains(&text.chars().count());
+    if !(within(name, 100) && within(description, 5000) && within(system_prompt, 5000)) {
+        return Ok(None);
+    }
+    let mut assistant = fresh(config, tenant_id, user_id, AssistantType::AdvancedAssistant)?;
+    assistant.core.name = name.to_owned();
+    assistant.core.description = description.to_owned();
+    assistant.core.prompt = system_prompt.to_owned();
+    Ok(Some(assistant))
+}

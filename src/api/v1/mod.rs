@@ -19,6 +19,8 @@ use axum::routing::{delete, get, patch, post};
 use super::AppState;
 use wrapper::V1Error;
 
+pub(super) use edit::advanced_from_texts;
+
 /// Where the routes are mounted.
 pub const PREFIX: &str = "/api/v1/assistant";
 
