@@ -792,3 +792,40 @@ async fn a_v1_assistant_chats_on_its_provider_sqlite() {
 async fn a_v1_assistant_chats_on_its_provider_postgres() {
     a_v1_assistant_chats_on_its_provider(Backend::Postgres).await;
 }
+
+/// The eight routes and the builder are in `/openapi.json` (its validity as OpenAPI 3.1 is
+/// checked in `server.rs`).
+#[tokio::test]
+async fn openapi_lists_the_v1_routes_and_the_builder() {
+    let s = TestServer::start(Backend::Sqlite).await.unwrap();
+    let (_, doc) = s.call(Method::GET, "/openapi.json", None, None).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/assistant/get-all", "get"),
+        ("/api/v1/assistant/get-or-create-general-assistant", "get"),
+        ("/api/v1/assistant/create", "post"),
+        ("/api/v1/assistant/{assistant_id}/get-detail", "get"),
+        (
+            "/api/v1/assistant/{assistant_id}/update-advanced-assistant",
+            "patch",
+        ),
+        ("/api/v1/assistant/{assistant_id}/update-config", "patch"),
+        (
+            "/api/v1/assistant/{assistant_id}/soft-delete-advanced-assistant",
+            "delete",
+        ),
+        (
+            "/api/v1/assistant/{user_id}/{assistant_id}/hard-delete-advanced-assistant",
+            "delete",
+        ),
+        ("/assistant_builder/invoke", "post"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert!(schemes["api_key"].is_object() && schemes["integrations_key"].is_object());
+    s.stop().await;
+}
