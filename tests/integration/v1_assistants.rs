@@ -303,6 +303,25 @@ async fn the_eight_routes_follow_the_seed(s: &TestServer) {
     let writer_id = writer["id"].as_str().unwrap();
     let (status, _) = s.get(&format!("/assistant/details/{writer_id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nor are they placed on calls or given phone numbers.
+    let (status, _) = s
+        .post("/web-call/create", json!({"assistant_id": writer_id}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, reply) = s
+        .post(
+            "/phone_number/create",
+            json!({"phone_number": "+14155550100", "assistant_id": writer_id, "trunk_id": "t"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = reply["data"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"assistant_id"), "{reply}");
 }
 
 async fn every_error_wears_the_wrapper(s: &TestServer) {
