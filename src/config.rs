@@ -61,6 +61,111 @@ pub struct Config {
     pub webhook: crate::webhook::WebhookSettings,
     /// The conversations API.
     pub conversations: ConversationsConfig,
+    /// The v1 assistant API (`/api/v1/assistant`): who the caller is.
+    pub api_v1: ApiV1Config,
+    /// The assistant builder (`/assistant_builder/invoke`).
+    pub assistant_builder: AssistantBuilderConfig,
+    /// The voice of assistants the server creates itself (the builder's voice assistants; the
+    /// stored, unused voice of v1 assistants).
+    pub default_voice: DefaultVoice,
+}
+
+/// `[api_v1]`: how the v1 assistant API knows its caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiV1Config {
+    /// Accept `x-user-id` without an API key, as the seed describes. Only for a deployment
+    /// whose own authenticating gateway sets (and strips from clients) `x-user-id` and
+    /// `x-user-role`: the server then believes those headers from anyone who can reach it.
+    pub trust_user_header: bool,
+    /// With `trust_user_header`, the tenant of requests that bring no key (created on first
+    /// use; empty: `bootstrap_email`). Its API keys chat with those users' assistants.
+    pub tenant_email: String,
+}
+
+impl Config {
+    /// The tenant of keyless v1 requests (see [`ApiV1Config::tenant_email`]).
+    pub fn api_v1_tenant_email(&self) -> &str {
+        if self.api_v1.tenant_email.trim().is_empty() {
+            &self.bootstrap_email
+        } else {
+            &self.api_v1.tenant_email
+        }
+    }
+}
+
+/// `[assistant_builder]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssistantBuilderConfig {
+    /// The longest an invocation waits for the server's LLM (the prompt, and for `create` the
+    /// assistant's name and texts) before answering 502.
+    pub timeout_secs: u64,
+}
+
+impl Default for AssistantBuilderConfig {
+    fn default() -> Self {
+        Self { timeout_secs: 60 }
+    }
+}
+
+/// `[default_voice]`: a TTS model and voice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultVoice {
+    /// `cartesia` or `sarvam`.
+    pub model: String,
+    /// Cartesia: a voice id; Sarvam: a speaker.
+    pub voice: String,
+    /// The voice's language (empty: the provider's default).
+    pub language: String,
+}
+
+impl Default for DefaultVoice {
+    fn default() -> Self {
+        Self {
+            model: "cartesia".to_owned(),
+            voice: crate::widget::demo::DEMO_VOICE_ID.to_owned(),
+            language: String::new(),
+        }
+    }
+}
+
+impl DefaultVoice {
+    /// The voice as an assistant's TTS configuration, or why the configuration cannot be one.
+    pub fn tts(&self) -> Result<crate::assistant::TtsConfig, String> {
+        use crate::assistant::{TtsConfig, TtsModel};
+        let model = TtsModel::parse(&self.model).ok_or_else(|| {
+            format!(
+                "default_voice.model {:?} is not cartesia or sarvam",
+                self.model
+            )
+        })?;
+        let mut config = serde_json::Map::new();
+        let voice_field = match model {
+            TtsModel::Cartesia => "voice_id",
+            TtsModel::Sarvam => "speaker",
+        };
+        config.insert(voice_field.to_owned(), self.voice.clone().into());
+        if !self.language.is_empty() {
+            let language_field = match model {
+                TtsModel::Cartesia => "language",
+                TtsModel::Sarvam => "target_language_code",
+            };
+            config.insert(language_field.to_owned(), self.language.clone().into());
+        }
+        let mut v = crate::validation::Violations::new();
+        let tts = TtsConfig::parse(model, &config.into(), "default_voice", &mut v);
+        match (tts, v.into_result()) {
+            (Some(tts), Ok(())) => Ok(tts),
+            (_, Err(errors)) => Err(errors
+                .iter()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")),
+            (None, Ok(())) => Err("default_voice is not a voice".to_owned()),
+        }
+    }
 }
 
 /// `[conversations]`: where completed cases go.
@@ -100,6 +205,10 @@ pub struct LlmConfig {
     /// model server on a private address, say). `base_url` itself is always trusted.
     #[serde(default)]
     pub allowed_base_urls: Vec<String>,
+    /// Named OpenAI-compatible providers (a v1 assistant's `provider`), beside the built-in
+    /// ones; see [`crate::llm::providers`].
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, crate::llm::providers::NamedProvider>,
 }
 
 impl LlmConfig {
@@ -203,12 +312,16 @@ impl Default for Config {
                 api_key: String::new(),
                 model: "gpt-4o-mini".to_owned(),
                 allowed_base_urls: Vec::new(),
+                providers: Default::default(),
             },
             twilio: TwilioConfig {
                 base_url: "https://api.twilio.com".to_owned(),
             },
             webhook: crate::webhook::WebhookSettings::default(),
             conversations: ConversationsConfig::default(),
+            api_v1: ApiV1Config::default(),
+            assistant_builder: AssistantBuilderConfig::default(),
+            default_voice: DefaultVoice::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`analysis`]: structured outputs (schema-checked JSON from the model) and post-call analysis.
 //! - [`conversations`]: the conversations API (seed 004): a function's bot gathers a case.
 //! - [`chat`]: text chats on the agent core, stored like calls.
+//! - [`builder`]: the assistant builder (seed 000): a system prompt from a description.
 //! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
 //! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
 //! - [`validation`]: field-level rule checking shared by every resource.
@@ -25,6 +26,7 @@ pub mod analysis;
 pub mod api;
 pub mod assistant;
 pub mod audio;
+pub mod builder;
 pub mod call;
 pub mod chat;
 pub mod config;

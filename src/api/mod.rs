@@ -1,6 +1,7 @@
 //! The REST API: one file per resource, plus the pieces every route shares (authentication, the
 //! JSON body extractor, the response envelope and the error type).
 
+mod assistant_builder;
 mod assistants;
 mod auth;
 mod calls;
@@ -19,6 +20,7 @@ mod phone_numbers;
 mod tools;
 mod trunks;
 mod twilio;
+mod v1;
 mod web_call;
 
 pub use envelope::Envelope;
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             "/assistant/delete/{assistant_id}",
             delete(assistants::delete),
         )
+        .route("/assistant_builder/invoke", post(assistant_builder::invoke))
         .route("/mcp/create", post(mcp::create))
         .route("/mcp/list", get(mcp::list))
         .route("/mcp/details/{mcp_id}", get(mcp::details))
@@ -122,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/trunk/details/{trunk_id}", get(trunks::details))
         .route("/trunk/update/{trunk_id}", patch(trunks::update))
         .route("/trunk/delete/{trunk_id}", delete(trunks::delete))
+        .nest(v1::PREFIX, v1::router())
         .route("/phone_number/create", post(phone_numbers::create))
         .route("/phone_number/list", get(phone_numbers::list))
         .route(

@@ -2,12 +2,12 @@
 //! generated from the handlers' own annotations so it cannot drift from the code.
 
 use axum::Json;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistants, calls, chats, conversations, health, mcp, outbound, phone_numbers, tools, trunks,
-    web_call,
+    assistant_builder, assistants, calls, chats, conversations, health, mcp, outbound,
+    phone_numbers, tools, trunks, v1, web_call,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +25,10 @@ use super::{
         trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
         phone_numbers::create, phone_numbers::list, phone_numbers::details,
         phone_numbers::update, phone_numbers::delete,
+        v1::routes::get_all, v1::routes::get_or_create_general, v1::routes::create,
+        v1::routes::get_detail, v1::routes::update_advanced, v1::routes::update_config,
+        v1::routes::soft_delete, v1::routes::hard_delete,
+        assistant_builder::invoke,
     ),
     modifiers(&BearerAuth),
 )]
@@ -38,6 +42,16 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The v1 assistant API also takes the key as `x-api-key`.
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+        // The assistant builder takes the key as its seed names it.
+        components.add_security_scheme(
+            "integrations_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Integrations-API-Key"))),
         );
     }
 }

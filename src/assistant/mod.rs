@@ -7,6 +7,7 @@ mod secret;
 mod settings;
 mod tool;
 mod tts;
+pub mod v1;
 
 pub use json_schema::check_parameters_schema;
 pub use secret::mask_secret;

@@ -116,6 +116,9 @@ pub struct CallSettings {
     pub function: Option<String>,
     /// The owner's MCP servers whose tools the model is offered.
     pub mcp_ids: Vec<String>,
+    /// A named LLM provider (a v1 assistant's `provider`): the operator's endpoint and key for
+    /// it replace `llm.base_url`/`llm.api_key` (see [`crate::llm::providers`]).
+    pub llm_provider: Option<String>,
 }
 
 impl Default for CallSettings {
@@ -132,6 +135,7 @@ impl Default for CallSettings {
             analysis: AnalysisSettings::default(),
             function: None,
             mcp_ids: Vec::new(),
+            llm_provider: None,
         }
     }
 }

@@ -104,7 +104,14 @@ pub fn language_model_with(
     egress: &EgressClient,
     timeouts: LlmTimeouts,
 ) -> Result<Arc<dyn ChatModel>, LlmError> {
-    let endpoint = LlmEndpoint::resolve(&assistant.settings.llm, &config.llm);
+    let endpoint = match &assistant.settings.llm_provider {
+        // A named provider is the operator's endpoint (a v1 assistant's `provider`).
+        Some(name) => config
+            .llm
+            .provider_endpoint(name, assistant.settings.llm.model.as_deref())
+            .ok_or_else(|| LlmError::Config(format!("unknown LLM provider {name:?}")))?,
+        None => LlmEndpoint::resolve(&assistant.settings.llm, &config.llm),
+    };
     let client = if endpoint.owner_chosen {
         let url = url::Url::parse(&endpoint.base_url)
             .map_err(|e| LlmError::Config(format!("base url is not a URL: {e}")))?;

@@ -6,6 +6,7 @@
 //! (SSE, chunk JSON, tool-call fragments) stays inside the provider modules.
 
 pub mod openai;
+pub mod providers;
 #[cfg(test)]
 pub mod scripted;
 pub mod sse;
@@ -271,6 +272,7 @@ mod tests {
             api_key: "sk-server".into(),
             model: "gpt-4o-mini".into(),
             allowed_base_urls: vec!["http://10.0.0.5:11434/v1/".into()],
+            providers: Default::default(),
         }
     }
 

@@ -61,7 +61,8 @@ impl Store {
         Ok(NewApiKey { row, plaintext })
     }
 
-    async fn ensure_owner(&self, email: &str) -> Result<Owner, StoreError> {
+    /// The owner with this email, created on first use.
+    pub async fn ensure_owner(&self, email: &str) -> Result<Owner, StoreError> {
         let email = email.trim().to_lowercase();
         // Insert-then-select is race-free on both backends: a concurrent insert of the same email
         // loses on the unique index and the select below finds the winner.

@@ -19,46 +19,42 @@ pub struct AssistantSummary {
 }
 
 impl Store {
-    /// Stores a new assistant and its tool list in one transaction.
+    /// Stores a new voice assistant and its tool list in one transaction.
     pub async fn insert_assistant(&self, a: &Assistant) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO assistants (id, owner_id, name, description, prompt, tts_model, \
-             tts_config, start_instruction, end_call_url, settings, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&a.id)
-        .bind(&a.owner_id)
-        .bind(&a.name)
-        .bind(&a.description)
-        .bind(&a.prompt)
-        .bind(a.tts.model().as_str())
-        .bind(to_json(&a.tts))
-        .bind(&a.start_instruction)
-        .bind(&a.end_call_url)
-        .bind(to_json(&a.settings))
-        .bind(&a.created_at)
-        .bind(&a.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        write_tool_links(&mut tx, &a.id, &a.tool_ids).await?;
+        insert_assistant_row(&mut tx, a, Surface::Voice).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The owner's active assistant with this id.
+    /// The owner's active voice assistant with this id (what the voice API manages and what
+    /// calls are placed with).
     pub async fn get_assistant(
         &self,
         owner_id: &str,
         id: &str,
     ) -> Result<Option<Assistant>, StoreError> {
+        self.active_assistant(owner_id, id, Some(Surface::Voice))
+            .await
+    }
+
+    /// The owner's active assistant with this id, of any surface (a chat may talk to a v1
+    /// assistant too).
+    async fn active_assistant(
+        &self,
+        owner_id: &str,
+        id: &str,
+        surface: Option<Surface>,
+    ) -> Result<Option<Assistant>, StoreError> {
         let row = sqlx::query(
             "SELECT id, owner_id, name, description, prompt, tts_model, tts_config, \
              start_instruction, end_call_url, settings, created_at, updated_at \
-             FROM assistants WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL",
+             FROM assistants WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL \
+             AND ($3 = '' OR surface = $3)",
         )
         .bind(id)
         .bind(owner_id)
+        .bind(surface.map_or("", Surface::as_str))
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else {
@@ -96,7 +92,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT a.id, a.name, a.tts_model, u.email, a.created_at FROM assistants a \
              JOIN users u ON u.id = a.owner_id \
-             WHERE a.owner_id = $1 AND a.deleted_at IS NULL ORDER BY a.created_at DESC, a.id DESC",
+             WHERE a.owner_id = $1 AND a.deleted_at IS NULL AND a.surface = 'voice' ORDER BY a.created_at DESC, a.id DESC",
         )
         .bind(owner_id)
         .fetch_all(self.pool())
@@ -127,7 +123,8 @@ impl Store {
             "UPDATE assistants SET name = $1, description = $2, prompt = $3, tts_model = $4, \
              tts_config = $5, start_instruction = $6, end_call_url = $7, settings = $8, \
              updated_at = $9 \
-             WHERE id = $10 AND owner_id = $11 AND deleted_at IS NULL AND updated_at = $12",
+             WHERE id = $10 AND owner_id = $11 AND deleted_at IS NULL AND updated_at = $12 \
+             AND surface = 'voice'",
         )
         .bind(&a.name)
         .bind(&a.description)
@@ -155,13 +152,14 @@ impl Store {
         Ok(true)
     }
 
-    /// The owner's active assistant and its tools that still exist (a deleted tool is left out).
+    /// The owner's active assistant (voice or v1) and its tools that still exist (a deleted
+    /// tool is left out): what a call or a chat talks to.
     pub async fn assistant_with_tools(
         &self,
         owner_id: &str,
         assistant_id: &str,
     ) -> Result<Option<(Assistant, Vec<crate::assistant::HttpTool>)>, StoreError> {
-        let Some(assistant) = self.get_assistant(owner_id, assistant_id).await? else {
+        let Some(assistant) = self.active_assistant(owner_id, assistant_id, None).await? else {
             return Ok(None);
         };
         let mut tools = Vec::with_capacity(assistant.tool_ids.len());
@@ -173,7 +171,7 @@ impl Store {
         Ok(Some((assistant, tools)))
     }
 
-    /// Marks the owner's active assistant inactive. Answers false if there was none.
+    /// Marks the owner's active voice assistant inactive. Answers false if there was none.
     pub async fn delete_assistant(
         &self,
         owner_id: &str,
@@ -182,7 +180,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE assistants SET deleted_at = $1, updated_at = $1 \
-             WHERE id = $2 AND owner_id = $3 AND deleted_at IS NULL",
+             WHERE id = $2 AND owner_id = $3 AND deleted_at IS NULL AND surface = 'voice'",
         )
         .bind(at)
         .bind(id)
@@ -192,7 +190,7 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn tool_links(&self, assistant_id: &str) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn tool_links(&self, assistant_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT l.tool_id FROM assistant_tools l JOIN tools t ON t.id = l.tool_id \
              WHERE l.assistant_id = $1 AND t.deleted_at IS NULL ORDER BY l.position",
@@ -204,7 +202,52 @@ impl Store {
     }
 }
 
-async fn write_tool_links(
+/// Which API manages an assistant row: the voice assistant API or the v1 assistant API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Surface {
+    Voice,
+    V1,
+}
+
+impl Surface {
+    fn as_str(self) -> &'static str {
+        match self {
+            Surface::Voice => "voice",
+            Surface::V1 => "v1",
+        }
+    }
+}
+
+/// Writes an assistant row and its tool list inside `tx`.
+pub(super) async fn insert_assistant_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &Assistant,
+    surface: Surface,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO assistants (id, owner_id, name, description, prompt, tts_model, \
+         tts_config, start_instruction, end_call_url, settings, created_at, updated_at, surface) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&a.id)
+    .bind(&a.owner_id)
+    .bind(&a.name)
+    .bind(&a.description)
+    .bind(&a.prompt)
+    .bind(a.tts.model().as_str())
+    .bind(to_json(&a.tts))
+    .bind(&a.start_instruction)
+    .bind(&a.end_call_url)
+    .bind(to_json(&a.settings))
+    .bind(&a.created_at)
+    .bind(&a.updated_at)
+    .bind(surface.as_str())
+    .execute(&mut **tx)
+    .await?;
+    write_tool_links(tx, &a.id, &a.tool_ids).await
+}
+
+pub(super) async fn write_tool_links(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     assistant_id: &str,
     tool_ids: &[String],
@@ -222,11 +265,11 @@ async fn write_tool_links(
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain structs serialise")
 }
 
-fn assistant_from_row(row: &AnyRow) -> Result<Assistant, StoreError> {
+pub(super) fn assistant_from_row(row: &AnyRow) -> Result<Assistant, StoreError> {
     let id: String = row.try_get("id")?;
     let model: String = row.try_get("tts_model")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("assistant {id}: {what}"));

@@ -15,6 +15,7 @@ mod mcp_servers;
 mod phone_numbers;
 mod tools;
 mod trunks;
+mod v1_assistants;
 mod webhooks;
 
 pub use analyses::StoredAnalysis;
@@ -23,6 +24,7 @@ pub use assistants::AssistantSummary;
 pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};
 pub use clock::{format_timestamp, now_timestamp};
 pub use conversations::{ConversationMessage, ConversationRecord};
+pub use v1_assistants::{GeneralAssistant, V1ListFilter};
 pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;

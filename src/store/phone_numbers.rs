@@ -147,7 +147,8 @@ impl Store {
         }))
     }
 
-    /// Whether `id` is one of the owner's active assistants.
+    /// Whether `id` is one of the owner's active voice assistants (a number never routes to a
+    /// v1 assistant: those are not placed on calls, and their hard delete removes the row).
     pub async fn owner_has_active_assistant(
         &self,
         owner_id: &str,
@@ -155,7 +156,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let found = sqlx::query(
             "SELECT 1 AS found FROM assistants WHERE id = $1 AND owner_id = $2 \
-             AND deleted_at IS NULL",
+             AND deleted_at IS NULL AND surface = 'voice'",
         )
         .bind(id)
         .bind(owner_id)

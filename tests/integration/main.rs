@@ -4,6 +4,7 @@
 mod common;
 
 mod analysis;
+mod assistant_builder;
 mod assistants;
 mod browser;
 mod call_lab;
@@ -24,5 +25,6 @@ mod tools;
 mod trunks;
 mod tts;
 mod twilio_calls;
+mod v1_assistants;
 mod web_calls;
 mod webhooks;

@@ -18,7 +18,9 @@
 //!   the model is answering the user (the last message is not a tool result);
 //! - `tool_result`: the last message is a tool result answering a call of this function (`*`:
 //!   any function);
-//! - `no_user_message`: the conversation has no user message yet (the greeting).
+//! - `no_user_message`: the conversation has no user message yet (the greeting);
+//! - `system_contains`: any of these substrings (case-insensitive) in a system message (a
+//!   client's own task, such as the assistant builder's, told apart from a conversation).
 //!
 //! A rule with tool calls only matches if the request offers every tool it calls, like a real
 //! model that can only call what it is given. `arguments` is a JSON object whose strings are
@@ -123,6 +125,8 @@ pub struct When {
     pub tool_result: Option<String>,
     #[serde(default)]
     pub no_user_message: bool,
+    #[serde(default)]
+    pub system_contains: Vec<String>,
 }
 
 /// The words after a marker word: `after: ["in"]` takes `New York` from "weather in New York
@@ -371,6 +375,8 @@ struct ToolResult<'a> {
 /// What rules look at.
 struct Conversation<'a> {
     last_user: Option<&'a str>,
+    /// Every system message, lowercased and joined.
+    system: String,
     /// Tool results after the last assistant message, when the conversation ends with them.
     results: Vec<ToolResult<'a>>,
 }
@@ -406,7 +412,17 @@ impl<'a> Conversation<'a> {
                 }
             })
             .collect();
-        Self { last_user, results }
+        let system = messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.to_lowercase())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Self {
+            last_user,
+            system,
+            results,
+        }
     }
 
     /// Whether `when` holds; with the tool result it matched, if any.
@@ -433,6 +449,14 @@ impl<'a> Conversation<'a> {
             }
         }
         if when.no_user_message && self.last_user.is_some() {
+            return None;
+        }
+        if !when.system_contains.is_empty()
+            && !when
+                .system_contains
+                .iter()
+                .any(|needle| self.system.contains(&needle.to_lowercase()))
+        {
             return None;
         }
         Some(matched)
