@@ -76,12 +76,16 @@ pub struct ConversationSetup {
 
 /// Results of work started in other tasks.
 enum Update {
+    /// `round` numbers the completions of a reply: a round's late events (its `Finished`
+    /// after a fast tool already started the next round) must not end the next one.
     Llm {
         reply: ReplyId,
+        round: u32,
         event: Result<LlmEvent, LlmError>,
     },
     LlmEnded {
         reply: ReplyId,
+        round: u32,
     },
     ToolDone {
         reply: ReplyId,
@@ -105,6 +109,8 @@ struct Reply {
     /// History indexes of the assistant messages this reply added.
     messages: Vec<usize>,
     tools_in_flight: usize,
+    /// The completion running (or last run), counted from 1.
+    round: u32,
     /// An end or a transfer was asked for: no further round.
     action_taken: bool,
     completion_done: bool,
@@ -207,6 +213,7 @@ impl Conversation {
             said: text.to_owned(),
             messages: vec![self.history.len()],
             tools_in_flight: 0,
+            round: 0,
             action_taken: false,
             completion_done: true,
             finished: true,
@@ -231,6 +238,7 @@ impl Conversation {
             said: String::new(),
             messages: Vec::new(),
             tools_in_flight: 0,
+            round: 0,
             action_taken: false,
             completion_done: false,
             finished: false,
@@ -341,6 +349,8 @@ impl Conversation {
             return;
         };
         let id = reply.id;
+        reply.round += 1;
+        let round = reply.round;
         // Serialised here, borrowing the history; only the response is awaited in the task.
         let started = self.llm.stream(ChatRequest {
             generation: Generation(id.0),
@@ -358,6 +368,7 @@ impl Conversation {
                         let _ = inbox
                             .send(Update::Llm {
                                 reply: id,
+                                round,
                                 event: Err(error),
                             })
                             .await;
@@ -365,12 +376,16 @@ impl Conversation {
                     Ok(mut stream) => {
                         while let Some(event) = stream.next().await {
                             let failed = event.is_err();
-                            let update = Update::Llm { reply: id, event };
+                            let update = Update::Llm {
+                                reply: id,
+                                round,
+                                event,
+                            };
                             if inbox.send(update).await.is_err() || failed {
                                 return;
                             }
                         }
-                        let _ = inbox.send(Update::LlmEnded { reply: id }).await;
+                        let _ = inbox.send(Update::LlmEnded { reply: id, round }).await;
                     }
                 }
             }
@@ -399,6 +414,11 @@ impl Conversation {
             .is_some_and(|r| r.id == id && !r.finished)
     }
 
+    /// Whether `round` is the running completion of the current reply `id`.
+    fn current_round(&self, id: ReplyId, round: u32) -> bool {
+        self.current(id) && self.reply.as_ref().is_some_and(|r| r.round == round)
+    }
+
     /// The reply produced everything it will: `event` (done or failed) is its last.
     fn finish(&mut self, id: ReplyId, event: ReplyEvent) {
         if let Some(reply) = self.reply.as_mut() {
@@ -412,8 +432,12 @@ impl Conversation {
 
     fn apply(&mut self, update: Update) {
         match update {
-            Update::Llm { reply, event } => {
-                if !self.current(reply) {
+            Update::Llm {
+                reply,
+                round,
+                event,
+            } => {
+                if !self.current_round(reply, round) {
                     return;
                 }
                 match event {
@@ -426,9 +450,11 @@ impl Conversation {
                     }
                 }
             }
-            Update::LlmEnded { reply } => {
+            Update::LlmEnded { reply, round } => {
                 // The stream ended without saying it finished: what came is the reply.
-                if self.current(reply) && self.reply.as_ref().is_some_and(|r| !r.completion_done) {
+                if self.current_round(reply, round)
+                    && self.reply.as_ref().is_some_and(|r| !r.completion_done)
+                {
                     self.on_completion_end(reply);
                 }
             }
