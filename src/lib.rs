@@ -7,6 +7,7 @@
 //! - [`analysis`]: structured outputs (schema-checked JSON from the model) and post-call analysis.
 //! - [`conversations`]: the conversations API (seed 004): a function's bot gathers a case.
 //! - [`chat`]: text chats on the agent core, stored like calls.
+//! - [`catalog`]: product catalogs, their full-text search and the agent's product tools.
 //! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
 //! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
 //! - [`validation`]: field-level rule checking shared by every resource.
@@ -26,6 +27,7 @@ pub mod api;
 pub mod assistant;
 pub mod audio;
 pub mod call;
+pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod conversations;

@@ -4,6 +4,7 @@
 mod assistants;
 mod auth;
 mod calls;
+mod catalog;
 mod chats;
 mod conversations;
 mod envelope;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::routing::{delete, get, patch, post};
 
 use crate::call::CallServices;
@@ -111,6 +113,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/conversations/{conversation_id}/",
             get(conversations::details).patch(conversations::message),
+        )
+        .route(
+            "/catalog/{business_id}/products",
+            get(catalog::search).put(
+                catalog::upsert.layer(DefaultBodyLimit::max(crate::catalog::MAX_UPSERT_BODY_BYTES)),
+            ),
+        )
+        .route(
+            "/catalog/{business_id}/products/{product_id}",
+            delete(catalog::delete),
         )
         .route("/chat/create", post(chats::create))
         .route("/chat/message/{chat_id}", post(chats::message))

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistants, calls, chats, conversations, health, mcp, outbound, phone_numbers, tools, trunks,
-    web_call,
+    assistants, calls, catalog, chats, conversations, health, mcp, outbound, phone_numbers, tools,
+    trunks, web_call,
 };
 
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use super::{
         web_call::create,
         chats::create, chats::message, chats::details, chats::list, chats::end,
         conversations::create, conversations::message, conversations::details,
+        catalog::upsert, catalog::search, catalog::delete,
         trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
         phone_numbers::create, phone_numbers::list, phone_numbers::details,
         phone_numbers::update, phone_numbers::delete,

@@ -8,6 +8,7 @@ mod analyses;
 mod api_keys;
 mod assistants;
 mod calls;
+mod catalog;
 mod chats;
 mod clock;
 mod conversations;

@@ -8,6 +8,7 @@ mod assistants;
 mod browser;
 mod call_lab;
 mod calls;
+mod catalog;
 mod chats;
 mod cli;
 mod conversations;
