@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::tools::{ToolAction, Toolbox};
+use super::tools::{ToolAction, ToolOutput, Toolbox};
+use crate::catalog::Product;
 use crate::egress::EgressClient;
 use crate::generation::Generation;
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall, ToolSpec};
@@ -50,6 +51,9 @@ pub enum ReplyEvent {
     /// The model called tools; until their results are in, nothing more comes. The words so far
     /// form a complete utterance.
     ToolsCalled,
+    /// The model chose products to show the other side (`recommend_products`); comes just
+    /// before that call's `ToolResult`.
+    Recommended(Vec<Product>),
     /// A tool call was answered (`result` is what the model reads).
     ToolResult {
         name: String,
@@ -92,7 +96,7 @@ enum Update {
         history_index: usize,
         name: String,
         arguments: String,
-        content: String,
+        output: ToolOutput,
     },
 }
 
@@ -463,8 +467,12 @@ impl Conversation {
                 history_index,
                 name,
                 arguments,
-                content,
+                output,
             } => {
+                let ToolOutput {
+                    content,
+                    recommended,
+                } = output;
                 // Into the history even when the reply was abandoned meanwhile: the model
                 // should know what the tool did.
                 if let Some(ChatMessage::Tool { content: slot, .. }) =
@@ -474,6 +482,9 @@ impl Conversation {
                 }
                 if !self.current(reply) {
                     return;
+                }
+                if !recommended.is_empty() {
+                    self.emit(reply, ReplyEvent::Recommended(recommended));
                 }
                 self.emit(
                     reply,
@@ -556,7 +567,11 @@ impl Conversation {
                     self.take_action(id, Action::Transfer { to: to.clone() });
                     json!({ "ok": true, "transferring_to": to }).to_string()
                 }
-                Ok(action @ (ToolAction::Http { .. } | ToolAction::Mcp { .. })) => {
+                Ok(
+                    action @ (ToolAction::Http { .. }
+                    | ToolAction::Mcp { .. }
+                    | ToolAction::Catalog { .. }),
+                ) => {
                     if let Some(reply) = self.reply.as_mut() {
                         reply.tools_in_flight += 1;
                     }
@@ -566,14 +581,14 @@ impl Conversation {
                     let raw_arguments = call.function.arguments.clone();
                     tokio::spawn(
                         async move {
-                            let content = action.run(&egress).await.unwrap_or_default();
+                            let output = action.run(&egress).await.unwrap_or_default();
                             let _ = inbox
                                 .send(Update::ToolDone {
                                     reply: id,
                                     history_index,
                                     name,
                                     arguments: raw_arguments,
-                                    content,
+                                    output,
                                 })
                                 .await;
                         }

@@ -113,6 +113,9 @@ pub struct CallSettings {
     pub function: Option<String>,
     /// The owner's MCP servers whose tools the model is offered.
     pub mcp_ids: Vec<String>,
+    /// The owner's catalog (its business id) whose products the model may search in calls
+    /// and chats, and show in web calls.
+    pub catalog_business_id: Option<String>,
 }
 
 impl Default for CallSettings {
@@ -128,6 +131,7 @@ impl Default for CallSettings {
             analysis: AnalysisSettings::default(),
             function: None,
             mcp_ids: Vec::new(),
+            catalog_business_id: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! parameter): two owners may use the same one and never see each other's products.
 
 pub mod query;
+pub mod tools;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
