@@ -1,4 +1,4 @@
--- Product catalogs (issue 16, seed 003).
+-- Product catalogs and the sales assistant (issue 16, seed 003).
 --
 -- A catalog is the products of one (owner, business_id). Search is FTS5 over title,
 -- description and the text of the facets, kept in step with the table by triggers (an
@@ -44,3 +44,17 @@ CREATE TRIGGER catalog_products_au AFTER UPDATE ON catalog_products BEGIN
     VALUES (new.id, new.title, new.description, new.facets_text);
 END;
 
+-- The sales assistant's states. A state is immutable: each answer writes a new one holding the
+-- whole conversation so far, so continuing from an older state branches instead of rewriting.
+-- `parent_id` is the state it continued (null for a session's first).
+CREATE TABLE sales_states (
+    id            TEXT PRIMARY KEY,
+    owner_id      TEXT NOT NULL REFERENCES users(id),
+    business_id   TEXT NOT NULL,
+    session_id    TEXT NOT NULL,
+    parent_id     TEXT,
+    assistant_id  TEXT NOT NULL,
+    history       TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX sales_states_session ON sales_states (session_id, created_at);

@@ -17,6 +17,7 @@ mod outbound;
 mod patch;
 mod path;
 mod phone_numbers;
+mod sales;
 mod tools;
 mod trunks;
 mod twilio;
@@ -123,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/catalog/{business_id}/products/{product_id}",
             delete(catalog::delete),
+        )
+        .route(
+            "/internal/v1/businesses/{business_id}/ai/sales_assistant_v2/invoke/v1",
+            post(sales::invoke),
         )
         .route("/chat/create", post(chats::create))
         .route("/chat/message/{chat_id}", post(chats::message))

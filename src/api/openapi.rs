@@ -2,12 +2,12 @@
 //! generated from the handlers' own annotations so it cannot drift from the code.
 
 use axum::Json;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistants, calls, catalog, chats, conversations, health, mcp, outbound, phone_numbers, tools,
-    trunks, web_call,
+    assistants, calls, catalog, chats, conversations, health, mcp, outbound, phone_numbers, sales,
+    tools, trunks, web_call,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +23,7 @@ use super::{
         chats::create, chats::message, chats::details, chats::list, chats::end,
         conversations::create, conversations::message, conversations::details,
         catalog::upsert, catalog::search, catalog::delete,
+        sales::invoke,
         trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
         phone_numbers::create, phone_numbers::list, phone_numbers::details,
         phone_numbers::update, phone_numbers::delete,
@@ -39,6 +40,11 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The sales assistant route takes the same API key in a header, as its seed does.
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
     }
 }

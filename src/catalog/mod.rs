@@ -7,6 +7,7 @@
 //! A business id is the owner's own name for a catalog (the seed's `business_id` path
 //! parameter): two owners may use the same one and never see each other's products.
 
+pub mod demo;
 pub mod query;
 pub mod tools;
 

@@ -14,6 +14,7 @@ mod clock;
 mod conversations;
 mod mcp_servers;
 mod phone_numbers;
+mod sales;
 mod tools;
 mod trunks;
 mod webhooks;
@@ -24,6 +25,7 @@ pub use assistants::AssistantSummary;
 pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};
 pub use clock::{format_timestamp, now_timestamp};
 pub use conversations::{ConversationMessage, ConversationRecord};
+pub use sales::SalesState;
 pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;

@@ -16,6 +16,7 @@ mod llm;
 mod mcp;
 mod outbound_calls;
 mod phone_numbers;
+mod sales;
 mod security;
 mod server;
 mod stt_deepgram;
