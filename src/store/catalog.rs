@@ -181,21 +181,31 @@ impl Store {
             next += 1;
             p
         };
-        let (from, mut filter, order) = match (&words, self.backend()) {
+        let (with, from, mut filter, order) = match (&words, self.backend()) {
             (None, _) => (
+                String::new(),
                 "catalog_products p".to_owned(),
                 String::new(),
                 "p.product_id".to_owned(),
             ),
+            // The match runs once, as the outer loop: left to itself, the planner may walk the
+            // business's products and evaluate the match for each (seconds at 100,000).
             (Some(_), Backend::Sqlite) => (
-                "catalog_fts JOIN catalog_products p ON p.id = catalog_fts.rowid".to_owned(),
-                format!(" AND catalog_fts MATCH {}", placeholder()),
+                format!(
+                    "WITH hits AS MATERIALIZED (SELECT rowid AS id, \
+                     bm25(catalog_fts, 10.0, 1.0, 4.0) AS score FROM catalog_fts \
+                     WHERE catalog_fts MATCH {}) ",
+                    placeholder()
+                ),
+                "hits CROSS JOIN catalog_products p ON p.id = hits.id".to_owned(),
+                String::new(),
                 // BM25 is lower for better matches; title, description, facets.
-                "bm25(catalog_fts, 10.0, 1.0, 4.0), p.product_id".to_owned(),
+                "hits.score, p.product_id".to_owned(),
             ),
             (Some(_), Backend::Postgres) => {
                 let q = placeholder();
                 (
+                    String::new(),
                     "catalog_products p".to_owned(),
                     format!(" AND p.search @@ to_tsquery('english', {q})"),
                     format!("ts_rank(p.search, to_tsquery('english', {q})) DESC, p.product_id"),
@@ -211,7 +221,7 @@ impl Store {
         let limit = placeholder();
         let offset = placeholder();
         let sql = format!(
-            "SELECT {PRODUCT_COLUMNS} FROM {from} WHERE p.owner_id = $1 AND p.business_id = $2\
+            "{with}SELECT {PRODUCT_COLUMNS} FROM {from} WHERE p.owner_id = $1 AND p.business_id = $2\
              {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
