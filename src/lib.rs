@@ -8,6 +8,8 @@
 //! - [`conversations`]: the conversations API (seed 004): a function's bot gathers a case.
 //! - [`chat`]: text chats on the agent core, stored like calls.
 //! - [`builder`]: the assistant builder (seed 000): a system prompt from a description.
+//! - [`catalog`]: product catalogs, their full-text search and the agent's product tools.
+//! - [`sales`]: the sales assistant (seed 003): immutable conversation states, recommendations.
 //! - [`assistant`]: the assistant model, its voice, call settings and HTTP tools.
 //! - [`store`]: sqlx repositories over SQLite or PostgreSQL.
 //! - [`validation`]: field-level rule checking shared by every resource.
@@ -28,6 +30,7 @@ pub mod assistant;
 pub mod audio;
 pub mod builder;
 pub mod call;
+pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod conversations;
@@ -38,6 +41,7 @@ pub mod loadtest;
 pub mod mcp;
 pub mod metrics;
 pub mod provider_socket;
+pub mod sales;
 pub mod server;
 pub mod sim;
 pub mod store;

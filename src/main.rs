@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use voxbridge::catalog::demo::{DEMO_BUSINESS_ID, create_demo_store};
 use voxbridge::config::{Config, LogFormat};
 use voxbridge::loadtest::{LoadTestOptions, ServerSpec};
 use voxbridge::server::{Server, shutdown_signal};
@@ -233,6 +234,15 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
                     && let Some(id) = create_demo_assistant(server.store(), &key.plaintext).await?
                 {
                     println!("Created a demo assistant for the sim voice: {id}");
+                    let owner = server.store().owner_by_key(&key.plaintext).await?;
+                    let owner = owner.ok_or("the new key has no owner")?;
+                    let shop = create_demo_store(server.store(), &owner.id).await?;
+                    println!(
+                        "Created the {DEMO_BUSINESS_ID} catalog and a shop assistant for it: {shop}"
+                    );
+                    println!(
+                        "  (the sales assistant: POST /internal/v1/businesses/{DEMO_BUSINESS_ID}/ai/sales_assistant_v2/invoke/v1 with context.agentDescriptorId {shop})"
+                    );
                 }
             }
             tracing::info!(addr = %server.local_addr(), "voxbridge listening");

@@ -39,6 +39,8 @@ pub const CONVERSATIONS_CREATED: &str = "voxbridge_conversations_created_total";
 pub const CONVERSATION_MESSAGES: &str = "voxbridge_conversation_messages_total";
 /// Cases that became complete in conversations of the conversations API.
 pub const CONVERSATION_CASES_COMPLETED: &str = "voxbridge_conversation_cases_completed_total";
+/// Sales assistant answers, by whether they recommended products (`recommended`: true/false).
+pub const SALES_REPLIES: &str = "voxbridge_sales_replies_total";
 /// Conversation analyses finished, by `status` (`completed`, `invalid`, `failed`, `skipped`).
 pub const ANALYSES: &str = "voxbridge_analyses_total";
 
@@ -88,6 +90,10 @@ fn describe() {
         "Cases completed in conversations"
     );
     metrics::describe_counter!(ANALYSES, "Conversation analyses finished, by status");
+    metrics::describe_counter!(
+        SALES_REPLIES,
+        "Sales assistant answers, by whether they recommended products"
+    );
     metrics::describe_counter!(FRAMES_SKIPPED, "Inbound media frames skipped");
     metrics::describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by outcome");
     metrics::describe_counter!(

@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::tools::{ToolAction, Toolbox};
+use super::tools::{ToolAction, ToolOutput, Toolbox};
+use crate::catalog::Product;
 use crate::egress::EgressClient;
 use crate::generation::Generation;
 use crate::llm::{ChatMessage, ChatModel, ChatRequest, LlmError, LlmEvent, ToolCall, ToolSpec};
@@ -50,6 +51,9 @@ pub enum ReplyEvent {
     /// The model called tools; until their results are in, nothing more comes. The words so far
     /// form a complete utterance.
     ToolsCalled,
+    /// The model chose products to show the other side (`recommend_products`); comes just
+    /// before that call's `ToolResult`.
+    Recommended(Vec<Product>),
     /// A tool call was answered (`result` is what the model reads).
     ToolResult {
         name: String,
@@ -76,19 +80,23 @@ pub struct ConversationSetup {
 
 /// Results of work started in other tasks.
 enum Update {
+    /// `round` numbers the completions of a reply: a round's late events (its `Finished`
+    /// after a fast tool already started the next round) must not end the next one.
     Llm {
         reply: ReplyId,
+        round: u32,
         event: Result<LlmEvent, LlmError>,
     },
     LlmEnded {
         reply: ReplyId,
+        round: u32,
     },
     ToolDone {
         reply: ReplyId,
         history_index: usize,
         name: String,
         arguments: String,
-        content: String,
+        output: ToolOutput,
     },
 }
 
@@ -105,6 +113,8 @@ struct Reply {
     /// History indexes of the assistant messages this reply added.
     messages: Vec<usize>,
     tools_in_flight: usize,
+    /// The completion running (or last run), counted from 1.
+    round: u32,
     /// An end or a transfer was asked for: no further round.
     action_taken: bool,
     completion_done: bool,
@@ -207,6 +217,7 @@ impl Conversation {
             said: text.to_owned(),
             messages: vec![self.history.len()],
             tools_in_flight: 0,
+            round: 0,
             action_taken: false,
             completion_done: true,
             finished: true,
@@ -231,6 +242,7 @@ impl Conversation {
             said: String::new(),
             messages: Vec::new(),
             tools_in_flight: 0,
+            round: 0,
             action_taken: false,
             completion_done: false,
             finished: false,
@@ -347,6 +359,8 @@ impl Conversation {
             return;
         };
         let id = reply.id;
+        reply.round += 1;
+        let round = reply.round;
         // Serialised here, borrowing the history; only the response is awaited in the task.
         let started = self.llm.stream(ChatRequest {
             generation: Generation(id.0),
@@ -364,6 +378,7 @@ impl Conversation {
                         let _ = inbox
                             .send(Update::Llm {
                                 reply: id,
+                                round,
                                 event: Err(error),
                             })
                             .await;
@@ -371,12 +386,16 @@ impl Conversation {
                     Ok(mut stream) => {
                         while let Some(event) = stream.next().await {
                             let failed = event.is_err();
-                            let update = Update::Llm { reply: id, event };
+                            let update = Update::Llm {
+                                reply: id,
+                                round,
+                                event,
+                            };
                             if inbox.send(update).await.is_err() || failed {
                                 return;
                             }
                         }
-                        let _ = inbox.send(Update::LlmEnded { reply: id }).await;
+                        let _ = inbox.send(Update::LlmEnded { reply: id, round }).await;
                     }
                 }
             }
@@ -405,6 +424,11 @@ impl Conversation {
             .is_some_and(|r| r.id == id && !r.finished)
     }
 
+    /// Whether `round` is the running completion of the current reply `id`.
+    fn current_round(&self, id: ReplyId, round: u32) -> bool {
+        self.current(id) && self.reply.as_ref().is_some_and(|r| r.round == round)
+    }
+
     /// The reply produced everything it will: `event` (done or failed) is its last.
     fn finish(&mut self, id: ReplyId, event: ReplyEvent) {
         if let Some(reply) = self.reply.as_mut() {
@@ -418,8 +442,12 @@ impl Conversation {
 
     fn apply(&mut self, update: Update) {
         match update {
-            Update::Llm { reply, event } => {
-                if !self.current(reply) {
+            Update::Llm {
+                reply,
+                round,
+                event,
+            } => {
+                if !self.current_round(reply, round) {
                     return;
                 }
                 match event {
@@ -432,9 +460,11 @@ impl Conversation {
                     }
                 }
             }
-            Update::LlmEnded { reply } => {
+            Update::LlmEnded { reply, round } => {
                 // The stream ended without saying it finished: what came is the reply.
-                if self.current(reply) && self.reply.as_ref().is_some_and(|r| !r.completion_done) {
+                if self.current_round(reply, round)
+                    && self.reply.as_ref().is_some_and(|r| !r.completion_done)
+                {
                     self.on_completion_end(reply);
                 }
             }
@@ -443,8 +473,12 @@ impl Conversation {
                 history_index,
                 name,
                 arguments,
-                content,
+                output,
             } => {
+                let ToolOutput {
+                    content,
+                    recommended,
+                } = output;
                 // Into the history even when the reply was abandoned meanwhile: the model
                 // should know what the tool did.
                 if let Some(ChatMessage::Tool { content: slot, .. }) =
@@ -454,6 +488,9 @@ impl Conversation {
                 }
                 if !self.current(reply) {
                     return;
+                }
+                if !recommended.is_empty() {
+                    self.emit(reply, ReplyEvent::Recommended(recommended));
                 }
                 self.emit(
                     reply,
@@ -536,7 +573,11 @@ impl Conversation {
                     self.take_action(id, Action::Transfer { to: to.clone() });
                     json!({ "ok": true, "transferring_to": to }).to_string()
                 }
-                Ok(action @ (ToolAction::Http { .. } | ToolAction::Mcp { .. })) => {
+                Ok(
+                    action @ (ToolAction::Http { .. }
+                    | ToolAction::Mcp { .. }
+                    | ToolAction::Catalog { .. }),
+                ) => {
                     if let Some(reply) = self.reply.as_mut() {
                         reply.tools_in_flight += 1;
                     }
@@ -546,14 +587,14 @@ impl Conversation {
                     let raw_arguments = call.function.arguments.clone();
                     tokio::spawn(
                         async move {
-                            let content = action.run(&egress).await.unwrap_or_default();
+                            let output = action.run(&egress).await.unwrap_or_default();
                             let _ = inbox
                                 .send(Update::ToolDone {
                                     reply: id,
                                     history_index,
                                     name,
                                     arguments: raw_arguments,
-                                    content,
+                                    output,
                                 })
                                 .await;
                         }

@@ -288,3 +288,54 @@ async fn a_reply_nobody_received_is_taken_back_with_its_question() {
     assert_eq!(c.retract().as_deref(), Some("I want a table"));
     assert_eq!(c.history().len(), 1, "only the system prompt is left");
 }
+
+/// Each answer's events come with its pause before every event, as over a slow network.
+struct SlowLlm {
+    replies: std::sync::Mutex<std::collections::VecDeque<(u64, Vec<LlmEvent>)>>,
+}
+
+impl ChatModel for SlowLlm {
+    fn stream(
+        &self,
+        _request: ChatRequest<'_>,
+    ) -> futures_util::future::BoxFuture<'static, Result<crate::llm::LlmStream, LlmError>> {
+        let (pause_ms, events) = self.replies.lock().unwrap().pop_front().unwrap_or_default();
+        Box::pin(async move {
+            let stream = futures_util::stream::iter(events).then(move |event| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                Ok(event)
+            });
+            Ok(Box::pin(stream) as crate::llm::LlmStream)
+        })
+    }
+}
+
+/// A tool answered at once starts the next round before the last one's stream has ended: the
+/// old round's late `Finished` must not end the reply before the new round has spoken.
+#[tokio::test]
+async fn a_late_end_of_the_tool_round_does_not_end_the_next_round() {
+    // The tool round ends 40 ms in; the next round speaks at 120 ms.
+    let llm = Arc::new(SlowLlm {
+        replies: std::sync::Mutex::new(
+            vec![
+                (20, tool_reply("", "no_such_tool", "{}")),
+                (100, text_reply("Here is what I found.")),
+            ]
+            .into(),
+        ),
+    });
+    let mut c = Conversation::new(
+        ConversationSetup {
+            system_prompt: "Be brief.".into(),
+            toolbox: Toolbox::new(Vec::new(), false),
+            temperature: 0.5,
+            max_tokens: 100,
+        },
+        llm,
+        egress(),
+    );
+    c.push_user("find me something");
+    c.start_reply();
+    let events = run(&mut c).await;
+    assert_eq!(texts(&events), "Here is what I found.", "{events:?}");
+}

@@ -1,5 +1,6 @@
 //! The tools an agent offers its LLM: the built-ins voxbridge answers itself (`end_call`,
-//! `transfer_call`) and the assistant's HTTP tools, called with the model's arguments. Every
+//! `transfer_call`), a linked catalog's product tools (`catalog/tools.rs`), the assistant's
+//! HTTP tools and its MCP servers' tools, called with the model's arguments. Every
 //! failure (unknown tool, bad arguments, timeout, HTTP error) becomes a result the model reads, so
 //! a broken tool never breaks the call.
 
@@ -9,6 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::assistant::{HttpTool, ToolMethod};
+use crate::catalog::Product;
+use crate::catalog::tools::{CatalogCall, CatalogTools};
 use crate::egress::EgressClient;
 use crate::llm::{ToolCall, ToolSpec};
 use crate::mcp::{McpTool, McpToolset};
@@ -35,21 +38,51 @@ pub enum ToolAction {
         tool: Box<McpTool>,
         arguments: Value,
     },
+    /// Search the linked catalog, or show products from it.
+    Catalog {
+        catalog: Arc<CatalogTools>,
+        call: CatalogCall,
+    },
+}
+
+/// What a tool run elsewhere answered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolOutput {
+    /// What the model reads.
+    pub content: String,
+    /// Products to show the other side (`recommend_products`).
+    pub recommended: Vec<Product>,
+}
+
+impl ToolOutput {
+    fn text(content: String) -> Self {
+        Self {
+            content,
+            recommended: Vec::new(),
+        }
+    }
 }
 
 impl ToolAction {
-    /// Runs a tool answered elsewhere (HTTP or MCP) and answers what the model should read;
-    /// `None` for the built-ins, which the caller acts on itself.
-    pub async fn run(self, egress: &EgressClient) -> Option<String> {
+    /// Runs a tool answered elsewhere (HTTP, MCP, the catalog) and answers what the model
+    /// should read; `None` for the built-ins, which the caller acts on itself.
+    pub async fn run(self, egress: &EgressClient) -> Option<ToolOutput> {
         match self {
-            ToolAction::Http { tool, arguments } => {
-                Some(call_http_tool(egress, &tool, &arguments).await)
-            }
+            ToolAction::Http { tool, arguments } => Some(ToolOutput::text(
+                call_http_tool(egress, &tool, &arguments).await,
+            )),
             ToolAction::Mcp {
                 toolset,
                 tool,
                 arguments,
-            } => Some(toolset.call(&tool, arguments).await),
+            } => Some(ToolOutput::text(toolset.call(&tool, arguments).await)),
+            ToolAction::Catalog { catalog, call } => {
+                let (content, recommended) = catalog.run(call).await;
+                Some(ToolOutput {
+                    content,
+                    recommended,
+                })
+            }
             ToolAction::EndCall { .. } | ToolAction::Transfer { .. } => None,
         }
     }
@@ -60,6 +93,7 @@ impl ToolAction {
 pub struct Toolbox {
     http_tools: Vec<HttpTool>,
     mcp: Option<Arc<McpToolset>>,
+    catalog: Option<Arc<CatalogTools>>,
     can_transfer: bool,
     can_end: bool,
 }
@@ -70,6 +104,7 @@ impl Toolbox {
         Self {
             http_tools,
             mcp: None,
+            catalog: None,
             can_transfer,
             can_end: true,
         }
@@ -82,14 +117,34 @@ impl Toolbox {
         self
     }
 
+    /// Also offers a catalog's product tools (when there is a catalog).
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: Option<CatalogTools>) -> Self {
+        self.catalog = catalog.map(Arc::new);
+        self
+    }
+
+    /// Without `end_call`: a conversation the model has no way (or need) to end.
+    #[must_use]
+    pub fn without_end_call(mut self) -> Self {
+        self.can_end = false;
+        self
+    }
+
     /// No tools at all: a conversation that only talks (and cannot be ended by the model).
     pub fn none() -> Self {
         Self {
             http_tools: Vec::new(),
             mcp: None,
+            catalog: None,
             can_transfer: false,
             can_end: false,
         }
+    }
+
+    /// Whether the model is offered a catalog's tools.
+    pub fn has_catalog(&self) -> bool {
+        self.catalog.is_some()
     }
 
     /// The function specs sent with every chat request.
@@ -117,6 +172,9 @@ impl Toolbox {
                     "required": ["phone_number"]
                 }),
             });
+        }
+        if let Some(catalog) = &self.catalog {
+            specs.extend(catalog.specs());
         }
         specs.extend(self.http_tools.iter().map(|t| ToolSpec {
             name: t.name.clone(),
@@ -161,6 +219,16 @@ impl Toolbox {
                 }
             }
             name => {
+                let catalog = self
+                    .catalog
+                    .as_ref()
+                    .and_then(|c| Some((c, c.resolve(name, &arguments)?)));
+                if let Some((catalog, call)) = catalog {
+                    return call.map(|call| ToolAction::Catalog {
+                        catalog: Arc::clone(catalog),
+                        call,
+                    });
+                }
                 if let Some(t) = self.http_tools.iter().find(|t| t.name == name) {
                     return Ok(ToolAction::Http {
                         tool: Box::new(t.clone()),

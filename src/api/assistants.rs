@@ -91,6 +91,9 @@ pub struct CreateAssistant {
     pub tool_ids: Option<Vec<String>>,
     /// Ids of the caller's own MCP servers, whose tools the model is offered too.
     pub mcp_ids: Option<Vec<String>>,
+    /// A business id of the caller's product catalogs (`/catalog/{business_id}/products`):
+    /// calls and chats may search it (`search_products`), web calls also show products.
+    pub assistant_catalog_business_id: Option<String>,
 }
 
 /// Body of `PATCH /assistant/update/{assistant_id}`: any subset of the create fields. A `null`
@@ -145,6 +148,8 @@ pub struct UpdateAssistant {
     pub tool_ids: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     pub mcp_ids: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub assistant_catalog_business_id: Option<Option<String>>,
 }
 
 /// `data` of a successful create.
@@ -198,6 +203,7 @@ pub struct AssistantDetails {
     pub assistant_turn_config: TurnSettings,
     pub assistant_analysis: AnalysisSettings,
     pub assistant_function: Option<String>,
+    pub assistant_catalog_business_id: Option<String>,
 }
 
 impl AssistantDetails {
@@ -220,6 +226,7 @@ impl AssistantDetails {
             assistant_turn_config: a.settings.turn,
             assistant_analysis: a.settings.analysis.clone(),
             assistant_function: a.settings.function.clone(),
+            assistant_catalog_business_id: a.settings.catalog_business_id.clone(),
             assistant_id: a.id,
             assistant_name: a.name,
             assistant_description: a.description,
@@ -301,6 +308,14 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
     }
     check_id_list("tool_ids", &a.tool_ids, v);
     check_id_list("mcp_ids", &a.settings.mcp_ids, v);
+    if let Some(id) = &a.settings.catalog_business_id
+        && !crate::catalog::is_business_id(id)
+    {
+        v.add(
+            "assistant_catalog_business_id",
+            crate::catalog::BUSINESS_ID_RULE,
+        );
+    }
 }
 
 fn check_id_list(field: &str, ids: &[String], v: &mut Violations) {
@@ -407,6 +422,7 @@ pub async fn create(
     }
     settings.function = none_if_blank(body.assistant_function);
     settings.mcp_ids = body.mcp_ids.unwrap_or_default();
+    settings.catalog_business_id = none_if_blank(body.assistant_catalog_business_id);
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.silence_timeout_secs = body
         .assistant_silence_timeout_secs
@@ -710,6 +726,9 @@ fn apply_update(
     }
     if let Some(ids) = &body.mcp_ids {
         a.settings.mcp_ids = ids.clone().unwrap_or_default();
+    }
+    if let Some(id) = &body.assistant_catalog_business_id {
+        a.settings.catalog_business_id = none_if_blank(id.clone());
     }
     if let Some(ids) = &body.tool_ids {
         a.tool_ids = ids.clone().unwrap_or_default();

@@ -12,8 +12,11 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::validation::{FieldError, has_control_characters};
 
-/// A JSON request body, deserialised with the field path of any error kept.
+/// A JSON request body (an object), deserialised with the field path of any error kept.
 pub struct ApiJson<T>(pub T);
+
+/// A JSON request body that is an array (a bulk upsert), with the same checks as [`ApiJson`].
+pub struct ApiJsonArray<T>(pub Vec<T>);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
@@ -23,52 +26,82 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "Expected a JSON body with Content-Type: application/json".to_owned(),
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(
-                    "Request body is larger than the server accepts".to_owned(),
-                )
-            } else {
-                ApiError::BadRequest(format!("Could not read the request body: {rejection}"))
-            }
-        })?;
-        parse(&bytes).map(ApiJson)
+        parse(&json_body(req, state).await?).map(ApiJson)
     }
 }
 
-/// Deserialises `bytes`, naming the offending field on failure.
+impl<S, T> FromRequest<S> for ApiJsonArray<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        parse_array(&json_body(req, state).await?).map(ApiJsonArray)
+    }
+}
+
+/// The body of a request declared as JSON.
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "Expected a JSON body with Content-Type: application/json".to_owned(),
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge("Request body is larger than the server accepts".to_owned())
+        } else {
+            ApiError::BadRequest(format!("Could not read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Deserialises `bytes` (an object), naming the offending field on failure.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Serde would otherwise accept `[..]` for a struct.
+    expect_document(bytes, b'{', "must be a JSON object")?;
+    parse_document(bytes)
+}
+
+/// Deserialises `bytes` (an array), naming the offending element and field on failure.
+pub fn parse_array<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ApiError> {
+    expect_document(bytes, b'[', "must be a JSON array")?;
+    parse_document(bytes)
+}
+
+/// Refuses valid JSON that does not open with `open` (malformed JSON is reported as such).
+fn expect_document(bytes: &[u8], open: u8, rule: &str) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != open)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "body".to_owned(),
+            message: rule.to_owned(),
+        }]));
+    }
+    Ok(())
+}
+
+fn parse_document<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: &serde_json::Error| {
         ApiError::Invalid(vec![FieldError {
             field: "body".to_owned(),
             message: format!("is not valid JSON: {e}"),
         }])
     };
-    // Every body this API takes is an object; serde would otherwise accept `[..]` for a struct.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|&b| b != b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-    {
-        return Err(ApiError::Invalid(vec![FieldError {
-            field: "body".to_owned(),
-            message: "must be a JSON object".to_owned(),
-        }]));
-    }
     // JSON escapes (`\u0000`) are the only way a control character gets into a string, and
     // only a parsed document shows where it is.
     if bytes.windows(2).any(|w| w == b"\\u")

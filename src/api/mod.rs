@@ -5,6 +5,7 @@ mod assistant_builder;
 mod assistants;
 mod auth;
 mod calls;
+mod catalog;
 mod chats;
 mod conversations;
 mod envelope;
@@ -17,6 +18,7 @@ mod outbound;
 mod patch;
 mod path;
 mod phone_numbers;
+mod sales;
 mod tools;
 mod trunks;
 mod twilio;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::routing::{delete, get, patch, post};
 
 use crate::call::CallServices;
@@ -114,6 +117,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/conversations/{conversation_id}/",
             get(conversations::details).patch(conversations::message),
+        )
+        .route(
+            "/catalog/{business_id}/products",
+            get(catalog::search).put(
+                catalog::upsert.layer(DefaultBodyLimit::max(crate::catalog::MAX_UPSERT_BODY_BYTES)),
+            ),
+        )
+        .route(
+            "/catalog/{business_id}/products/{product_id}",
+            delete(catalog::delete),
+        )
+        .route(
+            "/internal/v1/businesses/{business_id}/ai/sales_assistant_v2/invoke/v1",
+            post(sales::invoke),
         )
         .route("/chat/create", post(chats::create))
         .route("/chat/message/{chat_id}", post(chats::message))

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistant_builder, assistants, calls, chats, conversations, health, mcp, outbound,
-    phone_numbers, tools, trunks, v1, web_call,
+    assistant_builder, assistants, calls, catalog, chats, conversations, health, mcp, outbound,
+    phone_numbers, sales, tools, trunks, v1, web_call,
 };
 
 #[derive(OpenApi)]
@@ -22,6 +22,8 @@ use super::{
         web_call::create,
         chats::create, chats::message, chats::details, chats::list, chats::end,
         conversations::create, conversations::message, conversations::details,
+        catalog::upsert, catalog::search, catalog::delete,
+        sales::invoke,
         trunks::create, trunks::list, trunks::details, trunks::update, trunks::delete,
         phone_numbers::create, phone_numbers::list, phone_numbers::details,
         phone_numbers::update, phone_numbers::delete,
@@ -43,7 +45,7 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
-        // The v1 assistant API also takes the key as `x-api-key`.
+        // The v1 assistant API and the sales assistant route also take the key as `x-api-key`.
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),

@@ -27,3 +27,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
         Ok(ApiPath(value))
     }
 }
+
+/// Two path parameters, as text (`/catalog/{business_id}/products/{product_id}`).
+pub struct ApiPathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((first, second)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::invalid("path", rejection.body_text()))?;
+        if has_control_characters(&first) || has_control_characters(&second) {
+            return Err(ApiError::invalid(
+                "path",
+                "must not contain control characters",
+            ));
+        }
+        Ok(ApiPathPair(first, second))
+    }
+}

@@ -119,6 +119,9 @@ pub struct CallSettings {
     /// A named LLM provider (a v1 assistant's `provider`): the operator's endpoint and key for
     /// it replace `llm.base_url`/`llm.api_key` (see [`crate::llm::providers`]).
     pub llm_provider: Option<String>,
+    /// The owner's catalog (its business id) whose products the model may search in calls
+    /// and chats, and show in web calls.
+    pub catalog_business_id: Option<String>,
 }
 
 impl Default for CallSettings {
@@ -136,6 +139,7 @@ impl Default for CallSettings {
             function: None,
             mcp_ids: Vec::new(),
             llm_provider: None,
+            catalog_business_id: None,
         }
     }
 }

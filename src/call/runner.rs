@@ -18,6 +18,7 @@ use super::writer::run_writer;
 use super::{CallServices, providers};
 use crate::agent::tools::Toolbox;
 use crate::assistant::{Assistant, HttpTool};
+use crate::catalog::tools::CatalogTools;
 use crate::store::{CallRecord, CallStatus};
 use crate::transport::{CallEvent, MediaSink, MediaSource};
 
@@ -113,10 +114,12 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     let (tts, tts_params) = providers::text_to_speech(config, assistant, format, items_tx.clone());
     // All connect at once: the greeting waits only for the slowest (an MCP server's list has
     // its own bound, and a failing server only costs its tools).
-    let (stt, tts, mcp) = tokio::join!(
+    let events = sink.wants_events();
+    let (stt, tts, mcp, catalog) = tokio::join!(
         stt.connect(stt_params),
         tts.connect(tts_params),
-        mcp_toolset(services, assistant)
+        mcp_toolset(services, assistant),
+        catalog_tools(services, assistant, events)
     );
     let (stt, tts) = match (stt, tts) {
         (Ok(stt), Ok(tts)) => (stt, tts),
@@ -152,7 +155,6 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(8);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let events = sink.wants_events();
     let reader = tokio::spawn(
         run_reader(source, format, stt.input.clone(), vad, media_tx).in_current_span(),
     );
@@ -168,7 +170,9 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         max_duration: Duration::from_secs(u64::from(assistant.settings.max_call_duration_secs)),
         interruption: assistant.settings.interruption.clone(),
         turn: assistant.settings.turn,
-        toolbox: Toolbox::new(tools, call_control.is_some()).with_mcp(mcp),
+        toolbox: Toolbox::new(tools, call_control.is_some())
+            .with_mcp(mcp)
+            .with_catalog(catalog),
         temperature: assistant.settings.llm.temperature,
         max_tokens: assistant.settings.llm.max_tokens,
         output_format: format,
@@ -234,6 +238,17 @@ pub(crate) async fn mcp_toolset(
         return Arc::new(crate::mcp::McpToolset::empty(services.mcp.clone()));
     }
     Arc::new(services.mcp.toolset(servers).await)
+}
+
+/// The product tools of the assistant's linked catalog, if it has products; `can_show` where the
+/// far end shows recommendations (the widget), else search only.
+pub(crate) async fn catalog_tools(
+    services: &CallServices,
+    assistant: &Assistant,
+    can_show: bool,
+) -> Option<CatalogTools> {
+    let business_id = assistant.settings.catalog_business_id.as_deref()?;
+    CatalogTools::if_stocked(&services.store, &assistant.owner_id, business_id, can_show).await
 }
 
 /// Closes a stream whose call ends before its tasks started, telling a far end that shows events

@@ -513,6 +513,18 @@ impl Agent {
                 let line = format!("{name}({arguments}) -> {result}");
                 self.record("tool", &line, Instant::now(), false);
             }
+            ReplyEvent::Recommended(products) => {
+                // Shown beside the transcript; only offered where the far end shows events.
+                if self.setup.events
+                    && self
+                        .io
+                        .events
+                        .try_send(CallEvent::Recommendation(products))
+                        .is_err()
+                {
+                    tracing::warn!(call_id = %self.setup.call_id, "recommendation not shown: the event queue is full");
+                }
+            }
             ReplyEvent::Action(_) => {}
             ReplyEvent::Done => self.speech.complete(),
             ReplyEvent::Failed(error) => {

@@ -127,7 +127,9 @@ pub async fn create(
         .await?
         .ok_or(ChatError::NotFound)?;
     let mcp = crate::call::runner::mcp_toolset(services, assistant).await;
-    let mut conversation = conversation_for(services, &chat, assistant, tools, mcp, None)?;
+    let catalog = crate::call::runner::catalog_tools(services, assistant, false).await;
+    let mut conversation =
+        conversation_for(services, &chat, assistant, tools, (mcp, catalog), None)?;
     let mut messages = Vec::new();
     let mut turns = Vec::new();
     if assistant.settings.first_message_mode == FirstMessageMode::AssistantSpeaksFirst {
@@ -202,7 +204,15 @@ async fn reply_claimed(
     let history: Vec<ChatMessage> = serde_json::from_str(history)
         .map_err(|e| StoreError::Corrupt(format!("chat history: {e}")))?;
     let mcp = crate::call::runner::mcp_toolset(services, &assistant).await;
-    let mut conversation = conversation_for(services, chat, &assistant, tools, mcp, Some(history))?;
+    let catalog = crate::call::runner::catalog_tools(services, &assistant, false).await;
+    let mut conversation = conversation_for(
+        services,
+        chat,
+        &assistant,
+        tools,
+        (mcp, catalog),
+        Some(history),
+    )?;
     conversation.push_user(text);
     let outcome = run_reply(&mut conversation, deltas).await?;
     services
@@ -284,7 +294,10 @@ fn conversation_for(
     chat: &CallRecord,
     assistant: &Assistant,
     tools: Vec<HttpTool>,
-    mcp: std::sync::Arc<crate::mcp::McpToolset>,
+    (mcp, catalog): (
+        std::sync::Arc<crate::mcp::McpToolset>,
+        Option<crate::catalog::tools::CatalogTools>,
+    ),
     history: Option<Vec<ChatMessage>>,
 ) -> Result<Conversation, ChatError> {
     let llm = providers::language_model(
@@ -295,7 +308,9 @@ fn conversation_for(
     )?;
     let setup = ConversationSetup {
         system_prompt: chat.rendered_prompt.clone(),
-        toolbox: Toolbox::new(tools, false).with_mcp(mcp),
+        toolbox: Toolbox::new(tools, false)
+            .with_mcp(mcp)
+            .with_catalog(catalog),
         temperature: assistant.settings.llm.temperature,
         max_tokens: assistant.settings.llm.max_tokens,
     };
@@ -347,6 +362,8 @@ async fn run_reply(
                 result,
             } => lines.push(("tool", format!("{name}({arguments}) -> {result}"))),
             ReplyEvent::Action(Action::End { .. }) => ended = true,
+            // A chat is offered only `search_products`; nothing is shown from a catalog.
+            ReplyEvent::Recommended(_) => {}
             // Not offered to chats; a model that calls it anyway was answered with an error.
             ReplyEvent::Action(Action::Transfer { .. }) => {}
             ReplyEvent::Done => break,

@@ -8,11 +8,13 @@ mod analyses;
 mod api_keys;
 mod assistants;
 mod calls;
+mod catalog;
 mod chats;
 mod clock;
 mod conversations;
 mod mcp_servers;
 mod phone_numbers;
+mod sales;
 mod tools;
 mod trunks;
 mod v1_assistants;
@@ -25,6 +27,7 @@ pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnReco
 pub use clock::{format_timestamp, now_timestamp};
 pub use conversations::{ConversationMessage, ConversationRecord};
 pub use v1_assistants::{GeneralAssistant, V1ListFilter};
+pub use sales::SalesState;
 pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;

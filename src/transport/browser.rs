@@ -377,6 +377,9 @@ impl MediaSink for BrowserSink {
                 json!({"type": "transcript", "text": text, "final": is_final})
             }
             CallEvent::AgentText(text) => json!({"type": "agent_text", "text": text}),
+            CallEvent::Recommendation(products) => {
+                json!({"type": "recommendation", "products": products})
+            }
             CallEvent::End { reason } => json!({"type": "end", "reason": reason}),
         };
         self.send_json(value).await

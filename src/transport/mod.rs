@@ -36,6 +36,8 @@ pub enum CallEvent {
     Transcript { text: String, is_final: bool },
     /// Words of the agent's reply, sent as their audio is sent (at their playback marks).
     AgentText(String),
+    /// Products the agent chose to show (`recommend_products`), as the catalog has them.
+    Recommendation(Vec<crate::catalog::Product>),
     /// The call is over (sent just before the stream closes).
     End { reason: &'static str },
 }

@@ -11,6 +11,7 @@
 //   import { VoxbridgeCall, mount } from 'https://voice.example.com/widget/voxbridge.js';
 //   const call = new VoxbridgeCall(session);   // session: {ws_url, call_id, ...}
 //   call.addEventListener('transcript', (e) => console.log(e.detail.text));
+//   call.addEventListener('recommendation', (e) => console.log(e.detail.products));
 //   await call.start();
 //
 // The protocol is described in the voxbridge README ("Browser protocol").
@@ -53,6 +54,7 @@ export class VoxbridgeCall extends EventTarget {
       marksEchoed: 0,
       transcripts: [],
       agentText: [],
+      recommendations: [], // per recommendation: the products' ids
       endReason: null,
       close: null,
     };
@@ -173,6 +175,11 @@ export class VoxbridgeCall extends EventTarget {
         this.stats.agentText.push(event.text);
         this._emit('agent-text', { text: event.text });
         break;
+      case 'recommendation':
+        // Products the agent chose to show (an assistant linked to a catalog).
+        this.stats.recommendations.push((event.products || []).map((p) => p.productId));
+        this._emit('recommendation', { products: event.products || [] });
+        break;
       case 'end':
         this.stats.endReason = event.reason;
         this._emit('end', { reason: event.reason });
@@ -236,6 +243,27 @@ export class VoxbridgeCall extends EventTarget {
   }
 }
 
+/** An http(s) URL as text, or null (a product's links come from a catalog, not from us). */
+function safeUrl(value) {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function formatPrice(price, currency) {
+  if (currency) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: 'currency', currency }).format(price);
+    } catch {
+      // An unknown code: shown as given.
+    }
+  }
+  return currency ? `${price} ${currency}` : String(price);
+}
+
 /** Fetches a session from the page's own token endpoint (POST, same-origin credentials). */
 export async function fetchSession(tokenUrl) {
   const response = await fetch(tokenUrl, { method: 'POST', credentials: 'same-origin' });
@@ -256,7 +284,14 @@ const STYLE = `
 .vbx button:disabled{opacity:.4;cursor:default}
 .vbx-status{font-size:12px;color:#567;margin-left:auto}
 .vbx-level{height:4px;background:#2b6;width:0;transition:width 60ms}
-.vbx-log{max-height:220px;overflow:auto;margin-top:8px}
+.vbx-body{display:flex;gap:8px;margin-top:8px}
+.vbx-log{max-height:220px;overflow:auto;flex:1;min-width:0}
+.vbx-products{display:none;flex:0 0 150px;max-height:220px;overflow:auto}
+.vbx.vbx-shopping{width:480px}.vbx.vbx-shopping .vbx-products{display:block}
+.vbx-card{border:1px solid #dde;border-radius:8px;padding:6px;margin-bottom:6px;font-size:12px}
+.vbx-card img{width:100%;height:90px;object-fit:cover;border-radius:4px;background:#eef}
+.vbx-card a{color:#146;font-weight:600;text-decoration:none;display:block}
+.vbx-card .vbx-price{color:#262}
 .vbx-log p{margin:4px 0}.vbx-log .user{color:#246}.vbx-log .agent{color:#262}
 .vbx-log .interim{opacity:.6}
 .vbx-floating{position:fixed;right:16px;bottom:16px;z-index:2147483000}`;
@@ -284,7 +319,10 @@ export function mount(element, options) {
       <span class="vbx-status" data-role="status">ready</span>
     </div>
     <div class="vbx-level" data-role="level"></div>
-    <div class="vbx-log" data-role="log"></div>`;
+    <div class="vbx-body">
+      <div class="vbx-log" data-role="log"></div>
+      <div class="vbx-products" data-role="products"></div>
+    </div>`;
   element.appendChild(root);
   const $ = (role) => root.querySelector(`[data-role=${role}]`);
   const callButton = $('call');
@@ -302,10 +340,47 @@ export function mount(element, options) {
     return p;
   };
 
+  // Product cards: built with textContent and checked links, never from HTML.
+  const showProducts = (products) => {
+    const shelf = $('products');
+    shelf.textContent = '';
+    for (const product of products) {
+      const card = document.createElement('div');
+      card.className = 'vbx-card';
+      card.dataset.productId = product.productId;
+      const link = safeUrl(product.url);
+      const image = safeUrl(product.imageUrl);
+      if (image) {
+        const img = document.createElement('img');
+        img.src = image;
+        img.alt = product.title;
+        img.loading = 'lazy';
+        card.appendChild(img);
+      }
+      const title = document.createElement(link ? 'a' : 'span');
+      title.textContent = product.title;
+      if (link) {
+        title.href = link;
+        title.target = '_blank';
+        title.rel = 'noopener noreferrer';
+      }
+      card.appendChild(title);
+      if (typeof product.price === 'number') {
+        const price = document.createElement('div');
+        price.className = 'vbx-price';
+        price.textContent = formatPrice(product.price, product.currency);
+        card.appendChild(price);
+      }
+      shelf.appendChild(card);
+    }
+    root.classList.toggle('vbx-shopping', products.length > 0);
+  };
+
   callButton.addEventListener('click', async () => {
     callButton.disabled = true;
     $('status').textContent = 'connecting…';
     $('log').textContent = '';
+    showProducts([]);
     interim = null;
     agentLine = null;
     try {
@@ -333,6 +408,7 @@ export function mount(element, options) {
       call.addEventListener('interrupt', () => {
         agentLine = null;
       });
+      call.addEventListener('recommendation', (e) => showProducts(e.detail.products));
       call.addEventListener('level', (e) => {
         $('level').style.width = `${Math.min(100, e.detail.rms * 400)}%`;
       });

@@ -9,6 +9,10 @@
 // over the agent's reply brings `interrupt` and the playback is flushed and falls silent. A
 // screenshot is saved to $VOXBRIDGE_ARTIFACTS (default target/browser-artifacts) either way.
 // Exit code 0 on success; 1 with the reason otherwise.
+//
+// With VOXBRIDGE_E2E_MODE=shop the server's assistant is linked to a catalog and the caller asks
+// for a product: the agent's `recommendation` event must show product cards (title, price,
+// image, link) beside the transcript, then the call is hung up (screenshot e2e-shop.png).
 
 import { mkdirSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -60,9 +64,29 @@ async function step(name, fn) {
 }
 
 let failed = null;
+const shop = process.env.VOXBRIDGE_E2E_MODE === 'shop';
 // The demo call's screenshot; the embedding step's goes to its own file.
-let shotName = 'e2e.png';
+let shotName = shop ? 'e2e-shop.png' : 'e2e.png';
 try {
+  if (shop) {
+    await shopSteps();
+  } else {
+    await voiceSteps();
+  }
+} catch (error) {
+  failed = error;
+} finally {
+  const shot = join(artifacts, shotName);
+  await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+  const s = await stats().catch(() => null);
+  console.log(`screenshot: ${shot}`);
+  console.log(`stats: ${JSON.stringify(s && { ...s, transcripts: s.transcripts.length, agentText: s.agentText.join(' ') })}`);
+  if (failed) console.log(`browser console:\n${consoleLines.join('\n')}`);
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
+
+async function startDemoCall() {
   await step('the demo page loads', async () => {
     await page.goto(`${baseUrl}/`);
     await page.fill('#key', apiKey);
@@ -77,6 +101,54 @@ try {
       timeout: 15_000,
     });
   });
+}
+
+async function shopSteps() {
+  await startDemoCall();
+  await step('asked for a product, the agent shows product cards beside the transcript', async () => {
+    await page.waitForFunction(() => window.voxbridgeCall.stats.recommendations.length > 0, null, {
+      timeout: 40_000,
+    });
+    await page.waitForFunction(() => document.querySelectorAll('.vbx-products .vbx-card').length >= 2, null, {
+      timeout: 2_000,
+    });
+    const cards = await page.$$eval('.vbx-products .vbx-card', (all) =>
+      all.map((card) => ({
+        id: card.dataset.productId,
+        title: card.querySelector('a') && card.querySelector('a').textContent,
+        href: card.querySelector('a') && card.querySelector('a').href,
+        image: card.querySelector('img') && card.querySelector('img').getAttribute('src'),
+        price: card.querySelector('.vbx-price') && card.querySelector('.vbx-price').textContent,
+        visible: card.getBoundingClientRect().width > 0,
+      })),
+    );
+    const pink = cards.find((c) => c.title === 'Pink dress size 10yrs');
+    if (!pink) throw new Error(`no card for the pink dress: ${JSON.stringify(cards)}`);
+    if (!pink.visible) throw new Error('the cards are not shown');
+    if (pink.href !== 'https://shop.example.com/products/pink-dress-10yrs') {
+      throw new Error(`the card links to ${pink.href}`);
+    }
+    if (!/pink-dress-10yrs\.jpg$/.test(pink.image || '')) throw new Error(`image ${pink.image}`);
+    if (!/79\.90/.test(pink.price || '')) throw new Error(`price ${pink.price}`);
+    // Beside the transcript: the log is still there, with the caller's words in it.
+    const log = await page.textContent('.vbx-log');
+    if (!/pink dress/i.test(log)) throw new Error(`the transcript beside the cards: ${log}`);
+    const side = await page.evaluate(() => {
+      const log = document.querySelector('.vbx-log').getBoundingClientRect();
+      const shelf = document.querySelector('.vbx-products').getBoundingClientRect();
+      return shelf.left >= log.right - 1 && shelf.top < log.bottom;
+    });
+    if (!side) throw new Error('the cards are not beside the transcript');
+  });
+  await page.screenshot({ path: join(artifacts, shotName), fullPage: true });
+  await step('hang up ends the call normally', async () => {
+    await page.click('.vbx button[data-role=hangup]');
+    await page.waitForFunction(() => window.voxbridgeCall.stats.close !== null, null, { timeout: 10_000 });
+  });
+}
+
+async function voiceSteps() {
+  await startDemoCall();
   await step("the agent's audio is played (non-silent output)", async () => {
     await page.waitForFunction(() => window.voxbridgeCall.stats.maxRms > 0.02, null, { timeout: 20_000 });
   });
@@ -145,15 +217,4 @@ try {
     const text = await page.textContent('.vbx-floating');
     if (!/Talk to Acme/.test(text)) throw new Error(`the widget's label is missing: ${text}`);
   });
-} catch (error) {
-  failed = error;
-} finally {
-  const shot = join(artifacts, shotName);
-  await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
-  const s = await stats().catch(() => null);
-  console.log(`screenshot: ${shot}`);
-  console.log(`stats: ${JSON.stringify(s && { ...s, transcripts: s.transcripts.length, agentText: s.agentText.join(' ') })}`);
-  if (failed) console.log(`browser console:\n${consoleLines.join('\n')}`);
-  await browser.close();
 }
-process.exit(failed ? 1 : 0);

@@ -1,6 +1,7 @@
 //! The widget in a real browser: the call lab (sim providers, a server, an assistant) and
 //! `tests/browser/e2e.mjs` driving headless Chromium through the demo page, with a fake
-//! microphone playing the caller's committed clips. Outside CI, a machine without Chromium, Node
+//! microphone playing the caller's committed clips: a call that talks and is interrupted, and
+//! a shop assistant's call whose recommendation shows product cards. Outside CI, a machine without Chromium, Node
 //! or `tests/browser/node_modules` skips with the reason; in CI (`CI` set) that fails.
 
 use std::path::{Path, PathBuf};
@@ -96,27 +97,32 @@ fn microphone_wav(dir: &Path) -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
+/// Whether the browser test can run; outside CI a missing tool skips it (saying why).
+fn can_run() -> bool {
     if let Some(why) = missing_tool() {
         if std::env::var_os("CI").is_some() {
             panic!("the browser test must run in CI: {why}");
         }
         println!("SKIPPED: {why}; with CI set this fails");
-        return;
+        return false;
     }
-    let artifacts = artifacts_dir();
-    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let mic = microphone_wav(&artifacts);
-    let lab = CallLab::start(LabOptions::default()).await;
+    true
+}
 
+/// Runs `e2e.mjs` against the lab's server with the microphone `mic` (in `mode`, if any) and
+/// asserts it passed.
+async fn run_e2e(lab: &CallLab, mic: &Path, mode: Option<&str>) {
+    let artifacts = artifacts_dir();
     let mut command = std::process::Command::new("node");
     command
         .arg(manifest_dir().join("tests/browser/e2e.mjs"))
         .arg(&lab.server.base)
         .arg(&lab.server.key)
-        .arg(&mic)
+        .arg(mic)
         .env("VOXBRIDGE_ARTIFACTS", &artifacts);
+    if let Some(mode) = mode {
+        command.env("VOXBRIDGE_E2E_MODE", mode);
+    }
     // The server runs on this runtime; node waits on another thread.
     let output = tokio::task::spawn_blocking(move || run_with_deadline(command, RUN_LIMIT))
         .await
@@ -130,6 +136,18 @@ async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
         "the browser test failed (screenshot in {}):\n{stdout}\n{stderr}",
         artifacts.display()
     );
+}
+
+#[tokio::test]
+async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
+    if !can_run() {
+        return;
+    }
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let mic = microphone_wav(&artifacts);
+    let lab = CallLab::start(LabOptions::default()).await;
+    run_e2e(&lab, &mic, None).await;
 
     // The fake STT received the browser's audio, resampled to 16 kHz PCM, and heard speech in it.
     // (Two calls: the demo page's, then the embedded widget's short one.)
@@ -169,4 +187,74 @@ async fn the_widget_talks_and_is_interrupted_in_a_real_browser() {
         "{transcript:?}"
     );
     lab.stop().await;
+}
+
+/// A shop assistant's web call: the caller asks for a pink dress, the agent searches the
+/// catalog and recommends, and the widget shows the products as cards beside the transcript.
+#[tokio::test]
+async fn the_widget_shows_recommended_products_in_a_real_browser() {
+    if !can_run() {
+        return;
+    }
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let mic = shop_microphone_wav(&artifacts);
+    let mut options = LabOptions {
+        utterances: vec!["I want a pink dress for my daughter's birthday."],
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_catalog_business_id"] = serde_json::json!("kids-shop");
+    let lab = CallLab::start(options).await;
+    let catalog: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/sales/catalog.json")).unwrap();
+    let (status, reply) = lab
+        .server
+        .call(
+            reqwest::Method::PUT,
+            "/catalog/kids-shop/products",
+            Some(&lab.server.key),
+            Some(catalog),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{reply}");
+    run_e2e(&lab, &mic, Some("shop")).await;
+
+    // The call's record shows the search and the recommendation as tool lines.
+    let (_, list) = lab.server.get("/call/list").await;
+    let call_id = list["data"]["calls"][0]["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let details = lab.server.ended_call_details(&call_id).await;
+    let tools: Vec<&str> = details["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["role"] == "tool")
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.iter().any(|t| t.starts_with("search_products(")),
+        "{tools:?}"
+    );
+    assert!(
+        tools.iter().any(|t| t.starts_with("recommend_products(")),
+        "{tools:?}"
+    );
+    lab.stop().await;
+}
+
+/// The shop call's microphone: the greeting plays, then one request, then silence.
+fn shop_microphone_wav(dir: &Path) -> PathBuf {
+    const RATE: u32 = 48_000;
+    let wav = voxbridge::audio::wav::read(manifest_dir().join("audio/caller/book_table.wav"))
+        .expect("caller clip");
+    let mut resampler = Resampler::new(wav.sample_rate, RATE).unwrap();
+    let mut samples = vec![0i16; (RATE * 5) as usize];
+    resampler.push(&wav.samples, |f| samples.extend_from_slice(f));
+    resampler.flush(|f| samples.extend_from_slice(f));
+    samples.extend(vec![0i16; (RATE * 30) as usize]);
+    let path = dir.join("microphone-shop.wav");
+    voxbridge::audio::wav::write(&path, &samples, RATE).expect("microphone file written");
+    path
 }

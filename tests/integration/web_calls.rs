@@ -310,6 +310,7 @@ struct Seen {
     loud_frames: usize,
     transcripts: Vec<(String, bool)>,
     agent_text: Vec<String>,
+    recommendations: Vec<Value>,
     marks: Vec<String>,
     interrupts: usize,
     end: Option<String>,
@@ -360,6 +361,7 @@ async fn read_until(
                         .agent_text
                         .push(event["text"].as_str().unwrap().to_owned()),
                     "interrupt" => seen.interrupts += 1,
+                    "recommendation" => seen.recommendations.push(event["products"].clone()),
                     "end" => seen.end = Some(event["reason"].as_str().unwrap().to_owned()),
                     other => panic!("unexpected event {other}: {text}"),
                 }
@@ -484,6 +486,74 @@ async fn a_browser_call_talks_interrupts_and_reports() {
     let report: Value = serde_json::from_str(body).unwrap();
     assert_eq!(report["direction"], "web");
     assert_eq!(report["call_id"], call_id.as_str());
+    lab.stop().await;
+}
+
+/// An assistant linked to a catalog: asked for a product, it searches and recommends, and the
+/// widget's socket gets a `recommendation` event with the products as the catalog has them.
+#[tokio::test]
+async fn a_web_call_gets_the_recommended_products() {
+    let mut options = LabOptions {
+        utterances: vec!["Yes I want a pink dress for my daughters 10th birthday"],
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_catalog_business_id"] = json!("kids-shop");
+    let lab = CallLab::start(options).await;
+    let catalog: Value =
+        serde_json::from_str(include_str!("../../fixtures/sales/catalog.json")).unwrap();
+    let (status, reply) = lab
+        .server
+        .call(
+            reqwest::Method::PUT,
+            "/catalog/kids-shop/products",
+            Some(&lab.server.key),
+            Some(catalog),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let data = web_session(&lab).await;
+    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
+    start(&mut ws, 16_000).await;
+    let (sink, mut stream) = ws.split();
+    let mic = spawn_microphone(sink, 16_000);
+    let mut seen = Seen::default();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.marks.iter().any(|m| m.ends_with(".end"))
+    })
+    .await;
+    mic.send(Pump::Play(clip_at("book_table", 16_000)))
+        .await
+        .unwrap();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(30), |s| {
+        !s.recommendations.is_empty()
+    })
+    .await;
+    let products = seen.recommendations[0].as_array().unwrap();
+    let titles: Vec<&str> = products
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["Pink dress size 10yrs", "Connectly Signature Pink Dress"]
+    );
+    assert_eq!(products[0]["price"], 79.9);
+    assert_eq!(
+        products[0]["imageUrl"],
+        "https://shop.example.com/images/pink-dress-10yrs.jpg"
+    );
+    // The agent speaks about them after showing them.
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.agent_text.join(" ").contains("purple")
+    })
+    .await;
+    mic.send(Pump::Text(r#"{"type":"hangup"}"#.to_owned()))
+        .await
+        .unwrap();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.close.is_some()
+    })
+    .await;
     lab.stop().await;
 }
 

@@ -15,18 +15,24 @@
 //!
 //! The first rule whose conditions all hold wins. `when` may hold:
 //! - `user_contains`: any of these substrings (case-insensitive) in the last user message, when
-//!   the model is answering the user (the last message is not a tool result);
+//!   the model is answering the user (the last message is not a tool result) — or, beside
+//!   `tool_result`, in the user message the tool round answers;
 //! - `tool_result`: the last message is a tool result answering a call of this function (`*`:
 //!   any function);
 //! - `no_user_message`: the conversation has no user message yet (the greeting);
 //! - `system_contains`: any of these substrings (case-insensitive) in a system message (a
 //!   client's own task, such as the assistant builder's, told apart from a conversation).
+//! - `result_contains`: any of these substrings in the tool result the rule answers;
+//! - `tools_offered`: the request offers every one of these tools (a rule that only speaks,
+//!   for an agent that has them).
 //!
 //! A rule with tool calls only matches if the request offers every tool it calls, like a real
 //! model that can only call what it is given. `arguments` is a JSON object whose strings are
 //! templates, or a string sent verbatim as the arguments' JSON text (to test odd encodings).
 //! Templates: `{{name}}` with `|` fallbacks taking the first non-empty value; names are `user`,
-//! `tool`, `result`, `result.<path>`, `args.<path>`, a capture, or a `'literal'`.
+//! `tool`, `result`, `result.<path>`, `args.<path>`, a capture, or a `'literal'`. In a path, `*`
+//! takes every element of an array (`result.products.*.productId`); an argument string that is
+//! one such template and nothing else becomes the JSON value itself (an array of ids, say).
 //!
 //! ## Structured outputs
 //!
@@ -127,6 +133,10 @@ pub struct When {
     pub no_user_message: bool,
     #[serde(default)]
     pub system_contains: Vec<String>,
+    #[serde(default)]
+    pub result_contains: Vec<String>,
+    #[serde(default)]
+    pub tools_offered: Vec<String>,
 }
 
 /// The words after a marker word: `after: ["in"]` takes `New York` from "weather in New York
@@ -350,7 +360,9 @@ impl Script {
                 .reply
                 .tool_calls
                 .iter()
-                .all(|c| request.tool_names.contains(&c.name));
+                .map(|c| &c.name)
+                .chain(&rule.when.tools_offered)
+                .all(|name| request.tool_names.contains(name));
             if !offered {
                 continue;
             }
@@ -436,7 +448,7 @@ impl<'a> Conversation<'a> {
             );
         }
         if !when.user_contains.is_empty() {
-            if !self.results.is_empty() {
+            if !self.results.is_empty() && when.tool_result.is_none() {
                 return None;
             }
             let user = self.last_user?.to_lowercase();
@@ -458,6 +470,12 @@ impl<'a> Conversation<'a> {
                 .any(|needle| self.system.contains(&needle.to_lowercase()))
         {
             return None;
+        }
+        if !when.result_contains.is_empty() {
+            let content = matched?.content;
+            if !when.result_contains.iter().any(|c| content.contains(c)) {
+                return None;
+            }
         }
         Some(matched)
     }
@@ -559,7 +577,9 @@ impl Vars<'_> {
 
     fn fill_json(&self, value: &Value) -> Value {
         match value {
-            Value::String(s) => Value::String(self.fill(s)),
+            Value::String(s) => self
+                .whole_value(s)
+                .unwrap_or_else(|| Value::String(self.fill(s))),
             Value::Array(items) => Value::Array(items.iter().map(|v| self.fill_json(v)).collect()),
             Value::Object(map) => Value::Object(
                 map.iter()
@@ -568,6 +588,22 @@ impl Vars<'_> {
             ),
             other => other.clone(),
         }
+    }
+
+    /// The JSON value of a string that is one `{{result.<path>}}`/`{{args.<path>}}` template
+    /// naming an array, object or number, if it is that.
+    fn whole_value(&self, template: &str) -> Option<Value> {
+        let expression = template.strip_prefix("{{")?.strip_suffix("}}")?;
+        if expression.contains("{{") || expression.contains('|') {
+            return None;
+        }
+        let expression = expression.trim();
+        let value = if let Some(path) = expression.strip_prefix("result.") {
+            json_value(self.result_json.as_ref(), path)
+        } else {
+            json_value(self.args_json.as_ref(), expression.strip_prefix("args.")?)
+        };
+        value.filter(|v| !(v.is_string() || v.is_null()))
     }
 
     fn first_non_empty(&self, expression: &str) -> String {
@@ -601,18 +637,39 @@ impl Vars<'_> {
 
 /// A dotted path into a JSON document, as speakable text (strings without quotes).
 fn json_path(root: Option<&Value>, path: &str) -> String {
-    let mut value = root;
-    for key in path.split('.') {
-        value = value.and_then(|v| match v {
-            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
-            other => other.get(key),
-        });
-    }
-    match value {
+    match json_value(root, path) {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
     }
+}
+
+/// The value at a dotted path; `*` maps the rest of the path over an array's elements.
+fn json_value(root: Option<&Value>, path: &str) -> Option<Value> {
+    let mut value = root?;
+    let mut keys = path.split('.');
+    while let Some(key) = keys.next() {
+        if key == "*" {
+            let rest: Vec<&str> = keys.collect();
+            let items = value.as_array()?;
+            let mapped = items
+                .iter()
+                .filter_map(|item| {
+                    if rest.is_empty() {
+                        Some(item.clone())
+                    } else {
+                        json_value(Some(item), &rest.join("."))
+                    }
+                })
+                .collect();
+            return Some(Value::Array(mapped));
+        }
+        value = match value {
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i))?,
+            other => other.get(key)?,
+        };
+    }
+    Some(value.clone())
 }
 
 #[cfg(test)]
@@ -722,6 +779,39 @@ mod tests {
             reply.text
         );
         assert!(reply.text.contains("Paris"), "{}", reply.text);
+    }
+
+    #[test]
+    fn a_whole_template_naming_an_array_becomes_the_array() {
+        let script = Script::from_json(
+            r#"{"rules":[
+              {"when":{"tool_result":"search","user_contains":["dress"]},
+               "reply":{"tool_calls":[{"name":"show","arguments":{"ids":"{{result.items.*.id}}","first":"{{result.items.0.id}}"}}]}},
+              {"when":{"tool_result":"search"},"reply":{"text":"not a dress"}}
+            ]}"#,
+        )
+        .unwrap();
+        let asked = Message {
+            role: Role::Assistant,
+            content: String::new(),
+            tool_calls: vec![CalledTool {
+                id: "c1".into(),
+                name: "search".into(),
+                arguments: "{}".into(),
+            }],
+            tool_call_id: None,
+        };
+        let result = Message {
+            tool_call_id: Some("c1".into()),
+            ..msg(Role::Tool, r#"{"items":[{"id":"a"},{"id":"b"}]}"#)
+        };
+        let messages = |said: &str| vec![msg(Role::User, said), asked.clone(), result.clone()];
+        let reply = script.reply(&request(messages("a pink dress"), &["search", "show"]));
+        let args: Value = serde_json::from_str(&reply.tool_calls[0].arguments).unwrap();
+        assert_eq!(args, serde_json::json!({"ids": ["a", "b"], "first": "a"}));
+        // The user's words still choose among tool-result rules.
+        let reply = script.reply(&request(messages("shoes"), &["search", "show"]));
+        assert_eq!(reply.text, "not a dress");
     }
 
     #[test]
