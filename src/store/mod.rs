@@ -26,8 +26,8 @@ pub use assistants::AssistantSummary;
 pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnRecord};
 pub use clock::{format_timestamp, now_timestamp};
 pub use conversations::{ConversationMessage, ConversationRecord};
-pub use v1_assistants::{GeneralAssistant, V1ListFilter};
 pub use sales::SalesState;
+pub use v1_assistants::{GeneralAssistant, V1ListFilter};
 pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;
