@@ -146,6 +146,8 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         ended: None,
         transferring: false,
         turn_seq: 0,
+        last_user_seq: None,
+        rerecord_seq: None,
         barge_ins: 0,
         stt_open: true,
         resume_deadline: None,
@@ -179,6 +181,10 @@ struct Agent {
     ended: Option<EndReason>,
     transferring: bool,
     turn_seq: i64,
+    /// Where the caller's last turn is in the transcript, and where it goes again when it was
+    /// taken back to be merged with what followed (stored again in its place, not twice).
+    last_user_seq: Option<i64>,
+    rerecord_seq: Option<i64>,
     barge_ins: u32,
     stt_open: bool,
     /// The reply is held at the caller's first sound: it resumes at this instant unless the
@@ -279,9 +285,13 @@ impl Agent {
 
     fn record(&mut self, role: &str, text: &str, at: Instant, interrupted: bool) {
         self.turn_seq += 1;
+        self.record_as(self.turn_seq, role, text, at, interrupted);
+    }
+
+    fn record_as(&mut self, seq: i64, role: &str, text: &str, at: Instant, interrupted: bool) {
         let offset = at.saturating_duration_since(self.started).as_millis();
         let turn = TurnRecord {
-            seq: self.turn_seq,
+            seq,
             role: role.to_owned(),
             text: text.to_owned(),
             offset_ms: i64::try_from(offset).unwrap_or(i64::MAX),
@@ -424,7 +434,11 @@ impl Agent {
         }
         self.silence_prompted = false;
         self.conversation.push_user(&turn.text);
-        self.record("user", &turn.text, turn.at, false);
+        match self.rerecord_seq.take() {
+            Some(seq) => self.record_as(seq, "user", &turn.text, turn.at, false),
+            None => self.record("user", &turn.text, turn.at, false),
+        }
+        self.last_user_seq = Some(self.turn_seq);
         self.reply_from_model();
     }
 
@@ -449,6 +463,8 @@ impl Agent {
             self.speech.stop();
             self.reply = None;
             self.turns.put_back(&answered);
+            // Nothing was recorded since that turn (its reply was never heard).
+            self.rerecord_seq = self.last_user_seq;
         }
     }
 

@@ -990,8 +990,12 @@ async fn a_pause_ends_the_turn_at_the_finalize_and_speech_right_after_continues_
     h.media.send(MediaEvent::Paused).await.unwrap();
     h.settle().await;
     h.stt.send(final_words("", true)).await.unwrap();
-    let turn = h.turn().await;
-    assert_eq!(turn.text, "A table for two at eight");
+    let merged = h.turn().await;
+    assert_eq!(merged.text, "A table for two at eight");
+    assert_eq!(
+        merged.seq, turn.seq,
+        "stored again in the partial turn's place"
+    );
     let (second, reply) = h.play_reply().await;
     assert!(second > first);
     assert_eq!(reply, "A table for two at eight, noted.");

@@ -421,11 +421,14 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Appends one transcript turn.
+    /// Appends one transcript turn; a turn with the `seq` of one already stored replaces it (a
+    /// caller's turn that went on after a pause is stored again, merged, in its place).
     pub async fn append_turn(&self, call_id: &str, turn: &TurnRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO call_turns (call_id, seq, role, text, offset_ms, interrupted, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (call_id, seq) DO UPDATE SET role = excluded.role, text = excluded.text, \
+             offset_ms = excluded.offset_ms, interrupted = excluded.interrupted",
         )
         .bind(call_id)
         .bind(turn.seq)

@@ -152,6 +152,20 @@ async fn call_details_show_transcript_and_texts(s: &TestServer) {
             .await
             .unwrap();
     }
+    // A turn stored again under its seq replaces it (a caller's turn merged after a pause).
+    s.store
+        .append_turn(
+            &id,
+            &TurnRecord {
+                seq: 2,
+                role: "user".into(),
+                text: "Hello there".into(),
+                offset_ms: 2000,
+                interrupted: false,
+            },
+        )
+        .await
+        .unwrap();
     assert!(
         s.store
             .advance_call_status(&id, CallStatus::Completed, Some("caller_hung_up"))
@@ -176,6 +190,7 @@ async fn call_details_show_transcript_and_texts(s: &TestServer) {
     assert_eq!(d["missing_variables"], json!(["company"]));
     assert_eq!(d["metadata"], json!({"name": "John"}));
     assert_eq!(d["transcript"].as_array().unwrap().len(), 3);
+    assert_eq!(d["transcript"][1]["text"], "Hello there");
     assert_eq!(
         d["transcript"][2],
         json!({"role": "assistant", "text": "Our hours", "offset_ms": 3000, "interrupted": true})
