@@ -5,6 +5,7 @@
 pub mod conversation;
 pub mod end_of_turn;
 pub mod interruption;
+pub mod keypad;
 pub mod phrases;
 pub mod template;
 pub mod tools;

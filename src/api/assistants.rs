@@ -16,6 +16,7 @@ use super::patch::{merge_patch, not_null, nullable, typed, update_until_stored};
 use super::path::ApiPath;
 use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
+use crate::agent::keypad::KeypadSettings;
 use crate::analysis::AnalysisSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
@@ -79,6 +80,11 @@ pub struct CreateAssistant {
     /// before the reply is heard continues the same turn.
     #[schema(value_type = Option<TurnSettings>)]
     pub assistant_turn_config: Option<Value>,
+    /// Keypad digits: `mode` `input` (collected into one entry that is the caller's turn) or
+    /// `ignore`; an entry ends at `terminator` (`#`), `max_digits` (16) or `timeout_ms` (2000)
+    /// after its last key.
+    #[schema(value_type = Option<KeypadSettings>)]
+    pub assistant_dtmf_config: Option<Value>,
     /// What to work out once each call ends: `summary` (bool), `structured_data_schema` (a JSON
     /// Schema object), `success_criteria` (text). Results appear in call details and the
     /// end-of-call webhook.
@@ -137,6 +143,9 @@ pub struct UpdateAssistant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<TurnSettings>)]
     pub assistant_turn_config: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<KeypadSettings>)]
+    pub assistant_dtmf_config: Option<Option<Value>>,
     /// Merged over the stored settings, except `structured_data_schema`, which is replaced
     /// whole (merging two schemas would make a third nobody wrote).
     #[serde(default, deserialize_with = "nullable")]
@@ -201,6 +210,7 @@ pub struct AssistantDetails {
     pub assistant_vad_config: VadConfig,
     pub assistant_interruption_config: InterruptionSettings,
     pub assistant_turn_config: TurnSettings,
+    pub assistant_dtmf_config: KeypadSettings,
     pub assistant_analysis: AnalysisSettings,
     pub assistant_function: Option<String>,
     pub assistant_catalog_business_id: Option<String>,
@@ -224,6 +234,7 @@ impl AssistantDetails {
             assistant_vad_config: a.settings.vad,
             assistant_interruption_config: a.settings.interruption.clone(),
             assistant_turn_config: a.settings.turn,
+            assistant_dtmf_config: a.settings.dtmf.clone(),
             assistant_analysis: a.settings.analysis.clone(),
             assistant_function: a.settings.function.clone(),
             assistant_catalog_business_id: a.settings.catalog_business_id.clone(),
@@ -294,6 +305,7 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
         .interruption
         .validate("assistant_interruption_config", v);
     a.settings.turn.validate("assistant_turn_config", v);
+    a.settings.dtmf.validate("assistant_dtmf_config", v);
     a.settings.analysis.validate("assistant_analysis", v);
     if let Some(function) = &a.settings.function
         && crate::conversations::functions::function(function).is_none()
@@ -416,6 +428,9 @@ pub async fn create(
     }
     if let Some(turn) = body.assistant_turn_config {
         settings.turn = typed("assistant_turn_config", turn, &mut v).unwrap_or_default();
+    }
+    if let Some(dtmf) = body.assistant_dtmf_config {
+        settings.dtmf = typed("assistant_dtmf_config", dtmf, &mut v).unwrap_or_default();
     }
     if let Some(analysis) = body.assistant_analysis {
         settings.analysis = typed("assistant_analysis", analysis, &mut v).unwrap_or_default();
@@ -694,6 +709,16 @@ fn apply_update(
         }
         if let Some(turn) = typed("assistant_turn_config", doc, &mut v) {
             a.settings.turn = turn;
+        }
+    }
+    if let Some(patch) = &body.assistant_dtmf_config {
+        let mut doc = serde_json::to_value(&stored.settings.dtmf).expect("plain structs serialise");
+        match patch {
+            Some(patch) => merge_patch(&mut doc, patch),
+            None => doc = Value::Object(Default::default()),
+        }
+        if let Some(dtmf) = typed("assistant_dtmf_config", doc, &mut v) {
+            a.settings.dtmf = dtmf;
         }
     }
     if let Some(patch) = &body.assistant_analysis {

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::secret::mask_secret;
 use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
+use crate::agent::keypad::KeypadSettings;
 use crate::analysis::AnalysisSettings;
 use crate::audio::vad::VadConfig;
 use crate::config::LlmConfig;
@@ -109,6 +110,8 @@ pub struct CallSettings {
     pub interruption: InterruptionSettings,
     /// When the caller's turn is over.
     pub turn: TurnSettings,
+    /// What keypad digits are for.
+    pub dtmf: KeypadSettings,
     /// What to work out once a conversation ends.
     pub analysis: AnalysisSettings,
     /// A built-in function the assistant plays (`customer_support`): its instructions come
@@ -135,6 +138,7 @@ impl Default for CallSettings {
             vad: VadConfig::default(),
             interruption: InterruptionSettings::default(),
             turn: TurnSettings::default(),
+            dtmf: KeypadSettings::default(),
             analysis: AnalysisSettings::default(),
             function: None,
             mcp_ids: Vec::new(),

@@ -170,6 +170,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         max_duration: Duration::from_secs(u64::from(assistant.settings.max_call_duration_secs)),
         interruption: assistant.settings.interruption.clone(),
         turn: assistant.settings.turn,
+        keypad: assistant.settings.dtmf.clone(),
         toolbox: Toolbox::new(tools, call_control.is_some())
             .with_mcp(mcp)
             .with_catalog(catalog),

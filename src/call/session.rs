@@ -23,6 +23,7 @@ use super::turns::Turns;
 use crate::agent::conversation::{Action, Conversation, ConversationSetup, ReplyEvent, ReplyId};
 use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
+use crate::agent::keypad::{Keypad, KeypadSettings, entry_text};
 use crate::agent::tools::Toolbox;
 use crate::assistant::FirstMessageMode;
 use crate::audio::AudioFormat;
@@ -62,6 +63,8 @@ pub struct CallSetup {
     pub max_duration: Duration,
     pub interruption: InterruptionSettings,
     pub turn: TurnSettings,
+    /// What the caller's keypad digits are for.
+    pub keypad: KeypadSettings,
     pub toolbox: Toolbox,
     pub temperature: f32,
     pub max_tokens: u32,
@@ -132,6 +135,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
     let mut agent = Agent {
         max_deadline: started + setup.max_duration,
         turns: Turns::new(setup.interruption.clone(), setup.turn),
+        keypad: Keypad::new(setup.keypad.clone()),
         conversation,
         speech,
         setup,
@@ -167,6 +171,7 @@ struct Agent {
     setup: CallSetup,
     io: CallIo,
     turns: Turns,
+    keypad: Keypad,
     conversation: Conversation,
     speech: Speech,
     transfer_failures_tx: mpsc::Sender<String>,
@@ -216,6 +221,7 @@ impl Agent {
             }
             let far_future = Instant::now() + Duration::from_secs(86_400);
             let barge_deadline = self.turns.barge_deadline();
+            let keypad_deadline = self.keypad.deadline();
             tokio::select! {
                 biased;
                 control = self.io.control.recv() => match control {
@@ -258,6 +264,11 @@ impl Agent {
                         self.resume_when_quiet = true;
                     } else {
                         self.resume_reply();
+                    }
+                }
+                () = sleep_until(keypad_deadline.unwrap_or(far_future)), if keypad_deadline.is_some() => {
+                    if let Some(entry) = self.keypad.timed_out() {
+                        self.keypad_entry(&entry);
                     }
                 }
                 () = sleep_until(self.silence_deadline.unwrap_or(far_future)), if self.silence_deadline.is_some() => {
@@ -336,10 +347,10 @@ impl Agent {
                 let spoken = self.speech.on_mark(&name);
                 self.on_spoken(spoken);
             }
-            MediaEvent::Dtmf(digit) => {
-                if self.reply.is_none() && self.ended.is_none() {
-                    self.turns.digit(digit);
-                    self.close_user_turn();
+            MediaEvent::Dtmf(key) => {
+                self.silence_deadline = None;
+                if let Some(entry) = self.keypad.press(key) {
+                    self.keypad_entry(&entry);
                 }
             }
             MediaEvent::Hangup => {
@@ -417,6 +428,19 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The caller finished typing an entry on the keypad: it is their turn, deliberately, even
+    /// over the agent.
+    fn keypad_entry(&mut self, entry: &str) {
+        if self.ended.is_some() {
+            return;
+        }
+        if self.speech.speaking() {
+            self.interrupt();
+        }
+        self.turns.keys(&entry_text(entry));
+        self.close_user_turn();
     }
 
     /// The caller's turn is over: answer it.

@@ -44,6 +44,7 @@ fn setup() -> CallSetup {
         max_duration: Duration::from_secs(600),
         interruption: InterruptionSettings::default(),
         turn: crate::agent::end_of_turn::TurnSettings::default(),
+        keypad: crate::agent::keypad::KeypadSettings::default(),
         toolbox: Toolbox::new(vec![], true),
         temperature: 0.5,
         max_tokens: 100,
@@ -1011,4 +1012,57 @@ async fn a_pause_ends_the_turn_at_the_finalize_and_speech_right_after_continues_
         })
         .collect();
     assert_eq!(users, ["A table for two at eight"], "one merged turn");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keypad_digits_are_collected_into_one_entry_that_is_the_callers_turn() {
+    let mut h = start(
+        setup(),
+        vec![
+            text_reply("Thanks, account 1234."),
+            text_reply("And 9 it is."),
+        ],
+    );
+    h.play_reply().await;
+    h.turn().await;
+    for key in ['1', '2', '3', '4', '#'] {
+        h.media.send(MediaEvent::Dtmf(key)).await.unwrap();
+    }
+    let turn = h.turn().await;
+    assert_eq!(
+        (turn.role.as_str(), turn.text.as_str()),
+        ("user", "(the caller entered 1234 on the keypad)")
+    );
+    h.play_reply().await;
+    h.turn().await;
+    // Without the terminator the entry ends after its timeout.
+    h.media.send(MediaEvent::Dtmf('9')).await.unwrap();
+    let turn = h.turn().await;
+    assert_eq!(turn.text, "(the caller pressed 9 on the keypad)");
+    assert_eq!(h.llm.requests().len(), 2);
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_ignored_when_the_assistant_says_so() {
+    let mut h = start(
+        CallSetup {
+            keypad: crate::agent::keypad::KeypadSettings {
+                mode: crate::agent::keypad::KeypadMode::Ignore,
+                ..Default::default()
+            },
+            ..setup()
+        },
+        vec![],
+    );
+    h.play_reply().await;
+    h.turn().await;
+    for key in ['5', '#'] {
+        h.media.send(MediaEvent::Dtmf(key)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(h.llm.requests().is_empty());
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
 }

@@ -161,11 +161,13 @@ impl Turns {
         heard
     }
 
-    /// A keypad digit, taken as a turn of its own words.
-    pub fn digit(&mut self, digit: char) {
+    /// A keypad entry, in words (see `agent::keypad`), joins the turn.
+    pub fn keys(&mut self, words: &str) {
         self.started.get_or_insert_with(Instant::now);
-        self.text
-            .push_str(&format!("(the caller pressed {digit} on the keypad)"));
+        if !self.text.is_empty() {
+            self.text.push(' ');
+        }
+        self.text.push_str(words);
     }
 
     /// The turn in progress, if it has words, to be answered; the detector starts afresh.
@@ -316,7 +318,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn keypad_digits_are_words_of_a_turn() {
         let mut t = turns();
-        t.digit('5');
+        t.keys("(the caller pressed 5 on the keypad)");
         assert_eq!(
             t.take().unwrap().text,
             "(the caller pressed 5 on the keypad)"

@@ -106,6 +106,10 @@ enum ClientMessage {
     Mark {
         name: String,
     },
+    /// A key of the widget's keypad (`0`-`9`, `*`, `#`).
+    Dtmf {
+        digit: String,
+    },
     /// Playback progress for diagnostics; marks are what the call acts on.
     Playback {
         #[serde(default)]
@@ -200,9 +204,9 @@ async fn read_start(ws: &mut WebSocket) -> Result<u32, HandshakeError> {
             }
             ClientMessage::Start { .. } => Err(Violation::BadRate.into()),
             ClientMessage::Hangup => Err(HandshakeError::Closed),
-            ClientMessage::Mark { .. } | ClientMessage::Playback { .. } => {
-                Err(Violation::NotStarted.into())
-            }
+            ClientMessage::Mark { .. }
+            | ClientMessage::Playback { .. }
+            | ClientMessage::Dtmf { .. } => Err(Violation::NotStarted.into()),
         };
     }
     Err(HandshakeError::Closed)
@@ -276,6 +280,20 @@ impl BrowserSource {
     fn text(&mut self, text: &str) -> Result<Option<Inbound>, Violation> {
         match parse(text)? {
             ClientMessage::Mark { name } => Ok(Some(Inbound::Mark(name))),
+            ClientMessage::Dtmf { digit } => {
+                let mut chars = digit.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(key), None) if crate::agent::keypad::is_key(key) => {
+                        Ok(Some(Inbound::Dtmf(key)))
+                    }
+                    // Not a key: skipped like any other bad frame, the call goes on.
+                    _ => {
+                        tracing::debug!(digit, "browser dtmf that is not a keypad key skipped");
+                        metrics::counter!(crate::metrics::FRAMES_SKIPPED).increment(1);
+                        Ok(None)
+                    }
+                }
+            }
             ClientMessage::Playback { .. } => Ok(None),
             ClientMessage::Hangup => Ok(Some(Inbound::Hangup)),
             ClientMessage::Start { .. } => Err(Violation::BadMessage),
@@ -409,6 +427,10 @@ mod tests {
         assert!(matches!(
             parse(r#"{"type":"mark","name":"g1.3"}"#),
             Ok(ClientMessage::Mark { name }) if name == "g1.3"
+        ));
+        assert!(matches!(
+            parse(r##"{"type":"dtmf","digit":"#"}"##),
+            Ok(ClientMessage::Dtmf { digit }) if digit == "#"
         ));
         assert!(matches!(
             parse(r#"{"type":"playback","played_ms":120}"#),

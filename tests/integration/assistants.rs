@@ -752,6 +752,10 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
         d["assistant_turn_config"],
         json!({"end_of_turn_silence_ms": 200, "continuation_grace_ms": 1000})
     );
+    assert_eq!(
+        d["assistant_dtmf_config"],
+        json!({"mode": "input", "terminator": "#", "timeout_ms": 2000, "max_digits": 16})
+    );
 
     let body = with(
         cartesia(),
@@ -889,6 +893,22 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
         (
             with(cartesia(), "assistant_turn_config", json!({"silence": 300})),
             "assistant_turn_config.silence",
+        ),
+        (
+            with(
+                cartesia(),
+                "assistant_dtmf_config",
+                json!({"terminator": "x"}),
+            ),
+            "assistant_dtmf_config.terminator",
+        ),
+        (
+            with(
+                cartesia(),
+                "assistant_dtmf_config",
+                json!({"mode": "collect"}),
+            ),
+            "assistant_dtmf_config.mode",
         ),
     ];
     for (body, field) in cases {

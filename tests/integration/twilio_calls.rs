@@ -970,3 +970,34 @@ async fn an_llm_failure_is_counted_and_the_call_goes_on() {
     );
     lab.stop().await;
 }
+
+/// Keys pressed on the phone are collected into one entry (ended by `#`) that is the caller's
+/// turn, and the agent answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keypad_digits_make_one_turn_the_agent_answers() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    let mut script = after_agent(CallerScript::new());
+    for key in ['4', '2', '#'] {
+        script = script.dtmf(key);
+    }
+    let script = after_agent(script).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let turns = transcript(&call);
+    let users: Vec<&str> = turns
+        .iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(
+        users,
+        ["(the caller entered 42 on the keypad)"],
+        "{turns:?}"
+    );
+    let answered = turns
+        .iter()
+        .skip_while(|(r, _)| r != "user")
+        .any(|(r, _)| r == "assistant");
+    assert!(answered, "{turns:?}");
+    lab.stop().await;
+}
