@@ -111,6 +111,16 @@ export class VoxbridgeCall extends EventTarget {
     this._emit('mute', { muted: this.muted });
   }
 
+  /** Presses a keypad key (`0`-`9`, `*`, `#`); the assistant's keypad settings decide what it does. */
+  sendDtmf(digit) {
+    const key = String(digit);
+    if (!/^[0-9*#]$/.test(key)) throw new Error(`voxbridge: ${key} is not a keypad key`);
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ type: 'dtmf', digit: key }));
+      this._emit('dtmf', { digit: key });
+    }
+  }
+
   /** Ends the call; the server answers `end` and closes. */
   hangup() {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
@@ -280,7 +290,10 @@ const STYLE = `
 .vbx-row{display:flex;gap:6px;align-items:center}
 .vbx button{border:0;border-radius:16px;padding:6px 14px;cursor:pointer;background:#2b6;color:#fff}
 .vbx button[data-role=hangup]{background:#c33}
-.vbx button[data-role=mute]{background:#667}
+.vbx button[data-role=mute],.vbx button[data-role=keys]{background:#667}
+.vbx-keypad{display:none;grid-template-columns:repeat(3,1fr);gap:4px;margin-top:6px;width:150px}
+.vbx-keypad.vbx-open{display:grid}
+.vbx .vbx-keypad button{background:#eef;color:#123;border-radius:6px;padding:6px 0}
 .vbx button:disabled{opacity:.4;cursor:default}
 .vbx-status{font-size:12px;color:#567;margin-left:auto}
 .vbx-level{height:4px;background:#2b6;width:0;transition:width 60ms}
@@ -297,7 +310,7 @@ const STYLE = `
 .vbx-floating{position:fixed;right:16px;bottom:16px;z-index:2147483000}`;
 
 /**
- * Puts a call widget into `element`: call button, live transcript, mute, hang up.
+ * Puts a call widget into `element`: call button, live transcript, mute, keypad, hang up.
  * @param {HTMLElement} element
  * @param {{getSession: () => Promise<object>, label?: string, sampleRate?: number}} options
  * @returns {{element: HTMLElement, call: () => VoxbridgeCall|null}}
@@ -315,9 +328,11 @@ export function mount(element, options) {
     <div class="vbx-row">
       <button data-role="call"></button>
       <button data-role="mute" disabled>Mute</button>
+      <button data-role="keys" disabled>Keypad</button>
       <button data-role="hangup" disabled>Hang up</button>
       <span class="vbx-status" data-role="status">ready</span>
     </div>
+    <div class="vbx-keypad" data-role="keypad"></div>
     <div class="vbx-level" data-role="level"></div>
     <div class="vbx-body">
       <div class="vbx-log" data-role="log"></div>
@@ -325,6 +340,14 @@ export function mount(element, options) {
     </div>`;
   element.appendChild(root);
   const $ = (role) => root.querySelector(`[data-role=${role}]`);
+  const keypad = $('keypad');
+  for (const key of ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#']) {
+    const button = document.createElement('button');
+    button.textContent = key;
+    button.dataset.key = key;
+    button.addEventListener('click', () => call && call.sendDtmf(key));
+    keypad.appendChild(button);
+  }
   const callButton = $('call');
   callButton.textContent = options.label || 'Talk to us';
   let call = null;
@@ -390,6 +413,7 @@ export function mount(element, options) {
       call.addEventListener('started', () => {
         $('status').textContent = 'live';
         $('mute').disabled = false;
+        $('keys').disabled = false;
         $('hangup').disabled = false;
       });
       call.addEventListener('transcript', (e) => {
@@ -420,6 +444,8 @@ export function mount(element, options) {
         if (e.detail.state === 'ended') {
           callButton.disabled = false;
           $('mute').disabled = true;
+          $('keys').disabled = true;
+          keypad.classList.remove('vbx-open');
           $('hangup').disabled = true;
           $('level').style.width = '0';
         }
@@ -438,6 +464,7 @@ export function mount(element, options) {
     call.setMuted(!call.muted);
     $('mute').textContent = call.muted ? 'Unmute' : 'Mute';
   });
+  $('keys').addEventListener('click', () => keypad.classList.toggle('vbx-open'));
   $('hangup').addEventListener('click', () => call && call.hangup());
   return { element: root, call: () => call };
 }

@@ -149,6 +149,13 @@ async function shopSteps() {
 
 async function voiceSteps() {
   await startDemoCall();
+  await step('the keypad opens with twelve keys and closes again', async () => {
+    await page.click('.vbx button[data-role=keys]');
+    const keys = await page.$$eval('.vbx-keypad.vbx-open button', (all) => all.map((b) => b.dataset.key));
+    if (keys.join('') !== '123456789*0#') throw new Error(`keys ${JSON.stringify(keys)}`);
+    await page.click('.vbx button[data-role=keys]');
+    if (await page.$('.vbx-keypad.vbx-open')) throw new Error('the keypad stayed open');
+  });
   await step("the agent's audio is played (non-silent output)", async () => {
     await page.waitForFunction(() => window.voxbridgeCall.stats.maxRms > 0.02, null, { timeout: 20_000 });
   });

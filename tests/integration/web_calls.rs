@@ -557,6 +557,42 @@ async fn a_web_call_gets_the_recommended_products() {
     lab.stop().await;
 }
 
+/// The widget's keypad: `dtmf` messages are collected into one entry the agent answers; a
+/// message that is not a key is skipped and the call goes on.
+#[tokio::test]
+async fn keypad_messages_are_one_entry_the_agent_answers() {
+    let lab = lab().await;
+    let data = web_session(&lab).await;
+    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
+    start(&mut ws, 16_000).await;
+    let (sink, mut stream) = ws.split();
+    let mic = spawn_microphone(sink, 16_000);
+    let mut seen = Seen::default();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.marks.iter().any(|m| m.ends_with(".end"))
+    })
+    .await;
+    for digit in ["x", "4", "2", "#"] {
+        mic.send(Pump::Text(
+            json!({"type": "dtmf", "digit": digit}).to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.agent_text.join(" ").contains("entered 42 on the keypad")
+    })
+    .await;
+    mic.send(Pump::Text(r#"{"type":"hangup"}"#.to_owned()))
+        .await
+        .unwrap();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.close.is_some()
+    })
+    .await;
+    lab.stop().await;
+}
+
 /// Each kind of bad input closes its own socket with its code; a call in progress on the same
 /// server is not disturbed and the server still answers.
 #[tokio::test]
