@@ -39,6 +39,8 @@ pub enum Action {
     End { reason: String },
     /// Hand the call to another number (only offered where the channel can).
     Transfer { to: String },
+    /// Press these keys on the far end's keypad (telephony only).
+    SendDtmf { digits: String },
 }
 
 /// What a reply produces, in order.
@@ -572,6 +574,15 @@ impl Conversation {
                 Ok(ToolAction::Transfer { to }) => {
                     self.take_action(id, Action::Transfer { to: to.clone() });
                     json!({ "ok": true, "transferring_to": to }).to_string()
+                }
+                Ok(ToolAction::SendDtmf { digits }) => {
+                    self.take_action(
+                        id,
+                        Action::SendDtmf {
+                            digits: digits.clone(),
+                        },
+                    );
+                    json!({ "ok": true, "pressed": digits, "note": "the keys play after your words; what the line says next comes as the next user message" }).to_string()
                 }
                 Ok(
                     action @ (ToolAction::Http { .. }

@@ -27,6 +27,8 @@ pub enum ToolAction {
     EndCall { reason: String },
     /// Hand the live call to another number.
     Transfer { to: String },
+    /// Press keys on the far end's keypad (an IVR), once what has been said is heard.
+    SendDtmf { digits: String },
     /// Call an HTTP tool with these JSON arguments.
     Http {
         tool: Box<HttpTool>,
@@ -83,7 +85,9 @@ impl ToolAction {
                     recommended,
                 })
             }
-            ToolAction::EndCall { .. } | ToolAction::Transfer { .. } => None,
+            ToolAction::EndCall { .. }
+            | ToolAction::Transfer { .. }
+            | ToolAction::SendDtmf { .. } => None,
         }
     }
 }
@@ -173,6 +177,17 @@ impl Toolbox {
                 }),
             });
         }
+        if self.can_transfer {
+            specs.push(ToolSpec {
+                name: "send_dtmf".into(),
+                description: "Press keys on the phone keypad, e.g. to choose an option of an automated phone menu. The keys are played after what you say; then listen for what the menu says next.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"digits": {"type": "string", "description": "Keys to press in order: 0-9, * and #, at most 32"}},
+                    "required": ["digits"]
+                }),
+            });
+        }
         if let Some(catalog) = &self.catalog {
             specs.extend(catalog.specs());
         }
@@ -215,6 +230,21 @@ impl Toolbox {
                 } else {
                     Err(format!(
                         "phone_number must be an E.164 number like +15551234567, got {to:?}"
+                    ))
+                }
+            }
+            "send_dtmf" if self.can_transfer => {
+                let digits = arguments["digits"].as_str().unwrap_or_default();
+                let valid = !digits.is_empty()
+                    && digits.len() <= 32
+                    && digits.chars().all(crate::agent::keypad::is_key);
+                if valid {
+                    Ok(ToolAction::SendDtmf {
+                        digits: digits.to_owned(),
+                    })
+                } else {
+                    Err(format!(
+                        "digits must be 1 to 32 keypad keys (0-9, * and #), got {digits:?}"
                     ))
                 }
             }
@@ -378,7 +408,10 @@ mod tests {
             .into_iter()
             .map(|s| s.name)
             .collect();
-        assert_eq!(names, ["end_call", "transfer_call", "get_weather"]);
+        assert_eq!(
+            names,
+            ["end_call", "transfer_call", "send_dtmf", "get_weather"]
+        );
         let names: Vec<String> = Toolbox::new(vec![], false)
             .specs()
             .into_iter()

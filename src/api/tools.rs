@@ -29,7 +29,7 @@ use crate::validation::Violations;
 #[serde(deny_unknown_fields)]
 pub struct CreateTool {
     /// The function name the LLM calls: `[A-Za-z0-9_-]`, 1-64 characters, unique among the
-    /// owner's tools, not `end_call` or `transfer_call`.
+    /// owner's tools, not `end_call`, `transfer_call` or `send_dtmf`.
     #[schema(required = true)]
     pub tool_name: Option<String>,
     /// What the tool does and when to call it (the model reads this).

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::mask_secret;
 
 /// Names the LLM calls that voxbridge answers itself; a user tool may not shadow them.
-pub const BUILT_IN_TOOL_NAMES: [&str; 2] = ["end_call", "transfer_call"];
+pub const BUILT_IN_TOOL_NAMES: [&str; 3] = ["end_call", "transfer_call", "send_dtmf"];
 /// Longest function name OpenAI-compatible APIs accept.
 pub const TOOL_NAME_MAX_CHARS: usize = 64;
 /// Bounds of `tool_timeout_ms`: `(min, max, default)`.

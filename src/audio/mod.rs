@@ -24,6 +24,7 @@
 //! - [`playout`]: [`playout::PlayoutItem`], what a paced output takes (audio and marks).
 //! - [`wav`]: mono PCM16 WAV in and out (hound).
 
+pub mod dtmf;
 pub mod format;
 pub mod frame;
 pub mod g711;

@@ -109,6 +109,8 @@ struct Reply {
     end_after: Option<EndReason>,
     /// Transfer the call once this reply has been heard.
     transfer_after: Option<String>,
+    /// Press these keys (play their tones) once this reply has been heard.
+    dtmf_after: Option<String>,
 }
 
 /// Runs the call's agent until the call ends.
@@ -503,6 +505,7 @@ impl Agent {
             from_model: Some(id),
             end_after: None,
             transfer_after: None,
+            dtmf_after: None,
         });
     }
 
@@ -519,6 +522,7 @@ impl Agent {
             from_model: None,
             end_after,
             transfer_after: None,
+            dtmf_after: None,
         });
     }
 
@@ -532,6 +536,7 @@ impl Agent {
                 reply.end_after = Some(EndReason::AssistantEnded);
             }
             ReplyEvent::Action(Action::Transfer { to }) => reply.transfer_after = Some(to),
+            ReplyEvent::Action(Action::SendDtmf { digits }) => reply.dtmf_after = Some(digits),
             event => self.on_reply_words(event),
         }
     }
@@ -619,6 +624,16 @@ impl Agent {
             self.end_now(reason);
         } else if let Some(to) = reply.transfer_after {
             self.transfer(to);
+        } else if let Some(digits) = reply.dtmf_after {
+            tracing::info!(call_id = %self.setup.call_id, digits, "pressing keys");
+            let tones = crate::audio::dtmf::tones(&digits, self.setup.output_format);
+            self.speech.tones(tones);
+            self.reply = Some(Reply {
+                from_model: None,
+                end_after: None,
+                transfer_after: None,
+                dtmf_after: None,
+            });
         } else if self.turns.has_words() && !self.turns.speaking() {
             self.close_user_turn();
         } else {

@@ -297,7 +297,7 @@ async fn greets_then_answers_each_turn() {
             },
         ]
     );
-    assert_eq!(request.tools, ["end_call", "transfer_call"]);
+    assert_eq!(request.tools, ["end_call", "transfer_call", "send_dtmf"]);
 
     h.media.send(MediaEvent::Hangup).await.unwrap();
     assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
@@ -1063,6 +1063,45 @@ async fn keys_are_ignored_when_the_assistant_says_so() {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(h.llm.requests().is_empty());
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_dtmf_plays_the_keys_after_the_words_before_it() {
+    let mut h = start(
+        setup(),
+        vec![tool_reply(
+            "Pressing one.",
+            "send_dtmf",
+            r#"{"digits":"1#"}"#,
+        )],
+    );
+    h.play_reply().await;
+    h.turn().await;
+    h.user_says("Press one for me").await;
+    h.turn().await;
+    let (said, text) = h.play_reply().await;
+    assert_eq!(text, "Pressing one.");
+    // Then the keys' tones, in a generation of their own, closed by an end mark.
+    let mut bytes = 0;
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(30), h.writer.recv())
+            .await
+            .expect("tones in time")
+            .expect("writer open");
+        match item {
+            PlayoutItem::Audio { generation, audio } if generation > said => bytes += audio.len(),
+            PlayoutItem::Mark {
+                name, generation, ..
+            } if generation > said && name.ends_with(".end") => {
+                h.echo(&name).await;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(bytes, 2 * 180 * 8, "two keys of 180 ms of 8 kHz mu-law");
     h.media.send(MediaEvent::Hangup).await.unwrap();
     h.end().await;
 }

@@ -186,6 +186,22 @@ impl Speech {
         self.place_end_mark();
     }
 
+    /// Plays audio that is not speech (DTMF tones) as a reply of its own: straight into the
+    /// writer's queue, then its end mark, so the call knows when it has been heard.
+    pub fn tones(&mut self, audio: bytes::Bytes) {
+        self.begin();
+        let generation = self.generation;
+        let bytes = audio.len() as u64;
+        self.queue(PlayoutItem::Audio { generation, audio });
+        if let Some(reply) = self.reply.as_mut() {
+            reply.first_phrase_at = Some(Instant::now());
+            reply.first_audio_at = Some(Instant::now());
+            reply.utterance_bytes = bytes;
+            reply.complete = true;
+        }
+        self.place_end_mark();
+    }
+
     /// Everything given to the TTS in this reply.
     pub fn said(&self) -> &str {
         self.reply.as_ref().map_or("", |r| r.said.as_str())

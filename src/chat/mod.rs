@@ -365,7 +365,7 @@ async fn run_reply(
             // A chat is offered only `search_products`; nothing is shown from a catalog.
             ReplyEvent::Recommended(_) => {}
             // Not offered to chats; a model that calls it anyway was answered with an error.
-            ReplyEvent::Action(Action::Transfer { .. }) => {}
+            ReplyEvent::Action(Action::Transfer { .. } | Action::SendDtmf { .. }) => {}
             ReplyEvent::Done => break,
             ReplyEvent::Failed(error) => return Err(ChatError::Llm(error)),
         }
