@@ -12,6 +12,7 @@ pub mod runner;
 pub mod session;
 pub mod setup;
 pub mod speech;
+pub mod transcript;
 pub mod turns;
 pub mod writer;
 

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::io::{CallControl, Control, EndReason, MediaEvent, PlayoutItem, WriterControl};
 use super::recorder::Recorder;
 use super::speech::{Speech, Spoken};
+use super::transcript::Transcript;
 use super::turns::Turns;
 use crate::agent::conversation::{Action, Conversation, ConversationSetup, ReplyEvent, ReplyId};
 use crate::agent::end_of_turn::TurnSettings;
@@ -28,7 +29,6 @@ use crate::agent::tools::Toolbox;
 use crate::assistant::FirstMessageMode;
 use crate::audio::AudioFormat;
 use crate::llm::ChatModel;
-use crate::store::TurnRecord;
 use crate::stt::{SttEvent, SttSession};
 use crate::transport::CallEvent;
 use crate::tts::TtsSession;
@@ -138,22 +138,19 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         max_deadline: started + setup.max_duration,
         turns: Turns::new(setup.interruption.clone(), setup.turn),
         keypad: Keypad::new(setup.keypad.clone()),
+        transcript: Transcript::new(io.recorder.clone(), started),
         conversation,
         speech,
         setup,
         io,
         transfer_failures_tx,
         transfer_failures,
-        started,
         reply: None,
         silence_deadline: None,
         silence_prompted: false,
         end_deadline: None,
         ended: None,
         transferring: false,
-        turn_seq: 0,
-        last_user_seq: None,
-        rerecord_seq: None,
         barge_ins: 0,
         stt_open: true,
         resume_deadline: None,
@@ -178,7 +175,6 @@ struct Agent {
     speech: Speech,
     transfer_failures_tx: mpsc::Sender<String>,
     transfer_failures: mpsc::Receiver<String>,
-    started: Instant,
     reply: Option<Reply>,
     silence_deadline: Option<Instant>,
     silence_prompted: bool,
@@ -187,11 +183,7 @@ struct Agent {
     end_deadline: Option<Instant>,
     ended: Option<EndReason>,
     transferring: bool,
-    turn_seq: i64,
-    /// Where the caller's last turn is in the transcript, and where it goes again when it was
-    /// taken back to be merged with what followed (stored again in its place, not twice).
-    last_user_seq: Option<i64>,
-    rerecord_seq: Option<i64>,
+    transcript: Transcript,
     barge_ins: u32,
     stt_open: bool,
     /// The reply is held at the caller's first sound: it resumes at this instant unless the
@@ -297,20 +289,7 @@ impl Agent {
     }
 
     fn record(&mut self, role: &str, text: &str, at: Instant, interrupted: bool) {
-        self.turn_seq += 1;
-        self.record_as(self.turn_seq, role, text, at, interrupted);
-    }
-
-    fn record_as(&mut self, seq: i64, role: &str, text: &str, at: Instant, interrupted: bool) {
-        let offset = at.saturating_duration_since(self.started).as_millis();
-        let turn = TurnRecord {
-            seq,
-            role: role.to_owned(),
-            text: text.to_owned(),
-            offset_ms: i64::try_from(offset).unwrap_or(i64::MAX),
-            interrupted,
-        };
-        self.io.recorder.record(turn);
+        self.transcript.record(role, text, at, interrupted);
     }
 
     // ----- the caller ---------------------------------------------------------------------
@@ -460,11 +439,7 @@ impl Agent {
         }
         self.silence_prompted = false;
         self.conversation.push_user(&turn.text);
-        match self.rerecord_seq.take() {
-            Some(seq) => self.record_as(seq, "user", &turn.text, turn.at, false),
-            None => self.record("user", &turn.text, turn.at, false),
-        }
-        self.last_user_seq = Some(self.turn_seq);
+        self.transcript.user(&turn.text, turn.at);
         self.reply_from_model();
     }
 
@@ -489,8 +464,7 @@ impl Agent {
             self.speech.stop();
             self.reply = None;
             self.turns.put_back(&answered);
-            // Nothing was recorded since that turn (its reply was never heard).
-            self.rerecord_seq = self.last_user_seq;
+            self.transcript.user_taken_back();
         }
     }
 

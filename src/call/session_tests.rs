@@ -13,6 +13,7 @@ use crate::agent::interruption::InterruptionSettings;
 use crate::generation::Generation;
 use crate::llm::scripted::{ScriptedLlm, text_reply, tool_reply};
 use crate::llm::{ChatMessage, LlmEvent};
+use crate::store::TurnRecord;
 use crate::stt::SttInput;
 use crate::tts::{TtsCommand, TtsEvent, WordTiming};
 
