@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::patch::{merge_patch, not_null, nullable, typed, update_until_stored};
+use super::patch::{merge_patch, merged, not_null, nullable, typed, update_until_stored};
 use super::path::ApiPath;
 use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
@@ -659,67 +659,66 @@ fn apply_update(
         None => {}
     }
 
-    if let Some(patch) = &body.assistant_stt_config {
-        let mut doc = serde_json::to_value(&stored.settings.stt).expect("plain structs serialise");
-        match patch {
-            Some(patch) => merge_patch(&mut doc, patch),
-            None => doc = Value::Object(Default::default()),
-        }
-        if let Some(stt) = typed("assistant_stt_config", doc, &mut v) {
-            a.settings.stt = stt;
-        }
+    if let Some(patch) = &body.assistant_stt_config
+        && let Some(stt) = merged(
+            "assistant_stt_config",
+            &stored.settings.stt,
+            patch.as_ref(),
+            &mut v,
+        )
+    {
+        a.settings.stt = stt;
     }
-    if let Some(patch) = &body.assistant_llm_config {
-        let mut doc = serde_json::to_value(&stored.settings.llm).expect("plain structs serialise");
-        match patch {
-            Some(patch) => merge_patch(&mut doc, patch),
-            None => doc = Value::Object(Default::default()),
-        }
-        if let Some(mut llm) = typed::<LlmSettings>("assistant_llm_config", doc, &mut v) {
-            llm.keep_masked_key_from(&stored.settings.llm);
-            a.settings.llm = llm;
-        }
+    if let Some(patch) = &body.assistant_llm_config
+        && let Some(mut llm) = merged(
+            "assistant_llm_config",
+            &stored.settings.llm,
+            patch.as_ref(),
+            &mut v,
+        )
+    {
+        llm.keep_masked_key_from(&stored.settings.llm);
+        a.settings.llm = llm;
     }
-    if let Some(patch) = &body.assistant_vad_config {
-        let mut doc = serde_json::to_value(stored.settings.vad).expect("plain structs serialise");
-        match patch {
-            Some(patch) => merge_patch(&mut doc, patch),
-            None => doc = Value::Object(Default::default()),
-        }
-        if let Some(vad) = typed("assistant_vad_config", doc, &mut v) {
-            a.settings.vad = vad;
-        }
+    if let Some(patch) = &body.assistant_vad_config
+        && let Some(vad) = merged(
+            "assistant_vad_config",
+            &stored.settings.vad,
+            patch.as_ref(),
+            &mut v,
+        )
+    {
+        a.settings.vad = vad;
     }
-    if let Some(patch) = &body.assistant_interruption_config {
-        let mut doc =
-            serde_json::to_value(&stored.settings.interruption).expect("plain structs serialise");
-        match patch {
-            Some(patch) => merge_patch(&mut doc, patch),
-            None => doc = Value::Object(Default::default()),
-        }
-        if let Some(interruption) = typed("assistant_interruption_config", doc, &mut v) {
-            a.settings.interruption = interruption;
-        }
+    if let Some(patch) = &body.assistant_interruption_config
+        && let Some(interruption) = merged(
+            "assistant_interruption_config",
+            &stored.settings.interruption,
+            patch.as_ref(),
+            &mut v,
+        )
+    {
+        a.settings.interruption = interruption;
     }
-    if let Some(patch) = &body.assistant_turn_config {
-        let mut doc = serde_json::to_value(stored.settings.turn).expect("plain structs serialise");
-        match patch {
-            Some(patch) => merge_patch(&mut doc, patch),
-            None => doc = Value::Object(Default::default()),
-        }
-        if let Some(turn) = typed("assistant_turn_config", doc, &mut v) {
-            a.settings.turn = turn;
-        }
+    if let Some(patch) = &body.assistant_turn_config
+        && let Some(turn) = merged(
+            "assistant_turn_config",
+            &stored.settings.turn,
+            patch.as_ref(),
+            &mut v,
+        )
+    {
+        a.settings.turn = turn;
     }
-    if let Some(patch) = &body.assistant_dtmf_config {
-        let mut doc = serde_json::to_value(&stored.settings.dtmf).expect("plain structs serialise");
-        match patch {
-            Some(patch) => merge_patch(&mut doc, patch),
-            None => doc = Value::Object(Default::default()),
-        }
-        if let Some(dtmf) = typed("assistant_dtmf_config", doc, &mut v) {
-            a.settings.dtmf = dtmf;
-        }
+    if let Some(patch) = &body.assistant_dtmf_config
+        && let Some(dtmf) = merged(
+            "assistant_dtmf_config",
+            &stored.settings.dtmf,
+            patch.as_ref(),
+            &mut v,
+        )
+    {
+        a.settings.dtmf = dtmf;
     }
     if let Some(patch) = &body.assistant_analysis {
         let mut doc =

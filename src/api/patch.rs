@@ -3,7 +3,7 @@
 //! recorded under its full field path.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::validation::Violations;
@@ -73,6 +73,25 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
             merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
+}
+
+/// A nested config's update: `patch` (RFC 7396) merged over `stored`, or `null` for the defaults,
+/// read back as `T`; a failure is recorded under `field` and answers `None`.
+pub fn merged<T: Serialize + DeserializeOwned>(
+    field: &str,
+    stored: &T,
+    patch: Option<&Value>,
+    v: &mut Violations,
+) -> Option<T> {
+    let doc = match patch {
+        Some(patch) => {
+            let mut doc = serde_json::to_value(stored).expect("plain structs serialise");
+            merge_patch(&mut doc, patch);
+            doc
+        }
+        None => Value::Object(Default::default()),
+    };
+    typed(field, doc, v)
 }
 
 /// Deserialises `value` into `T`, recording a failure under `field` plus the inner path.
