@@ -113,6 +113,18 @@ struct Reply {
     dtmf_after: Option<String>,
 }
 
+impl Reply {
+    /// A reply of the model's, or (`None`) a fixed line, with nothing to do after it yet.
+    fn new(from_model: Option<ReplyId>, end_after: Option<EndReason>) -> Self {
+        Self {
+            from_model,
+            end_after,
+            transfer_after: None,
+            dtmf_after: None,
+        }
+    }
+}
+
 /// Runs the call's agent until the call ends.
 pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
     let started = Instant::now();
@@ -475,12 +487,7 @@ impl Agent {
         self.silence_deadline = None;
         self.speech.begin();
         let id = self.conversation.start_reply();
-        self.reply = Some(Reply {
-            from_model: Some(id),
-            end_after: None,
-            transfer_after: None,
-            dtmf_after: None,
-        });
+        self.reply = Some(Reply::new(Some(id), None));
     }
 
     /// Says a fixed line (then ends the call, with `end_after`).
@@ -492,12 +499,7 @@ impl Agent {
         // (Sarvam) then starts on the first sentence at once and times its words as it goes.
         self.speech.say(text);
         self.speech.complete();
-        self.reply = Some(Reply {
-            from_model: None,
-            end_after,
-            transfer_after: None,
-            dtmf_after: None,
-        });
+        self.reply = Some(Reply::new(None, end_after));
     }
 
     fn on_reply(&mut self, id: ReplyId, event: ReplyEvent) {
@@ -602,12 +604,7 @@ impl Agent {
             tracing::info!(call_id = %self.setup.call_id, digits, "pressing keys");
             let tones = crate::audio::dtmf::tones(&digits, self.setup.output_format);
             self.speech.tones(tones);
-            self.reply = Some(Reply {
-                from_model: None,
-                end_after: None,
-                transfer_after: None,
-                dtmf_after: None,
-            });
+            self.reply = Some(Reply::new(None, None));
         } else if self.turns.has_words() && !self.turns.speaking() {
             self.close_user_turn();
         } else {
