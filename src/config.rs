@@ -43,6 +43,11 @@ pub struct Config {
     pub analysis_timeout_secs: u64,
     /// A text chat nobody writes to for this long ends (`idle_timeout`), with its webhook.
     pub chat_idle_timeout_secs: u64,
+    /// Where call recordings (`assistant_recording`) are written, one WAV per call. Relative
+    /// paths are from the working directory.
+    pub recordings_dir: String,
+    /// Recordings older than this many days are removed (checked hourly); 0 keeps them.
+    pub recording_retention_days: u32,
     /// Limits of the HTTP server itself (slow and idle connections, how many at once).
     pub http: HttpLimits,
     /// Which addresses owner-chosen URLs (webhooks, tools, an assistant's LLM) may reach.
@@ -289,6 +294,8 @@ impl Default for Config {
             media_inactivity_secs: 20,
             analysis_timeout_secs: 30,
             chat_idle_timeout_secs: 3600,
+            recordings_dir: "recordings".to_owned(),
+            recording_retention_days: 30,
             http: HttpLimits::default(),
             egress: crate::egress::AddressPolicy::default(),
             deepgram: ProviderConfig {

@@ -41,6 +41,7 @@ pub mod loadtest;
 pub mod mcp;
 pub mod metrics;
 pub mod provider_socket;
+pub mod recording;
 pub mod sales;
 pub mod server;
 pub mod sim;

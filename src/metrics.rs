@@ -27,6 +27,10 @@ pub const FRAMES_SKIPPED: &str = "voxbridge_inbound_frames_skipped_total";
 pub const WEBHOOK_ATTEMPTS: &str = "voxbridge_webhook_attempts_total";
 /// Caller audio frames the STT could not take in time (its queue was full).
 pub const STT_FRAMES_DROPPED: &str = "voxbridge_stt_frames_dropped_total";
+/// Recorded frames left out because the recording task was behind (a slow disk).
+pub const RECORDING_FRAMES_DROPPED: &str = "voxbridge_recording_frames_dropped_total";
+/// Recordings that stopped early because writing failed (a full disk).
+pub const RECORDINGS_FAILED: &str = "voxbridge_recordings_failed_total";
 /// Text chats created.
 pub const CHATS_CREATED: &str = "voxbridge_chats_created_total";
 /// Messages answered in text chats.

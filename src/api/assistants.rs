@@ -85,6 +85,9 @@ pub struct CreateAssistant {
     /// after its last key.
     #[schema(value_type = Option<KeypadSettings>)]
     pub assistant_dtmf_config: Option<Value>,
+    /// Record calls as two-channel WAVs (caller left, agent right, 16-bit PCM at the call's
+    /// rate), served by `GET /call/recording/{call_id}` (default false).
+    pub assistant_recording: Option<bool>,
     /// What to work out once each call ends: `summary` (bool), `structured_data_schema` (a JSON
     /// Schema object), `success_criteria` (text). Results appear in call details and the
     /// end-of-call webhook.
@@ -146,6 +149,8 @@ pub struct UpdateAssistant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<KeypadSettings>)]
     pub assistant_dtmf_config: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub assistant_recording: Option<Option<bool>>,
     /// Merged over the stored settings, except `structured_data_schema`, which is replaced
     /// whole (merging two schemas would make a third nobody wrote).
     #[serde(default, deserialize_with = "nullable")]
@@ -211,6 +216,7 @@ pub struct AssistantDetails {
     pub assistant_interruption_config: InterruptionSettings,
     pub assistant_turn_config: TurnSettings,
     pub assistant_dtmf_config: KeypadSettings,
+    pub assistant_recording: bool,
     pub assistant_analysis: AnalysisSettings,
     pub assistant_function: Option<String>,
     pub assistant_catalog_business_id: Option<String>,
@@ -235,6 +241,7 @@ impl AssistantDetails {
             assistant_interruption_config: a.settings.interruption.clone(),
             assistant_turn_config: a.settings.turn,
             assistant_dtmf_config: a.settings.dtmf.clone(),
+            assistant_recording: a.settings.recording,
             assistant_analysis: a.settings.analysis.clone(),
             assistant_function: a.settings.function.clone(),
             assistant_catalog_business_id: a.settings.catalog_business_id.clone(),
@@ -439,6 +446,7 @@ pub async fn create(
     settings.mcp_ids = body.mcp_ids.unwrap_or_default();
     settings.catalog_business_id = none_if_blank(body.assistant_catalog_business_id);
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
+    settings.recording = body.assistant_recording.unwrap_or_default();
     settings.silence_timeout_secs = body
         .assistant_silence_timeout_secs
         .unwrap_or(SILENCE_TIMEOUT_SECS.2);
@@ -741,6 +749,9 @@ fn apply_update(
     }
     if let Some(mode) = body.assistant_first_message_mode {
         a.settings.first_message_mode = mode.unwrap_or_default();
+    }
+    if let Some(recording) = body.assistant_recording {
+        a.settings.recording = recording.unwrap_or_default();
     }
     if let Some(secs) = body.assistant_silence_timeout_secs {
         a.settings.silence_timeout_secs = secs.unwrap_or(SILENCE_TIMEOUT_SECS.2);

@@ -132,6 +132,9 @@ pub struct CallDetails {
     /// the analysis failed.
     #[schema(value_type = Option<Analysis>)]
     pub analysis: Option<Value>,
+    /// Where the call's recording is served (`GET /call/recording/{call_id}`); null when the
+    /// call was not recorded or its recording is past its retention.
+    pub recording_url: Option<String>,
 }
 
 pub(super) fn summary(c: &CallRecord) -> CallSummary {
@@ -155,6 +158,7 @@ fn details_of(
     turns: Vec<TurnRecord>,
     deliveries: Vec<DeliveryState>,
     analysis: Option<StoredAnalysis>,
+    recording_url: Option<String>,
 ) -> CallDetails {
     let (analysis_status, analysis) = match analysis {
         Some(a) => (Some(a.status), a.result),
@@ -172,6 +176,7 @@ fn details_of(
         webhook_deliveries: deliveries.into_iter().map(WebhookDelivery::from).collect(),
         analysis_status,
         analysis,
+        recording_url,
     }
 }
 
@@ -272,8 +277,9 @@ pub async fn details(
     let turns = state.store.call_turns(&call.id).await?;
     let deliveries = state.store.call_webhooks(&call.id).await?;
     let analysis = state.store.analysis(&call.id).await?;
+    let recording_url = state.calls.recording_url(&call.id).await;
     Ok(ok(
         "Call details retrieved successfully",
-        details_of(call, turns, deliveries, analysis),
+        details_of(call, turns, deliveries, analysis, recording_url),
     ))
 }

@@ -18,6 +18,7 @@ mod outbound;
 mod patch;
 mod path;
 mod phone_numbers;
+mod recordings;
 mod sales;
 mod tools;
 mod trunks;
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/call/hangup/{call_id}", post(outbound::hang_up))
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
+        .route("/call/recording/{call_id}", get(recordings::recording))
         .route("/api/conversations", post(conversations::create))
         .route("/api/conversations/", post(conversations::create))
         .route(

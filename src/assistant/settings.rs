@@ -112,6 +112,8 @@ pub struct CallSettings {
     pub turn: TurnSettings,
     /// What keypad digits are for.
     pub dtmf: KeypadSettings,
+    /// Record calls as two-channel WAVs (caller left, agent right).
+    pub recording: bool,
     /// What to work out once a conversation ends.
     pub analysis: AnalysisSettings,
     /// A built-in function the assistant plays (`customer_support`): its instructions come
@@ -139,6 +141,7 @@ impl Default for CallSettings {
             interruption: InterruptionSettings::default(),
             turn: TurnSettings::default(),
             dtmf: KeypadSettings::default(),
+            recording: false,
             analysis: AnalysisSettings::default(),
             function: None,
             mcp_ids: Vec::new(),

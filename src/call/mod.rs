@@ -37,6 +37,18 @@ pub struct CallServices {
     pub egress: crate::egress::EgressClient,
     pub webhooks: Webhooks,
     pub live: LiveCalls,
+    /// Where calls are recorded.
+    pub recordings: crate::recording::Recordings,
     /// Lists and calls the tools of assistants' MCP servers (their lists kept briefly).
     pub mcp: crate::mcp::McpConnector,
+}
+
+impl CallServices {
+    /// The public URL of a call's recording, if this node has one.
+    pub async fn recording_url(&self, call_id: &str) -> Option<String> {
+        self.recordings
+            .exists(call_id)
+            .await
+            .then(|| format!("{}/call/recording/{call_id}", self.config.public_base_url()))
+    }
 }

@@ -14,6 +14,7 @@ use super::io::MediaEvent;
 use crate::audio::resample::Resampler;
 use crate::audio::vad::{CascadeVad, Vad, VadEvent};
 use crate::audio::{AudioFormat, Encoding, g711};
+use crate::recording::RecordingTap;
 use crate::stt::SttInput;
 use crate::transport::{Inbound, MediaSource};
 
@@ -58,13 +59,15 @@ pub fn caller_vad(
     CascadeVad::new(config, vad_feed(format).1)
 }
 
-/// Reads the caller until the socket ends, feeding the STT and the VAD.
+/// Reads the caller until the socket ends, feeding the STT, the VAD and, when the call is
+/// recorded, the recording's caller side.
 pub async fn run_reader<S: MediaSource>(
     mut source: S,
     format: AudioFormat,
     stt: mpsc::Sender<SttInput>,
     mut vad: CascadeVad,
     events: mpsc::Sender<MediaEvent>,
+    mut recording: Option<RecordingTap>,
 ) {
     let (mut feed, _) = vad_feed(format);
     let mut pcm: Vec<i16> = Vec::with_capacity(960);
@@ -80,6 +83,9 @@ pub async fn run_reader<S: MediaSource>(
             Inbound::Audio(audio) => {
                 if !audio.is_empty() {
                     decode(&mut feed, &audio, &mut pcm);
+                }
+                if let Some(tap) = &mut recording {
+                    tap.record(&audio);
                 }
                 // The STT's queue is bounded: when it is full the STT link is stalled and its
                 // session is reconnecting; a frame dropped here is counted, never waited for.

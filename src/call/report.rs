@@ -46,6 +46,9 @@ pub async fn queue_report(services: &CallServices, call_id: &str) {
         }
     };
     let mut report = end_of_call_report(&call, &turns);
+    if call.direction != Direction::Chat {
+        report["recording_url"] = services.recording_url(&call.id).await.into();
+    }
     let wants_analysis = !assistant.analysis().is_empty();
     if !wants_analysis {
         if let Some(url) = &assistant.end_call_url

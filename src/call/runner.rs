@@ -155,10 +155,22 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(8);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    // Both sides of a recording are stamped on one clock, started as the call's audio starts.
+    let (caller_tap, agent_tap, recording) = match assistant.settings.recording {
+        true => {
+            let r = services
+                .recordings
+                .start(&call.id, format, tokio::time::Instant::now());
+            (Some(r.caller), Some(r.agent), Some(r.task))
+        }
+        false => (None, None, None),
+    };
     let reader = tokio::spawn(
-        run_reader(source, format, stt.input.clone(), vad, media_tx).in_current_span(),
+        run_reader(source, format, stt.input.clone(), vad, media_tx, caller_tap).in_current_span(),
     );
-    let writer = tokio::spawn(run_writer(sink, items_rx, control_rx, events_rx).in_current_span());
+    let writer = tokio::spawn(
+        run_writer(sink, items_rx, control_rx, events_rx, agent_tap).in_current_span(),
+    );
     let (recorder, recorder_task) = Recorder::spawn(services.store.clone(), call.id.clone());
 
     let setup = CallSetup {
@@ -211,6 +223,11 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     }
     // Every turn is stored before the report is built from the store.
     let _ = recorder_task.await;
+    // And the recording is complete (its taps went with the reader and writer), so the
+    // report's link serves the whole call.
+    if let Some(recording) = recording {
+        let _ = recording.await;
+    }
     outcome.reason
 }
 

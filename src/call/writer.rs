@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::io::{PlayoutItem, WriterControl};
 use crate::audio::pacer::{FrameClock, Pacer};
 use crate::generation::Generation;
+use crate::recording::RecordingTap;
 use crate::transport::{CallEvent, MediaSink};
 
 /// Audio the pacer holds: enough to ride out scheduling hiccups, small enough per call.
@@ -29,14 +30,17 @@ const REMEMBERED_GENERATIONS: usize = 4;
 
 /// Runs until a [`WriterControl::Close`], the agent going away, or the socket failing.
 /// `events` (transcripts, the end) go out as they come, ahead of queued audio; events sent before
-/// a close still go out before the stream closes.
+/// a close still go out before the stream closes. Every frame sent also goes to `recording`,
+/// when the call is recorded.
 pub async fn run_writer<K: MediaSink>(
     mut sink: K,
     mut items: mpsc::Receiver<PlayoutItem>,
     mut control: mpsc::Receiver<WriterControl>,
     mut events: mpsc::Receiver<CallEvent>,
+    recording: Option<RecordingTap>,
 ) {
     let mut w = Writer::new(sink.format());
+    w.recording = recording;
     let mut clock = FrameClock::new();
     let mut events_open = true;
     loop {
@@ -129,6 +133,8 @@ struct Writer {
     first_audio_at: Option<Instant>,
     /// Frames still to send ahead of the clock to build the far end's lead.
     lead_owed: u8,
+    /// The agent's side of the call's recording.
+    recording: Option<RecordingTap>,
 }
 
 impl Writer {
@@ -144,6 +150,7 @@ impl Writer {
             pending: None,
             first_audio_at: None,
             lead_owed: 0,
+            recording: None,
         }
     }
 
@@ -229,6 +236,9 @@ impl Writer {
             return Ok(());
         };
         sink.send_audio(frame).await?;
+        if let Some(tap) = &mut self.recording {
+            tap.record_copy(frame);
+        }
         self.sent += (before - self.pacer.buffered_bytes()) as u64;
         if let Some(first) = self.first_audio_at.take() {
             crate::metrics::stage("first_frame_out", first.elapsed().as_secs_f64());
@@ -360,7 +370,13 @@ mod tests {
         let (items_tx, items_rx) = mpsc::channel(32);
         let (control_tx, control_rx) = mpsc::channel(8);
         let (_events_tx, events_rx) = mpsc::channel(8);
-        let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx, events_rx));
+        let task = tokio::spawn(run_writer(
+            sink.clone(),
+            items_rx,
+            control_rx,
+            events_rx,
+            None,
+        ));
         (sink, items_tx, control_tx, task)
     }
 
@@ -481,7 +497,13 @@ mod tests {
         let (items, items_rx) = mpsc::channel(32);
         let (control, control_rx) = mpsc::channel(8);
         let (events, events_rx) = mpsc::channel(8);
-        let task = tokio::spawn(run_writer(sink.clone(), items_rx, control_rx, events_rx));
+        let task = tokio::spawn(run_writer(
+            sink.clone(),
+            items_rx,
+            control_rx,
+            events_rx,
+            None,
+        ));
         items.send(audio(1, 800)).await.unwrap();
         items
             .send(PlayoutItem::Mark {

@@ -80,6 +80,10 @@ impl Server {
             egress,
             live: LiveCalls::default(),
             http: http.clone(),
+            recordings: crate::recording::Recordings::new(
+                &config.recordings_dir,
+                config.recording_retention_days,
+            ),
         };
         let state = AppState {
             twilio: TwilioRest::with_client(http, &config.twilio.base_url),
@@ -116,6 +120,7 @@ impl Server {
         let live = self.state.calls.live.clone();
         let worker = self.state.calls.webhooks.spawn_worker();
         let chat_sweeper = crate::chat::spawn_idle_sweeper(self.state.calls.clone());
+        let recording_sweeper = self.state.calls.recordings.clone().spawn_sweeper();
         let limits = self.state.config.http;
         let app = api::router(self.state).layer(TraceLayer::new_for_http());
         let shutdown = async move {
@@ -130,6 +135,9 @@ impl Server {
         connections::serve(self.listener, app, limits, shutdown, REQUEST_DRAIN).await;
         worker.abort();
         chat_sweeper.abort();
+        if let Some(sweeper) = recording_sweeper {
+            sweeper.abort();
+        }
         store.close().await;
         Ok(())
     }

@@ -465,6 +465,19 @@ async fn update_changes_only_what_is_sent(s: &TestServer) {
             > before["data"]["assistant_updated_at"].as_str()
     );
 
+    // A flag turns on, and null puts it back to its default.
+    for (value, stored) in [(json!(true), true), (Value::Null, false)] {
+        let (status, _) = s
+            .patch(
+                &format!("/assistant/update/{id}"),
+                json!({"assistant_recording": value}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, after) = s.get(&format!("/assistant/details/{id}")).await;
+        assert_eq!(after["data"]["assistant_recording"], stored);
+    }
+
     // null clears an optional field; required ones cannot be cleared.
     let (status, _) = s
         .patch(
@@ -756,6 +769,7 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
         d["assistant_dtmf_config"],
         json!({"mode": "input", "terminator": "#", "timeout_ms": 2000, "max_digits": 16})
     );
+    assert_eq!(d["assistant_recording"], false);
 
     let body = with(
         cartesia(),
@@ -909,6 +923,10 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
                 json!({"mode": "collect"}),
             ),
             "assistant_dtmf_config.mode",
+        ),
+        (
+            with(cartesia(), "assistant_recording", json!("yes")),
+            "assistant_recording",
         ),
     ];
     for (body, field) in cases {

@@ -49,6 +49,10 @@ impl TestServer {
         let mut config = Config {
             bind: "127.0.0.1:0".parse().unwrap(),
             database_max_connections: 4,
+            recordings_dir: std::env::temp_dir()
+                .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
+                .display()
+                .to_string(),
             ..Config::default()
         };
         let cleanup = match backend {

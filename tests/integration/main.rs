@@ -17,6 +17,7 @@ mod llm;
 mod mcp;
 mod outbound_calls;
 mod phone_numbers;
+mod recordings;
 mod sales;
 mod security;
 mod server;

@@ -994,6 +994,7 @@ async fn keypad_digits_make_one_turn_the_agent_answers() {
         ["(the caller entered 42 on the keypad)"],
         "{turns:?}"
     );
+    assert!(call["recording_url"].is_null(), "not recorded: {call}");
     let answered = turns
         .iter()
         .skip_while(|(r, _)| r != "user")
