@@ -68,6 +68,7 @@ pub struct CreateAssistant {
     /// Longest call in seconds (30-14400, default 1800).
     pub assistant_max_call_duration_secs: Option<u32>,
     /// Voice activity detection of the caller (barge-in): `min_speech_ms` (default 200),
+    /// `onset_ms` (80: the agent stops this soon after the caller's first sound),
     /// `min_silence_ms` (500), `threshold` (0.5), `energy_margin_db` (7), `neural` (true).
     #[schema(value_type = Option<VadConfig>)]
     pub assistant_vad_config: Option<Value>,

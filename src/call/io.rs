@@ -11,6 +11,11 @@ use crate::generation::Generation;
 /// What the reader task tells the agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
+    /// The local VAD heard the first of what is probably speech (its onset window): enough to
+    /// stop the agent's audio, not yet a turn.
+    Onset,
+    /// What `Onset` announced did not become speech.
+    OnsetWithdrawn,
     /// The local VAD heard the caller start speaking (after its minimum speech time).
     SpeechStarted,
     /// The local VAD heard the caller stop (after its minimum silence time).

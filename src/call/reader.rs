@@ -97,6 +97,8 @@ pub async fn run_reader<S: MediaSource>(
                     }
                 }
                 match (!pcm.is_empty()).then(|| vad.process(&pcm)).flatten() {
+                    Some(VadEvent::Onset { .. }) => MediaEvent::Onset,
+                    Some(VadEvent::OnsetWithdrawn) => MediaEvent::OnsetWithdrawn,
                     Some(VadEvent::SpeechStart { .. }) => {
                         finalized = false;
                         MediaEvent::SpeechStarted

@@ -308,6 +308,18 @@ impl Agent {
 
     fn on_media(&mut self, event: MediaEvent) {
         match event {
+            MediaEvent::Onset => {
+                if self.speech.speaking() {
+                    self.hold_reply();
+                }
+            }
+            MediaEvent::OnsetWithdrawn => {
+                // The sound was not speech after all (a knock, a cough): the reply goes on at
+                // once, unless words already confirmed an interruption.
+                if self.speech.held() && !self.turns.speaking() {
+                    self.resume_reply();
+                }
+            }
             MediaEvent::SpeechStarted => {
                 self.silence_deadline = None;
                 let over_the_agent = self.speech.speaking();

@@ -533,6 +533,47 @@ async fn a_backchannel_stops_the_agent_at_once_and_it_resumes_from_the_first_unh
     h.end().await;
 }
 
+/// The VAD's early onset stops the agent before speech is confirmed; a sound it then
+/// withdraws (a knock, a cough) lets the reply go on at once, from the first unheard word,
+/// without waiting for the confirmation window.
+#[tokio::test(start_paused = true)]
+async fn an_onset_holds_the_reply_and_a_withdrawn_one_resumes_it_at_once() {
+    let mut h = start(setup(), vec![]);
+    let (g1, text) = h.utterance().await;
+    h.synthesize(g1, &text).await;
+    h.echo("g1.1").await;
+    h.settle().await;
+
+    h.media.send(MediaEvent::Onset).await.unwrap();
+    assert_eq!(
+        h.writer_control.recv().await.unwrap(),
+        WriterControl::Clear {
+            generation: Generation(2)
+        },
+        "the agent stops at the onset"
+    );
+    let held_at = tokio::time::Instant::now();
+    h.media.send(MediaEvent::OnsetWithdrawn).await.unwrap();
+    let (g2, rest) = h.utterance().await;
+    assert_eq!(g2, Generation(2));
+    assert_eq!(rest, "there, how can I help?");
+    assert!(
+        held_at.elapsed() < Duration::from_millis(100),
+        "resumed at the withdrawal, not after the confirmation window"
+    );
+    h.synthesize(g2, &rest).await;
+    for mark in h.until_end_mark(g2).await {
+        h.echo(&mark).await;
+    }
+    let turn = h.turn().await;
+    assert_eq!(
+        (turn.text.as_str(), turn.interrupted),
+        ("Hello there, how can I help?", false)
+    );
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn long_speech_interrupts_even_without_words() {
     let mut h = start(setup(), vec![]);

@@ -2,6 +2,9 @@
 //!
 //! States: *silence* → (an active frame) → *candidate* → (it lasted `min_speech_ms`, and the
 //! neural model agrees) → *speech* → (`min_silence_ms` without an active frame) → *silence*.
+//! A fresh candidate that lasted `onset_ms` and that the model already takes for speech is
+//! announced (`Onset`) before that, so a barge-in does not wait for `min_speech_ms`; it is
+//! withdrawn (`OnsetWithdrawn`) if the candidate then dies or is rejected.
 //! A candidate with a gap of more than [`CANDIDATE_GAP_MS`] dies without costing a neural run
 //! (a click, a short knock). A candidate the model rejects (a cough, a door, music) lifts the
 //! energy floor to its level and is asked about again only after a growing back-off, so a
@@ -27,6 +30,9 @@ pub const MAX_ANALYSIS_MS: u32 = 512;
 pub const CANDIDATE_GAP_MS: u32 = 120;
 /// Share of the analysed windows after the onset that must be speech to confirm.
 const CONFIRM_SHARE: f32 = 0.5;
+/// The early look's bar, as a share of the configured threshold: its first windows hear the
+/// onset with little context, where the model is still unsure.
+const EARLY_THRESHOLD_SHARE: f32 = 0.5;
 /// A rejected candidate is looked at again after `min_speech_ms << min(rejections, this)`.
 const MAX_BACKOFF_SHIFT: u32 = 3;
 
@@ -49,6 +55,9 @@ enum State {
         last_active: u64,
         check_at: u64,
         rejections: u32,
+        /// The early look at `onset_ms`: not yet taken (`None`), or whether it said speech
+        /// (and an `Onset` was reported).
+        announced: Option<bool>,
     },
     Speech {
         last_active: u64,
@@ -115,15 +124,32 @@ impl CascadeVad {
         ms_to_samples(ms, self.sample_rate)
     }
 
-    /// Asks the neural model whether the audio since `onset` is speech.
+    /// Asks the neural model whether the audio since `onset` is speech: at least
+    /// `CONFIRM_SHARE` of the windows after the onset must be.
     fn confirm(&mut self, onset: u64) -> bool {
+        let (speech, after_onset) = self.listen(onset, self.config.threshold);
+        // Too little audio to judge (a very short min_speech_ms): trust the energy.
+        after_onset == 0 || speech as f32 >= CONFIRM_SHARE * after_onset as f32
+    }
+
+    /// The early look at a fresh candidate: a window or two after the onset, not yet enough for
+    /// a majority, so one window the model takes for speech is enough to announce it (an onset
+    /// only holds the agent's audio, and is withdrawn if `confirm` later says no).
+    fn sounds_like_speech(&mut self, onset: u64) -> bool {
+        let (speech, after_onset) =
+            self.listen(onset, EARLY_THRESHOLD_SHARE * self.config.threshold);
+        after_onset == 0 || speech > 0
+    }
+
+    /// Runs the model over the audio since `onset` (with its preroll); answers how many windows
+    /// after the onset it took for speech, of how many.
+    fn listen(&mut self, onset: u64, threshold: f32) -> (usize, usize) {
         let start = onset.saturating_sub(self.samples(PREROLL_MS));
         let wanted = (self.position - start).min(self.history.len() as u64) as usize;
         let (older, newer) = self.history.last(wanted);
         // Windows that start at or after the onset (in 16 kHz samples from the segment's end).
         let onset_back = ((self.position - onset) * 16_000 / u64::from(self.sample_rate)) as usize;
         self.stats.neural_runs += 1;
-        let threshold = self.config.threshold;
         let silero = &mut self.silero;
         silero.reset();
         let (windows, speech, after_onset) = NEURAL.with(|cell| {
@@ -152,11 +178,7 @@ impl CascadeVad {
             (count, speech, after_onset)
         });
         self.stats.neural_windows += windows as u64;
-        if after_onset == 0 {
-            // Too little audio to judge (a very short min_speech_ms): trust the energy.
-            return true;
-        }
-        speech as f32 >= CONFIRM_SHARE * after_onset as f32
+        (speech, after_onset)
     }
 }
 
@@ -188,6 +210,7 @@ impl Vad for CascadeVad {
                         last_active: end,
                         check_at: start + self.samples(self.config.min_speech_ms),
                         rejections: 0,
+                        announced: None,
                     };
                     return self.check_candidate();
                 }
@@ -195,13 +218,14 @@ impl Vad for CascadeVad {
             }
             State::Candidate {
                 ref mut last_active,
+                announced,
                 ..
             } => {
                 if active {
                     *last_active = end;
                 } else if end - *last_active > self.samples(CANDIDATE_GAP_MS) {
                     self.state = State::Silence;
-                    return None;
+                    return (announced == Some(true)).then_some(VadEvent::OnsetWithdrawn);
                 }
                 self.check_candidate()
             }
@@ -259,12 +283,27 @@ impl CascadeVad {
             last_active,
             check_at,
             rejections,
+            announced,
         } = self.state
         else {
             return None;
         };
         if self.position < check_at {
-            return None;
+            // Only a fresh candidate is looked at early: one that was rejected before is a
+            // steady sound, and the back-off exists so it stops costing model runs.
+            let early = onset + self.samples(self.config.onset_ms);
+            if announced.is_some() || rejections > 0 || self.position < early {
+                return None;
+            }
+            // If the model hears no speech yet there is no announcement: `min_speech_ms`
+            // decides, as without an early look.
+            let speech = !self.config.neural || self.sounds_like_speech(onset);
+            if let State::Candidate { announced, .. } = &mut self.state {
+                *announced = Some(speech);
+            }
+            return speech.then(|| VadEvent::Onset {
+                at_ms: self.ms(onset),
+            });
         }
         if !self.config.neural || self.confirm(onset) {
             self.state = State::Speech {
@@ -285,8 +324,9 @@ impl CascadeVad {
             last_active,
             check_at: self.position + wait,
             rejections,
+            announced: None,
         };
-        None
+        (announced == Some(true)).then_some(VadEvent::OnsetWithdrawn)
     }
 }
 
@@ -440,15 +480,17 @@ mod tests {
         let kinds: Vec<&str> = events
             .iter()
             .map(|e| match e {
+                VadEvent::Onset { .. } => "onset",
+                VadEvent::OnsetWithdrawn => "withdrawn",
                 VadEvent::SpeechStart { .. } => "start",
                 VadEvent::Pause { .. } => "pause",
                 VadEvent::Resume { .. } => "resume",
                 VadEvent::SpeechEnd { .. } => "end",
             })
             .collect();
-        assert_eq!(kinds, ["start", "pause", "resume", "pause", "end"]);
+        assert_eq!(kinds, ["onset", "start", "pause", "resume", "pause", "end"]);
         let (VadEvent::Pause { at_ms: paused }, VadEvent::Resume { at_ms: resumed }) =
-            (events[1], events[2])
+            (events[2], events[3])
         else {
             unreachable!()
         };
@@ -499,23 +541,41 @@ mod clip_tests {
             .collect()
     }
 
-    /// Runs a clip through a detector in 20 ms frames; returns the speech segments it reports.
-    fn segments(path: &str, config: VadConfig) -> (Vec<(u64, u64)>, VadStats) {
+    /// Runs a clip through a detector in 20 ms frames; returns every event with the stream
+    /// time (ms) of the frame that produced it.
+    fn events(path: &str, config: VadConfig) -> (Vec<(u64, VadEvent)>, VadStats) {
         let clip = wav::read(format!("{ROOT}/audio/{path}")).unwrap();
         let mut vad = CascadeVad::new(config, clip.sample_rate).unwrap();
         let frame = clip.sample_rate as usize / 50;
-        let mut found = Vec::new();
-        let mut open = None;
         // Trailing silence so a segment at the very end can close.
         let tail = vec![0i16; clip.sample_rate as usize];
-        for chunk in clip.samples.chunks(frame).chain(tail.chunks(frame)) {
-            match vad.process(chunk) {
-                Some(VadEvent::SpeechStart { at_ms }) => open = Some(at_ms),
-                Some(VadEvent::SpeechEnd { at_ms }) => found.push((open.take().unwrap(), at_ms)),
-                Some(VadEvent::Pause { .. } | VadEvent::Resume { .. }) | None => {}
+        let mut events = Vec::new();
+        for (i, chunk) in clip
+            .samples
+            .chunks(frame)
+            .chain(tail.chunks(frame))
+            .enumerate()
+        {
+            if let Some(event) = vad.process(chunk) {
+                events.push((i as u64 * 20 + 20, event));
             }
         }
-        (found, vad.stats())
+        (events, vad.stats())
+    }
+
+    /// Runs a clip through a detector in 20 ms frames; returns the speech segments it reports.
+    fn segments(path: &str, config: VadConfig) -> (Vec<(u64, u64)>, VadStats) {
+        let (events, stats) = events(path, config);
+        let mut found = Vec::new();
+        let mut open = None;
+        for (_, event) in events {
+            match event {
+                VadEvent::SpeechStart { at_ms } => open = Some(at_ms),
+                VadEvent::SpeechEnd { at_ms } => found.push((open.take().unwrap(), at_ms)),
+                _ => {}
+            }
+        }
+        (found, stats)
     }
 
     /// Asserts that `found` has the same segments as `expected`, each edge within ±60 ms.
@@ -547,8 +607,9 @@ mod clip_tests {
         ] {
             let (found, stats) = segments(path, VadConfig::default());
             assert_edges(path, &found, &truth(path));
-            // The cascade asks the neural model once per utterance, not per frame.
-            assert_eq!(stats.neural_runs, 2, "{path}: {stats:?}");
+            // The cascade asks the neural model twice per utterance (the early look at
+            // `onset_ms` and the confirmation at `min_speech_ms`), not per frame.
+            assert_eq!(stats.neural_runs, 4, "{path}: {stats:?}");
         }
     }
 
@@ -563,6 +624,85 @@ mod clip_tests {
             let (found, _) = segments(path, VadConfig::default());
             assert_edges(path, &found, &truth(path));
         }
+    }
+
+    #[test]
+    fn every_utterance_is_announced_at_its_onset_window_before_it_is_confirmed() {
+        for path in [
+            "caller/book_table.wav",
+            "caller/tomorrow_at_seven.wav",
+            "caller/thank_you_goodbye.wav",
+            "caller/backchannel_uh_huh.wav",
+            "vad/noisy_speech_8k.wav",
+            "vad/noisy_speech_16k.wav",
+        ] {
+            let (events, _) = events(path, VadConfig::default());
+            let mut announced = None;
+            let mut starts = 0;
+            for (now, event) in &events {
+                match *event {
+                    VadEvent::Onset { at_ms } => {
+                        // Said within the onset window and a frame of the sound's start.
+                        assert!(
+                            now - at_ms <= 80 + 20,
+                            "{path}: onset {at_ms} said at {now}"
+                        );
+                        announced = Some(at_ms);
+                    }
+                    VadEvent::SpeechStart { at_ms } => {
+                        assert_eq!(announced.take(), Some(at_ms), "{path}: {events:?}");
+                        starts += 1;
+                    }
+                    VadEvent::OnsetWithdrawn => panic!("{path}: speech withdrawn: {events:?}"),
+                    _ => {}
+                }
+            }
+            assert_eq!(starts, truth(path).len(), "{path}: {events:?}");
+        }
+    }
+
+    #[test]
+    fn a_knock_is_announced_and_withdrawn() {
+        // Energy only (the model would not take a tone for speech): 40 ms of sound, then
+        // silence, is announced at 80 ms and withdrawn when the candidate dies.
+        let config = VadConfig {
+            neural: false,
+            ..VadConfig::default()
+        };
+        let mut vad = CascadeVad::new(config, 8000).unwrap();
+        let quiet = [0i16; 160];
+        let loud: Vec<i16> = (0..160)
+            .map(|n| ((n as f32 * 0.3).sin() * 8000.0) as i16)
+            .collect();
+        let mut events = Vec::new();
+        for i in 0..60 {
+            let frame = if (25..27).contains(&i) {
+                &loud[..]
+            } else {
+                &quiet[..]
+            };
+            events.extend(vad.process(frame));
+        }
+        assert_eq!(
+            events,
+            [VadEvent::Onset { at_ms: 500 }, VadEvent::OnsetWithdrawn]
+        );
+    }
+
+    #[test]
+    fn an_onset_window_as_long_as_min_speech_announces_nothing() {
+        let config = VadConfig {
+            onset_ms: 200,
+            ..VadConfig::default()
+        };
+        let (events, stats) = events("caller/book_table.wav", config);
+        assert!(
+            !events
+                .iter()
+                .any(|(_, e)| matches!(e, VadEvent::Onset { .. })),
+            "{events:?}"
+        );
+        assert_eq!(stats.neural_runs, 1);
     }
 
     #[test]
@@ -594,7 +734,21 @@ mod clip_tests {
     fn a_cough_is_not_speech() {
         let (found, stats) = segments("caller/cough.wav", VadConfig::default());
         assert!(found.is_empty(), "{found:?}");
-        assert_eq!(stats.neural_runs, 1, "the model was asked and said no");
+        assert_eq!(
+            stats.neural_runs, 2,
+            "the model was asked, early and at min_speech_ms"
+        );
+        // If the early look took its start for speech, that was withdrawn.
+        let (events, _) = events("caller/cough.wav", VadConfig::default());
+        let kinds: Vec<_> = events.iter().map(|(_, e)| *e).collect();
+        assert!(
+            kinds.is_empty()
+                || matches!(
+                    kinds[..],
+                    [VadEvent::Onset { .. }, VadEvent::OnsetWithdrawn]
+                ),
+            "{kinds:?}"
+        );
         // Energy alone would have barged in: the neural stage is what filters it.
         let energy_only = VadConfig {
             neural: false,
@@ -642,7 +796,10 @@ mod clip_tests {
             .chunks(160)
             .chain([[0i16; 160]; 50].iter().map(|f| &f[..]))
         {
-            events.extend(vad.process(frame));
+            events.extend(
+                vad.process(frame)
+                    .filter(|e| !matches!(e, VadEvent::Onset { .. } | VadEvent::OnsetWithdrawn)),
+            );
         }
         let [
             VadEvent::SpeechStart { at_ms: start },

@@ -17,6 +17,7 @@
 //!     Some(VadEvent::SpeechStart { at_ms }) => { /* barge in: the caller started at `at_ms` */ }
 //!     Some(VadEvent::SpeechEnd { at_ms }) => { /* the caller stopped at `at_ms` */ }
 //!     Some(VadEvent::Pause { .. } | VadEvent::Resume { .. }) | None => {}
+//!     Some(VadEvent::Onset { .. } | VadEvent::OnsetWithdrawn) => {}
 //! }
 //! ```
 //!
@@ -35,6 +36,13 @@ use serde::{Deserialize, Serialize};
 /// A change of the speech state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VadEvent {
+    /// `onset_ms` of sound since `at_ms` that the model takes for speech so far: probably the
+    /// start of speech, said early so the agent can stop talking at once. Either a
+    /// `SpeechStart` (same `at_ms`) or an `OnsetWithdrawn` follows.
+    Onset { at_ms: u64 },
+    /// The sound announced by `Onset` did not become speech (it stopped, or the model rejected
+    /// it at `min_speech_ms`).
+    OnsetWithdrawn,
     /// Speech started at `at_ms` (stream time of its first frame).
     SpeechStart { at_ms: u64 },
     /// Speech ended at `at_ms` (stream time just after its last active frame).
@@ -64,8 +72,13 @@ pub trait Vad: Send {
 #[serde(default, deny_unknown_fields)]
 pub struct VadConfig {
     /// Speech must last this long before it counts (filters clicks, short noises, and most
-    /// "mm"s). Default 200 ms: the barge-in reaction time is about this plus one frame.
+    /// "mm"s). Default 200 ms.
     pub min_speech_ms: u32,
+    /// Sound this long that the model already takes for speech is announced as an onset: the
+    /// agent's audio stops there (and resumes if it does not become speech). Default 80 ms: the
+    /// barge-in reaction time is about this plus one frame. At least `min_speech_ms` turns it
+    /// off (the agent then stops at `min_speech_ms`).
+    pub onset_ms: u32,
     /// Silence must last this long before speech is over (bridges pauses between words).
     /// Default 500 ms.
     pub min_silence_ms: u32,
@@ -83,6 +96,7 @@ impl Default for VadConfig {
     fn default() -> Self {
         Self {
             min_speech_ms: 200,
+            onset_ms: 80,
             min_silence_ms: 500,
             threshold: 0.5,
             energy_margin_db: 7.0,
@@ -103,6 +117,9 @@ impl VadConfig {
     pub fn validate(&self) -> Result<(), VadError> {
         if !(20..=2000).contains(&self.min_speech_ms) {
             return Err(VadError::InvalidConfig("min_speech_ms must be 20..=2000"));
+        }
+        if !(20..=2000).contains(&self.onset_ms) {
+            return Err(VadError::InvalidConfig("onset_ms must be 20..=2000"));
         }
         if !(20..=10_000).contains(&self.min_silence_ms) {
             return Err(VadError::InvalidConfig("min_silence_ms must be 20..=10000"));
