@@ -256,6 +256,7 @@ async fn place(
                 status_callback_events: &StatusCallbackEvent::ALL,
                 timeout_secs: Some(30),
                 time_limit_secs: None,
+                amd_callback: None,
             },
         )
         .await
@@ -396,6 +397,7 @@ async fn twilio_errors_come_back_typed() {
                 status_callback_events: &[],
                 timeout_secs: None,
                 time_limit_secs: None,
+                amd_callback: None,
             },
         )
         .await
