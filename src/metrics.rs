@@ -21,6 +21,8 @@ pub const PROVIDER_ERRORS: &str = "voxbridge_provider_errors_total";
 pub const BARGE_INS: &str = "voxbridge_barge_ins_total";
 /// Replies stopped at the caller's first sound and resumed because no words confirmed it.
 pub const BARGE_IN_RESUMES: &str = "voxbridge_barge_in_resumes_total";
+/// Voicemail messages left on answering machines (heard to their end).
+pub const VOICEMAILS: &str = "voxbridge_voicemails_total";
 /// Inbound media frames skipped as malformed, oversized or out of order.
 pub const FRAMES_SKIPPED: &str = "voxbridge_inbound_frames_skipped_total";
 /// Webhook attempts, by `outcome` (`delivered`, `retry`, `failed`).
@@ -83,6 +85,10 @@ fn describe() {
     metrics::describe_counter!(
         BARGE_IN_RESUMES,
         "Replies stopped at the caller's first sound and resumed: no words confirmed it"
+    );
+    metrics::describe_counter!(
+        VOICEMAILS,
+        "Voicemail messages left on answering machines (heard to their end)"
     );
     metrics::describe_counter!(CHATS_CREATED, "Text chats created");
     metrics::describe_counter!(CHAT_MESSAGES, "Messages answered in text chats");

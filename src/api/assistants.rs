@@ -21,7 +21,7 @@ use crate::analysis::AnalysisSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
     SILENCE_TIMEOUT_SECS, START_INSTRUCTION_MAX_CHARS, SttSettings, TtsConfig, TtsModel,
-    check_range, check_vad,
+    VOICEMAIL_MESSAGE_MAX_CHARS, check_range, check_vad,
 };
 use crate::audio::vad::VadConfig;
 use crate::config::Config;
@@ -104,6 +104,10 @@ pub struct CreateAssistant {
     /// A business id of the caller's product catalogs (`/catalog/{business_id}/products`):
     /// calls and chats may search it (`search_products`), web calls also show products.
     pub assistant_catalog_business_id: Option<String>,
+    /// Left on an answering machine that picks up an outbound call: at most 1000 characters;
+    /// may contain placeholders. With it, outbound calls ask Twilio for answering-machine
+    /// detection; at the machine's beep the agent stops, says this message and hangs up.
+    pub assistant_voicemail_message: Option<String>,
 }
 
 /// Body of `PATCH /assistant/update/{assistant_id}`: any subset of the create fields. A `null`
@@ -165,6 +169,8 @@ pub struct UpdateAssistant {
     pub mcp_ids: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     pub assistant_catalog_business_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub assistant_voicemail_message: Option<Option<String>>,
 }
 
 /// `data` of a successful create.
@@ -221,6 +227,8 @@ pub struct AssistantDetails {
     pub assistant_analysis: AnalysisSettings,
     pub assistant_function: Option<String>,
     pub assistant_catalog_business_id: Option<String>,
+    /// Null: outbound calls ask for no answering-machine detection.
+    pub assistant_voicemail_message: Option<String>,
 }
 
 impl AssistantDetails {
@@ -246,6 +254,7 @@ impl AssistantDetails {
             assistant_analysis: a.settings.analysis.clone(),
             assistant_function: a.settings.function.clone(),
             assistant_catalog_business_id: a.settings.catalog_business_id.clone(),
+            assistant_voicemail_message: a.settings.voicemail_message.clone(),
             assistant_id: a.id,
             assistant_name: a.name,
             assistant_description: a.description,
@@ -284,6 +293,14 @@ fn check_assistant(a: &Assistant, config: &Config, v: &mut Violations) {
             text,
             0,
             START_INSTRUCTION_MAX_CHARS,
+        );
+    }
+    if let Some(text) = &a.settings.voicemail_message {
+        v.char_length(
+            "assistant_voicemail_message",
+            text,
+            0,
+            VOICEMAIL_MESSAGE_MAX_CHARS,
         );
     }
     let egress = config.egress_policy();
@@ -446,6 +463,7 @@ pub async fn create(
     settings.function = none_if_blank(body.assistant_function);
     settings.mcp_ids = body.mcp_ids.unwrap_or_default();
     settings.catalog_business_id = none_if_blank(body.assistant_catalog_business_id);
+    settings.voicemail_message = none_if_blank(body.assistant_voicemail_message);
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.recording = body.assistant_recording.unwrap_or_default();
     settings.silence_timeout_secs = body
@@ -765,6 +783,9 @@ fn apply_update(
     }
     if let Some(id) = &body.assistant_catalog_business_id {
         a.settings.catalog_business_id = none_if_blank(id.clone());
+    }
+    if let Some(text) = &body.assistant_voicemail_message {
+        a.settings.voicemail_message = none_if_blank(text.clone());
     }
     if let Some(ids) = &body.tool_ids {
         a.tool_ids = ids.clone().unwrap_or_default();

@@ -120,8 +120,15 @@ pub struct CallDetails {
     pub metadata: Value,
     pub rendered_prompt: String,
     pub rendered_start_instruction: Option<String>,
+    /// The assistant's voicemail message as rendered for this call (outbound calls of an
+    /// assistant with `assistant_voicemail_message`).
+    pub rendered_voicemail_message: Option<String>,
     /// Placeholders that had neither a metadata value nor a default.
     pub missing_variables: Vec<String>,
+    /// Who answered an outbound call with voicemail, as Twilio's answering-machine detection
+    /// found: `human`, `machine_start`, `machine_end_beep`, `machine_end_silence`,
+    /// `machine_end_other`, `fax` or `unknown`; null without detection.
+    pub answered_by: Option<String>,
     pub duration_seconds: Option<f64>,
     pub transcript: Vec<TranscriptTurn>,
     pub webhook_deliveries: Vec<WebhookDelivery>,
@@ -171,7 +178,9 @@ fn details_of(
         metadata: c.metadata,
         rendered_prompt: c.rendered_prompt,
         rendered_start_instruction: c.rendered_start_instruction,
+        rendered_voicemail_message: c.rendered_voicemail_message,
         missing_variables: c.missing_variables,
+        answered_by: c.answered_by,
         transcript: turns.into_iter().map(TranscriptTurn::from).collect(),
         webhook_deliveries: deliveries.into_iter().map(WebhookDelivery::from).collect(),
         analysis_status,

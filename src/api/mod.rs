@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tool/delete/{tool_id}", delete(tools::delete))
         .route("/twilio/voice", post(twilio::voice))
         .route("/twilio/status", post(twilio::status))
+        .route("/twilio/amd", post(twilio::amd))
         .route("/twilio/media", get(twilio::media))
         .route("/web-call/create", post(web_call::create))
         .route("/web-call/ws", get(web_call::socket))

@@ -41,7 +41,8 @@ pub struct OutboundCall {
     /// The telephony service; must be the trunk's provider (`twilio`).
     #[schema(required = true)]
     pub call_service: Option<String>,
-    /// Values for the `{{key}}` placeholders of the prompt and start instruction.
+    /// Values for the `{{key}}` placeholders of the prompt, start instruction and voicemail
+    /// message.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
@@ -162,6 +163,14 @@ pub async fn place(
         "{}/twilio/status?call_id={call_id}",
         state.config.public_base_url()
     );
+    // Detection only when there is a message to leave: otherwise a machine gets the same
+    // conversation a person would, and nothing about the call changes.
+    let amd_callback = prepared.call.rendered_voicemail_message.as_ref().map(|_| {
+        format!(
+            "{}/twilio/amd?call_id={call_id}",
+            state.config.public_base_url()
+        )
+    });
     let placed = state
         .twilio
         .create_call(
@@ -175,6 +184,7 @@ pub async fn place(
                 timeout_secs: Some(60),
                 // The provider ends the call too if voxbridge somehow does not.
                 time_limit_secs: Some(assistant.settings.max_call_duration_secs + 60),
+                amd_callback: amd_callback.as_deref(),
             },
         )
         .await;

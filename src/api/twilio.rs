@@ -1,7 +1,8 @@
 //! Twilio's side of a call: the signed voice webhook of an inbound call (answered with
-//! `<Connect><Stream>` TwiML), the signed status callbacks of every call, and the media-stream
-//! WebSocket. These answer Twilio, not API users, so they speak TwiML and plain status codes
-//! rather than the JSON envelope.
+//! `<Connect><Stream>` TwiML), the signed status callbacks of every call, the signed verdict of
+//! answering-machine detection of an outbound call with a voicemail message, and the
+//! media-stream WebSocket. These answer Twilio, not API users, so they speak TwiML and plain
+//! status codes rather than the JSON envelope.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::call::io::{AnsweredBy, Control};
 use crate::call::runner::{queue_report, run_call};
 use crate::call::setup::{CallDraft, prepare_call};
-use crate::store::{CallStatus, Direction};
+use crate::store::{CallRecord, CallStatus, Direction};
 use crate::telephony::twilio_control::TwilioCallControl;
 use crate::telephony::twilio_rest::TwilioCredentials;
 use crate::telephony::twilio_signature::{SIGNATURE_HEADER, validate_signature};
@@ -145,13 +147,16 @@ pub async fn voice(
     }
 }
 
-/// `POST /twilio/status?call_id=…`: Twilio's call-progress callbacks.
-pub async fn status(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Form(fields): Form<FormFields>,
-) -> Response {
+/// The call a callback about a call (`?call_id=…`, else its `CallSid`) is for, once its
+/// `X-Twilio-Signature` is proven with the Auth Token of the call's trunk; otherwise the answer
+/// to give Twilio.
+async fn signed_call(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    fields: &FormFields,
+    what: &str,
+) -> Result<CallRecord, Response> {
     let call_id = uri.query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "call_id")
@@ -159,19 +164,21 @@ pub async fn status(
     });
     let call = match call_id {
         Some(id) => state.store.get_call_any_owner(&id).await,
-        None => match field(&fields, "CallSid") {
+        None => match field(fields, "CallSid") {
             Some(sid) => state.store.get_call_by_provider_sid(sid).await,
             None => {
-                return (StatusCode::BAD_REQUEST, "call_id or CallSid required").into_response();
+                return Err(
+                    (StatusCode::BAD_REQUEST, "call_id or CallSid required").into_response()
+                );
             }
         },
     };
     let call = match call {
         Ok(Some(call)) => call,
-        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Ok(None) => return Err(StatusCode::NOT_FOUND.into_response()),
         Err(e) => {
-            tracing::error!(error = %e, "status callback lookup failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            tracing::error!(error = %e, "{what} lookup failed");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
     };
     let trunk = match &call.trunk_id {
@@ -184,20 +191,29 @@ pub async fn status(
         None => None,
     };
     let Some(trunk) = trunk else {
-        return StatusCode::NOT_FOUND.into_response();
+        return Err(StatusCode::NOT_FOUND.into_response());
     };
-    if !signed(
-        &headers,
-        &trunk.auth_token,
-        &public_url(&state, &uri),
-        &fields,
-    ) {
+    if !signed(headers, &trunk.auth_token, &public_url(state, uri), fields) {
         tracing::warn!(
             call_id = call.id,
-            "status callback with a bad X-Twilio-Signature refused"
+            "{what} with a bad X-Twilio-Signature refused"
         );
-        return (StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").into_response();
+        return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").into_response());
     }
+    Ok(call)
+}
+
+/// `POST /twilio/status?call_id=…`: Twilio's call-progress callbacks.
+pub async fn status(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Form(fields): Form<FormFields>,
+) -> Response {
+    let call = match signed_call(&state, &uri, &headers, &fields, "status callback").await {
+        Ok(call) => call,
+        Err(answer) => return answer,
+    };
     if call.provider_call_sid.is_none()
         && let Some(sid) = field(&fields, "CallSid")
     {
@@ -230,6 +246,46 @@ pub async fn status(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /twilio/amd?call_id=…`: the verdict of asynchronous answering-machine detection,
+/// asked for on outbound calls whose assistant has a voicemail message. It is stored on the call
+/// and handed to the live call's agent; a call that has ended (or not started yet) is no error to
+/// Twilio: the stored verdict is what a call starting later reads.
+pub async fn amd(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Form(fields): Form<FormFields>,
+) -> Response {
+    let call = match signed_call(&state, &uri, &headers, &fields, "AMD callback").await {
+        Ok(call) => call,
+        Err(answer) => return answer,
+    };
+    let Some(answered_by) = field(&fields, "AnsweredBy").and_then(AnsweredBy::parse) else {
+        return (StatusCode::BAD_REQUEST, "unknown AnsweredBy").into_response();
+    };
+    // Stored before it is sent: a call registering meanwhile reads it after registering, so it
+    // is never missed between the two.
+    if let Err(e) = state
+        .store
+        .set_answered_by(&call.id, answered_by.as_str())
+        .await
+    {
+        tracing::error!(call_id = call.id, error = %e, "answered_by not stored");
+    }
+    let live = state
+        .calls
+        .live
+        .send(&call.id, Control::AnsweredBy(answered_by));
+    tracing::info!(
+        call_id = call.id,
+        answered_by = answered_by.as_str(),
+        detection_ms = field(&fields, "MachineDetectionDuration"),
+        live,
+        "answering-machine detection"
+    );
     StatusCode::NO_CONTENT.into_response()
 }
 

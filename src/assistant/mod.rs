@@ -25,6 +25,9 @@ pub use tts::{CartesiaVoice, SARVAM_DEFAULT_LANGUAGE, SarvamVoice, TtsConfig, Tt
 pub const NAME_MAX_CHARS: usize = 100;
 /// Longest `assistant_start_instruction`, in characters.
 pub const START_INSTRUCTION_MAX_CHARS: usize = 200;
+/// Longest `assistant_voicemail_message`, in characters (about a minute of speech: a mailbox
+/// records a few minutes at most, and nobody listens to more).
+pub const VOICEMAIL_MESSAGE_MAX_CHARS: usize = 1000;
 
 /// A stored assistant.
 #[derive(Debug, Clone, PartialEq)]

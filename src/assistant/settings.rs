@@ -127,6 +127,9 @@ pub struct CallSettings {
     /// The owner's catalog (its business id) whose products the model may search in calls
     /// and chats, and show in web calls.
     pub catalog_business_id: Option<String>,
+    /// Left on an answering machine that picks up an outbound call (with placeholders, rendered
+    /// from the call's metadata); without it no answering-machine detection is asked for.
+    pub voicemail_message: Option<String>,
 }
 
 impl Default for CallSettings {
@@ -147,6 +150,7 @@ impl Default for CallSettings {
             mcp_ids: Vec::new(),
             llm_provider: None,
             catalog_business_id: None,
+            voicemail_message: None,
         }
     }
 }

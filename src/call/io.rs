@@ -5,6 +5,7 @@
 
 use futures_util::future::BoxFuture;
 
+pub use super::voicemail::AnsweredBy;
 pub use crate::audio::playout::PlayoutItem;
 use crate::generation::Generation;
 
@@ -53,6 +54,9 @@ pub enum EndReason {
     HungUpByApi,
     ProviderError,
     ServerShutdown,
+    /// An answering machine (or a fax) picked up: the voicemail message was left, or the line
+    /// could hear none.
+    Voicemail,
 }
 
 impl EndReason {
@@ -66,15 +70,18 @@ impl EndReason {
             EndReason::HungUpByApi => "hung_up_by_api",
             EndReason::ProviderError => "provider_error",
             EndReason::ServerShutdown => "server_shutdown",
+            EndReason::Voicemail => "voicemail",
         }
     }
 }
 
-/// Orders from outside the call (REST hang-up, server shutdown).
+/// Orders and news from outside the call (REST hang-up, server shutdown, the verdict of
+/// answering-machine detection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     HangUp,
     Shutdown,
+    AnsweredBy(AnsweredBy),
 }
 
 /// What the telephony provider can do to a live call beyond its media stream.

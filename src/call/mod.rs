@@ -14,6 +14,7 @@ pub mod setup;
 pub mod speech;
 pub mod transcript;
 pub mod turns;
+pub mod voicemail;
 pub mod writer;
 
 use std::sync::Arc;

@@ -184,6 +184,10 @@ pub fn end_of_call_report(call: &CallRecord, turns: &[TurnRecord]) -> Value {
         })).collect::<Vec<_>>(),
         "metadata": call.metadata,
     });
+    if let Some(answered_by) = &call.answered_by {
+        // Only calls that asked for answering-machine detection say who answered.
+        report["answered_by"] = json!(answered_by);
+    }
     if call.direction == Direction::Chat {
         // A chat's report speaks of a chat: its own event name and id field, no numbers.
         let fields = report.as_object_mut().expect("built as an object");
@@ -226,7 +230,9 @@ mod tests {
             metadata: json!({"name": "John"}),
             rendered_prompt: String::new(),
             rendered_start_instruction: None,
+            rendered_voicemail_message: None,
             missing_variables: vec![],
+            answered_by: Some("human".into()),
             created_at: "2026-01-01T10:00:00.000000".into(),
             started_at: Some("2026-01-01T10:00:01.000000".into()),
             ended_at: Some("2026-01-01T10:01:13.500000".into()),
@@ -245,5 +251,12 @@ mod tests {
         assert_eq!(report["transcript"][0]["text"], "Hi");
         assert_eq!(report["metadata"]["name"], "John");
         assert_eq!(report["end_reason"], "caller_hung_up");
+        assert_eq!(report["answered_by"], "human");
+        let undetected = CallRecord {
+            answered_by: None,
+            ..call
+        };
+        let report = end_of_call_report(&undetected, &turns);
+        assert!(report.get("answered_by").is_none(), "{report}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::io::{CallControl, EndReason};
+use super::io::{AnsweredBy, CallControl, Control, EndReason};
 use super::reader::{caller_vad, run_reader};
 use super::recorder::Recorder;
 use super::session::{CallIo, CallSetup, run_agent};
@@ -43,6 +43,9 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
     let span = tracing::info_span!("call", call_id = %call.id);
     async move {
         let (registration, control) = services.live.register(&call.id);
+        if call.rendered_voicemail_message.is_some() {
+            replay_answered_by(&services, &call.id).await;
+        }
         let reason = match load_assistant(&services, &call).await {
             Some((assistant, tools)) => {
                 connect_and_talk(
@@ -68,6 +71,24 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
     }
     .instrument(span)
     .await
+}
+
+/// Answering-machine detection's verdict may have come before the call was registered (a short
+/// greeting, a slow connect): the callback then could only store it. Read after registering, so
+/// a verdict is either found here or sent live by its callback (or both: the voicemail takes the
+/// first).
+async fn replay_answered_by(services: &CallServices, call_id: &str) {
+    match services.store.get_call_any_owner(call_id).await {
+        Ok(Some(call)) => {
+            if let Some(answered_by) = call.answered_by.as_deref().and_then(AnsweredBy::parse) {
+                services
+                    .live
+                    .send(call_id, Control::AnsweredBy(answered_by));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "answered_by not read"),
+    }
 }
 
 async fn load_assistant(
@@ -190,6 +211,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         max_tokens: assistant.settings.llm.max_tokens,
         output_format: format,
         events,
+        voicemail_message: call.rendered_voicemail_message.clone(),
     };
     let io = CallIo {
         media: media_rx,

@@ -4,6 +4,8 @@
 //! history); the reply's text goes to [`Speech`] (utterances, generations, marks, what was
 //! heard). What stays here is what only a call has: who speaks first, the timers (silence,
 //! maximum duration, the grace of a goodbye), ending and transferring, and the transcript.
+//! Answering-machine detection's verdict goes to the [`Voicemail`], which says whether the call
+//! goes on, leaves its message or hangs up.
 //!
 //! It never touches a wire format, never sees audio (the TTS puts it straight into the writer's
 //! queue) and never blocks on a slow peer: marks wait in the speech's backlog, transcript
@@ -21,6 +23,7 @@ use super::recorder::Recorder;
 use super::speech::{Speech, Spoken};
 use super::transcript::Transcript;
 use super::turns::Turns;
+use super::voicemail::{self, AnsweredBy, Verdict, Voicemail};
 use crate::agent::conversation::{Action, Conversation, ConversationSetup, ReplyEvent, ReplyId};
 use crate::agent::end_of_turn::TurnSettings;
 use crate::agent::interruption::InterruptionSettings;
@@ -72,6 +75,8 @@ pub struct CallSetup {
     pub output_format: AudioFormat,
     /// Whether the far end shows transcripts and the agent's text ([`CallEvent`]s).
     pub events: bool,
+    /// Left on an answering machine (rendered for this call).
+    pub voicemail_message: Option<String>,
 }
 
 /// The channels and clients the agent works with.
@@ -151,6 +156,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         turns: Turns::new(setup.interruption.clone(), setup.turn),
         keypad: Keypad::new(setup.keypad.clone()),
         transcript: Transcript::new(io.recorder.clone(), started),
+        voicemail: Voicemail::new(setup.voicemail_message.clone()),
         conversation,
         speech,
         setup,
@@ -196,6 +202,7 @@ struct Agent {
     ended: Option<EndReason>,
     transferring: bool,
     transcript: Transcript,
+    voicemail: Voicemail,
     barge_ins: u32,
     stt_open: bool,
     /// The reply is held at the caller's first sound: it resumes at this instant unless the
@@ -233,6 +240,7 @@ impl Agent {
                 control = self.io.control.recv() => match control {
                     Some(Control::HangUp) => self.end_now(EndReason::HungUpByApi),
                     Some(Control::Shutdown) => self.end_now(EndReason::ServerShutdown),
+                    Some(Control::AnsweredBy(answered_by)) => self.on_answered_by(answered_by),
                     None => {}
                 },
                 event = self.io.media.recv() => match event {
@@ -307,6 +315,10 @@ impl Agent {
     // ----- the caller ---------------------------------------------------------------------
 
     fn on_media(&mut self, event: MediaEvent) {
+        if self.voicemail.leaving() && !matches!(event, MediaEvent::Mark(_) | MediaEvent::Hangup) {
+            // A machine is recording the message: its sounds and keys are nobody's turn.
+            return;
+        }
         match event {
             MediaEvent::Onset => {
                 if self.speech.speaking() {
@@ -370,6 +382,11 @@ impl Agent {
     }
 
     fn on_stt(&mut self, event: SttEvent) {
+        if self.voicemail.leaving()
+            && matches!(event, SttEvent::Transcript { .. } | SttEvent::UtteranceEnd)
+        {
+            return;
+        }
         match event {
             // The local VAD decides about speech; the provider's own signals add nothing here.
             SttEvent::SpeechStarted | SttEvent::SpeechEnded => {}
@@ -609,6 +626,9 @@ impl Agent {
             );
         }
         if let Some(reason) = reply.end_after {
+            if reason == EndReason::Voicemail {
+                self.voicemail.left();
+            }
             self.end_now(reason);
         } else if let Some(to) = reply.transfer_after {
             self.transfer(to);
@@ -668,25 +688,59 @@ impl Agent {
 
     /// The caller took the turn: stop talking now and keep only what was heard.
     fn interrupt(&mut self) {
-        self.resume_deadline = None;
-        self.resume_when_quiet = false;
-        let Some(cut) = self.speech.cut() else {
+        let Some(reply) = self.cut_reply() else {
             return;
         };
-        let reply = self.reply.take();
         self.barge_ins += 1;
         metrics::counter!(crate::metrics::BARGE_INS).increment(1);
+        tracing::info!(call_id = %self.setup.call_id, generation = %self.speech.generation(), "barge-in");
+        if reply.is_some_and(|r| r.end_after.is_some() || r.transfer_after.is_some()) {
+            // The caller spoke over a goodbye or a transfer notice: carry on with the call.
+            tracing::info!(call_id = %self.setup.call_id, "end or transfer cancelled by barge-in");
+        }
+    }
+
+    /// Stops the agent's voice now (the far end's queue cleared, the TTS cancelled) and keeps,
+    /// in the history and the transcript, only what was heard. Answers the reply that was cut
+    /// (`None` inside when none was under way), or `None` when nothing was being said.
+    fn cut_reply(&mut self) -> Option<Option<Reply>> {
+        self.resume_deadline = None;
+        self.resume_when_quiet = false;
+        let cut = self.speech.cut()?;
+        let reply = self.reply.take();
         self.turns.interrupted();
-        tracing::info!(call_id = %self.setup.call_id, generation = %self.speech.generation(), heard_words = cut.heard.split_whitespace().count(), "barge-in");
+        tracing::debug!(call_id = %self.setup.call_id, heard_words = cut.heard.split_whitespace().count(), "reply cut");
         // Tool results still on their way will land in the history when they arrive.
         self.conversation.interrupt(&cut.heard);
         if cut.audible {
             let at = cut.first_audio_at.unwrap_or_else(Instant::now);
             self.record("assistant", &cut.heard, at, true);
         }
-        if reply.is_some_and(|r| r.end_after.is_some() || r.transfer_after.is_some()) {
-            // The caller spoke over a goodbye or a transfer notice: carry on with the call.
-            tracing::info!(call_id = %self.setup.call_id, "end or transfer cancelled by barge-in");
+        Some(reply)
+    }
+
+    /// Answering-machine detection's verdict (outbound calls with a voicemail message). A
+    /// machine gets the message at once, over whatever the agent was saying to its greeting.
+    fn on_answered_by(&mut self, answered_by: AnsweredBy) {
+        if self.ended.is_some() {
+            return;
+        }
+        tracing::info!(call_id = %self.setup.call_id, answered_by = answered_by.as_str(), "answering-machine detection");
+        let message = match self.voicemail.on_answered_by(answered_by) {
+            Verdict::CarryOn => return,
+            Verdict::LeaveMessage(message) => Some(message),
+            Verdict::HangUp => None,
+        };
+        self.cut_reply();
+        self.conversation.stop();
+        // The greeting's words were never a caller's turn.
+        let _ = self.turns.take();
+        match message {
+            Some(message) => {
+                let grace = voicemail::grace(&message);
+                self.say_and_end_within(&message, EndReason::Voicemail, grace);
+            }
+            None => self.end_now(EndReason::Voicemail),
         }
     }
 
@@ -721,12 +775,16 @@ impl Agent {
 
     /// Speaks a closing line, then ends the call once it is heard (or after a grace period).
     fn say_and_end(&mut self, text: &str, reason: EndReason) {
+        self.say_and_end_within(text, reason, GOODBYE_GRACE);
+    }
+
+    fn say_and_end_within(&mut self, text: &str, reason: EndReason, grace: Duration) {
         if self.ended.is_some() {
             return;
         }
         self.say(text, Some(reason));
         self.ended = Some(reason);
-        self.end_deadline = Some(Instant::now() + GOODBYE_GRACE);
+        self.end_deadline = Some(Instant::now() + grace);
     }
 
     fn end_now(&mut self, reason: EndReason) {

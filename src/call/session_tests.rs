@@ -51,6 +51,7 @@ fn setup() -> CallSetup {
         max_tokens: 100,
         output_format: AudioFormat::MULAW_8K,
         events: false,
+        voicemail_message: None,
     }
 }
 
@@ -1146,4 +1147,110 @@ async fn send_dtmf_plays_the_keys_after_the_words_before_it() {
     assert_eq!(bytes, 2 * 180 * 8, "two keys of 180 ms of 8 kHz mu-law");
     h.media.send(MediaEvent::Hangup).await.unwrap();
     h.end().await;
+}
+
+const VOICEMAIL: &str = "Hi Ann, this is Acme about your order. Please call us back.";
+
+fn with_voicemail() -> CallSetup {
+    CallSetup {
+        voicemail_message: Some(VOICEMAIL.into()),
+        ..setup()
+    }
+}
+
+/// The machine's greeting ends while the agent talks to it: the agent stops at once, says the
+/// voicemail message whole — the machine's own sounds neither interrupt it nor become a turn —
+/// and hangs up once its end mark is back.
+#[tokio::test(start_paused = true)]
+async fn at_the_beep_the_agent_leaves_the_voicemail_and_hangs_up() {
+    let mut h = start(with_voicemail(), vec![]);
+    let (greeting, text) = h.utterance().await;
+    h.synthesize(greeting, &text).await;
+    // The machine heard the first word of the greeting.
+    loop {
+        if let Some(PlayoutItem::Mark { name, .. }) = h.writer.recv().await {
+            h.echo(&name).await;
+            break;
+        }
+    }
+    h.settle().await;
+    h.control
+        .send(Control::AnsweredBy(AnsweredBy::MachineEndBeep))
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.writer_control.recv().await,
+        Some(WriterControl::Clear { .. })
+    ));
+    let cut = h.turn().await;
+    assert_eq!(
+        (cut.role.as_str(), cut.text.as_str(), cut.interrupted),
+        ("assistant", "Hello", true)
+    );
+    let (message, text) = h.utterance().await;
+    assert_eq!(text, VOICEMAIL);
+    h.synthesize(message, &text).await;
+    let marks = h.until_end_mark(message).await;
+    // The machine records; whatever it plays is nobody's turn and cuts nothing.
+    h.user_says("beep").await;
+    h.media.send(MediaEvent::Dtmf('1')).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(h.writer_control.try_recv().is_err(), "the message was cut");
+    assert!(
+        !h.agent.is_finished(),
+        "hung up before the message was heard"
+    );
+    for mark in marks {
+        h.echo(&mark).await;
+    }
+    let turn = h.turn().await;
+    assert_eq!(
+        (turn.role.as_str(), turn.text.as_str(), turn.interrupted),
+        ("assistant", VOICEMAIL, false)
+    );
+    assert!(
+        h.turns.try_recv().is_err(),
+        "the machine's sounds became a turn"
+    );
+    assert!(h.llm.requests().is_empty(), "the model was asked to answer");
+    assert_eq!(h.end().await.reason, EndReason::Voicemail);
+}
+
+/// A person (or a verdict that is not the end of a greeting) changes nothing: the call goes on
+/// as it would without detection, and no message is said.
+#[tokio::test(start_paused = true)]
+async fn a_human_verdict_changes_nothing() {
+    let mut h = start(with_voicemail(), vec![text_reply("Sure, one moment.")]);
+    h.play_reply().await;
+    h.turn().await;
+    for answered_by in [
+        AnsweredBy::Human,
+        AnsweredBy::Unknown,
+        AnsweredBy::MachineStart,
+    ] {
+        h.control
+            .send(Control::AnsweredBy(answered_by))
+            .await
+            .unwrap();
+    }
+    h.settle().await;
+    h.user_says("Can you check my order").await;
+    assert_eq!(h.turn().await.text, "Can you check my order");
+    let (_, reply) = h.play_reply().await;
+    assert_eq!(reply, "Sure, one moment.");
+    assert!(h.writer_control.try_recv().is_err(), "nothing was cut");
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
+}
+
+/// A fax cannot hear a message: the call ends at once, as a voicemail call.
+#[tokio::test(start_paused = true)]
+async fn a_fax_is_hung_up_on_at_once() {
+    let mut h = start(with_voicemail(), vec![]);
+    let _ = h.utterance().await;
+    h.control
+        .send(Control::AnsweredBy(AnsweredBy::Fax))
+        .await
+        .unwrap();
+    assert_eq!(h.end().await.reason, EndReason::Voicemail);
 }

@@ -1,6 +1,7 @@
-//! Setting a call up before any audio flows: the assistant's prompt and start instruction are
-//! rendered with the call's metadata and built-ins, and a one-time token is made for the media
-//! stream. Outbound, inbound and web calls all start here, so they render texts the same way.
+//! Setting a call up before any audio flows: the assistant's prompt, start instruction and (for
+//! an outbound call) voicemail message are rendered with the call's metadata and built-ins, and a
+//! one-time token is made for the media stream. Outbound, inbound and web calls all start here,
+//! so they render texts the same way.
 
 use std::time::Duration;
 
@@ -58,8 +59,18 @@ pub fn prepare_call(draft: CallDraft<'_>) -> PreparedCall {
         .start_instruction
         .as_deref()
         .map(|t| render(t, &vars));
+    // Only an outbound call can reach an answering machine: elsewhere the message's
+    // placeholders would be reported missing for a text nobody will hear.
+    let voicemail = draft
+        .assistant
+        .settings
+        .voicemail_message
+        .as_deref()
+        .filter(|_| draft.direction == Direction::Outbound)
+        .map(|t| render(t, &vars));
     let mut missing = prompt.missing;
-    for key in start.iter().flat_map(|s| s.missing.iter()) {
+    let later = start.iter().chain(voicemail.iter());
+    for key in later.flat_map(|s| s.missing.iter()) {
         if !missing.contains(key) {
             missing.push(key.clone());
         }
@@ -84,6 +95,7 @@ pub fn prepare_call(draft: CallDraft<'_>) -> PreparedCall {
             },
             rendered_prompt: prompt.text,
             rendered_start_instruction: start.map(|s| s.text),
+            rendered_voicemail_message: voicemail.map(|s| s.text),
             missing_variables: missing,
             stream_token_hash: Some(token_hash(&stream_token)),
             stream_token_expires_at: Some(format_timestamp(expires)),

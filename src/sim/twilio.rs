@@ -5,23 +5,30 @@
 //! - REST (`/2010-04-01/Accounts/{AccountSid}/Calls.json`, `…/Calls/{CallSid}.json`): Basic auth
 //!   against the configured accounts (401/20003), form validation (21201/21211 `To`, 21213/21212
 //!   `From`, exactly one of `Url`/`Twiml`/`ApplicationSid`, 21626 for a `StatusCallbackEvent`
-//!   Twilio would not understand — including a comma-joined list), 201 with a Call resource.
+//!   Twilio would not understand — including a comma-joined list — and 21234 for an
+//!   answering-machine detection value it would not take), 201 with a Call resource.
 //! - Then, on its own task, the call lives: signed status callbacks `initiated` → `ringing` →
 //!   `in-progress` → `completed` (or `busy`/`no-answer`/`failed`, scripted per number); on
 //!   answer its TwiML runs, and `<Connect><Stream>` starts a simulated caller
 //!   ([`super::twilio_caller`]) against the stream URL. A REST hang-up stops the caller and
 //!   completes the call; a TwiML redirect (a `<Dial>` transfer) ends the stream and runs the new
 //!   document.
+//! - Answering-machine detection (`MachineDetection`, `AsyncAmd`): the number's [`Callee`] — a
+//!   person, an answering machine (greeting, beep, silence) or a fax — decides the verdict and
+//!   when it comes; with `AsyncAmd=true` it is posted, signed, to `AsyncAmdStatusCallback`
+//!   (see `amd.rs`).
 //! - Inbound calls: [`TwilioSim::simulate_inbound_call`] posts the signed voice webhook a phone
 //!   number would send, runs the TwiML answer and connects the caller.
 //!
 //! Everything received and sent is recorded on the handle for test assertions.
 
+mod amd;
 mod call;
 mod rest;
 mod twiml_reader;
 mod webhook;
 
+pub use amd::{Callee, MachineDetection};
 pub use twiml_reader::{DialTarget, DialVerb, StreamVerb, TwimlParseError, Verb, parse_twiml};
 pub use webhook::{SentWebhook, WebhookKind};
 
@@ -140,6 +147,14 @@ pub struct SimCall {
     pub status_callback_events: Vec<StatusCallbackEvent>,
     pub timeout_secs: Option<u32>,
     pub time_limit_secs: Option<u32>,
+    /// `MachineDetection` of the create request.
+    pub machine_detection: Option<MachineDetection>,
+    /// `AsyncAmd=true`: the verdict is posted to `async_amd_callback`.
+    pub async_amd: bool,
+    pub async_amd_callback: Option<String>,
+    pub machine_detection_timeout_secs: Option<u32>,
+    /// The detection's verdict (`human`, `machine_end_beep`, …), once given.
+    pub answered_by: Option<String>,
     pub date_created: String,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
@@ -182,6 +197,11 @@ impl SimCall {
             status_callback_events: Vec::new(),
             timeout_secs: None,
             time_limit_secs: None,
+            machine_detection: None,
+            async_amd: false,
+            async_amd_callback: None,
+            machine_detection_timeout_secs: None,
+            answered_by: None,
             date_created: rfc2822_now(),
             start_time: None,
             end_time: None,
@@ -272,6 +292,7 @@ struct State {
     default_outcome: CallOutcome,
     scripts: HashMap<String, CallerScript>,
     default_script: CallerScript,
+    callees: HashMap<String, Callee>,
     requests: Vec<RecordedRequest>,
     webhooks: Vec<SentWebhook>,
     calls: Vec<SimCall>,
@@ -317,6 +338,9 @@ struct Fixture {
     outcomes: HashMap<String, OutcomeSpec>,
     #[serde(default)]
     caller_script: Option<ScriptSpec>,
+    /// `{e164: "machine" | "fax" | "person"}`.
+    #[serde(default)]
+    callees: HashMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +404,15 @@ impl TwilioSim {
                 other => return Err(fail(format!("unknown outcome {other:?} for {number}"))),
             };
             sim.set_outcome(number, outcome);
+        }
+        for (number, kind) in &fixture.callees {
+            let callee = match kind.as_str() {
+                "person" => Callee::Person,
+                "machine" => Callee::machine(),
+                "fax" => Callee::Fax,
+                other => return Err(fail(format!("unknown callee {other:?} for {number}"))),
+            };
+            sim.set_callee(number, callee);
         }
         if let Some(spec) = &fixture.caller_script {
             let base = path.parent().unwrap_or(Path::new("."));
@@ -446,6 +479,14 @@ impl TwilioSim {
         });
     }
 
+    /// What answers `number` (a person unless told otherwise). A machine or a fax plays its own
+    /// script instead of the number's caller script.
+    pub fn set_callee(&self, number: &str, callee: Callee) {
+        self.update(|s| {
+            s.callees.insert(number.to_owned(), callee);
+        });
+    }
+
     /// The script of numbers without their own.
     pub fn set_default_caller_script(&self, script: CallerScript) {
         self.update(|s| s.default_script = script);
@@ -467,6 +508,17 @@ impl TwilioSim {
             s.webhooks
                 .iter()
                 .filter(|w| w.kind == WebhookKind::Status && w.call_sid == call_sid)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The answering-machine detection callbacks of one call, in order.
+    pub fn amd_callbacks(&self, call_sid: &str) -> Vec<SentWebhook> {
+        self.read(|s| {
+            s.webhooks
+                .iter()
+                .filter(|w| w.kind == WebhookKind::Amd && w.call_sid == call_sid)
                 .cloned()
                 .collect()
         })
@@ -535,9 +587,11 @@ impl TwilioSim {
             sid: sid.clone(),
             auth_token: token,
             script,
+            callee: Callee::Person,
             outcome: CallOutcome::default(),
             url_method_get: false,
             status_callback_get: false,
+            amd_callback_get: false,
         };
         tokio::spawn(call::run(self.clone(), setup, interrupts));
         Ok(sid)
@@ -595,6 +649,10 @@ impl TwilioSim {
                 .cloned()
                 .unwrap_or_else(|| s.default_script.clone())
         })
+    }
+
+    fn callee_for(&self, number: &str) -> Callee {
+        self.read(|s| s.callees.get(number).cloned().unwrap_or_default())
     }
 
     fn outcome_for(&self, number: &str) -> CallOutcome {

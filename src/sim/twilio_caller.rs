@@ -23,7 +23,9 @@ pub use report::{
     CallerEnd, CallerReport, ClearRecord, MarkRecord, MediaRecord, PROTOCOL_ERROR, ProtocolError,
     SpeechRecord, StepRecord,
 };
-pub use script::{CallerScript, ScriptError, ScriptSpec, Step, StepSpec};
+pub use script::{
+    CallerScript, DEFAULT_MACHINE_GREETING, ScriptError, ScriptSpec, Step, StepSpec, machine_beep,
+};
 
 #[cfg(test)]
 mod tests;
@@ -123,6 +125,16 @@ pub enum RemoteEnd {
     Redirect,
 }
 
+/// What the caller has played so far, watched live by whoever needs it as it happens (the fake
+/// Twilio's answering-machine detection listens for the end of a greeting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallerProgress {
+    /// `say` steps begun.
+    pub speech_started: usize,
+    /// `say` steps played to their end.
+    pub speech_ended: usize,
+}
+
 /// Ends a running caller from another task. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CallerControl(Arc<watch::Sender<Option<RemoteEnd>>>);
@@ -143,12 +155,18 @@ impl CallerControl {
 #[derive(Debug)]
 pub struct CallerHandle {
     control: CallerControl,
+    progress: watch::Receiver<CallerProgress>,
     task: JoinHandle<CallerReport>,
 }
 
 impl CallerHandle {
     pub fn control(&self) -> CallerControl {
         self.control.clone()
+    }
+
+    /// The caller's progress, updated as it plays.
+    pub fn progress(&self) -> watch::Receiver<CallerProgress> {
+        self.progress.clone()
     }
 
     pub fn hang_up(&self) {
@@ -174,9 +192,11 @@ impl CallerHandle {
 /// Starts a caller on its own task.
 pub fn spawn_caller(config: CallerConfig) -> CallerHandle {
     let (tx, rx) = watch::channel(None);
-    let task = tokio::spawn(run_caller(config, rx));
+    let (progress_tx, progress) = watch::channel(CallerProgress::default());
+    let task = tokio::spawn(run_caller(config, rx, progress_tx));
     CallerHandle {
         control: CallerControl(Arc::new(tx)),
+        progress,
         task,
     }
 }
@@ -192,10 +212,12 @@ pub fn caller_ws_config() -> WebSocketConfig {
         .max_frame_size(Some(1024 * 1024))
 }
 
-/// Runs one call to its end on the current task; `control` can end it from outside.
+/// Runs one call to its end on the current task; `control` can end it from outside, and
+/// `progress` tells who watches what has been played.
 pub async fn run_caller(
     config: CallerConfig,
     mut control: watch::Receiver<Option<RemoteEnd>>,
+    progress: watch::Sender<CallerProgress>,
 ) -> CallerReport {
     let t0 = Instant::now();
     let mut report = CallerReport {
@@ -227,6 +249,7 @@ pub async fn run_caller(
         step: 0,
         step_started: None,
         say_pos: 0,
+        progress,
     };
     let end = session.run(&mut control).await;
     let mut report = session.report;
@@ -321,6 +344,7 @@ struct Session<'a> {
     step: usize,
     step_started: Option<Instant>,
     say_pos: usize,
+    progress: watch::Sender<CallerProgress>,
 }
 
 impl Session<'_> {
@@ -484,6 +508,7 @@ impl Session<'_> {
                             started_at: at,
                             ended_at: None,
                         });
+                        self.progress.send_modify(|p| p.speech_started += 1);
                     }
                     let from = self.say_pos;
                     let to = (from + FRAME_BYTES).min(audio.len());
@@ -493,6 +518,7 @@ impl Session<'_> {
                         if let Some(last) = self.report.speech.last_mut() {
                             last.ended_at = Some(at);
                         }
+                        self.progress.send_modify(|p| p.speech_ended += 1);
                         self.end_step(at, false);
                     }
                     if to > from {

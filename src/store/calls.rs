@@ -121,6 +121,8 @@ pub struct NewCall {
     pub metadata: serde_json::Value,
     pub rendered_prompt: String,
     pub rendered_start_instruction: Option<String>,
+    /// The assistant's voicemail message, rendered (outbound calls of an assistant with one).
+    pub rendered_voicemail_message: Option<String>,
     pub missing_variables: Vec<String>,
     /// SHA-256 (hex) of the one-time media-stream token, if the call gets a stream.
     pub stream_token_hash: Option<String>,
@@ -144,7 +146,10 @@ pub struct CallRecord {
     pub metadata: serde_json::Value,
     pub rendered_prompt: String,
     pub rendered_start_instruction: Option<String>,
+    pub rendered_voicemail_message: Option<String>,
     pub missing_variables: Vec<String>,
+    /// Who answered, as answering-machine detection found (`human`, `machine_end_beep`, …).
+    pub answered_by: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -177,7 +182,8 @@ pub struct CallFilter {
 
 const CALL_COLUMNS: &str = "id, owner_id, assistant_id, trunk_id, direction, from_number, \
     to_number, status, end_reason, provider_call_sid, metadata, rendered_prompt, \
-    rendered_start_instruction, missing_variables, created_at, started_at, ended_at, updated_at";
+    rendered_start_instruction, rendered_voicemail_message, missing_variables, answered_by, \
+    created_at, started_at, ended_at, updated_at";
 
 impl Store {
     /// Writes a new call.
@@ -186,9 +192,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (id, owner_id, assistant_id, trunk_id, direction, from_number, \
              to_number, status, status_rank, provider_call_sid, metadata, rendered_prompt, \
-             rendered_start_instruction, missing_variables, stream_token_hash, \
-             stream_token_expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+             rendered_start_instruction, rendered_voicemail_message, missing_variables, \
+             stream_token_hash, stream_token_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)",
         )
         .bind(&c.id)
         .bind(&c.owner_id)
@@ -203,6 +209,7 @@ impl Store {
         .bind(c.metadata.to_string())
         .bind(&c.rendered_prompt)
         .bind(&c.rendered_start_instruction)
+        .bind(&c.rendered_voicemail_message)
         .bind(serde_json::to_string(&c.missing_variables).expect("strings serialise"))
         .bind(&c.stream_token_hash)
         .bind(&c.stream_token_expires_at)
@@ -411,6 +418,22 @@ impl Store {
         Ok(())
     }
 
+    /// Records who answered the call (answering-machine detection's verdict); a repeated
+    /// callback only writes the same word again.
+    pub async fn set_answered_by(
+        &self,
+        call_id: &str,
+        answered_by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE calls SET answered_by = $1, updated_at = $2 WHERE id = $3")
+            .bind(answered_by)
+            .bind(now_timestamp())
+            .bind(call_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// The sequence number of the call's last transcript turn (0 when there is none).
     pub async fn last_turn_seq(&self, call_id: &str) -> Result<i64, StoreError> {
         let row =
@@ -490,7 +513,9 @@ fn call_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
         metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?,
         rendered_prompt: row.try_get("rendered_prompt")?,
         rendered_start_instruction: row.try_get("rendered_start_instruction")?,
+        rendered_voicemail_message: row.try_get("rendered_voicemail_message")?,
         missing_variables: serde_json::from_str(&missing).map_err(|e| corrupt(e.to_string()))?,
+        answered_by: row.try_get("answered_by")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,

@@ -59,6 +59,10 @@ pub struct CreateCall<'a> {
     pub timeout_secs: Option<u32>,
     /// Longest call, in seconds.
     pub time_limit_secs: Option<u32>,
+    /// With a URL: asynchronous answering-machine detection that waits for the end of a
+    /// machine's greeting (`DetectMessageEnd`), its verdict posted there. The call's TwiML runs
+    /// at once, so a person who answers is not kept waiting for the detection.
+    pub amd_callback: Option<&'a str>,
 }
 
 /// The parts of Twilio's Call resource voxbridge uses.
@@ -219,6 +223,12 @@ impl TwilioRest {
         }
         if let Some(secs) = call.time_limit_secs {
             form.push(("TimeLimit", secs.to_string()));
+        }
+        if let Some(callback) = call.amd_callback {
+            form.push(("MachineDetection", "DetectMessageEnd".to_owned()));
+            form.push(("AsyncAmd", "true".to_owned()));
+            form.push(("AsyncAmdStatusCallback", callback.to_owned()));
+            form.push(("AsyncAmdStatusCallbackMethod", "POST".to_owned()));
         }
         self.post(account, &url, &form).await
     }

@@ -77,6 +77,7 @@ on_both_backends!(
     owners_are_isolated,
     secrets_are_never_echoed,
     call_settings_have_defaults_and_rules,
+    the_voicemail_message_is_a_checked_setting,
 );
 
 async fn create_list_details_as_documented(s: &TestServer) {
@@ -933,4 +934,70 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
         let (status, reply) = s.post("/assistant/create", body).await;
         assert_field_error(status, &reply, field);
     }
+}
+
+async fn the_voicemail_message_is_a_checked_setting(s: &TestServer) {
+    let id = create(s, cartesia()).await;
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(d["data"]["assistant_voicemail_message"], Value::Null);
+
+    let message = "Hi {{name}}, this is Acme. Please call us back.";
+    let id = create(
+        s,
+        with(cartesia(), "assistant_voicemail_message", json!(message)),
+    )
+    .await;
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(d["data"]["assistant_voicemail_message"], message);
+
+    // PATCH changes it, leaves it alone when absent, and null (or blank) clears it.
+    let path = format!("/assistant/update/{id}");
+    let (status, reply) = s
+        .patch(
+            &path,
+            json!({"assistant_voicemail_message": "Call us back."}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, reply) = s.patch(&path, json!({"assistant_name": "Renamed"})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(d["data"]["assistant_voicemail_message"], "Call us back.");
+    let (status, reply) = s
+        .patch(&path, json!({"assistant_voicemail_message": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(d["data"]["assistant_voicemail_message"], Value::Null);
+    let (status, _) = s
+        .patch(&path, json!({"assistant_voicemail_message": "  "}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(d["data"]["assistant_voicemail_message"], Value::Null);
+
+    for bad in [json!(5), json!(["Call us back."]), json!({"text": "hi"})] {
+        let body = with(cartesia(), "assistant_voicemail_message", bad.clone());
+        let (status, reply) = s.post("/assistant/create", body).await;
+        assert_field_error(status, &reply, "assistant_voicemail_message");
+        let (status, reply) = s
+            .patch(&path, json!({"assistant_voicemail_message": bad}))
+            .await;
+        assert_field_error(status, &reply, "assistant_voicemail_message");
+    }
+    let long = "a".repeat(1001);
+    let body = with(cartesia(), "assistant_voicemail_message", json!(long));
+    let (status, reply) = s.post("/assistant/create", body).await;
+    assert_field_error(status, &reply, "assistant_voicemail_message");
+    let (status, reply) = s
+        .patch(&path, json!({"assistant_voicemail_message": long}))
+        .await;
+    assert_field_error(status, &reply, "assistant_voicemail_message");
+    let (status, reply) = s
+        .patch(
+            &path,
+            json!({"assistant_voicemail_message": "a".repeat(1000)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
 }

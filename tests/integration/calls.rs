@@ -37,6 +37,7 @@ async fn insert_call(s: &TestServer, key: &str, assistant_id: &str, status: Call
             metadata: json!({"name": "John"}),
             rendered_prompt: "Hello John".into(),
             rendered_start_instruction: Some("Hi John".into()),
+            rendered_voicemail_message: None,
             missing_variables: vec!["company".into()],
             stream_token_hash: Some("secret-token-hash".into()),
             stream_token_expires_at: None,

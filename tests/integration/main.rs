@@ -29,5 +29,6 @@ mod trunks;
 mod tts;
 mod twilio_calls;
 mod v1_assistants;
+mod voicemail;
 mod web_calls;
 mod webhooks;

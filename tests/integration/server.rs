@@ -56,6 +56,29 @@ async fn openapi_lists_every_route(s: &TestServer) {
     ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }
+    for schema in ["CreateAssistant", "UpdateAssistant", "AssistantDetails"] {
+        assert!(
+            schemas[schema]["properties"]["assistant_voicemail_message"].is_object(),
+            "{schema} does not document assistant_voicemail_message"
+        );
+    }
+    assert!(
+        schemas["CreateAssistant"]["properties"]["assistant_voicemail_message"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("answering machine")),
+        "the setting says what it is for"
+    );
+    // CallDetails flattens the summary in: its own fields are one part of an `allOf`.
+    let details = &schemas["CallDetails"];
+    let parts = details["allOf"].as_array().cloned().unwrap_or_default();
+    for field in ["answered_by", "rendered_voicemail_message"] {
+        assert!(
+            std::iter::once(details)
+                .chain(parts.iter())
+                .any(|part| part["properties"][field].is_object()),
+            "CallDetails does not document {field}: {details}"
+        );
+    }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 

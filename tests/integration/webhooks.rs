@@ -38,6 +38,7 @@ async fn pending_deliveries_resume_after_a_restart(s: &TestServer) {
             metadata: json!({}),
             rendered_prompt: "p".into(),
             rendered_start_instruction: None,
+            rendered_voicemail_message: None,
             missing_variables: vec![],
             stream_token_hash: None,
             stream_token_expires_at: None,

@@ -1,13 +1,15 @@
 //! The life of one fake call, on its own task: ring, answer (or not), run the TwiML — which
 //! for voxbridge means a `<Connect><Stream>` that starts a simulated caller — and end, with a
-//! signed status callback at each step the request subscribed to. REST updates (hang-up,
-//! redirect) arrive as [`Interrupt`]s.
+//! signed status callback at each step the request subscribed to, and answering-machine
+//! detection's verdict while the first stream plays. REST updates (hang-up, redirect) arrive as
+//! [`Interrupt`]s.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::amd::{self, Callee, Detector};
 use super::twiml_reader::{StreamVerb, Verb, parse_twiml};
 use super::webhook::{self, WebhookKind};
 use super::{CallOutcome, Direction, Interrupt, SimCall, SimError, StreamRecord, TwilioSim};
@@ -23,13 +25,17 @@ const DEFAULT_TIMEOUT_SECS: u32 = 60;
 pub(crate) struct CallSetup {
     pub sid: String,
     pub auth_token: String,
-    /// What the person on the line does when a stream connects.
+    /// What the person (or machine) on the line does when a stream connects.
     pub script: CallerScript,
+    /// Who answers, for answering-machine detection.
+    pub callee: Callee,
     pub outcome: CallOutcome,
     /// The create request asked for `Method=GET` on its `Url`.
     pub url_method_get: bool,
     /// The create request asked for `StatusCallbackMethod=GET`.
     pub status_callback_get: bool,
+    /// The create request asked for `AsyncAmdStatusCallbackMethod=GET`.
+    pub amd_callback_get: bool,
 }
 
 /// Runs the call to its end.
@@ -44,6 +50,7 @@ pub(crate) async fn run(sim: TwilioSim, setup: CallSetup, interrupts: mpsc::Rece
         interrupts,
         sequence: 0,
         answered: None,
+        detected: false,
     };
     let status = match run.call.direction {
         Direction::OutboundApi => run.outbound().await,
@@ -71,6 +78,8 @@ struct CallRun {
     /// `SequenceNumber` of the next status callback.
     sequence: u32,
     answered: Option<Instant>,
+    /// Answering-machine detection has run (it listens to the call's first stream only).
+    detected: bool,
 }
 
 impl CallRun {
@@ -442,12 +451,34 @@ impl CallRun {
         };
         let caller = spawn_caller(config);
         let control = caller.control();
+        let mut progress = caller.progress();
+        let mut detector = self.detector();
+        let mut caller_playing = true;
         let finished = caller.finished();
         tokio::pin!(finished);
         let mut after_stream = None;
+        let far_future = Instant::now() + Duration::from_secs(86_400);
         let report = loop {
+            let amd_deadline = detector.as_ref().and_then(Detector::deadline);
             tokio::select! {
                 report = &mut finished => break report,
+                changed = progress.changed(), if amd_deadline.is_some() && caller_playing => {
+                    if changed.is_err() {
+                        // The caller is done; its report is on its way.
+                        caller_playing = false;
+                        continue;
+                    }
+                    let heard = *progress.borrow_and_update();
+                    if let Some(verdict) = detector.as_mut().and_then(|d| d.on_progress(heard)) {
+                        self.answered_by(verdict);
+                    }
+                }
+                () = tokio::time::sleep_until(amd_deadline.unwrap_or(far_future)), if amd_deadline.is_some() => {
+                    let heard = *progress.borrow();
+                    if let Some(verdict) = detector.as_mut().and_then(|d| d.on_timeout(heard)) {
+                        self.answered_by(verdict);
+                    }
+                }
                 Some(interrupt) = self.interrupts.recv() => match interrupt {
                     Interrupt::HangUp => {
                         control.hang_up();
@@ -487,6 +518,73 @@ impl CallRun {
             // The server closed the socket (or it broke): TwiML goes on after </Connect>.
             None => After::Continue,
         }
+    }
+
+    /// The detection to run on this stream, if the call asked for one and none has run.
+    fn detector(&mut self) -> Option<Detector> {
+        let mode = self.call.machine_detection?;
+        if std::mem::replace(&mut self.detected, true) {
+            return None;
+        }
+        let timeout = self
+            .call
+            .machine_detection_timeout_secs
+            .unwrap_or(amd::DEFAULT_TIMEOUT_SECS);
+        let mut detector = Detector::new(
+            mode,
+            self.setup.callee.clone(),
+            self.setup.script.speech_count(),
+            Duration::from_secs(timeout.into()),
+            self.answered.unwrap_or_else(Instant::now),
+        );
+        // A fax is known before anything plays.
+        if let Some(verdict) = detector.on_progress(Default::default()) {
+            self.answered_by(verdict);
+        }
+        Some(detector)
+    }
+
+    /// Records the verdict and, for asynchronous detection, posts it signed to the callback on
+    /// a task of its own: the call goes on while the application answers.
+    fn answered_by(&self, verdict: &'static str) {
+        self.sim.update_call(&self.setup.sid, |c| {
+            c.answered_by = Some(verdict.to_owned())
+        });
+        let Some(url) = self
+            .call
+            .async_amd_callback
+            .clone()
+            .filter(|_| self.call.async_amd)
+        else {
+            return;
+        };
+        let duration = self.answered.map(|t| t.elapsed()).unwrap_or_default();
+        let params = vec![
+            ("AccountSid".to_owned(), self.call.account_sid.clone()),
+            ("AnsweredBy".to_owned(), verdict.to_owned()),
+            ("CallSid".to_owned(), self.call.sid.clone()),
+            (
+                "MachineDetectionDuration".to_owned(),
+                duration.as_millis().to_string(),
+            ),
+        ];
+        let sim = self.sim.clone();
+        let sid = self.setup.sid.clone();
+        let token = self.setup.auth_token.clone();
+        let get = self.setup.amd_callback_get;
+        tokio::spawn(async move {
+            let sent = webhook::send(
+                sim.http(),
+                WebhookKind::Amd,
+                &sid,
+                get,
+                &url,
+                &token,
+                params,
+            )
+            .await;
+            sim.update(|s| s.webhooks.push(sent));
+        });
     }
 
     fn record_report(&self, report: CallerReport) {

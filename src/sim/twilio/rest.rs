@@ -11,8 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
+use super::amd::{self, MachineDetection};
 use super::call::{self, CallSetup};
-use super::{Direction, Interrupt, RecordedRequest, SimCall, TwilioSim, is_dialable};
+use super::{Direction, Interrupt, RecordedRequest, SimCall, SimError, TwilioSim, is_dialable};
 use crate::telephony::twilio_signature::constant_time_eq;
 use crate::telephony::{CallStatus, StatusCallbackEvent, is_sid, new_sid};
 use crate::validation::check_http_url;
@@ -261,6 +262,10 @@ fn create(sim: &TwilioSim, account_sid: &str, token: String, form: &[(String, St
         Some(Ok(secs)) if secs > 0 => Some(secs),
         Some(_) => return bad(21200, "TimeLimit must be a whole number of seconds".into()),
     };
+    let amd = match machine_detection(form) {
+        Ok(amd) => amd,
+        Err(message) => return bad(21234, message),
+    };
 
     let sid = new_sid("CA");
     let mut call = SimCall::new(sid.clone(), account_sid, to, from, Direction::OutboundApi);
@@ -270,18 +275,92 @@ fn create(sim: &TwilioSim, account_sid: &str, token: String, form: &[(String, St
     call.status_callback_events = events;
     call.timeout_secs = timeout_secs;
     call.time_limit_secs = time_limit_secs;
+    call.machine_detection = amd.mode;
+    call.async_amd = amd.mode.is_some() && amd.asynchronous;
+    call.async_amd_callback = amd.callback.map(str::to_owned);
+    call.machine_detection_timeout_secs = amd.timeout_secs;
+    if call.async_amd && call.async_amd_callback.is_none() {
+        // Twilio's warning: the verdict has nowhere to go but the Call resource.
+        call.errors.push(SimError {
+            code: 21262,
+            message: "No AMD status callback URL provided".into(),
+        });
+    }
     let body = call_json(&call);
     let interrupts = sim.insert_call(call);
+    let callee = sim.callee_for(to);
     let setup = CallSetup {
         sid,
         auth_token: token,
-        script: sim.script_for(to),
+        script: callee.script(sim.script_for(to)),
+        callee,
         outcome: sim.outcome_for(to),
         url_method_get: method_get,
         status_callback_get: callback_get,
+        amd_callback_get: amd.callback_get,
     };
     tokio::spawn(call::run(sim.clone(), setup, interrupts));
     (StatusCode::CREATED, body)
+}
+
+/// The answering-machine detection a create request asks for.
+struct AmdRequest<'f> {
+    mode: Option<MachineDetection>,
+    asynchronous: bool,
+    callback: Option<&'f str>,
+    callback_get: bool,
+    timeout_secs: Option<u32>,
+}
+
+/// Reads the detection parameters as Twilio checks them; a value it would not take is its
+/// 21234 ("Invalid Machine Detection configuration value").
+fn machine_detection(form: &[(String, String)]) -> Result<AmdRequest<'_>, String> {
+    let mode = match first(form, "MachineDetection") {
+        None | Some("") => None,
+        Some(value) => Some(MachineDetection::parse(value).ok_or_else(|| {
+            format!("MachineDetection must be Enable or DetectMessageEnd, not {value:?}")
+        })?),
+    };
+    let asynchronous = match first(form, "AsyncAmd") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(format!("AsyncAmd must be true or false, not {other:?}")),
+    };
+    let callback = first(form, "AsyncAmdStatusCallback").filter(|v| !v.is_empty());
+    if let Some(url) = callback
+        && let Err(why) = check_http_url(url)
+    {
+        return Err(format!(
+            "AsyncAmdStatusCallback {url:?} is not valid: it {why}"
+        ));
+    }
+    let callback_get = match first(form, "AsyncAmdStatusCallbackMethod") {
+        None | Some("POST") => false,
+        Some("GET") => true,
+        Some(other) => {
+            return Err(format!(
+                "AsyncAmdStatusCallbackMethod must be GET or POST, not {other:?}"
+            ));
+        }
+    };
+    let timeout_secs = match first(form, "MachineDetectionTimeout").map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(secs)) if amd::TIMEOUT_RANGE_SECS.contains(&secs) => Some(secs),
+        Some(_) => {
+            return Err(format!(
+                "MachineDetectionTimeout must be {} to {} seconds",
+                amd::TIMEOUT_RANGE_SECS.start(),
+                amd::TIMEOUT_RANGE_SECS.end()
+            ));
+        }
+    };
+    Ok(AmdRequest {
+        mode,
+        asynchronous,
+        callback,
+        callback_get,
+        timeout_secs,
+    })
 }
 
 /// The call a `…/Calls/{CallSid}.json` path names, if it is this account's.
@@ -426,7 +505,7 @@ fn call_json(c: &SimCall) -> Value {
         "status": c.status.as_str(),
         "direction": c.direction.as_str(),
         "api_version": "2010-04-01",
-        "answered_by": null,
+        "answered_by": c.answered_by,
         "annotation": null,
         "caller_name": null,
         "duration": c.duration_secs.map(|d| d.to_string()),

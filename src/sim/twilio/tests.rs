@@ -71,6 +71,7 @@ impl App {
         };
         let app = Router::new()
             .route("/status", post(webhook))
+            .route("/amd", post(amd_webhook))
             .route("/voice", post(voice))
             .route("/voice-reject", post(voice_reject))
             .route("/voice-broken", post(voice_broken))
@@ -133,6 +134,15 @@ async fn webhook(
     Form(form): Form<Vec<(String, String)>>,
 ) -> impl IntoResponse {
     hit(&state, "/status", &headers, form);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn amd_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> impl IntoResponse {
+    hit(&state, "/amd", &headers, form);
     axum::http::StatusCode::NO_CONTENT
 }
 
@@ -244,6 +254,17 @@ async fn place(
     to: &str,
     twiml: &str,
 ) -> Result<CallResource, TwilioError> {
+    place_detecting(client, app, to, twiml, None).await
+}
+
+/// Places a call; with `amd_callback`, asynchronous answering-machine detection posting there.
+async fn place_detecting(
+    client: &TwilioRest,
+    app: &App,
+    to: &str,
+    twiml: &str,
+    amd_callback: Option<&str>,
+) -> Result<CallResource, TwilioError> {
     let callback = format!("{}/status", app.base);
     client
         .create_call(
@@ -256,6 +277,7 @@ async fn place(
                 status_callback_events: &StatusCallbackEvent::ALL,
                 timeout_secs: Some(30),
                 time_limit_secs: None,
+                amd_callback,
             },
         )
         .await
@@ -396,6 +418,7 @@ async fn twilio_errors_come_back_typed() {
                 status_callback_events: &[],
                 timeout_secs: None,
                 time_limit_secs: None,
+                amd_callback: None,
             },
         )
         .await
@@ -491,6 +514,41 @@ async fn the_fake_refuses_what_twilio_would() {
         (ok_form(&[("StatusCallback", "not a url")]), 400, 21609),
         (ok_form(&[("StatusCallbackMethod", "PUT")]), 400, 21200),
         (ok_form(&[("Timeout", "soon")]), 400, 21200),
+        // Answering-machine detection takes only Twilio's own spellings.
+        (ok_form(&[("MachineDetection", "Yes")]), 400, 21234),
+        (ok_form(&[("MachineDetection", "enable")]), 400, 21234),
+        (
+            ok_form(&[("MachineDetection", "Enable"), ("AsyncAmd", "yes")]),
+            400,
+            21234,
+        ),
+        (
+            ok_form(&[
+                ("MachineDetection", "DetectMessageEnd"),
+                ("AsyncAmd", "true"),
+                ("AsyncAmdStatusCallback", "/twilio/amd"),
+            ]),
+            400,
+            21234,
+        ),
+        (
+            ok_form(&[
+                ("MachineDetection", "DetectMessageEnd"),
+                ("AsyncAmd", "true"),
+                ("AsyncAmdStatusCallback", "https://app.example.com/amd"),
+                ("AsyncAmdStatusCallbackMethod", "PUT"),
+            ]),
+            400,
+            21234,
+        ),
+        (
+            ok_form(&[
+                ("MachineDetection", "Enable"),
+                ("MachineDetectionTimeout", "2"),
+            ]),
+            400,
+            21234,
+        ),
     ];
     for (form, status, code) in cases {
         let shown = format!("{form:?}");
@@ -515,12 +573,114 @@ async fn the_fake_refuses_what_twilio_would() {
     sim.add_number(SID, FROM);
     let (status, _) = send(ok_form(&[])).await;
     assert_eq!(status, 201);
+    // Every detection parameter as Twilio documents it is taken; asynchronous detection
+    // without a callback is Twilio's warning 21262, not a refusal.
+    let (status, _) = send(ok_form(&[
+        ("MachineDetection", "DetectMessageEnd"),
+        ("AsyncAmd", "true"),
+        (
+            "AsyncAmdStatusCallback",
+            "https://app.example.com/amd?call_id=1",
+        ),
+        ("AsyncAmdStatusCallbackMethod", "POST"),
+        ("MachineDetectionTimeout", "45"),
+    ]))
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = send(ok_form(&[
+        ("MachineDetection", "Enable"),
+        ("AsyncAmd", "true"),
+    ]))
+    .await;
+    assert_eq!(status, 201);
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 3, "only the valid requests started calls");
     assert_eq!(
-        sim.calls().len(),
-        1,
-        "only the valid request started a call"
+        calls[1].machine_detection,
+        Some(MachineDetection::DetectMessageEnd)
     );
-    assert!(sim.requests().iter().filter(|r| r.status == 400).count() >= 12);
+    assert!(calls[1].async_amd);
+    assert_eq!(
+        calls[1].async_amd_callback.as_deref(),
+        Some("https://app.example.com/amd?call_id=1")
+    );
+    assert_eq!(calls[1].machine_detection_timeout_secs, Some(45));
+    assert!(calls[1].errors.is_empty(), "{:?}", calls[1].errors);
+    assert_eq!(calls[2].errors[0].code, 21262);
+    assert_eq!(calls[0].machine_detection, None);
+    assert!(sim.requests().iter().filter(|r| r.status == 400).count() >= 18);
+}
+
+#[tokio::test]
+async fn answering_machine_detection_posts_its_verdict_when_twilio_would() {
+    let (sim, client) = fake().await;
+    let app = App::start(false).await;
+    let machine = "+14155550444";
+    let greeting = CallerAudio::synthetic_speech("Leave a message.");
+    let greeting_ms = greeting.duration().as_millis() as u64;
+    sim.set_callee(machine, Callee::Machine { greeting });
+    sim.set_caller_script(
+        TO,
+        CallerScript::new()
+            .say(CallerAudio::tone(440.0, Duration::from_millis(200), 8000))
+            .wait(Duration::from_secs(30)),
+    );
+    let amd = format!("{}/amd", app.base);
+    for (to, expected, at_least_ms) in [
+        (machine, "machine_end_beep", greeting_ms + 300),
+        (TO, "human", 200),
+    ] {
+        let call = place_detecting(&client, &app, to, &app.connect_twiml(), Some(&amd))
+            .await
+            .unwrap();
+        let verdict = sim
+            .wait_for(WAIT, |s| s.amd_callbacks(&call.sid).pop())
+            .await
+            .unwrap_or_else(|| panic!("no verdict for {to}"));
+        assert_eq!(verdict.param("AnsweredBy"), Some(expected), "{to}");
+        assert_eq!(verdict.param("CallSid"), Some(call.sid.as_str()));
+        assert_eq!(verdict.param("AccountSid"), Some(SID));
+        let took: u64 = verdict
+            .param("MachineDetectionDuration")
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Not before the greeting and its beep (or the person's first words) were over.
+        assert!(took >= at_least_ms, "{to}: {took} ms < {at_least_ms} ms");
+        assert_eq!(verdict.status, Some(204));
+        let hit = app
+            .hits("/amd")
+            .into_iter()
+            .find(|h| h.param("CallSid") == Some(call.sid.as_str()))
+            .unwrap();
+        assert!(hit.signature_ok, "the verdict is signed like any webhook");
+        assert_eq!(
+            sim.call(&call.sid).unwrap().answered_by.as_deref(),
+            Some(expected)
+        );
+        client.hang_up(&account(), &call.sid).await.unwrap();
+        let ended = sim.wait_for_call_end(&call.sid, WAIT).await.unwrap();
+        assert_eq!(
+            sim.amd_callbacks(&call.sid).len(),
+            1,
+            "one verdict per call"
+        );
+        if to == machine {
+            // The machine played its greeting and beep, and then only listened.
+            let report = &ended.caller_reports[0];
+            assert_eq!(report.speech.len(), 2);
+            assert!(report.speech.iter().all(|s| s.ended_at.is_some()));
+            assert_eq!(report.end, Some(CallerEnd::RemoteHangUp));
+        }
+    }
+    // Without detection the fake says nothing about who answered.
+    let call = place(&client, &app, machine, &app.connect_twiml())
+        .await
+        .unwrap();
+    client.hang_up(&account(), &call.sid).await.unwrap();
+    let ended = sim.wait_for_call_end(&call.sid, WAIT).await.unwrap();
+    assert!(sim.amd_callbacks(&call.sid).is_empty());
+    assert_eq!(ended.answered_by, None);
 }
 
 #[tokio::test]
@@ -762,12 +922,19 @@ async fn fixtures_configure_accounts_and_outcomes() {
             "accounts": {SID: TOKEN},
             "numbers": {SID: [FROM]},
             "outcomes": {"+14155550001": {"outcome": "busy", "ring_ms": 5}},
-            "caller_script": {"steps": [{"wait": {"ms": 20}}, "hang_up"]}
+            "caller_script": {"steps": [{"wait": {"ms": 20}}, "hang_up"]},
+            "callees": {"+14155550005": "machine", "+14155550006": "fax"}
         })
         .to_string(),
     )
     .unwrap();
     let sim = TwilioSim::from_fixture(&path, TwilioSimConfig::default()).unwrap();
+    assert!(matches!(
+        sim.callee_for("+14155550005"),
+        Callee::Machine { .. }
+    ));
+    assert!(matches!(sim.callee_for("+14155550006"), Callee::Fax));
+    assert!(matches!(sim.callee_for(TO), Callee::Person));
     let base = sim.serve_on_loopback().await.unwrap();
     let client = TwilioRest::new(&base);
     let app = App::start(false).await;
@@ -787,6 +954,8 @@ async fn fixtures_configure_accounts_and_outcomes() {
         r#"{"accounts": {}, "outcomes": {"+1": {"outcome": "maybe"}}}"#,
     )
     .unwrap();
+    assert!(TwilioSim::from_fixture(&path, TwilioSimConfig::default()).is_err());
+    std::fs::write(&path, r#"{"callees": {"+1": "robot"}}"#).unwrap();
     assert!(TwilioSim::from_fixture(&path, TwilioSimConfig::default()).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
-//! The requests the fake Twilio makes to the application: status callbacks and voice webhooks
-//! (inbound calls, `Url` fetches), form-encoded and signed with the account's Auth Token over the
-//! exact URL, as Twilio does. Every one is recorded, answer included, for test assertions.
+//! The requests the fake Twilio makes to the application: status callbacks, voice webhooks
+//! (inbound calls, `Url` fetches) and answering-machine detection's verdicts, form-encoded and
+//! signed with the account's Auth Token over the exact URL, as Twilio does. Every one is
+//! recorded, answer included, for test assertions.
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub enum WebhookKind {
     Status,
     /// A voice URL asked for TwiML (an inbound call, a call's `Url`, a `<Redirect>`).
     Voice,
+    /// The verdict of asynchronous answering-machine detection (`AsyncAmdStatusCallback`).
+    Amd,
 }
 
 /// One webhook the fake sent, and what came back.

@@ -134,6 +134,13 @@ impl CallerAudio {
         )
     }
 
+    /// `text` in the TTS fakes' synthetic voice (voiced syllables, silent between words): speech
+    /// as a VAD and an energy-listening fake STT hear it, where no recorded clip fits.
+    pub fn synthetic_speech(text: &str) -> Self {
+        use crate::sim::voice::{DEFAULT_MS_PER_CHAR, SampleEncoding, speak_all};
+        Self(speak_all(text, SampleEncoding::Mulaw, 8000, DEFAULT_MS_PER_CHAR).into())
+    }
+
     pub fn as_bytes(&self) -> &Bytes {
         &self.0
     }
@@ -191,5 +198,10 @@ mod tests {
         let tone = CallerAudio::tone(440.0, Duration::from_millis(100), 8000);
         assert_eq!(tone.duration(), Duration::from_millis(100));
         assert!(tone.as_bytes().iter().any(|&b| b != SILENCE));
+        // 65 ms a character, silent between words.
+        let speech = CallerAudio::synthetic_speech("leave a message");
+        assert_eq!(speech.duration(), Duration::from_millis(15 * 65));
+        assert!(speech.as_bytes().iter().any(|&b| b != SILENCE));
+        assert!(speech.as_bytes().contains(&SILENCE));
     }
 }

@@ -1,6 +1,7 @@
 //! What the simulated caller does, step by step: wait, wait for the agent, speak, press keys,
 //! hang up. Built in code by tests, or read from JSON (fixtures, the load generator). Between and
-//! after steps the caller streams silence, as a real phone line does.
+//! after steps the caller streams silence, as a real phone line does. An answering machine is a
+//! script too: its greeting, its beep, then the silence of a recording.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -124,6 +125,21 @@ impl CallerScript {
         self.push(Step::HangUp)
     }
 
+    /// An answering machine: `greeting`, then [`machine_beep`], then silence while it records,
+    /// until the other side hangs up. Its speech ends with the beep, which is what
+    /// answering-machine detection (`DetectMessageEnd`) waits for.
+    pub fn answering_machine(greeting: CallerAudio) -> Self {
+        Self::new().say(greeting).say(machine_beep())
+    }
+
+    /// How many times the caller speaks (its `say` steps).
+    pub fn speech_count(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Say(_)))
+            .count()
+    }
+
     /// Reads a JSON script; WAV paths are relative to the script's folder.
     pub fn load_json(path: impl AsRef<Path>) -> Result<Self, ScriptError> {
         let path = path.as_ref();
@@ -183,6 +199,14 @@ impl CallerScript {
         Ok(Self::from_steps(steps))
     }
 }
+
+/// The beep after a mailbox greeting: 1 kHz for 300 ms, loud.
+pub fn machine_beep() -> CallerAudio {
+    CallerAudio::tone(1000.0, Duration::from_millis(300), 12_000)
+}
+
+/// The greeting of a machine whose own is not given.
+pub const DEFAULT_MACHINE_GREETING: &str = "Hi, you have reached Sam. I can't take your call right now. Please leave a message after the tone.";
 
 fn is_dtmf_digit(c: char) -> bool {
     c.is_ascii_digit() || c == '*' || c == '#'
@@ -259,5 +283,20 @@ mod tests {
             .hang_up();
         let kinds: Vec<_> = script.steps().iter().map(Step::kind).collect();
         assert_eq!(kinds, ["wait", "dtmf", "hang_up"]);
+        assert_eq!(script.speech_count(), 0);
+    }
+
+    #[test]
+    fn an_answering_machine_greets_then_beeps() {
+        let greeting = CallerAudio::synthetic_speech("leave a message");
+        let script = CallerScript::answering_machine(greeting.clone());
+        assert_eq!(script.speech_count(), 2);
+        match script.steps() {
+            [Step::Say(first), Step::Say(beep)] => {
+                assert_eq!(*first, greeting);
+                assert_eq!(beep.duration(), Duration::from_millis(300));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
