@@ -14,9 +14,11 @@
 //!   text. What is left is ours: forwarding audio, turn logic, phrase splitting, TTS framing,
 //!   pacing, and the sockets in between.
 //! - **Barge-in reaction**: onset of speech over the agent → the `clear` that stops playback.
-//! - **A false interruption** (the backchannel step): onset of the "uh-huh" → the `clear` (the
-//!   agent stops at the sound), and end of its voiced audio → the agent's audio again (it
-//!   resumed). No agent audio after it before the caller's next speech is a wrongful cut.
+//! - **False interruptions** (the cough and the backchannel steps): onset of the sound → the
+//!   `clear` (the agent stops at the sound; for a cough the VAD's model should not even do
+//!   that), and end of its voiced audio → the agent's audio again (it resumed). A wrongful cut
+//!   is no agent audio after it before the caller's next speech, or a `clear` after the agent
+//!   went on (the STT's late words cut it after all).
 //! - **Frame lateness**: within one stretch of agent audio (between caller utterances, `clear`s
 //!   and the server's end-of-reply marks), how far each frame arrived behind the playout clock started by the first. A
 //!   frame more than 20 ms late means the caller's earpiece ran dry: a gap.
@@ -47,8 +49,12 @@ pub struct CallMeasures {
     pub false_stop_ms: Option<f64>,
     /// The backchannel's voiced end → the agent's audio again.
     pub resumed_ms: Option<f64>,
-    /// The agent fell silent for good after the backchannel.
-    pub wrongful_cut: bool,
+    /// The cough's onset → the clear, if the cough stopped the agent at all.
+    pub cough_stop_ms: Option<f64>,
+    /// The agent was talking when the caller coughed (so the cough was over it).
+    pub coughed_over_agent: bool,
+    /// False interruptions after which the agent's reply was lost.
+    pub wrongful_cuts: u32,
     pub frame_lateness_ms: Vec<f64>,
     pub late_frames: u64,
     /// Where each late frame fell: ms from the start of its stretch of agent audio.
@@ -67,7 +73,17 @@ pub fn measure(
     for (i, speech) in report.speech.iter().enumerate() {
         let next_speech = report.speech.get(i + 1).map(|s| s.started_at);
         if script.backchannel_step == Some(speech.step) && speech.ended_at.is_some() {
-            false_interruption(report, speech, &script.backchannel, next_speech, &mut out);
+            let f = false_interruption(report, speech, &script.backchannel, next_speech);
+            out.false_stop_ms = f.stop_ms;
+            out.resumed_ms = f.resumed_ms;
+            out.wrongful_cuts += u32::from(f.wrongful_cut);
+            continue;
+        }
+        if script.cough_step == speech.step && speech.ended_at.is_some() {
+            let f = false_interruption(report, speech, &script.cough, next_speech);
+            out.cough_stop_ms = f.stop_ms;
+            out.coughed_over_agent = f.over_agent;
+            out.wrongful_cuts += u32::from(f.wrongful_cut);
             continue;
         }
         let Some(utterance) = script.utterance_at(speech.step) else {
@@ -111,29 +127,62 @@ pub fn measure(
     out
 }
 
-/// How the agent took an "uh-huh" over its reply: stopped at it, then went on.
+/// How the agent took a sound over its reply that was not a turn.
+#[derive(Debug, Default)]
+struct FalseInterruption {
+    over_agent: bool,
+    stop_ms: Option<f64>,
+    resumed_ms: Option<f64>,
+    wrongful_cut: bool,
+}
+
+/// How the agent took an "uh-huh" or a cough over its reply: at most stopped at it, then went
+/// on.
 fn false_interruption(
     report: &CallerReport,
     speech: &SpeechRecord,
-    backchannel: &super::script::Utterance,
+    sound: &super::script::Utterance,
     next_speech: Option<Duration>,
-    out: &mut CallMeasures,
-) {
-    let onset_at = wire_time(speech, backchannel.onset_ms);
-    let voiced_end_at = wire_time(speech, backchannel.voiced_end_ms);
-    out.false_stop_ms = report
+) -> FalseInterruption {
+    let onset_at = wire_time(speech, sound.onset_ms);
+    let voiced_end_at = wire_time(speech, sound.voiced_end_ms);
+    let window = Duration::from_millis(200);
+    let mut out = FalseInterruption {
+        // Agent audio arriving around the sound's onset: it was talked over.
+        over_agent: report
+            .media
+            .iter()
+            .any(|m| m.at + window >= onset_at && m.at <= onset_at + window),
+        ..Default::default()
+    };
+    if !out.over_agent {
+        return out;
+    }
+    out.stop_ms = report
         .clears
         .iter()
         .find(|c| c.at >= onset_at && c.at <= voiced_end_at + Duration::from_secs(1))
         .map(|clear| ms_between(onset_at, clear.at));
+    let before_next = |at: Duration| next_speech.is_none_or(|next| at < next);
     let again = report
         .media
         .iter()
-        .find(|m| m.at > voiced_end_at && next_speech.is_none_or(|next| m.at < next));
+        .find(|m| m.at > voiced_end_at && before_next(m.at));
     match again {
-        Some(media) => out.resumed_ms = Some(ms_between(voiced_end_at, media.at)),
+        Some(media) => {
+            out.resumed_ms = out
+                .stop_ms
+                .is_some()
+                .then(|| ms_between(voiced_end_at, media.at));
+            // Cut after all once it went on (late words from the STT).
+            out.wrongful_cut = report
+                .clears
+                .iter()
+                .any(|c| c.at > media.at && before_next(c.at));
+        }
         None => out.wrongful_cut = true,
     }
+    out
 }
 
 /// Lateness of every agent frame against the playout clock of its stretch of audio.
@@ -291,6 +340,41 @@ mod tests {
         let mut out = CallMeasures::default();
         frame_lateness(&report, &mut out);
         assert_eq!((out.late_frames, out.frame_lateness_ms.len()), (0, 2));
+    }
+
+    #[test]
+    fn a_reply_cut_after_it_went_on_is_a_wrongful_cut() {
+        let script = LoadScript::new(2);
+        let cough = &script.cough;
+        let started = 10_000;
+        let speech = SpeechRecord {
+            step: script.cough_step,
+            started_at: ms(started),
+            ended_at: Some(ms(started + cough.audio.duration().as_millis() as u64)),
+        };
+        let onset = started - 20 + cough.onset_ms;
+        let end = started - 20 + cough.voiced_end_ms;
+        let report = |clears: Vec<u64>| CallerReport {
+            speech: vec![speech.clone()],
+            media: vec![media(onset - 20, 0), media(onset, 0), media(end + 100, 1)],
+            clears: clears
+                .into_iter()
+                .map(|at| ClearRecord {
+                    at: ms(at),
+                    dropped_bytes: 0,
+                    offset: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let delays = SimOptions::reference();
+        // Stopped at the sound, then went on: not a cut.
+        let m = measure(&report(vec![onset + 100]), &script, &delays, 200);
+        assert_eq!((m.coughed_over_agent, m.wrongful_cuts), (true, 0));
+        assert!((m.cough_stop_ms.unwrap() - 100.0).abs() < 1e-6);
+        // Went on, then cut by the STT's late words: a cut.
+        let m = measure(&report(vec![onset + 100, end + 400]), &script, &delays, 200);
+        assert_eq!(m.wrongful_cuts, 1);
     }
 
     #[test]

@@ -118,11 +118,14 @@ fn require_loopback(url: &str) -> Result<(), LoadTestError> {
 /// Runs one load test to its end.
 pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError> {
     options.validate()?;
-    // Kept alive until the run ends when the fakes run here.
+    let script = LoadScript::new(options.turns);
+    // Kept alive until the run ends when the fakes run here. Fakes started elsewhere
+    // (`--sim-url`) hear their own script: a cough may then be taken for words.
     let (_suite, sim_url) = match &options.sim_url {
         Some(url) => (None, url.clone()),
         None => {
-            let suite = SimSuite::start(([127, 0, 0, 1], 0).into(), options.delays)
+            let heard = Some(script.stt_script());
+            let suite = SimSuite::start_scripted(([127, 0, 0, 1], 0).into(), options.delays, heard)
                 .await
                 .map_err(|e| LoadTestError::Setup(format!("the fakes did not start: {e}")))?;
             let url = suite.base_url.clone();
@@ -142,7 +145,6 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
         ..TwilioSimConfig::default()
     });
     twilio.add_number(DEFAULT_ACCOUNT_SID, &number);
-    let script = LoadScript::new(options.turns);
 
     let sampler = sampler::Sampler::start(target.pid, format!("{}/metrics", target.base_url));
     // Let the sampler see the server idle before the first call.

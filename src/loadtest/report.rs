@@ -47,7 +47,13 @@ pub struct LoadReport {
     pub false_stop_ms: Summary,
     /// A backchannel over the agent: its end → the agent's audio again (it resumed).
     pub resumed_ms: Summary,
-    /// Backchannels after which the agent never spoke again before the caller did.
+    /// A cough over the agent: its onset → the clear, in the calls where it stopped the agent.
+    pub cough_stop_ms: Summary,
+    /// Coughs over the agent, and how many of them stopped it (briefly).
+    pub coughs_over_agent: u64,
+    pub coughs_that_stopped: u64,
+    /// Coughs and backchannels after which the agent's reply was lost (never went on before
+    /// the caller spoke again, or was cut after it went on).
     pub wrongful_cuts: u64,
     pub frame_lateness_ms: Summary,
     pub frames: u64,
@@ -109,6 +115,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
     let mut added = Vec::new();
     let mut barge = Vec::new();
     let (mut false_stops, mut resumes, mut wrongful_cuts) = (Vec::new(), Vec::new(), 0u64);
+    let (mut cough_stops, mut coughs_over_agent) = (Vec::new(), 0u64);
     let mut lateness = Vec::new();
     let mut late_offsets = Vec::new();
     let (mut unanswered, mut missed, mut frames, mut late_frames) = (0u64, 0u64, 0u64, 0u64);
@@ -150,7 +157,9 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         barge.extend(m.barge_in_ms);
         false_stops.extend(m.false_stop_ms);
         resumes.extend(m.resumed_ms);
-        wrongful_cuts += u64::from(m.wrongful_cut);
+        wrongful_cuts += u64::from(m.wrongful_cuts);
+        cough_stops.extend(m.cough_stop_ms);
+        coughs_over_agent += u64::from(m.coughed_over_agent);
         lateness.extend(m.frame_lateness_ms);
         late_offsets.extend(m.late_frame_offsets_ms);
         unanswered += u64::from(m.unanswered);
@@ -191,6 +200,9 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         barge_ins_missed: missed,
         false_stop_ms: Summary::of(&mut false_stops),
         resumed_ms: Summary::of(&mut resumes),
+        coughs_that_stopped: cough_stops.len() as u64,
+        cough_stop_ms: Summary::of(&mut cough_stops),
+        coughs_over_agent,
         wrongful_cuts,
         frame_lateness_ms: Summary::of(&mut lateness),
         frames,
@@ -297,6 +309,7 @@ impl LoadReport {
             ("barge-in reaction", &self.barge_in_ms),
             ("uh-huh → stop", &self.false_stop_ms),
             ("uh-huh end → resume", &self.resumed_ms),
+            ("cough → stop", &self.cough_stop_ms),
             ("frame lateness", &self.frame_lateness_ms),
         ] {
             let _ = writeln!(
@@ -307,12 +320,14 @@ impl LoadReport {
         }
         let _ = writeln!(
             out,
-            "gaps: {} late frames of {} in {} calls; unanswered turns {}; missed barge-ins {}; wrongful cuts {}",
+            "gaps: {} late frames of {} in {} calls; unanswered turns {}; missed barge-ins {}; coughs over the agent {} (stopped it {}); wrongful cuts {}",
             self.late_frames,
             self.frames,
             self.calls_with_gaps,
             self.unanswered_turns,
             self.barge_ins_missed,
+            self.coughs_over_agent,
+            self.coughs_that_stopped,
             self.wrongful_cuts
         );
         match &self.server {

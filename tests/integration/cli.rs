@@ -345,6 +345,8 @@ fn loadtest_runs_calls_through_a_spawned_server_and_writes_json() {
     // Each caller's uh-huh over the second reply stopped the agent, which then went on.
     assert_eq!(report["false_stop_ms"]["n"], 3, "{out}");
     assert_eq!(report["resumed_ms"]["n"], 3, "{out}");
+    // And each caller coughed over the first reply, which was not lost either.
+    assert_eq!(report["coughs_over_agent"], 3, "{out}");
     assert_eq!(report["wrongful_cuts"], 0, "{out}");
     assert!(report["frames"].as_u64().unwrap() > 100, "{out}");
     assert!(
