@@ -1002,3 +1002,105 @@ async fn keypad_digits_make_one_turn_the_agent_answers() {
     assert!(answered, "{turns:?}");
     lab.stop().await;
 }
+
+/// The DTMF key whose two tones dominate a 20 ms frame of 8 kHz audio (Goertzel at the eight
+/// DTMF frequencies), or `None` for speech, silence or anything else.
+fn dtmf_key(frame: &[i16]) -> Option<char> {
+    const LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+    const HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    const KEYS: [[char; 4]; 4] = [
+        ['1', '2', '3', 'A'],
+        ['4', '5', '6', 'B'],
+        ['7', '8', '9', 'C'],
+        ['*', '0', '#', 'D'],
+    ];
+    let power = |hz: f32| {
+        let k = 2.0 * (2.0 * std::f32::consts::PI * hz / 8000.0).cos();
+        let (mut s1, mut s2) = (0f32, 0f32);
+        for &x in frame {
+            let s = f32::from(x) + k * s1 - s2;
+            s2 = s1;
+            s1 = s;
+        }
+        s1 * s1 + s2 * s2 - k * s1 * s2
+    };
+    let total: f32 = frame.iter().map(|&x| f32::from(x).powi(2)).sum::<f32>() * frame.len() as f32;
+    let strongest = |bank: &[f32; 4]| {
+        let powers = bank.map(power);
+        let (i, &p) = powers
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap();
+        let others = powers.iter().enumerate().filter(|(j, _)| *j != i);
+        let clear = others.into_iter().all(|(_, &q)| q * 10.0 < p);
+        (i, p, clear)
+    };
+    let (low, pl, low_clear) = strongest(&LOW);
+    let (high, ph, high_clear) = strongest(&HIGH);
+    // Two clear tones that carry most of the frame's energy: a key, not a voice.
+    (low_clear && high_clear && (pl + ph) * 2.0 > total * 0.5 && total > 0.0)
+        .then_some(KEYS[low][high])
+}
+
+/// The keys in a stretch of 8 kHz audio, each once however many frames it lasts.
+fn dtmf_keys(samples: &[i16]) -> String {
+    let mut keys = String::new();
+    let mut previous = None;
+    for frame in samples.chunks_exact(160) {
+        let key = dtmf_key(frame);
+        if let Some(k) = key
+            && previous != Some(k)
+        {
+            keys.push(k);
+        }
+        previous = key;
+    }
+    keys
+}
+
+/// The model presses keys on the far end's IVR: `send_dtmf` is offered on a phone call, its
+/// keys are played as DTMF tones after the words before them, and they are in the call's audio
+/// (read back from the agent's channel of the call's recording) in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_dtmf_plays_the_keys_in_the_calls_audio() {
+    let mut options = LabOptions {
+        utterances: vec!["Could you press 42 for me?"],
+        ..LabOptions::default()
+    };
+    options.assistant["assistant_recording"] = serde_json::json!(true);
+    let lab = CallLab::start(options).await;
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let turns = transcript(&call);
+    assert!(
+        turns
+            .iter()
+            .any(|(r, t)| r == "tool" && t.starts_with("send_dtmf")),
+        "{turns:?}"
+    );
+
+    let url = call["recording_url"].as_str().expect("recorded");
+    let wav = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&lab.server.key)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let agent: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let caller: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    assert_eq!(
+        dtmf_keys(&agent),
+        "42",
+        "the agent's channel holds the keys"
+    );
+    assert_eq!(dtmf_keys(&caller), "", "the caller pressed nothing");
+    lab.stop().await;
+}
