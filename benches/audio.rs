@@ -145,6 +145,20 @@ mod vad {
         bench_mix(bencher, VadConfig::default());
     }
 
+    /// The same without the early look at onsets (`onset_ms` = `min_speech_ms`): the model
+    /// runs once per candidate instead of twice. The difference is what an early barge-in
+    /// costs.
+    #[divan::bench(sample_count = 30)]
+    fn cascade_call_mix_without_early_onset(bencher: Bencher) {
+        bench_mix(
+            bencher,
+            VadConfig {
+                onset_ms: 200,
+                ..VadConfig::default()
+            },
+        );
+    }
+
     /// The cheap path alone (neural confirmation off), same stream.
     #[divan::bench(sample_count = 30)]
     fn energy_only_call_mix(bencher: Bencher) {
