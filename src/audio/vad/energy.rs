@@ -163,7 +163,13 @@ impl Biquad {
             z2 = b2 * x - a2 * y;
             power += y * y;
         }
-        self.z = [z1, z2];
+        // In digital silence the state decays into subnormal floats and settles there in a
+        // ±1e-45 limit cycle, and arithmetic on subnormals costs ~100 cycles per operation on
+        // many x86 cores (Intel's microcode assists): the whole VAD ran 6× slower on silence
+        // there. Nothing under a millionth of one input step matters to a level, and from
+        // there a frame cannot decay far enough to reach the subnormal range.
+        let flush = |z: f32| if z.abs() < 1e-6 { 0.0 } else { z };
+        self.z = [flush(z1), flush(z2)];
         let db = 10.0
             * (power / frame.len() as f32 / (32768.0 * 32768.0))
                 .max(1e-12)
@@ -204,6 +210,28 @@ pub fn level_db(frame: &[i16]) -> f32 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_high_pass_never_holds_subnormal_state_in_silence() {
+        for rate in [8000.0, 16_000.0] {
+            let mut filter = Biquad::high_pass(HIGH_PASS_HZ, rate);
+            let loud: Vec<i16> = (0..160)
+                .map(|n| ((n * 7919) % 20_000) as i16 - 10_000)
+                .collect();
+            filter.level_db(&loud);
+            let silence = [0i16; 160];
+            let mut seen = Vec::new();
+            for _ in 0..500 {
+                filter.level_db(&silence);
+                seen.extend(filter.z);
+            }
+            let subnormal = seen.iter().filter(|z| z.is_subnormal()).count();
+            let zero = seen.iter().filter(|z| **z == 0.0).count();
+            assert_eq!(subnormal, 0, "{rate} Hz: {:?}", filter.z);
+            assert!(zero > 0, "the state settles at zero");
+        }
+    }
+
     use super::*;
 
     #[test]
