@@ -929,6 +929,10 @@ async fn call_settings_have_defaults_and_rules(s: &TestServer) {
             with(cartesia(), "assistant_recording", json!("yes")),
             "assistant_recording",
         ),
+        (
+            with(cartesia(), "assistant_vad_config", json!({"onset_ms": 5})),
+            "assistant_vad_config.onset_ms",
+        ),
     ];
     for (body, field) in cases {
         let (status, reply) = s.post("/assistant/create", body).await;
