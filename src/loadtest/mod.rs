@@ -10,6 +10,7 @@
 
 mod measure;
 mod process;
+mod progress;
 mod report;
 mod sampler;
 mod script;
@@ -147,6 +148,8 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     twilio.add_number(DEFAULT_ACCOUNT_SID, &number);
 
     let sampler = sampler::Sampler::start(target.pid, format!("{}/metrics", target.base_url));
+    let placed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress = progress::Progress::start(options.calls, placed.clone(), sampler.latest());
     // Let the sampler see the server idle before the first call.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let t0 = Instant::now();
@@ -164,6 +167,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
             status_callback: None,
             status_callback_events: vec![],
         };
+        placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match twilio.simulate_inbound_call(call) {
             Ok(sid) => sids.push(sid),
             Err(e) => *failures.entry(e.to_string()).or_insert(0) += 1,
@@ -183,6 +187,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
         }
     }
     let wall = t0.elapsed();
+    progress.stop();
     let samples = sampler.stop().await;
     let server_pid = target.pid;
     drop(target);

@@ -56,6 +56,12 @@ use crate::telephony::twilio_signature::{SIGNATURE_HEADER, compute_signature};
 const FRAME: Duration = Duration::from_millis(20);
 /// A tick this late means the caller itself fell behind the wire clock.
 pub const LATE_TICK: Duration = Duration::from_millis(10);
+
+/// Ticks more than [`LATE_TICK`] late in all callers of this process so far, and the worst of
+/// them (µs): a load generator's live view of its own lag, while each caller's report has its
+/// own at the end.
+pub static LATE_TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static WORST_LATE_TICK_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// How long to wait for the server's close after ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -403,6 +409,10 @@ impl Session<'_> {
         self.report.tick_lag_max = self.report.tick_lag_max.max(lag);
         if lag > LATE_TICK {
             self.report.late_ticks += 1;
+            // Shared counters only on the rare late tick, so on-time callers never contend.
+            LATE_TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            WORST_LATE_TICK_US
+                .fetch_max(lag.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
