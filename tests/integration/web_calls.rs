@@ -558,10 +558,13 @@ async fn a_web_call_gets_the_recommended_products() {
 }
 
 /// The widget's keypad: `dtmf` messages are collected into one entry the agent answers; a
-/// message that is not a key is skipped and the call goes on.
+/// message that is not a key is skipped and the call goes on. The call is recorded, at the
+/// rate web calls run at inside.
 #[tokio::test]
 async fn keypad_messages_are_one_entry_the_agent_answers() {
-    let lab = lab().await;
+    let mut options = LabOptions::default();
+    options.assistant["assistant_recording"] = json!(true);
+    let lab = CallLab::start(options).await;
     let data = web_session(&lab).await;
     let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
     start(&mut ws, 16_000).await;
@@ -590,6 +593,36 @@ async fn keypad_messages_are_one_entry_the_agent_answers() {
         s.close.is_some()
     })
     .await;
+
+    let details = lab
+        .server
+        .ended_call_details(data["call_id"].as_str().unwrap())
+        .await;
+    let url = details["recording_url"].as_str().expect("recorded");
+    let wav = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&lab.server.key)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 16_000));
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let loudest = |channel: usize| {
+        samples
+            .iter()
+            .skip(channel)
+            .step_by(2)
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(loudest(1) > 1000, "the agent's greeting is on the right");
+    assert!(samples.len() / 2 > 16_000, "more than a second of call");
     lab.stop().await;
 }
 
