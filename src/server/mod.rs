@@ -118,7 +118,8 @@ impl Server {
     ) -> Result<(), ServerError> {
         let store = self.state.store.clone();
         let live = self.state.calls.live.clone();
-        let worker = self.state.calls.webhooks.spawn_worker();
+        let webhooks = self.state.calls.webhooks.clone();
+        let worker = webhooks.spawn_worker();
         let chat_sweeper = crate::chat::spawn_idle_sweeper(self.state.calls.clone());
         let recording_sweeper = self.state.calls.recordings.clone().spawn_sweeper();
         let limits = self.state.config.http;
@@ -134,6 +135,13 @@ impl Server {
         };
         connections::serve(self.listener, app, limits, shutdown, REQUEST_DRAIN).await;
         worker.abort();
+        let _ = worker.await;
+        // An attempt cut off here may or may not have reached its receiver; handing the claim
+        // back lets another process (or the next start) send it again at once, which the
+        // delivery id lets receivers deduplicate.
+        if let Err(e) = webhooks.release_claims().await {
+            tracing::warn!(error = %e, "webhook claims not released; they wait for their lease");
+        }
         chat_sweeper.abort();
         if let Some(sweeper) = recording_sweeper {
             sweeper.abort();
