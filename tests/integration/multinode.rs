@@ -8,7 +8,9 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::json;
+use voxbridge::config::Config;
 use voxbridge::egress::{AddressPolicy, EgressClient};
+use voxbridge::server::Server;
 use voxbridge::store::{CallStatus, Direction, NewCall, format_timestamp};
 use voxbridge::webhook::{WebhookSettings, Webhooks};
 
@@ -276,4 +278,45 @@ async fn an_abandoned_claim_is_taken_over_after_its_lease_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_claim_is_taken_over_after_its_lease_postgres() {
     an_abandoned_claim_is_taken_over_after_its_lease(Backend::Postgres).await;
+}
+
+/// A configuration of a server on `database_url`, on a free port.
+fn config_on(database_url: &str) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        recordings_dir: std::env::temp_dir()
+            .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
+            .display()
+            .to_string(),
+        ..Config::default()
+    }
+}
+
+/// SQLite is one node: a second server on the same file is refused while the first lives, and
+/// starts once the first has stopped.
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let first = TestServer::start(Backend::Sqlite).await.unwrap();
+    let url = first.database_url.clone();
+    let refused = Server::bind(config_on(&url))
+        .await
+        .err()
+        .expect("a second server on the file is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("is already in use by another voxbridge server")
+            && message.contains(".lock")
+            && message.contains("PostgreSQL"),
+        "{message}"
+    );
+    first.stop().await;
+    let second = Server::bind(config_on(&url))
+        .await
+        .expect("the file is free once the first server stopped");
+    drop(second);
+    let path = url.trim_start_matches("sqlite:");
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
 }
