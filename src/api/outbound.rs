@@ -19,7 +19,7 @@ use super::twilio::{STREAM_TOKEN_TTL, media_stream_url};
 use crate::call::io::Control;
 use crate::call::runner::queue_report;
 use crate::call::setup::{CallDraft, prepare_call};
-use crate::store::{CallStatus, Direction};
+use crate::store::{CallStatus, Direction, NewCall};
 use crate::telephony::twilio_rest::{CreateCall, TwilioCredentials, TwilioError};
 use crate::telephony::twiml::{StreamSpec, connect_stream};
 use crate::telephony::{StatusCallbackEvent, TrunkProvider};
@@ -131,8 +131,6 @@ pub async fn place(
     };
     v.into_result().map_err(ApiError::Invalid)?;
 
-    ensure_call_capacity(&state, &owner.id).await?;
-
     let prepared = prepare_call(CallDraft {
         assistant: &assistant,
         direction: Direction::Outbound,
@@ -145,7 +143,7 @@ pub async fn place(
         token_ttl: STREAM_TOKEN_TTL,
     });
     let call_id = prepared.call.id.clone();
-    state.store.insert_call(&prepared.call).await?;
+    insert_call_within_limit(&state, &prepared.call).await?;
 
     let stream_url = media_stream_url(&state);
     let parameters = [
@@ -304,10 +302,16 @@ pub(super) fn call_metadata(v: &mut Violations, metadata: Option<Value>) -> Valu
     metadata
 }
 
-/// 429 when the owner already has as many calls queued, ringing or in progress as allowed.
-pub(super) async fn ensure_call_capacity(state: &AppState, owner_id: &str) -> Result<(), ApiError> {
+/// Writes a call that counts towards the owner's `max_concurrent_calls_per_owner`, or answers
+/// 429 when the owner already has as many calls queued, ringing or in progress as allowed. The
+/// check and the write are one reservation in the store, so a burst of requests (on one node or
+/// many) cannot pass the limit together.
+pub(super) async fn insert_call_within_limit(
+    state: &AppState,
+    call: &NewCall,
+) -> Result<(), ApiError> {
     let limit = i64::from(state.config.max_concurrent_calls_per_owner);
-    if state.store.count_active_calls(owner_id).await? >= limit {
+    if !state.store.insert_call_within_limit(call, limit).await? {
         return Err(ApiError::TooManyRequests(format!(
             "Too many concurrent calls: this account may have {limit} calls queued, ringing or in progress at once"
         )));

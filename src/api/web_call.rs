@@ -21,7 +21,7 @@ use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::outbound::{call_metadata, ensure_call_capacity};
+use super::outbound::{call_metadata, insert_call_within_limit};
 use crate::call::runner::{queue_report, run_call};
 use crate::call::setup::{CallDraft, prepare_call};
 use crate::store::{CallRecord, CallStatus, Direction};
@@ -86,7 +86,6 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::NotFound("Assistant not found".to_owned()))?;
 
-    ensure_call_capacity(&state, &owner.id).await?;
     let prepared = prepare_call(CallDraft {
         assistant: &assistant,
         direction: Direction::Web,
@@ -98,7 +97,7 @@ pub async fn create(
         provider_call_sid: None,
         token_ttl: SESSION_TOKEN_TTL,
     });
-    state.store.insert_call(&prepared.call).await?;
+    insert_call_within_limit(&state, &prepared.call).await?;
     let call = prepared.call;
     tracing::info!(call_id = call.id, assistant_id, "web call created");
     Ok(ok(

@@ -3,6 +3,9 @@
 //! requests finish, on SIGINT or SIGTERM.
 
 mod connections;
+mod sqlite_lock;
+
+pub use sqlite_lock::{SqliteLock, SqliteLockError};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +33,8 @@ const REQUEST_DRAIN: Duration = Duration::from_secs(10);
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    SqliteInUse(#[from] SqliteLockError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -43,12 +48,16 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    /// Held while the server lives (SQLite files only): one server per database file.
+    sqlite_lock: Option<SqliteLock>,
 }
 
 impl Server {
     /// Opens (and migrates) the database and binds the configured address.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         crate::metrics::install();
+        // Before the database is even opened, so a refused second server does not migrate it.
+        let sqlite_lock = SqliteLock::acquire(&config.database_url)?;
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         store.migrate().await?;
         let listener =
@@ -91,7 +100,11 @@ impl Server {
             config,
             calls,
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            sqlite_lock,
+        })
     }
 
     /// The bound address (useful when the configured port was 0).
@@ -118,7 +131,8 @@ impl Server {
     ) -> Result<(), ServerError> {
         let store = self.state.store.clone();
         let live = self.state.calls.live.clone();
-        let worker = self.state.calls.webhooks.spawn_worker();
+        let webhooks = self.state.calls.webhooks.clone();
+        let worker = webhooks.spawn_worker();
         let chat_sweeper = crate::chat::spawn_idle_sweeper(self.state.calls.clone());
         let recording_sweeper = self.state.calls.recordings.clone().spawn_sweeper();
         let limits = self.state.config.http;
@@ -134,11 +148,20 @@ impl Server {
         };
         connections::serve(self.listener, app, limits, shutdown, REQUEST_DRAIN).await;
         worker.abort();
+        let _ = worker.await;
+        // An attempt cut off here may or may not have reached its receiver; handing the claim
+        // back lets another process (or the next start) send it again at once, which the
+        // delivery id lets receivers deduplicate.
+        if let Err(e) = webhooks.release_claims().await {
+            tracing::warn!(error = %e, "webhook claims not released; they wait for their lease");
+        }
         chat_sweeper.abort();
         if let Some(sweeper) = recording_sweeper {
             sweeper.abort();
         }
         store.close().await;
+        // Only now may another server open the file: this one has let go of it.
+        drop(self.sqlite_lock);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, now_timestamp};
+use super::{Backend, Store, StoreError, now_timestamp};
 
 /// Where a call came from. A text chat is stored as a call too, with direction `chat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,17 +185,27 @@ const CALL_COLUMNS: &str = "id, owner_id, assistant_id, trunk_id, direction, fro
     rendered_start_instruction, rendered_voicemail_message, missing_variables, answered_by, \
     created_at, started_at, ended_at, updated_at";
 
-impl Store {
-    /// Writes a new call.
-    pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
-        let now = now_timestamp();
-        sqlx::query(
-            "INSERT INTO calls (id, owner_id, assistant_id, trunk_id, direction, from_number, \
-             to_number, status, status_rank, provider_call_sid, metadata, rendered_prompt, \
-             rendered_start_instruction, rendered_voicemail_message, missing_variables, \
-             stream_token_hash, stream_token_expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)",
-        )
+const INSERT_COLUMNS: &str = "id, owner_id, assistant_id, trunk_id, direction, from_number, \
+    to_number, status, status_rank, provider_call_sid, metadata, rendered_prompt, \
+    rendered_start_instruction, rendered_voicemail_message, missing_variables, \
+    stream_token_hash, stream_token_expires_at, created_at, updated_at";
+const INSERT_VALUES: &str =
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18";
+
+/// A call that holds capacity, with `$18` as now: not finished, not a text chat (it holds no
+/// media), and not a web call whose session token expired unused (it never started).
+const ACTIVE_CALL: &str = "direction <> 'chat' \
+    AND status IN ('queued', 'ringing', 'in-progress') \
+    AND NOT (direction = 'web' AND stream_token_used_at IS NULL \
+             AND stream_token_expires_at <= $18)";
+
+/// Binds `$1`..`$18` of [`INSERT_VALUES`] (`$18` is `now`).
+fn bind_new_call<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    c: &NewCall,
+    now: &str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
         .bind(&c.id)
         .bind(&c.owner_id)
         .bind(&c.assistant_id)
@@ -213,10 +223,53 @@ impl Store {
         .bind(serde_json::to_string(&c.missing_variables).expect("strings serialise"))
         .bind(&c.stream_token_hash)
         .bind(&c.stream_token_expires_at)
-        .bind(&now)
-        .execute(self.pool())
-        .await?;
+        .bind(now)
+}
+
+impl Store {
+    /// Writes a new call.
+    pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO calls ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})");
+        bind_new_call(sqlx::query(sqlx::AssertSqlSafe(sql)), c, &now_timestamp())
+            .execute(self.pool())
+            .await?;
         Ok(())
+    }
+
+    /// Writes a new call only if its owner then has fewer than `limit` active calls (as
+    /// [`Store::count_active_calls`] counts them); answers whether it was written.
+    ///
+    /// The count and the insert are one statement, so on SQLite (whose writers are serialised
+    /// and take the write lock before the statement reads) no other insert can slip between
+    /// them. On PostgreSQL, under READ COMMITTED, two such statements could both count the same
+    /// committed rows and both insert; a transaction-scoped advisory lock on the owner makes
+    /// them take turns, across every process on the database, and the statement that runs
+    /// second sees the first's committed row.
+    pub async fn insert_call_within_limit(
+        &self,
+        c: &NewCall,
+        limit: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_timestamp();
+        let sql = format!(
+            "INSERT INTO calls ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} \
+             WHERE (SELECT COUNT(*) FROM calls WHERE owner_id = $2 AND {ACTIVE_CALL}) < $19"
+        );
+        let insert = bind_new_call(sqlx::query(sqlx::AssertSqlSafe(sql)), c, &now).bind(limit);
+        let written = match self.backend() {
+            Backend::Sqlite => insert.execute(self.pool()).await?,
+            Backend::Postgres => {
+                let mut tx = self.pool().begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("calls:{}", c.owner_id))
+                    .execute(&mut *tx)
+                    .await?;
+                let written = insert.execute(&mut *tx).await?;
+                tx.commit().await?;
+                written
+            }
+        };
+        Ok(written.rows_affected() == 1)
     }
 
     /// Consumes a call's one-time stream token: answers the call if `token_hash` matches an
@@ -356,16 +409,15 @@ impl Store {
     /// call whose session token expired unused never started and does not count; text chats
     /// hold no media and do not count either.
     pub async fn count_active_calls(&self, owner_id: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM calls WHERE owner_id = $1 AND direction <> 'chat' \
-             AND status IN ('queued', 'ringing', 'in-progress') \
-             AND NOT (direction = 'web' AND stream_token_used_at IS NULL \
-                      AND stream_token_expires_at <= $2)",
-        )
-        .bind(owner_id)
-        .bind(now_timestamp())
-        .fetch_one(self.pool())
-        .await?;
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM calls WHERE owner_id = $1 AND {}",
+            ACTIVE_CALL.replace("$18", "$2")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner_id)
+            .bind(now_timestamp())
+            .fetch_one(self.pool())
+            .await?;
         Ok(row.try_get("n")?)
     }
 

@@ -1,6 +1,11 @@
 //! End-of-call webhooks: signed, retried with exponential backoff, and durable. Each delivery is
 //! a row in the store's outbox; a worker sends due rows, so a restart resumes what was pending and
 //! a receiver that is down for an hour still gets its report.
+//!
+//! Every server process sharing the database runs a worker; each claims the rows it sends for a
+//! lease (`webhook.lease_ms`), so a delivery goes out from one process at a time. A process that
+//! dies mid-attempt leaves its rows to others once the lease expires: delivery is at least once,
+//! and receivers deduplicate on `X-Voxbridge-Delivery`.
 
 mod signature;
 
@@ -36,6 +41,10 @@ pub struct WebhookSettings {
     pub retry_base_ms: u64,
     /// Longest retry delay, in milliseconds.
     pub retry_max_ms: u64,
+    /// How long a worker holds the deliveries it claimed before another server process sharing
+    /// the database may take them over, in milliseconds. At least `timeout_ms` + 1 s is used, so
+    /// an attempt still in flight is never taken over.
+    pub lease_ms: u64,
 }
 
 impl Default for WebhookSettings {
@@ -48,6 +57,7 @@ impl Default for WebhookSettings {
             timeout_ms: 10_000,
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
+            lease_ms: 60_000,
         }
     }
 }
@@ -60,6 +70,9 @@ pub struct Webhooks {
     secret: Arc<str>,
     wake: Arc<Notify>,
     egress: EgressClient,
+    /// Who this worker is in `claimed_by`: one id per process run, so a restarted process does
+    /// not mistake its predecessor's claims for its own.
+    node: Arc<str>,
 }
 
 /// Why one attempt failed.
@@ -80,7 +93,8 @@ fn event_of(payload: &str) -> String {
         .unwrap_or_else(|_| "call.ended".to_owned())
 }
 
-/// How many deliveries are sent at once.
+/// How many deliveries are sent at once, and so claimed at once: a claimed delivery is attempted
+/// at once, never queued behind others while its lease runs.
 const PARALLEL_DELIVERIES: usize = 8;
 /// How often the worker looks for due deliveries when nobody wakes it.
 const POLL: Duration = Duration::from_secs(1);
@@ -109,6 +123,7 @@ impl Webhooks {
             secret: secret.into(),
             wake: Arc::new(Notify::new()),
             egress,
+            node: uuid::Uuid::now_v7().to_string().into(),
         })
     }
 
@@ -162,6 +177,26 @@ impl Webhooks {
         Ok(released)
     }
 
+    /// This worker's id in the outbox's claims.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Gives back the deliveries this worker claimed and has not finished (call it once the
+    /// worker is stopped), so another process sends them without waiting for the lease.
+    pub async fn release_claims(&self) -> Result<u64, StoreError> {
+        self.store.release_webhook_claims(&self.node).await
+    }
+
+    /// The lease a claim gets: the configured one, but never shorter than an attempt can last.
+    fn lease(&self) -> Duration {
+        Duration::from_millis(
+            self.settings
+                .lease_ms
+                .max(self.settings.timeout_ms.saturating_add(1_000)),
+        )
+    }
+
     /// Starts the delivery worker; it runs until the task is aborted.
     pub fn spawn_worker(&self) -> JoinHandle<()> {
         let this = self.clone();
@@ -170,8 +205,18 @@ impl Webhooks {
 
     async fn work(self) {
         loop {
-            let now = format_timestamp(time::OffsetDateTime::now_utc());
-            match self.store.due_webhooks(&now, 64).await {
+            let now = time::OffsetDateTime::now_utc();
+            let lease_until = format_timestamp(now + self.lease());
+            let claimed = self
+                .store
+                .claim_due_webhooks(
+                    &format_timestamp(now),
+                    &lease_until,
+                    &self.node,
+                    PARALLEL_DELIVERIES as i64,
+                )
+                .await;
+            match claimed {
                 Ok(due) if !due.is_empty() => {
                     futures_util::stream::iter(due)
                         .for_each_concurrent(PARALLEL_DELIVERIES, |d| self.deliver(d))
@@ -196,7 +241,7 @@ impl Webhooks {
                 );
                 metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => "delivered")
                     .increment(1);
-                self.store.webhook_delivered(&delivery.id).await
+                self.store.webhook_delivered(&delivery.id, &self.node).await
             }
             Err(error) => {
                 let attempts = delivery.attempts + 1;
@@ -217,12 +262,26 @@ impl Webhooks {
                 metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => outcome)
                     .increment(1);
                 self.store
-                    .webhook_attempt_failed(&delivery.id, &error.message, next.as_deref())
+                    .webhook_attempt_failed(
+                        &delivery.id,
+                        &self.node,
+                        &error.message,
+                        next.as_deref(),
+                    )
                     .await
             }
         };
-        if let Err(e) = stored {
-            tracing::error!(delivery = delivery.id, error = %e, "webhook outcome not stored");
+        match stored {
+            Ok(true) => {}
+            // Only when the attempt outlived the lease (a stalled process or a clock that
+            // jumped): the new holder's outcome stands.
+            Ok(false) => tracing::warn!(
+                delivery = delivery.id,
+                "webhook claim lost before the outcome was stored"
+            ),
+            Err(e) => {
+                tracing::error!(delivery = delivery.id, error = %e, "webhook outcome not stored")
+            }
         }
     }
 

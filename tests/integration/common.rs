@@ -26,6 +26,8 @@ pub struct TestServer {
     pub base: String,
     pub key: String,
     pub store: Store,
+    /// The database URL it runs on (a second server can share it: [`TestServer::start_beside`]).
+    pub database_url: String,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -35,6 +37,8 @@ pub struct TestServer {
 enum Cleanup {
     SqliteFile(std::path::PathBuf),
     PostgresSchema(String),
+    /// A second server on another's database: the first one removes it.
+    Shared,
 }
 
 impl TestServer {
@@ -72,6 +76,28 @@ impl TestServer {
             }
         };
         adjust(&mut config);
+        Some(Self::serve(config, cleanup).await)
+    }
+
+    /// Another server process (a second node) on this server's database, configured as
+    /// `adjust` says; stopping it leaves the database to this one.
+    pub async fn start_beside(&self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            database_url: self.database_url.clone(),
+            database_max_connections: 4,
+            recordings_dir: std::env::temp_dir()
+                .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
+                .display()
+                .to_string(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        Self::serve(config, Cleanup::Shared).await
+    }
+
+    async fn serve(config: Config, cleanup: Cleanup) -> Self {
+        let database_url = config.database_url.clone();
         let server = Server::bind(config).await.expect("server starts");
         let base = format!("http://{}", server.local_addr());
         let store = server.store().clone();
@@ -89,15 +115,16 @@ impl TestServer {
                 .await
                 .expect("server runs");
         });
-        Some(Self {
+        Self {
             base,
             key,
             store,
+            database_url,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
             cleanup,
-        })
+        }
     }
 
     /// A key of another owner.
@@ -196,7 +223,7 @@ impl TestServer {
         }
         match &self.cleanup {
             Cleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
+                for suffix in ["", "-wal", "-shm", ".lock"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
@@ -206,6 +233,7 @@ impl TestServer {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
                 }
             }
+            Cleanup::Shared => {}
         }
     }
 }

@@ -15,6 +15,7 @@ mod cli;
 mod conversations;
 mod llm;
 mod mcp;
+mod multinode;
 mod outbound_calls;
 mod phone_numbers;
 mod recordings;

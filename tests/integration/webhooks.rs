@@ -74,7 +74,10 @@ async fn pending_deliveries_resume_after_a_restart(s: &TestServer) {
         .unwrap();
     let worker = first.spawn_worker();
     tokio::time::sleep(Duration::from_millis(400)).await;
+    // A server stopping hands back what its worker held, as `Server::run_until` does.
     worker.abort();
+    let _ = worker.await;
+    first.release_claims().await.unwrap();
     let state = s.store.call_webhooks("call-restart").await.unwrap();
     assert_eq!(state[0].status, "pending");
     assert!(
