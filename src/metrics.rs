@@ -17,6 +17,8 @@ pub const CALLS_ENDED: &str = "voxbridge_calls_ended_total";
 pub const STAGE_LATENCY: &str = "voxbridge_stage_latency_seconds";
 /// Provider failures, by `provider` and `kind`.
 pub const PROVIDER_ERRORS: &str = "voxbridge_provider_errors_total";
+/// TTS utterances that failed mid-reply and had their unsaid words sent again.
+pub const TTS_RETRIES: &str = "voxbridge_tts_retries_total";
 /// Interruptions of the agent by the caller.
 pub const BARGE_INS: &str = "voxbridge_barge_ins_total";
 /// Replies stopped at the caller's first sound and resumed because no words confirmed it.
@@ -85,6 +87,10 @@ fn describe() {
     metrics::describe_counter!(
         BARGE_IN_RESUMES,
         "Replies stopped at the caller's first sound and resumed: no words confirmed it"
+    );
+    metrics::describe_counter!(
+        TTS_RETRIES,
+        "TTS utterances that failed mid-reply and had their unsaid words sent again"
     );
     metrics::describe_counter!(
         VOICEMAILS,

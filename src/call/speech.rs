@@ -69,6 +69,13 @@ struct Reply {
     utterance_text: String,
     /// The TTS gave word timings for the current utterance.
     timed: bool,
+    /// Words of the current utterance the TTS gave timings for (their audio was made).
+    utterance_words: usize,
+    /// The current utterance's audio has started.
+    utterance_started: bool,
+    /// An utterance of this reply failed at the TTS and its unsaid words were sent again: a
+    /// second failure is not retried.
+    retried: bool,
     /// Audio bytes of the current utterance, once the TTS is done with it.
     utterance_bytes: u64,
     first_phrase_at: Option<Instant>,
@@ -94,6 +101,41 @@ impl Reply {
     fn ready_for_end_mark(&self) -> bool {
         self.complete && !self.held && !self.open && self.pending == 0 && self.queued.is_empty()
     }
+}
+
+/// The words of the failed current utterance that the TTS did not make, taken out of what the
+/// reply says (they are said again, and must not be in it twice); `None` when nothing is to be
+/// retried: the reply retried once already, everything was made, or the TTS gives no word
+/// timings and some audio came (which words it held is then unknown, and saying the whole
+/// utterance again would repeat what was heard).
+fn take_unsaid(reply: &mut Reply) -> Option<String> {
+    if reply.retried || reply.utterance_text.is_empty() {
+        return None;
+    }
+    let made = match (reply.timed, reply.utterance_started) {
+        (true, _) => reply.utterance_words,
+        (false, false) => 0,
+        (false, true) => return None,
+    };
+    let words: Vec<&str> = reply.utterance_text.split_whitespace().collect();
+    if made >= words.len() {
+        return None;
+    }
+    let unsaid = words[made..].join(" ");
+    let kept = words[..made].join(" ");
+    let before = reply
+        .said
+        .strip_suffix(reply.utterance_text.as_str())
+        .map(|s| s.trim_end().to_owned());
+    if let Some(mut said) = before {
+        if !said.is_empty() && !kept.is_empty() {
+            said.push(' ');
+        }
+        said.push_str(&kept);
+        reply.said = said;
+    }
+    reply.utterance_text = kept;
+    Some(unsaid)
 }
 
 /// The agent's voice in a call.
@@ -146,6 +188,9 @@ impl Speech {
             queued: VecDeque::new(),
             utterance_text: String::new(),
             timed: false,
+            utterance_words: 0,
+            utterance_started: false,
+            retried: false,
             utterance_bytes: 0,
             first_phrase_at: None,
             first_audio_at: None,
@@ -375,11 +420,20 @@ impl Speech {
                 let owned =
                     generation.is_none_or(|g| self.reply.as_ref().is_some_and(|r| r.owns(g)));
                 if owned && let Some(reply) = self.reply.as_mut() {
-                    // What was produced will play; the rest of this utterance is lost, and how
-                    // much audio came is unknown: the end mark goes after whatever was queued.
+                    // What was produced will play, and how much audio came is unknown: the end
+                    // mark goes after whatever was queued. The words it did not make are said
+                    // again once, in a new utterance ahead of anything queued.
+                    let current = generation.is_none_or(|g| g == reply.current);
+                    let unsaid = if current { take_unsaid(reply) } else { None };
                     reply.pending = reply.pending.saturating_sub(1);
                     reply.open = false;
                     reply.utterance_bytes = u64::MAX;
+                    if let Some(unsaid) = unsaid {
+                        reply.retried = true;
+                        reply.closed_current = true;
+                        reply.queued.push_front(unsaid);
+                        metrics::counter!(crate::metrics::TTS_RETRIES).increment(1);
+                    }
                     self.send_queued();
                     self.place_end_mark();
                 }
@@ -454,6 +508,8 @@ impl Speech {
                 reply.utterance_bytes = 0;
                 reply.utterance_text.clear();
                 reply.timed = false;
+                reply.utterance_words = 0;
+                reply.utterance_started = false;
             }
             reply.open = true;
         }
@@ -496,6 +552,7 @@ impl Speech {
             // Stale: an interrupted or older utterance.
             return Spoken::Nothing;
         };
+        reply.utterance_started = true;
         if reply.first_audio_at.is_some() {
             return Spoken::Nothing;
         }
@@ -515,6 +572,7 @@ impl Speech {
             return;
         };
         reply.timed = true;
+        reply.utterance_words += words.len();
         // Word times count from the start of this generation's audio, as do the writer's marks.
         let marks: Vec<PlayoutItem> = words
             .iter()
@@ -775,18 +833,89 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_utterance_still_gets_an_end_mark_after_what_came() {
+    async fn a_failed_retry_still_gets_an_end_mark_after_what_came() {
         let (mut s, mut peers) = speech(64);
         s.begin();
         s.say("Hello there.");
         s.complete();
+        // The first failure says it again in a new utterance; the retry fails too.
+        for generation in [1, 2] {
+            s.on_tts(TtsEvent::Failed {
+                generation: Some(Generation(generation)),
+                error: TtsError::Closed("gone".into()),
+            });
+        }
+        let placed = marks(&mut peers);
+        assert_eq!(placed, [("g2.end".to_owned(), u64::MAX, true)]);
+        assert_eq!(s.on_mark("g2.end"), Spoken::Heard);
+    }
+
+    #[tokio::test]
+    async fn a_failed_utterance_says_its_unsaid_words_again_once_in_a_new_one() {
+        let (mut s, mut peers) = speech(64);
+        s.begin();
+        s.say("Hello there, how are you today?");
+        s.complete();
+        while peers.tts.try_recv().is_ok() {}
+        // The TTS made "Hello there," and then failed.
+        s.on_tts(TtsEvent::Started {
+            generation: Generation(1),
+        });
+        s.on_tts(TtsEvent::Words {
+            generation: Generation(1),
+            words: vec![
+                WordTiming {
+                    word: "Hello".into(),
+                    start: 0.0,
+                    end: 0.3,
+                },
+                WordTiming {
+                    word: "there,".into(),
+                    start: 0.3,
+                    end: 0.6,
+                },
+            ],
+        });
         s.on_tts(TtsEvent::Failed {
             generation: Some(Generation(1)),
             error: TtsError::Closed("gone".into()),
         });
-        let placed = marks(&mut peers);
-        assert_eq!(placed, [("g1.end".to_owned(), u64::MAX, true)]);
-        assert_eq!(s.on_mark("g1.end"), Spoken::Heard);
+        let mut spoken = Vec::new();
+        while let Ok(command) = peers.tts.try_recv() {
+            if let TtsCommand::Speak {
+                generation, text, ..
+            } = command
+            {
+                spoken.push((generation, text));
+            }
+        }
+        assert_eq!(
+            spoken,
+            [
+                (Generation(2), "how are you today? ".to_owned()),
+                (Generation(2), String::new())
+            ],
+            "the unsaid words in a new utterance, closed since the reply is complete"
+        );
+        // A second failure is not retried: what was made plays, the end mark follows it.
+        s.on_tts(TtsEvent::Failed {
+            generation: Some(Generation(2)),
+            error: TtsError::Closed("gone again".into()),
+        });
+        assert!(
+            !std::iter::from_fn(|| peers.tts.try_recv().ok())
+                .any(|c| matches!(c, TtsCommand::Speak { .. })),
+            "retried once only"
+        );
+        while peers.writer.try_recv().is_ok() {}
+        for mark in ["g1.1", "g1.2", "g2.end"] {
+            s.on_mark(mark);
+        }
+        assert_eq!(
+            s.finish().map(|(said, _)| said).as_deref(),
+            Some("Hello there, how are you today?"),
+            "said once, not twice"
+        );
     }
 
     #[tokio::test]

@@ -1104,3 +1104,32 @@ async fn send_dtmf_plays_the_keys_in_the_calls_audio() {
     assert_eq!(dtmf_keys(&caller), "", "the caller pressed nothing");
     lab.stop().await;
 }
+
+/// Cartesia answers the greeting's context with an error: the words it did not make are said
+/// again once, in a new context, and the caller hears the greeting whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tts_error_mid_reply_is_said_again_once() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    lab.cartesia
+        .inject(voxbridge::sim::cartesia::ContextFault::Error { status: 500 });
+    let script = after_agent(CallerScript::new()).hang_up();
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let turns = transcript(&call);
+    assert_eq!(
+        turns.first(),
+        Some(&("assistant".to_owned(), GREETING.to_owned())),
+        "{turns:?}"
+    );
+    let received = lab.cartesia.received();
+    let contexts = &received.context_ids;
+    assert!(contexts.len() >= 2, "{contexts:?}");
+    assert_eq!(
+        received.transcript_of(&contexts[1]).trim(),
+        GREETING,
+        "the retry carries the whole greeting (nothing of it was made)"
+    );
+    let sim = lab.twilio.call(&sid).unwrap();
+    assert!(sim.caller_reports[0].first_agent_audio_at().is_some());
+    lab.stop().await;
+}
