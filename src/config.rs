@@ -48,6 +48,9 @@ pub struct Config {
     pub recordings_dir: String,
     /// Recordings older than this many days are removed (checked hourly); 0 keeps them.
     pub recording_retention_days: u32,
+    /// On SIGTERM or Ctrl-C, live calls have this long to finish on their own (new calls are
+    /// refused and `/readyz` answers 503 meanwhile); then they end politely (`server_shutdown`).
+    pub drain_timeout_secs: u64,
     /// Limits of the HTTP server itself (slow and idle connections, how many at once).
     pub http: HttpLimits,
     /// Which addresses owner-chosen URLs (webhooks, tools, an assistant's LLM) may reach.
@@ -296,6 +299,7 @@ impl Default for Config {
             chat_idle_timeout_secs: 3600,
             recordings_dir: "recordings".to_owned(),
             recording_retention_days: 30,
+            drain_timeout_secs: 30,
             http: HttpLimits::default(),
             egress: crate::egress::AddressPolicy::default(),
             deepgram: ProviderConfig {

@@ -78,6 +78,7 @@ pub struct HungUp {
         (status = 401, description = "Invalid or missing Bearer token", body = Envelope<Value>),
         (status = 429, description = "Too many concurrent calls for this owner", body = Envelope<Value>),
         (status = 502, description = "The provider could not be reached", body = Envelope<Value>),
+        (status = 503, description = "This server is shutting down; another takes the call", body = Envelope<Value>),
     )
 )]
 pub async fn place(
@@ -85,6 +86,7 @@ pub async fn place(
     Caller(owner): Caller,
     ApiJson(body): ApiJson<OutboundCall>,
 ) -> Result<Response, ApiError> {
+    super::health::refuse_if_draining(&state)?;
     let mut v = Violations::new();
     v.required_text("assistant_id", body.assistant_id.as_deref());
     v.required_text("trunk_id", body.trunk_id.as_deref());

@@ -20,7 +20,7 @@ use crate::store::{CallRecord, CallStatus, Direction};
 use crate::telephony::twilio_control::TwilioCallControl;
 use crate::telephony::twilio_rest::TwilioCredentials;
 use crate::telephony::twilio_signature::{SIGNATURE_HEADER, validate_signature};
-use crate::telephony::twiml::{RejectReason, StreamSpec, connect_stream, reject};
+use crate::telephony::twiml::{RejectReason, StreamSpec, Twiml, connect_stream, reject};
 use crate::tokens::token_hash;
 use crate::transport::MediaSink;
 use crate::transport::twilio::{self, MAX_FRAME_BYTES};
@@ -96,6 +96,18 @@ pub async fn voice(
     ) {
         tracing::warn!(to, "inbound webhook with a bad X-Twilio-Signature refused");
         return (StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").into_response();
+    }
+    if state.calls.live.draining() {
+        // Twilio asks for the same URL again; behind a load balancer that has seen this node's
+        // `/readyz` fail, another node answers it.
+        tracing::info!(to, "draining: inbound call redirected to another node");
+        return match Twiml::new().redirect(&public_url(&state, &uri)) {
+            Ok(doc) => twiml(doc.finish()),
+            Err(e) => {
+                tracing::error!(error = %e, "redirect TwiML not built (check public_url)");
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            }
+        };
     }
     let assistant = match state
         .store

@@ -20,6 +20,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::envelope::{Envelope, ok};
 use super::error::ApiError;
+use super::health::refuse_if_draining;
 use super::json::ApiJson;
 use super::outbound::{call_metadata, insert_call_within_limit};
 use crate::call::runner::{queue_report, run_call};
@@ -68,6 +69,7 @@ pub struct WebCallCreated {
         (status = 401, description = "Invalid or missing Bearer token", body = Envelope<Value>),
         (status = 404, description = "No active assistant with this id", body = Envelope<Value>),
         (status = 429, description = "Too many concurrent calls for this owner", body = Envelope<Value>),
+        (status = 503, description = "This server is shutting down; another takes the call", body = Envelope<Value>),
     )
 )]
 pub async fn create(
@@ -75,6 +77,7 @@ pub async fn create(
     Caller(owner): Caller,
     ApiJson(body): ApiJson<WebCallCreate>,
 ) -> Result<Response, ApiError> {
+    refuse_if_draining(&state)?;
     let mut v = Violations::new();
     v.required_text("assistant_id", body.assistant_id.as_deref());
     let metadata = call_metadata(&mut v, body.metadata);

@@ -3,6 +3,7 @@
 //! guard its call holds, so a call that ends in any way leaves the registry.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -13,6 +14,8 @@ use super::io::Control;
 #[derive(Clone, Default)]
 pub struct LiveCalls {
     calls: Arc<DashMap<String, mpsc::Sender<Control>>>,
+    /// The server is shutting down: calls that live finish, no new one starts here.
+    draining: Arc<AtomicBool>,
 }
 
 /// Keeps a call registered while it lives.
@@ -40,6 +43,15 @@ impl LiveCalls {
             Some(tx) => tx.try_send(control).is_ok() || !tx.is_closed(),
             None => false,
         }
+    }
+
+    /// From now on this server takes no new calls (`/readyz` says so); live ones go on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Tells every live call to end (server shutdown).

@@ -136,9 +136,18 @@ impl Server {
         let chat_sweeper = crate::chat::spawn_idle_sweeper(self.state.calls.clone());
         let recording_sweeper = self.state.calls.recordings.clone().spawn_sweeper();
         let limits = self.state.config.http;
+        let drain = Duration::from_secs(self.state.config.drain_timeout_secs);
         let app = api::router(self.state).layer(TraceLayer::new_for_http());
         let shutdown = async move {
             shutdown.await;
+            // New calls go elsewhere now; live ones get the drain timeout to finish on their
+            // own before they are ended politely.
+            live.start_draining();
+            tracing::info!(live = live.len(), drain_secs = drain.as_secs(), "draining");
+            let deadline = tokio::time::Instant::now() + drain;
+            while !live.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             live.shutdown_all();
             // Ended calls close their sockets; only then can the server stop.
             let deadline = tokio::time::Instant::now() + CALL_DRAIN;

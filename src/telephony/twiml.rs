@@ -173,6 +173,20 @@ impl Twiml {
         Ok(self)
     }
 
+    /// `<Redirect method="POST">`: Twilio requests `url` for the call's next instructions (a
+    /// draining node sends an inbound call back through the load balancer to another one).
+    pub fn redirect(mut self, url: &str) -> Result<Self, TwimlError> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(TwimlError::Invalid(format!(
+                "redirect URL {url:?} is not absolute"
+            )));
+        }
+        self.xml.push_str("<Redirect method=\"POST\">");
+        escape_into(&mut self.xml, url, "redirect URL")?;
+        self.xml.push_str("</Redirect>");
+        Ok(self)
+    }
+
     /// `<Hangup/>`: ends the call.
     pub fn hangup(mut self) -> Self {
         self.xml.push_str("<Hangup/>");
@@ -389,6 +403,19 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn redirect_for_a_draining_node() {
+        let doc = Twiml::new()
+            .redirect("https://voice.example.com/twilio/voice?a=1&b=2")
+            .unwrap()
+            .finish();
+        assert_eq!(
+            doc,
+            "<Response><Redirect method=\"POST\">https://voice.example.com/twilio/voice?a=1&amp;b=2</Redirect></Response>"
+        );
+        assert!(Twiml::new().redirect("/twilio/voice").is_err());
     }
 
     #[test]

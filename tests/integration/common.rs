@@ -53,6 +53,8 @@ impl TestServer {
         let mut config = Config {
             bind: "127.0.0.1:0".parse().unwrap(),
             database_max_connections: 4,
+            // Tests stop servers with calls still up; they end at once unless a test drains.
+            drain_timeout_secs: 0,
             recordings_dir: std::env::temp_dir()
                 .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
                 .display()
@@ -86,6 +88,7 @@ impl TestServer {
             bind: "127.0.0.1:0".parse().unwrap(),
             database_url: self.database_url.clone(),
             database_max_connections: 4,
+            drain_timeout_secs: 0,
             recordings_dir: std::env::temp_dir()
                 .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
                 .display()
@@ -214,6 +217,13 @@ impl TestServer {
     }
 
     /// Stops the server and removes its database.
+    /// Signals shutdown (as SIGTERM would) without waiting for the server to stop: it drains.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

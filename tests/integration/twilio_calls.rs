@@ -1133,3 +1133,48 @@ async fn a_tts_error_mid_reply_is_said_again_once() {
     assert!(sim.caller_reports[0].first_agent_audio_at().is_some());
     lab.stop().await;
 }
+
+/// While the server drains, Twilio's voice webhook for a new call answers a `<Redirect>` to the
+/// same URL (a load balancer that saw `/readyz` fail sends it to another node); the call that
+/// is up is not disturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_server_redirects_new_inbound_calls() {
+    let mut lab = CallLab::start(LabOptions {
+        configure: Box::new(|c| c.drain_timeout_secs = 60),
+        ..LabOptions::default()
+    })
+    .await;
+    let token = wire::auth_token();
+    let (status, twiml) = wire::voice_webhook(&lab, token).await;
+    assert_eq!(status, 200, "{twiml}");
+    let (call_id, stream_token) = wire::stream_parameters(&twiml);
+    let mut socket = wire::connect(&lab).await;
+    wire::start(&mut socket, &call_id, &stream_token).await;
+    // The call is live once its greeting flows.
+    let (frames, _) = wire::drain(&mut socket, Duration::from_secs(2)).await;
+    assert!(frames > 0, "the greeting started");
+
+    lab.server.begin_shutdown();
+    let mut ready = 200;
+    for _ in 0..50 {
+        ready = lab.server.get("/readyz").await.0.as_u16();
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 503);
+    let (status, twiml) = wire::voice_webhook(&lab, token).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        twiml,
+        format!(
+            "<Response><Redirect method=\"POST\">{}/twilio/voice</Redirect></Response>",
+            lab.server.base
+        )
+    );
+    drop(socket);
+    tokio::time::timeout(Duration::from_secs(30), lab.stop())
+        .await
+        .expect("the server stopped once its live call ended");
+}

@@ -708,3 +708,100 @@ async fn bad_input_closes_only_that_socket_with_a_clear_code() {
     assert_eq!(seen.close.as_ref().unwrap().0, 1000, "{seen:?}");
     lab.stop().await;
 }
+
+/// A draining server (SIGTERM): `/readyz` fails at once and new calls are refused, while the
+/// call that is up goes on to its natural end; then the server stops.
+#[tokio::test]
+async fn a_draining_server_refuses_new_calls_and_lets_a_live_one_finish() {
+    let mut lab = CallLab::start(LabOptions {
+        configure: Box::new(|c| c.drain_timeout_secs = 60),
+        ..LabOptions::default()
+    })
+    .await;
+    let data = web_session(&lab).await;
+    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
+    start(&mut ws, 16_000).await;
+    let (sink, mut stream) = ws.split();
+    let mic = spawn_microphone(sink, 16_000);
+    let mut seen = Seen::default();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.marks.iter().any(|m| m.ends_with(".end"))
+    })
+    .await;
+
+    lab.server.begin_shutdown();
+    let mut ready = StatusCode::OK;
+    for _ in 0..50 {
+        ready = lab.server.get("/readyz").await.0;
+        if ready == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ready,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready while draining"
+    );
+    let (status, body) = lab
+        .server
+        .post(
+            "/web-call/create",
+            json!({"assistant_id": lab.assistant_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["success"], false);
+
+    // The live call still talks: a keypad entry is answered.
+    for digit in ["7", "#"] {
+        mic.send(Pump::Text(
+            json!({"type": "dtmf", "digit": digit}).to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.agent_text.join(" ").contains("7 on the keypad")
+    })
+    .await;
+    mic.send(Pump::Text(r#"{"type":"hangup"}"#.to_owned()))
+        .await
+        .unwrap();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.close.is_some()
+    })
+    .await;
+    assert_eq!(seen.end.as_deref(), Some("caller_hung_up"), "{seen:?}");
+    // With its last call gone the server stops (its drain timeout is a minute).
+    tokio::time::timeout(Duration::from_secs(30), lab.stop())
+        .await
+        .expect("the server stopped once its live call ended");
+}
+
+/// A call still up when the drain timeout passes is ended politely, as a shutdown.
+#[tokio::test]
+async fn a_call_outliving_the_drain_ends_as_a_server_shutdown() {
+    let mut lab = CallLab::start(LabOptions {
+        configure: Box::new(|c| c.drain_timeout_secs = 1),
+        ..LabOptions::default()
+    })
+    .await;
+    let data = web_session(&lab).await;
+    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
+    start(&mut ws, 16_000).await;
+    let (sink, mut stream) = ws.split();
+    let mic = spawn_microphone(sink, 16_000);
+    let mut seen = Seen::default();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.marks.iter().any(|m| m.ends_with(".end"))
+    })
+    .await;
+    lab.server.begin_shutdown();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.close.is_some()
+    })
+    .await;
+    assert_eq!(seen.end.as_deref(), Some("server_shutdown"), "{seen:?}");
+    lab.stop().await;
+}
