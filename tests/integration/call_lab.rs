@@ -218,6 +218,24 @@ impl CallLab {
         panic!("the call never ended in the store");
     }
 
+    /// The call's recording at `url` (fetched with the lab owner's key): its format and its
+    /// samples as `(caller, agent)` pairs.
+    pub async fn recording(&self, url: &str) -> (hound::WavSpec, Vec<[i16; 2]>) {
+        let wav = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&self.server.key)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+        let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+        let pairs = samples.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+        (reader.spec(), pairs)
+    }
+
     pub async fn stop(self) {
         self.server.stop().await;
     }

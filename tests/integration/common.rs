@@ -218,10 +218,18 @@ impl TestServer {
 
     /// Stops the server and removes its database.
     /// Signals shutdown (as SIGTERM would) without waiting for the server to stop: it drains.
-    pub fn begin_shutdown(&mut self) {
+    /// Answers once `/readyz` says so (a 503), as a load balancer would see it.
+    pub async fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        for _ in 0..50 {
+            if self.get("/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("/readyz still answers ready while the server drains");
     }
 
     pub async fn stop(mut self) {

@@ -387,6 +387,22 @@ async fn web_session(lab: &CallLab) -> Value {
     create(&lab.server, &lab.assistant_id).await
 }
 
+/// A web call at 16 kHz whose greeting has been heard to its end mark: the session's data, the
+/// server's side of the socket, the microphone pumping silence, and what was seen so far.
+async fn live_call(lab: &CallLab) -> (Value, SplitStream<Socket>, mpsc::Sender<Pump>, Seen) {
+    let data = web_session(lab).await;
+    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
+    start(&mut ws, 16_000).await;
+    let (sink, mut stream) = ws.split();
+    let mic = spawn_microphone(sink, 16_000);
+    let mut seen = Seen::default();
+    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
+        s.marks.iter().any(|m| m.ends_with(".end"))
+    })
+    .await;
+    (data, stream, mic, seen)
+}
+
 /// A whole call at 48 kHz: greeting, the caller's turn, the reply, a barge-in, hang-up; then the
 /// record, its transcript and the end-of-call report.
 #[tokio::test]
@@ -511,16 +527,7 @@ async fn a_web_call_gets_the_recommended_products() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
-    let data = web_session(&lab).await;
-    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
-    start(&mut ws, 16_000).await;
-    let (sink, mut stream) = ws.split();
-    let mic = spawn_microphone(sink, 16_000);
-    let mut seen = Seen::default();
-    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.marks.iter().any(|m| m.ends_with(".end"))
-    })
-    .await;
+    let (_, mut stream, mic, mut seen) = live_call(&lab).await;
     mic.send(Pump::Play(clip_at("book_table", 16_000)))
         .await
         .unwrap();
@@ -565,16 +572,7 @@ async fn keypad_messages_are_one_entry_the_agent_answers() {
     let mut options = LabOptions::default();
     options.assistant["assistant_recording"] = json!(true);
     let lab = CallLab::start(options).await;
-    let data = web_session(&lab).await;
-    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
-    start(&mut ws, 16_000).await;
-    let (sink, mut stream) = ws.split();
-    let mic = spawn_microphone(sink, 16_000);
-    let mut seen = Seen::default();
-    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.marks.iter().any(|m| m.ends_with(".end"))
-    })
-    .await;
+    let (data, mut stream, mic, mut seen) = live_call(&lab).await;
     for digit in ["x", "4", "2", "#"] {
         mic.send(Pump::Text(
             json!({"type": "dtmf", "digit": digit}).to_string(),
@@ -599,30 +597,14 @@ async fn keypad_messages_are_one_entry_the_agent_answers() {
         .ended_call_details(data["call_id"].as_str().unwrap())
         .await;
     let url = details["recording_url"].as_str().expect("recorded");
-    let wav = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(&lab.server.key)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
-    let spec = reader.spec();
+    let (spec, samples) = lab.recording(url).await;
     assert_eq!((spec.channels, spec.sample_rate), (2, 16_000));
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let loudest = |channel: usize| {
-        samples
-            .iter()
-            .skip(channel)
-            .step_by(2)
-            .map(|s| s.unsigned_abs())
-            .max()
-            .unwrap_or(0)
-    };
-    assert!(loudest(1) > 1000, "the agent's greeting is on the right");
-    assert!(samples.len() / 2 > 16_000, "more than a second of call");
+    let loudest_agent = samples.iter().map(|[_, a]| a.unsigned_abs()).max();
+    assert!(
+        loudest_agent.unwrap_or(0) > 1000,
+        "the agent's greeting is on the right"
+    );
+    assert!(samples.len() > 16_000, "more than a second of call");
     lab.stop().await;
 }
 
@@ -718,31 +700,9 @@ async fn a_draining_server_refuses_new_calls_and_lets_a_live_one_finish() {
         ..LabOptions::default()
     })
     .await;
-    let data = web_session(&lab).await;
-    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
-    start(&mut ws, 16_000).await;
-    let (sink, mut stream) = ws.split();
-    let mic = spawn_microphone(sink, 16_000);
-    let mut seen = Seen::default();
-    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.marks.iter().any(|m| m.ends_with(".end"))
-    })
-    .await;
+    let (_, mut stream, mic, mut seen) = live_call(&lab).await;
 
-    lab.server.begin_shutdown();
-    let mut ready = StatusCode::OK;
-    for _ in 0..50 {
-        ready = lab.server.get("/readyz").await.0;
-        if ready == StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        ready,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not ready while draining"
-    );
+    lab.server.begin_shutdown().await;
     let (status, body) = lab
         .server
         .post(
@@ -787,17 +747,8 @@ async fn a_call_outliving_the_drain_ends_as_a_server_shutdown() {
         ..LabOptions::default()
     })
     .await;
-    let data = web_session(&lab).await;
-    let mut ws = connect(data["ws_url"].as_str().unwrap()).await;
-    start(&mut ws, 16_000).await;
-    let (sink, mut stream) = ws.split();
-    let mic = spawn_microphone(sink, 16_000);
-    let mut seen = Seen::default();
-    read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
-        s.marks.iter().any(|m| m.ends_with(".end"))
-    })
-    .await;
-    lab.server.begin_shutdown();
+    let (_, mut stream, mic, mut seen) = live_call(&lab).await;
+    lab.server.begin_shutdown().await;
     read_until(&mut stream, &mic, &mut seen, Duration::from_secs(20), |s| {
         s.close.is_some()
     })
