@@ -228,17 +228,23 @@ impl Harness {
         (generation, text)
     }
 
-    async fn user_says(&self, text: &str) {
-        self.media.send(MediaEvent::SpeechStarted).await.unwrap();
+    /// The STT's words (`is_final`: final, and the utterance ended by the provider's
+    /// endpointing).
+    async fn stt_heard(&self, text: &str, is_final: bool) {
         self.stt
             .send(SttEvent::Transcript {
                 text: text.into(),
-                is_final: true,
-                speech_final: true,
+                is_final,
+                speech_final: is_final,
                 from_finalize: false,
             })
             .await
             .unwrap();
+    }
+
+    async fn user_says(&self, text: &str) {
+        self.media.send(MediaEvent::SpeechStarted).await.unwrap();
+        self.stt_heard(text, true).await;
         self.media.send(MediaEvent::SpeechStopped).await.unwrap();
     }
 
@@ -403,15 +409,7 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
         }
     }
     h.media.send(MediaEvent::SpeechStarted).await.unwrap();
-    h.stt
-        .send(SttEvent::Transcript {
-            text: "wait, what about Sunday".into(),
-            is_final: false,
-            speech_final: false,
-            from_finalize: false,
-        })
-        .await
-        .unwrap();
+    h.stt_heard("wait, what about Sunday", false).await;
     let control = h.writer_control.recv().await.unwrap();
     assert_eq!(
         control,
@@ -442,15 +440,7 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
         })
         .await
         .unwrap();
-    h.stt
-        .send(SttEvent::Transcript {
-            text: "wait, what about Sunday".into(),
-            is_final: true,
-            speech_final: true,
-            from_finalize: false,
-        })
-        .await
-        .unwrap();
+    h.stt_heard("wait, what about Sunday", true).await;
     let (g4, _) = h.utterance().await;
     assert!(g4 > Generation(3), "the next reply is newer than the clear");
     while let Ok(item) = h.writer.try_recv() {
@@ -501,15 +491,7 @@ async fn a_backchannel_stops_the_agent_at_once_and_it_resumes_from_the_first_unh
     );
     // Far ends echo the marks of cleared audio: they were not heard.
     h.echo("g1.5").await;
-    h.stt
-        .send(SttEvent::Transcript {
-            text: "uh-huh".into(),
-            is_final: true,
-            speech_final: true,
-            from_finalize: false,
-        })
-        .await
-        .unwrap();
+    h.stt_heard("uh-huh", true).await;
     h.media.send(MediaEvent::SpeechStopped).await.unwrap();
 
     // An acknowledgement confirms nothing: the agent goes on from the first unheard word.
@@ -772,15 +754,7 @@ async fn without_word_timings_marks_are_estimated_from_the_text() {
     assert_eq!(marks[5].1, 960);
     h.echo(&marks[1].0).await;
     h.media.send(MediaEvent::SpeechStarted).await.unwrap();
-    h.stt
-        .send(SttEvent::Transcript {
-            text: "wait a moment".into(),
-            is_final: false,
-            speech_final: false,
-            from_finalize: false,
-        })
-        .await
-        .unwrap();
+    h.stt_heard("wait a moment", false).await;
     assert!(matches!(
         h.writer_control.recv().await,
         Some(WriterControl::Clear { .. })
@@ -842,15 +816,7 @@ async fn a_tool_result_that_arrives_after_a_barge_in_is_kept() {
     };
     h.echo(&first_mark).await;
     h.media.send(MediaEvent::SpeechStarted).await.unwrap();
-    h.stt
-        .send(SttEvent::Transcript {
-            text: "actually never mind".into(),
-            is_final: true,
-            speech_final: true,
-            from_finalize: false,
-        })
-        .await
-        .unwrap();
+    h.stt_heard("actually never mind", true).await;
     assert!(matches!(
         h.writer_control.recv().await,
         Some(WriterControl::Clear { .. })
