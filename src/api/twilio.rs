@@ -234,7 +234,11 @@ pub async fn status(
     let Some(new_status) = field(&fields, "CallStatus").and_then(CallStatus::parse) else {
         return (StatusCode::BAD_REQUEST, "unknown CallStatus").into_response();
     };
-    let reason = new_status.is_terminal().then(|| new_status.as_str());
+    // A call whose session runs here gets its end reason from the session (`voicemail`,
+    // `assistant_ended_call`, …), which knows why; Twilio's `completed` only says that it ended,
+    // and often arrives first, since Twilio reports as soon as the stream closes.
+    let reason = (new_status.is_terminal() && !state.calls.live.contains(&call.id))
+        .then(|| new_status.as_str());
     match state
         .store
         .advance_call_status(&call.id, new_status, reason)

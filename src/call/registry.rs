@@ -61,6 +61,11 @@ impl LiveCalls {
         }
     }
 
+    /// Whether the call's session runs on this server.
+    pub fn contains(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
     pub fn len(&self) -> usize {
         self.calls.len()
     }

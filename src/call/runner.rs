@@ -66,8 +66,10 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
                 EndReason::ProviderError
             }
         };
-        drop(registration);
+        // Registered until its end reason is stored: a status callback meanwhile leaves the
+        // reason to the session.
         finish(&services, &call, reason).await;
+        drop(registration);
     }
     .instrument(span)
     .await
