@@ -67,6 +67,9 @@ pub struct Config {
     pub twilio: TwilioConfig,
     /// End-of-call webhook delivery.
     pub webhook: crate::webhook::WebhookSettings,
+    /// How server processes sharing a database watch each other (heartbeats, lost nodes, relayed
+    /// controls).
+    pub cluster: crate::cluster::ClusterSettings,
     /// The conversations API.
     pub conversations: ConversationsConfig,
     /// The v1 assistant API (`/api/v1/assistant`): who the caller is.
@@ -329,6 +332,7 @@ impl Default for Config {
                 base_url: "https://api.twilio.com".to_owned(),
             },
             webhook: crate::webhook::WebhookSettings::default(),
+            cluster: crate::cluster::ClusterSettings::default(),
             conversations: ConversationsConfig::default(),
             api_v1: ApiV1Config::default(),
             assistant_builder: AssistantBuilderConfig::default(),

@@ -32,6 +32,7 @@ pub mod builder;
 pub mod call;
 pub mod catalog;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod conversations;
 pub mod egress;

@@ -10,6 +10,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const LIVE_CALLS: &str = "voxbridge_live_calls";
 /// Calls ended, by `reason`.
 pub const CALLS_ENDED: &str = "voxbridge_calls_ended_total";
+/// Server processes sharing the database found lost (no heartbeat) by this one.
+pub const NODES_LOST: &str = "voxbridge_nodes_lost_total";
+/// Controls sent to calls held by other nodes, by `outcome` (`live`, `not_live`, `timeout`).
+pub const RELAYED_CONTROLS: &str = "voxbridge_relayed_controls_total";
 /// Seconds spent in each `stage` of a reply: `stt_final` (end of user speech → STT final),
 /// `llm_first_token` (turn end → first LLM token), `tts_first_audio` (first phrase sent → first
 /// TTS audio), `first_frame_out` (first TTS audio → first frame written), `voice_to_voice`
@@ -77,6 +81,14 @@ pub fn install() -> &'static PrometheusHandle {
 fn describe() {
     metrics::describe_gauge!(LIVE_CALLS, "Calls whose session is running");
     metrics::describe_counter!(CALLS_ENDED, "Calls ended, by reason");
+    metrics::describe_counter!(
+        NODES_LOST,
+        "Server processes sharing the database found lost by this one"
+    );
+    metrics::describe_counter!(
+        RELAYED_CONTROLS,
+        "Controls sent to calls held by other nodes, by outcome"
+    );
     metrics::describe_histogram!(
         STAGE_LATENCY,
         metrics::Unit::Seconds,

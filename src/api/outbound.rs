@@ -254,6 +254,7 @@ async fn provider_refused(state: &AppState, call_id: &str, error: TwilioError) -
         (status = 404, description = "Call not found", body = Envelope<Value>),
         (status = 409, description = "The call has already ended", body = Envelope<Value>),
         (status = 502, description = "The provider could not be reached", body = Envelope<Value>),
+        (status = 504, description = "The server process holding the call did not act on it in time", body = Envelope<Value>),
     )
 )]
 pub async fn hang_up(
@@ -273,12 +274,27 @@ pub async fn hang_up(
             call.status.as_str()
         )));
     }
-    // A live session ends itself (politely closing the stream ends the phone call); the provider
-    // is told too, so a call that is still ringing stops ringing.
-    state.calls.live.send(&call.id, Control::HangUp);
-    if let (Some(sid), Some(trunk_id)) = (&call.provider_call_sid, &call.trunk_id)
-        && let Some(trunk) = state.store.get_trunk_for_callbacks(trunk_id).await?
-    {
+    // A live session ends itself (politely closing the stream ends the phone call), on whichever
+    // node holds it; the provider is told too, so a call that is still ringing stops ringing,
+    // and a phone call ends even if the node holding it does not answer.
+    let relayed = state.calls.control(&call, Control::HangUp).await;
+    let provider = match (&call.provider_call_sid, &call.trunk_id) {
+        (Some(sid), Some(trunk_id)) => state
+            .store
+            .get_trunk_for_callbacks(trunk_id)
+            .await?
+            .map(|trunk| (sid, trunk)),
+        _ => None,
+    };
+    if let Err(e) = &relayed {
+        tracing::warn!(call_id = call.id, error = %e, "hang-up not relayed to the call's node");
+        if provider.is_none() {
+            return Err(ApiError::GatewayTimeout(format!(
+                "The server process holding the call did not answer: {e}"
+            )));
+        }
+    }
+    if let Some((sid, trunk)) = provider {
         state
             .twilio
             .hang_up(&TwilioCredentials::from(&trunk), sid)

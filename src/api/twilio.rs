@@ -234,11 +234,12 @@ pub async fn status(
     let Some(new_status) = field(&fields, "CallStatus").and_then(CallStatus::parse) else {
         return (StatusCode::BAD_REQUEST, "unknown CallStatus").into_response();
     };
-    // A call whose session runs here gets its end reason from the session (`voicemail`,
-    // `assistant_ended_call`, …), which knows why; Twilio's `completed` only says that it ended,
-    // and often arrives first, since Twilio reports as soon as the stream closes.
-    let reason = (new_status.is_terminal() && !state.calls.live.contains(&call.id))
-        .then(|| new_status.as_str());
+    // A call whose session runs (here or on another node) gets its end reason from the session
+    // (`voicemail`, `assistant_ended_call`, …), which knows why, or as `server_lost` from a
+    // survivor if its node dies; Twilio's `completed` only says that it ended, and often arrives
+    // first, since Twilio reports as soon as the stream closes.
+    let session_runs = state.calls.live.contains(&call.id) || call.node_id.is_some();
+    let reason = (new_status.is_terminal() && !session_runs).then(|| new_status.as_str());
     match state
         .store
         .advance_call_status(&call.id, new_status, reason)
@@ -291,10 +292,18 @@ pub async fn amd(
     {
         tracing::error!(call_id = call.id, error = %e, "answered_by not stored");
     }
-    let live = state
+    let live = match state
         .calls
-        .live
-        .send(&call.id, Control::AnsweredBy(answered_by));
+        .control(&call, Control::AnsweredBy(answered_by))
+        .await
+    {
+        Ok(live) => live,
+        Err(e) => {
+            // Stored above: a session that has not read it yet will.
+            tracing::warn!(call_id = call.id, error = %e, "verdict not relayed to the call's node");
+            false
+        }
+    };
     tracing::info!(
         call_id = call.id,
         answered_by = answered_by.as_str(),

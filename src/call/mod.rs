@@ -42,9 +42,30 @@ pub struct CallServices {
     pub recordings: crate::recording::Recordings,
     /// Lists and calls the tools of assistants' MCP servers (their lists kept briefly).
     pub mcp: crate::mcp::McpConnector,
+    /// This process among the server processes sharing the database.
+    pub node: crate::cluster::Node,
 }
 
 impl CallServices {
+    /// Sends `control` to the call's session wherever it runs: on this node, or through the
+    /// relay to the node holding it (answering once that node has told it). Answers whether the
+    /// call was live.
+    pub async fn control(
+        &self,
+        call: &crate::store::CallRecord,
+        control: io::Control,
+    ) -> Result<bool, crate::cluster::RelayError> {
+        if self.live.send(&call.id, control) {
+            return Ok(true);
+        }
+        match (&call.node_id, &self.node.relay) {
+            (Some(node), Some(relay)) if **node != *self.node.id => {
+                relay.send(node, &call.id, &control).await
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The public URL of a call's recording, if this node has one.
     pub async fn recording_url(&self, call_id: &str) -> Option<String> {
         self.recordings

@@ -233,6 +233,7 @@ mod tests {
             rendered_voicemail_message: None,
             missing_variables: vec![],
             answered_by: Some("human".into()),
+            node_id: None,
             created_at: "2026-01-01T10:00:00.000000".into(),
             started_at: Some("2026-01-01T10:00:01.000000".into()),
             ended_at: Some("2026-01-01T10:01:13.500000".into()),

@@ -43,6 +43,15 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
     let span = tracing::info_span!("call", call_id = %call.id);
     async move {
         let (registration, control) = services.live.register(&call.id);
+        // From here until its end is stored, the call is this node's: controls sent to it from
+        // other nodes come here, and if this node dies a survivor ends it.
+        let held = match services.store.hold_call(&call.id, &services.node.id).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "the call is not marked as this node's");
+                false
+            }
+        };
         if call.rendered_voicemail_message.is_some() {
             replay_answered_by(&services, &call.id).await;
         }
@@ -68,7 +77,7 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
         };
         // Registered until its end reason is stored: a status callback meanwhile leaves the
         // reason to the session.
-        finish(&services, &call, reason).await;
+        finish(&services, &call, reason, held).await;
         drop(registration);
     }
     .instrument(span)
@@ -305,8 +314,9 @@ async fn close_early<K: MediaSink>(sink: &mut K, reason: EndReason) {
     let _ = sink.close().await;
 }
 
-/// Stores the end of the call and queues its report.
-async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason) {
+/// Stores the end of the call and queues its report (unless the call was `held` as this node's
+/// and a survivor took it over as lost meanwhile: that survivor reported it).
+async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason, held: bool) {
     metrics::counter!(crate::metrics::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
     let store = &services.store;
     if let Err(e) = store.set_end_reason(&call.id, reason.as_str()).await {
@@ -323,7 +333,20 @@ async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason) {
     {
         tracing::error!(error = %e, "final status not stored");
     }
-    queue_report(services, &call.id).await;
+    // Let go only after the reason is stored: until then, a status callback on any node leaves
+    // the reason to this session. A survivor that took the call as lost has reported it.
+    if !held {
+        queue_report(services, &call.id).await;
+        return;
+    }
+    match store.release_call(&call.id, &services.node.id).await {
+        Ok(true) => queue_report(services, &call.id).await,
+        Ok(false) => tracing::warn!("the call was taken over as lost; its report went out"),
+        Err(e) => {
+            tracing::error!(error = %e, "the call was not released");
+            queue_report(services, &call.id).await;
+        }
+    }
 }
 
 pub use super::report::queue_report;

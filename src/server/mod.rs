@@ -12,14 +12,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::postgres::PgListener;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, AppState};
 use crate::call::{CallServices, LiveCalls};
+use crate::cluster::{Node, Relay};
 use crate::config::Config;
 use crate::egress::EgressClient;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 use crate::telephony::twilio_rest::TwilioRest;
 use crate::webhook::Webhooks;
 
@@ -50,6 +52,8 @@ pub struct Server {
     state: AppState,
     /// Held while the server lives (SQLite files only): one server per database file.
     sqlite_lock: Option<SqliteLock>,
+    /// This node's subscription to controls relayed by other nodes (PostgreSQL only).
+    relay_listener: Option<PgListener>,
 }
 
 impl Server {
@@ -81,10 +85,26 @@ impl Server {
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
         let egress = EgressClient::new(config.egress_policy())
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
+        let node_id = Node::new_id();
+        let (relay, relay_listener) = match store.backend() {
+            Backend::Postgres => {
+                let (relay, listener) = Relay::listen(
+                    &config.database_url,
+                    Arc::clone(&node_id),
+                    store.clone(),
+                    config.cluster.relay_timeout(),
+                )
+                .await?;
+                (Some(relay), Some(listener))
+            }
+            Backend::Sqlite => (None, None),
+        };
         let calls = CallServices {
             store: store.clone(),
             config: Arc::clone(&config),
-            webhooks: Webhooks::new(store.clone(), config.webhook.clone(), egress.clone()).await?,
+            webhooks: Webhooks::new(store.clone(), config.webhook.clone(), egress.clone())
+                .await?
+                .on_node(Arc::clone(&node_id)),
             mcp: crate::mcp::McpConnector::new(egress.clone()),
             egress,
             live: LiveCalls::default(),
@@ -93,6 +113,7 @@ impl Server {
                 &config.recordings_dir,
                 config.recording_retention_days,
             ),
+            node: Node { id: node_id, relay },
         };
         let state = AppState {
             twilio: TwilioRest::with_client(http, &config.twilio.base_url),
@@ -104,6 +125,7 @@ impl Server {
             listener,
             state,
             sqlite_lock,
+            relay_listener,
         })
     }
 
@@ -135,6 +157,12 @@ impl Server {
         let worker = webhooks.spawn_worker();
         let chat_sweeper = crate::chat::spawn_idle_sweeper(self.state.calls.clone());
         let recording_sweeper = self.state.calls.recordings.clone().spawn_sweeper();
+        let node = self.state.calls.node.clone();
+        let liveness = crate::cluster::spawn_liveness(self.state.calls.clone());
+        let relay = match (&node.relay, self.relay_listener) {
+            (Some(relay), Some(listener)) => Some(relay.spawn(listener, live.clone())),
+            _ => None,
+        };
         let limits = self.state.config.http;
         let drain = Duration::from_secs(self.state.config.drain_timeout_secs);
         let app = api::router(self.state).layer(TraceLayer::new_for_http());
@@ -167,6 +195,16 @@ impl Server {
         chat_sweeper.abort();
         if let Some(sweeper) = recording_sweeper {
             sweeper.abort();
+        }
+        if let Some(relay) = relay {
+            relay.abort();
+        }
+        liveness.abort();
+        let _ = liveness.await;
+        // Calls that outlived the drain are still marked as this node's: with the row gone, the
+        // next node to sweep (or this server's next start, on SQLite) ends them as lost.
+        if let Err(e) = store.remove_node(&node.id).await {
+            tracing::warn!(error = %e, "node row not removed; others will find it lost");
         }
         store.close().await;
         // Only now may another server open the file: this one has let go of it.

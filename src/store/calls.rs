@@ -150,6 +150,9 @@ pub struct CallRecord {
     pub missing_variables: Vec<String>,
     /// Who answered, as answering-machine detection found (`human`, `machine_end_beep`, …).
     pub answered_by: Option<String>,
+    /// The server process whose session runs the call now (none before it connects and after
+    /// it ends); see `store/nodes.rs`.
+    pub node_id: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
@@ -183,7 +186,7 @@ pub struct CallFilter {
 const CALL_COLUMNS: &str = "id, owner_id, assistant_id, trunk_id, direction, from_number, \
     to_number, status, end_reason, provider_call_sid, metadata, rendered_prompt, \
     rendered_start_instruction, rendered_voicemail_message, missing_variables, answered_by, \
-    created_at, started_at, ended_at, updated_at";
+    node_id, created_at, started_at, ended_at, updated_at";
 
 const INSERT_COLUMNS: &str = "id, owner_id, assistant_id, trunk_id, direction, from_number, \
     to_number, status, status_rank, provider_call_sid, metadata, rendered_prompt, \
@@ -568,6 +571,7 @@ fn call_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
         rendered_voicemail_message: row.try_get("rendered_voicemail_message")?,
         missing_variables: serde_json::from_str(&missing).map_err(|e| corrupt(e.to_string()))?,
         answered_by: row.try_get("answered_by")?,
+        node_id: row.try_get("node_id")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,

@@ -127,6 +127,13 @@ impl Webhooks {
         })
     }
 
+    /// Claims deliveries as `node` (the server's node id), so a survivor that finds the node
+    /// lost can hand its claims back at once instead of waiting out their leases.
+    pub fn on_node(mut self, node: Arc<str>) -> Self {
+        self.node = node;
+        self
+    }
+
     /// The secret receivers verify signatures with.
     pub fn secret(&self) -> &str {
         &self.secret

@@ -85,6 +85,8 @@ pub struct LabOptions {
     pub configure: Box<dyn FnOnce(&mut Config) + Send>,
     /// The fakes' delays (none by default).
     pub delays: SimOptions,
+    /// SQLite by default; on PostgreSQL the lab is `None` outside CI when it cannot be reached.
+    pub backend: Backend,
 }
 
 impl Default for LabOptions {
@@ -107,12 +109,21 @@ impl Default for LabOptions {
             max_concurrent_calls: 100,
             configure: Box::new(|_| {}),
             delays: SimOptions::default(),
+            backend: Backend::Sqlite,
         }
     }
 }
 
 impl CallLab {
     pub async fn start(options: LabOptions) -> Self {
+        Self::try_start(options)
+            .await
+            .expect("the lab's database is reachable")
+    }
+
+    /// Like [`start`](Self::start), answering `None` (having said why) when the lab's
+    /// PostgreSQL is not reachable outside CI.
+    pub async fn try_start(options: LabOptions) -> Option<Self> {
         let script = SttScript::new(options.utterances.iter().map(|s| s.to_string()).collect());
         let sim =
             SimSuite::start_scripted(([127, 0, 0, 1], 0).into(), options.delays, Some(script))
@@ -122,15 +133,14 @@ impl CallLab {
         *webhooks.fail_first.lock().unwrap() = options.webhook_fail_first;
         let hook_url = webhooks.serve().await;
         let max_calls = options.max_concurrent_calls;
-        let server = TestServer::start_with(Backend::Sqlite, |config| {
+        let server = TestServer::start_with(options.backend, |config| {
             sim.configure(config, true);
             config.egress.allow_loopback = true;
             config.webhook.retry_base_ms = 100;
             config.max_concurrent_calls_per_owner = max_calls;
             (options.configure)(config);
         })
-        .await
-        .expect("sqlite server");
+        .await?;
 
         let mut assistant = options.assistant;
         assistant["assistant_end_call_url"] = json!(hook_url);
@@ -151,13 +161,13 @@ impl CallLab {
             .await;
         assert_eq!(status, StatusCode::OK, "{reply}");
         sim.twilio.add_number(DEFAULT_ACCOUNT_SID, OUR_NUMBER);
-        Self {
+        Some(Self {
             server,
             sim,
             webhooks,
             assistant_id,
             trunk_id,
-        }
+        })
     }
 
     /// Rings our number with a caller following `script`; answers Twilio's CallSid.
@@ -234,6 +244,33 @@ impl CallLab {
         let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
         let pairs = samples.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
         (reader.spec(), pairs)
+    }
+
+    /// Stops the lab's server and starts another on its database and the same fakes,
+    /// configured as the lab's was and then as `adjust` says.
+    pub async fn restart(self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let Self {
+            server,
+            sim,
+            webhooks,
+            assistant_id,
+            trunk_id,
+        } = self;
+        let server = server
+            .restart_with(|config| {
+                sim.configure(config, true);
+                config.egress.allow_loopback = true;
+                config.webhook.retry_base_ms = 100;
+                adjust(config);
+            })
+            .await;
+        Self {
+            server,
+            sim,
+            webhooks,
+            assistant_id,
+            trunk_id,
+        }
     }
 
     pub async fn stop(self) {

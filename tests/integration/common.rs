@@ -32,6 +32,8 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     cleanup: Cleanup,
+    /// The process id of a server run as a child process ([`TestServer::spawn_beside`]).
+    pid: Option<u32>,
 }
 
 enum Cleanup {
@@ -99,6 +101,26 @@ impl TestServer {
         Self::serve(config, Cleanup::Shared).await
     }
 
+    /// Stops this server and starts another on its database, configured as `adjust` says (a
+    /// restart: on SQLite the two cannot run at once).
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let cleanup = std::mem::replace(&mut self.cleanup, Cleanup::Shared);
+        let mut config = Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            database_url: self.database_url.clone(),
+            database_max_connections: 4,
+            drain_timeout_secs: 0,
+            recordings_dir: std::env::temp_dir()
+                .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
+                .display()
+                .to_string(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        self.stop().await;
+        Self::serve(config, cleanup).await
+    }
+
     async fn serve(config: Config, cleanup: Cleanup) -> Self {
         let database_url = config.database_url.clone();
         let server = Server::bind(config).await.expect("server starts");
@@ -127,7 +149,80 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             cleanup,
+            pid: None,
         }
+    }
+
+    /// Another node as a real `voxbridge serve` process on this server's database (so it can be
+    /// killed outright), its providers the fakes at `sim_url`, configured by `env`
+    /// (`VOXBRIDGE_*` variables) on top of the test defaults. Stopping it sends SIGTERM.
+    pub async fn spawn_beside(&self, sim_url: &str, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let recordings = std::env::temp_dir()
+            .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
+            .display()
+            .to_string();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+            .args(["serve", "--sim-url", sim_url])
+            .env("VOXBRIDGE_DATABASE_URL", &self.database_url)
+            .env("VOXBRIDGE_BIND", "127.0.0.1:0")
+            .env("VOXBRIDGE_DATABASE_MAX_CONNECTIONS", "4")
+            .env("VOXBRIDGE_DRAIN_TIMEOUT_SECS", "0")
+            .env("VOXBRIDGE_RECORDINGS_DIR", recordings)
+            .env("VOXBRIDGE_LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("voxbridge serve starts");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (address_tx, address_rx) = oneshot::channel();
+        // Reads the address it prints, then keeps its stdout drained so it never blocks.
+        std::thread::spawn(move || {
+            let mut address_tx = Some(address_tx);
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(base) = line.strip_prefix("voxbridge listening on ")
+                    && let Some(tx) = address_tx.take()
+                {
+                    let _ = tx.send(base.trim().to_owned());
+                }
+            }
+        });
+        let base = tokio::time::timeout(std::time::Duration::from_secs(30), address_rx)
+            .await
+            .expect("the process prints its address in time")
+            .expect("the process prints its address before exiting");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = rx.await;
+            signal(pid, "-TERM");
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        });
+        Self {
+            base,
+            key: self.key.clone(),
+            store: self.store.clone(),
+            database_url: self.database_url.clone(),
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+            cleanup: Cleanup::Shared,
+            pid: Some(pid),
+        }
+    }
+
+    /// Makes `other` the server whose stop removes the database, so this one can stop first (a
+    /// node replaced in a rolling restart).
+    pub fn hand_database_to(&mut self, other: &mut TestServer) {
+        std::mem::swap(&mut self.cleanup, &mut other.cleanup);
+    }
+
+    /// Kills a server process with SIGKILL: nothing of it runs after this, no drain, no clean-up.
+    pub fn kill(&self) {
+        signal(self.pid.expect("only a process can be killed"), "-KILL");
     }
 
     /// A key of another owner.
@@ -216,7 +311,6 @@ impl TestServer {
         self.call(Method::DELETE, path, Some(&self.key), None).await
     }
 
-    /// Stops the server and removes its database.
     /// Signals shutdown (as SIGTERM would) without waiting for the server to stop: it drains.
     /// Answers once `/readyz` says so (a 503), as a load balancer would see it.
     pub async fn begin_shutdown(&mut self) {
@@ -232,6 +326,7 @@ impl TestServer {
         panic!("/readyz still answers ready while the server drains");
     }
 
+    /// Stops the server and removes its database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -254,6 +349,13 @@ impl TestServer {
             Cleanup::Shared => {}
         }
     }
+}
+
+/// Sends a signal with `kill(1)` (the test crate has no libc of its own).
+fn signal(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
 }
 
 async fn admin_pool() -> Result<sqlx::AnyPool, sqlx::Error> {
