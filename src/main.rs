@@ -143,15 +143,17 @@ struct LoadtestArgs {
     #[arg(long, default_value_t = 3)]
     turns: usize,
     /// A server already running on this machine (loopback URL); by default a server is spawned
-    /// from this executable on a fresh SQLite database.
+    /// from this executable on a fresh SQLite database. Repeat it for several nodes on one
+    /// PostgreSQL database: calls are spread over them in turn.
     #[arg(long, value_name = "URL", requires = "api_key")]
-    server: Option<String>,
+    server: Vec<String>,
     /// API key for `--server`.
     #[arg(long, env = "VOXBRIDGE_LOADTEST_API_KEY")]
     api_key: Option<String>,
-    /// Process id of `--server`, to measure its CPU and memory.
+    /// Process id of a `--server`, to measure its CPU and memory (repeat it for each node; their
+    /// figures are summed).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Fakes already running (`voxbridge sim`) that the server uses; by default they run in the
     /// load generator's process. Give the same delays they were started with.
     #[arg(long, value_name = "URL")]
@@ -278,11 +280,11 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
 }
 
 async fn loadtest(args: LoadtestArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let server = match (args.server, args.api_key) {
-        (Some(url), Some(api_key)) => ServerSpec::External {
-            url,
+    let server = match (args.server.is_empty(), args.api_key) {
+        (false, Some(api_key)) => ServerSpec::External {
+            urls: args.server,
             api_key,
-            pid: args.server_pid,
+            pids: args.server_pid,
         },
         _ => ServerSpec::Spawn {
             exe: std::env::current_exe()?,

@@ -87,8 +87,13 @@ impl LoadTestOptions {
         if self.turns == 0 || self.turns > MAX_TURNS {
             return invalid(format!("turns must be 1..={MAX_TURNS}"));
         }
-        if let ServerSpec::External { url, .. } = &self.server {
-            require_loopback(url)?;
+        if let ServerSpec::External { urls, .. } = &self.server {
+            if urls.is_empty() {
+                return invalid("at least one server URL is needed".to_owned());
+            }
+            for url in urls {
+                require_loopback(url)?;
+            }
         }
         if let Some(url) = &self.sim_url {
             require_loopback(url)?;
@@ -147,7 +152,14 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     });
     twilio.add_number(DEFAULT_ACCOUNT_SID, &number);
 
-    let sampler = sampler::Sampler::start(target.pid, format!("{}/metrics", target.base_url));
+    let sampler = sampler::Sampler::start(
+        target.pids.clone(),
+        target
+            .node_urls
+            .iter()
+            .map(|url| format!("{url}/metrics"))
+            .collect(),
+    );
     let placed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let progress = progress::Progress::start(options.calls, placed.clone(), sampler.latest());
     // Let the sampler see the server idle before the first call.
@@ -159,7 +171,11 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / options.ramp_per_sec))
             .await;
         let call = InboundCall {
-            voice_url: format!("{}/twilio/voice", target.base_url),
+            // Round robin over the nodes, as a load balancer would.
+            voice_url: format!(
+                "{}/twilio/voice",
+                target.node_urls[i % target.node_urls.len()]
+            ),
             account_sid: DEFAULT_ACCOUNT_SID.to_owned(),
             from: format!("+1444{:07}", i),
             to: number.clone(),
@@ -189,7 +205,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let wall = t0.elapsed();
     progress.stop();
     let samples = sampler.stop().await;
-    let server_pid = target.pid;
+    let server_pids = target.pids.clone();
     drop(target);
 
     Ok(report::build(report::RunFacts {
@@ -203,7 +219,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
         calls: &calls,
         failures,
         samples: &samples,
-        server_pid,
+        server_pids,
         ramp,
         wall,
     }))

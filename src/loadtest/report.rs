@@ -75,7 +75,8 @@ pub struct LoadReport {
 /// What the server cost, from `/proc` (a server on this machine only).
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerUsage {
-    pub pid: u32,
+    /// The server's processes (one per node), whose figures are summed.
+    pub pids: Vec<u32>,
     pub cpu_s: f64,
     pub cpu_s_per_call_minute: f64,
     pub rss_idle_mb: f64,
@@ -103,7 +104,7 @@ pub(super) struct RunFacts<'a> {
     pub calls: &'a [SimCall],
     pub failures: BTreeMap<String, usize>,
     pub samples: &'a [Sample],
-    pub server_pid: Option<u32>,
+    pub server_pids: Vec<u32>,
     pub ramp: Duration,
     pub wall: Duration,
 }
@@ -168,9 +169,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         late_frames += m.late_frames;
         calls_with_gaps += usize::from(m.late_frames > 0);
     }
-    let server = facts
-        .server_pid
-        .and_then(|pid| server_usage(pid, facts.samples, call_seconds));
+    let server = server_usage(&facts.server_pids, facts.samples, call_seconds);
     let generator_cpu = cpu_between(facts.samples, |s| s.generator.map(|p| p.cpu));
     let fell_behind = late_ticks * 1000 > ticks.max(1);
     let added = Summary::of(&mut added);
@@ -229,7 +228,10 @@ fn cpu_between(samples: &[Sample], cpu: impl Fn(&Sample) -> Option<Duration>) ->
     Some(last.saturating_sub(first).as_secs_f64())
 }
 
-fn server_usage(pid: u32, samples: &[Sample], call_seconds: f64) -> Option<ServerUsage> {
+fn server_usage(pids: &[u32], samples: &[Sample], call_seconds: f64) -> Option<ServerUsage> {
+    if pids.is_empty() {
+        return None;
+    }
     let readings: Vec<_> = samples.iter().filter(|s| s.server.is_some()).collect();
     let idle = readings.first()?.server?;
     let cpu_s = cpu_between(samples, |s| s.server.map(|p| p.cpu))?;
@@ -251,7 +253,7 @@ fn server_usage(pid: u32, samples: &[Sample], call_seconds: f64) -> Option<Serve
     });
     const MB: f64 = 1024.0 * 1024.0;
     Some(ServerUsage {
-        pid,
+        pids: pids.to_vec(),
         cpu_s,
         cpu_s_per_call_minute: if call_seconds > 0.0 {
             cpu_s / (call_seconds / 60.0)
@@ -332,9 +334,13 @@ impl LoadReport {
         );
         match &self.server {
             Some(s) => {
+                let nodes = match s.pids.len() {
+                    1 => String::new(),
+                    n => format!(" ({n} nodes together)"),
+                };
                 let _ = writeln!(
                     out,
-                    "server: {:.3} CPU s per call-minute; RSS {:.1} MB idle, {:.1} MB peak, {:.0} KB per live call",
+                    "server{nodes}: {:.3} CPU s per call-minute; RSS {:.1} MB idle, {:.1} MB peak, {:.0} KB per live call",
                     s.cpu_s_per_call_minute, s.rss_idle_mb, s.rss_peak_mb, s.rss_per_call_kb
                 );
             }

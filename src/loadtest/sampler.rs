@@ -1,7 +1,8 @@
-//! Samples, twice a second during a run, the server's CPU time and memory (when its process is
-//! on this machine), the generator's own, and from the server's `/metrics` its live-call gauge
-//! and its voice-to-voice histogram (turns answered so far, and their p95 as a dashboard would
-//! read it from the buckets). The latest reading is also published for the progress line.
+//! Samples, twice a second during a run, the server's CPU time and memory (when its processes
+//! are on this machine; several nodes are summed), the generator's own, and from each node's
+//! `/metrics` its live-call gauge and its voice-to-voice histogram (summed over the nodes: turns
+//! answered so far, and their p95 as a dashboard would read it from the buckets). The latest
+//! reading is also published for the progress line.
 
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(server_pid: Option<u32>, metrics_url: String) -> Self {
+    pub fn start(server_pids: Vec<u32>, metrics_urls: Vec<String>) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let (publish, latest) = watch::channel(None);
         let task = tokio::spawn(async move {
@@ -47,14 +48,21 @@ impl Sampler {
                     _ = &mut stopped => break,
                     _ = ticker.tick() => {}
                 }
-                let text = metrics_text(&http, &metrics_url).await;
-                let text = text.as_deref().unwrap_or_default();
-                let replies = stage_histogram(text, "voice_to_voice");
+                let texts = futures_util::future::join_all(
+                    metrics_urls.iter().map(|url| metrics_text(&http, url)),
+                )
+                .await;
+                let texts: Vec<&str> = texts.iter().flatten().map(String::as_str).collect();
+                let replies = merged(texts.iter().map(|t| stage_histogram(t, "voice_to_voice")));
+                let live_calls = texts
+                    .iter()
+                    .filter_map(|t| parse_gauge(t, crate::metrics::LIVE_CALLS))
+                    .reduce(|a, b| a + b);
                 let reading = Sample {
                     at: Instant::now(),
-                    server: server_pid.and_then(|pid| sample(Some(pid))),
+                    server: summed(&server_pids),
                     generator: sample(None),
-                    live_calls: parse_gauge(text, crate::metrics::LIVE_CALLS),
+                    live_calls,
                     turns_answered: replies.last().map(|&(_, n)| n),
                     voice_to_voice_p95_ms: quantile(&replies, 0.95).map(|s| s * 1000.0),
                 };
@@ -76,6 +84,31 @@ impl Sampler {
         let _ = self.stop.send(());
         self.task.await.unwrap_or_default()
     }
+}
+
+/// The nodes' processes as one: CPU and memory summed; `None` when none can be read.
+fn summed(pids: &[u32]) -> Option<ProcessSample> {
+    pids.iter()
+        .filter_map(|&pid| sample(Some(pid)))
+        .reduce(|a, b| ProcessSample {
+            cpu: a.cpu + b.cpu,
+            rss_bytes: a.rss_bytes + b.rss_bytes,
+        })
+}
+
+/// Histograms of several nodes (the same buckets) as one: counts summed per bound.
+fn merged(histograms: impl Iterator<Item = Vec<(f64, u64)>>) -> Vec<(f64, u64)> {
+    let mut total: Vec<(f64, u64)> = Vec::new();
+    for histogram in histograms {
+        for (bound, count) in histogram {
+            match total.iter_mut().find(|(b, _)| *b == bound) {
+                Some((_, n)) => *n += count,
+                None => total.push((bound, count)),
+            }
+        }
+    }
+    total.sort_by(|a, b| a.0.total_cmp(&b.0));
+    total
 }
 
 async fn metrics_text(http: &reqwest::Client, url: &str) -> Option<String> {
@@ -177,5 +210,15 @@ voxbridge_stage_latency_seconds_bucket{stage=\"voice_to_voice\",le=\"+Inf\"} 100
         let p95 = quantile(&buckets, 0.95).unwrap();
         assert!((p95 - 0.9375).abs() < 1e-9, "{p95}");
         assert_eq!(quantile(&stage_histogram("", "voice_to_voice"), 0.95), None);
+    }
+
+    #[test]
+    fn nodes_histograms_add_up() {
+        let a = vec![(0.5, 2), (1.0, 5), (f64::INFINITY, 5)];
+        let b = vec![(0.5, 1), (1.0, 1), (f64::INFINITY, 3)];
+        assert_eq!(
+            merged([a, b].into_iter()),
+            vec![(0.5, 3), (1.0, 6), (f64::INFINITY, 8)]
+        );
     }
 }

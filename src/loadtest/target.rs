@@ -102,21 +102,26 @@ pub enum ServerSpec {
     Spawn { exe: PathBuf },
     /// Run the server in this process (its CPU and memory cannot be told from the generator's).
     InProcess,
-    /// A server already running at a loopback `url`, configured to use the fakes the load test
-    /// points at; `pid` (when on this machine) lets the load test read its CPU and memory.
+    /// Servers already running at loopback `urls` (several nodes on one PostgreSQL database,
+    /// or one), configured to use the fakes the load test points at; calls are spread over
+    /// them in turn, and `pids` (those on this machine) let the load test read their CPU and
+    /// memory, summed.
     External {
-        url: String,
+        urls: Vec<String>,
         api_key: String,
-        pid: Option<u32>,
+        pids: Vec<u32>,
     },
 }
 
 /// A running server under test.
 pub struct Target {
+    /// The first node: where the run is provisioned.
     pub base_url: String,
+    /// Every node calls are spread over (the first is `base_url`).
+    pub node_urls: Vec<String>,
     pub api_key: String,
-    /// Its process, when it is not this one.
-    pub pid: Option<u32>,
+    /// Its processes, when they are not this one.
+    pub pids: Vec<u32>,
     /// Folder of the spawned server's database and log.
     pub work_dir: Option<PathBuf>,
     keep: Keep,
@@ -158,13 +163,27 @@ impl Target {
         match spec {
             ServerSpec::Spawn { exe } => spawn(exe, sim_url, max_calls).await,
             ServerSpec::InProcess => in_process(sim_url, max_calls).await,
-            ServerSpec::External { url, api_key, pid } => Ok(Self {
-                base_url: url.trim_end_matches('/').to_owned(),
-                api_key: api_key.clone(),
-                pid: *pid,
-                work_dir: None,
-                keep: Keep::Nothing,
-            }),
+            ServerSpec::External {
+                urls,
+                api_key,
+                pids,
+            } => {
+                let node_urls: Vec<String> = urls
+                    .iter()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect();
+                let base_url = node_urls.first().cloned().ok_or_else(|| {
+                    LoadTestError::Invalid("at least one --server is needed".to_owned())
+                })?;
+                Ok(Self {
+                    base_url,
+                    node_urls,
+                    api_key: api_key.clone(),
+                    pids: pids.clone(),
+                    work_dir: None,
+                    keep: Keep::Nothing,
+                })
+            }
         }
     }
 
@@ -312,9 +331,10 @@ async fn spawn(exe: &PathBuf, sim_url: &str, max_calls: u32) -> Result<Target, L
         }
     };
     Ok(Target {
+        node_urls: vec![base_url.clone()],
         base_url,
         api_key,
-        pid: Some(pid),
+        pids: vec![pid],
         work_dir: Some(dir),
         keep: Keep::Child(child),
     })
@@ -348,9 +368,10 @@ async fn in_process(sim_url: &str, max_calls: u32) -> Result<Target, LoadTestErr
             .await;
     });
     Ok(Target {
+        node_urls: vec![base_url.clone()],
         base_url,
         api_key: key.plaintext,
-        pid: None,
+        pids: Vec::new(),
         work_dir: Some(dir),
         keep: Keep::InProcess(Some(stop)),
     })
