@@ -10,6 +10,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const LIVE_CALLS: &str = "voxbridge_live_calls";
 /// Calls ended, by `reason`.
 pub const CALLS_ENDED: &str = "voxbridge_calls_ended_total";
+/// Inbound calls refused, by `reason` (`limit`: the owner's concurrent-call limit).
+pub const CALLS_REFUSED: &str = "voxbridge_calls_refused_total";
 /// Server processes sharing the database found lost (no heartbeat) by this one.
 pub const NODES_LOST: &str = "voxbridge_nodes_lost_total";
 /// Controls sent to calls held by other nodes, by `outcome` (`live`, `not_live`, `timeout`).
@@ -81,6 +83,7 @@ pub fn install() -> &'static PrometheusHandle {
 fn describe() {
     metrics::describe_gauge!(LIVE_CALLS, "Calls whose session is running");
     metrics::describe_counter!(CALLS_ENDED, "Calls ended, by reason");
+    metrics::describe_counter!(CALLS_REFUSED, "Inbound calls refused, by reason");
     metrics::describe_counter!(
         NODES_LOST,
         "Server processes sharing the database found lost by this one"

@@ -128,9 +128,24 @@ pub async fn voice(
         provider_call_sid: Some(call_sid.to_owned()),
         token_ttl: STREAM_TOKEN_TTL,
     });
-    if let Err(e) = state.store.insert_call(&prepared.call).await {
-        tracing::error!(error = %e, "inbound call not stored");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    // The owner's limit holds for calls that come in as for calls the API makes: beyond it the
+    // caller hears a busy tone (a reservation, like the API's, so a burst cannot pass it).
+    let limit = i64::from(state.config.max_concurrent_calls_per_owner);
+    match state
+        .store
+        .insert_call_within_limit(&prepared.call, limit)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(to, limit, "inbound call over the owner's call limit; busy");
+            metrics::counter!(crate::metrics::CALLS_REFUSED, "reason" => "limit").increment(1);
+            return twiml(reject(RejectReason::Busy));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "inbound call not stored");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
     }
     let url = media_stream_url(&state);
     let parameters = [

@@ -143,8 +143,7 @@ impl Store {
 impl Store {
     /// Sends a PostgreSQL notification (the nodes' relay; see `cluster/relay.rs`).
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
-        // `pg_notify` answers `void`, which the `Any` driver cannot decode: count the row instead.
-        sqlx::query("SELECT COUNT(*) AS sent FROM (SELECT pg_notify($1, $2)) AS notified")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
             .execute(self.pool())

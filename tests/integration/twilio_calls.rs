@@ -1159,3 +1159,24 @@ async fn a_draining_server_redirects_new_inbound_calls() {
         .await
         .expect("the server stopped once its live call ended");
 }
+
+/// The owner's concurrent-call limit holds for inbound calls too: beyond it Twilio is told to
+/// reject the call as busy, and nothing is stored for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_call_over_the_owners_limit_is_rejected_as_busy() {
+    let lab = CallLab::start(LabOptions {
+        max_concurrent_calls: 1,
+        ..LabOptions::default()
+    })
+    .await;
+    let token = wire::auth_token();
+    let (status, twiml) = wire::voice_webhook(&lab, token).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(twiml.contains("<Connect>"), "{twiml}");
+    let (status, twiml) = wire::voice_webhook(&lab, token).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert_eq!(twiml, "<Response><Reject reason=\"busy\"/></Response>");
+    let (_, list) = lab.server.get("/call/list").await;
+    assert_eq!(list["data"]["calls"].as_array().unwrap().len(), 1, "{list}");
+    lab.stop().await;
+}
