@@ -1,7 +1,9 @@
 //! The widget in a real browser: the call lab (sim providers, a server, an assistant) and
 //! `tests/browser/e2e.mjs` driving headless Chromium through the demo page, with a fake
 //! microphone playing the caller's committed clips: a call that talks and is interrupted, and
-//! a shop assistant's call whose recommendation shows product cards. Outside CI, a machine without Chromium, Node
+//! a shop assistant's call whose recommendation shows product cards; and `inspector.mjs` opening
+//! the call inspector (`/calls`) on a whole phone call made through the fakes. Outside CI, a
+//! machine without Chromium, Node
 //! or `tests/browser/node_modules` skips with the reason; in CI (`CI` set) that fails.
 
 use std::path::{Path, PathBuf};
@@ -112,17 +114,22 @@ fn can_run() -> bool {
 /// Runs `e2e.mjs` against the lab's server with the microphone `mic` (in `mode`, if any) and
 /// asserts it passed.
 async fn run_e2e(lab: &CallLab, mic: &Path, mode: Option<&str>) {
-    let artifacts = artifacts_dir();
     let mut command = std::process::Command::new("node");
     command
         .arg(manifest_dir().join("tests/browser/e2e.mjs"))
         .arg(&lab.server.base)
         .arg(&lab.server.key)
-        .arg(mic)
-        .env("VOXBRIDGE_ARTIFACTS", &artifacts);
+        .arg(mic);
     if let Some(mode) = mode {
         command.env("VOXBRIDGE_E2E_MODE", mode);
     }
+    run_node(command).await;
+}
+
+/// Runs a browser script to its end (within [`RUN_LIMIT`]) and asserts it passed.
+async fn run_node(mut command: std::process::Command) {
+    let artifacts = artifacts_dir();
+    command.env("VOXBRIDGE_ARTIFACTS", &artifacts);
     // The server runs on this runtime; node waits on another thread.
     let output = tokio::task::spawn_blocking(move || run_with_deadline(command, RUN_LIMIT))
         .await
@@ -257,4 +264,53 @@ fn shop_microphone_wav(dir: &Path) -> PathBuf {
     let path = dir.join("microphone-shop.wav");
     voxbridge::audio::wav::write(&path, &samples, RATE).expect("microphone file written");
     path
+}
+
+/// A recorded phone call through the fakes (three turns, the goodbye's `end_call`), then the
+/// call inspector on it in Chromium: `inspector.mjs` compares the page's latency bars and
+/// timeline with the API's numbers and keeps screenshots of the list and the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_draws_a_whole_call_in_a_real_browser() {
+    use voxbridge::sim::twilio_caller::CallerScript;
+
+    use crate::call_lab::{after_agent, clip};
+
+    if !can_run() {
+        return;
+    }
+    let mut options = LabOptions::default();
+    options.assistant["assistant_recording"] = serde_json::json!(true);
+    let lab = CallLab::start(options).await;
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).say(clip("tomorrow_at_seven"));
+    let script = after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    assert!(
+        call["turns"].as_array().is_some_and(|t| t.len() >= 4),
+        "{call:#}"
+    );
+    // The page shows the webhook's attempt: wait until it was made.
+    for _ in 0..100 {
+        let (_, hooks) = lab.server.get(&format!("/call/webhooks/{call_id}")).await;
+        if hooks["data"]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(manifest_dir().join("tests/browser/inspector.mjs"))
+        .arg(&lab.server.base)
+        .arg(&lab.server.key)
+        .arg(&call_id);
+    run_node(command).await;
+    assert!(artifacts_dir().join("inspector-call.png").exists());
+    lab.stop().await;
 }

@@ -13,6 +13,7 @@ mod catalog;
 mod chats;
 mod cli;
 mod conversations;
+mod inspector;
 mod llm;
 mod mcp;
 mod multinode;
