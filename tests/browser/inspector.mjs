@@ -1,13 +1,15 @@
 // The call inspector in a real browser: headless Debian Chromium driven by playwright-core.
 //
-//   node tests/browser/inspector.mjs <base_url> <api_key> <call_id>
+//   node tests/browser/inspector.mjs <base_url> <api_key> <call_id> [long_call_id]
 //
 // Opens <base_url>/calls, pastes the key, finds the call in the list (and filters it away and
 // back), opens it, and checks the page against the API's own numbers: one stacked latency bar
 // per timed reply with the reply's total and each stage's milliseconds, a timeline that spans
 // the call with the caller's and the agent's speech on it, the transcript beside it, the webhook
 // attempts, and the recording's player; clicking a reply moves the playhead. No console errors.
-// Screenshots (list and call) go to $VOXBRIDGE_ARTIFACTS (default target/browser-artifacts).
+// With a long call (an hour, 500 replies) its page is opened too: every reply drawn, and how long
+// it took printed (not judged: a shared CI machine's timing is no verdict).
+// Screenshots (list, call, long call) go to $VOXBRIDGE_ARTIFACTS (default target/browser-artifacts).
 // Exit code 0 on success; 1 with the reason otherwise.
 
 import { mkdirSync } from 'node:fs';
@@ -17,7 +19,7 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
-const [baseUrl, apiKey, callId] = process.argv.slice(2);
+const [baseUrl, apiKey, callId, longCallId] = process.argv.slice(2);
 if (!baseUrl || !apiKey || !callId) {
   console.error('usage: node inspector.mjs <base_url> <api_key> <call_id>');
   process.exit(2);
@@ -173,6 +175,34 @@ try {
     });
   }
   await page.screenshot({ path: join(artifacts, 'inspector-call.png'), fullPage: true });
+  if (longCallId) {
+    await step('an hour-long call with 500 replies draws every one of them', async () => {
+      const long = await api(`/call/details/${longCallId}`);
+      const started = Date.now();
+      await page.goto(`${baseUrl}/calls#call/${longCallId}`);
+      await page.waitForFunction((n) => document.querySelectorAll('#latency .turn-bar').length === n, long.turns.length, { timeout: 30_000 });
+      const drawn = Date.now() - started;
+      const counts = await page.evaluate(() => ({
+        agent: document.querySelectorAll('#timeline .agent-bar').length,
+        caller: document.querySelectorAll('#timeline .caller-bar').length,
+        interruptions: document.querySelectorAll('#timeline .interruption').length,
+        lines: document.querySelectorAll('#transcript .line').length,
+      }));
+      const expected = {
+        agent: long.turns.length,
+        caller: long.transcript.filter((t) => t.role === 'user').length,
+        interruptions: long.turns.reduce((n, t) => n + t.interruptions.length, 0),
+        lines: long.transcript.length,
+      };
+      if (JSON.stringify(counts) !== JSON.stringify(expected)) {
+        throw new Error(`drawn ${JSON.stringify(counts)}, expected ${JSON.stringify(expected)}`);
+      }
+      console.log(`     the ${long.turns.length}-reply call was drawn ${drawn} ms after navigation`);
+      await page.click('#zoom-in');
+      await page.click('#zoom-in');
+      await page.screenshot({ path: join(artifacts, 'inspector-long.png') });
+    });
+  }
   await step('no console errors', async () => {
     if (errors.length > 0) throw new Error(errors.join('\n'));
   });

@@ -304,13 +304,114 @@ async fn the_inspector_draws_a_whole_call_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let long_call = hour_long_call(&lab).await;
     let mut command = std::process::Command::new("node");
     command
         .arg(manifest_dir().join("tests/browser/inspector.mjs"))
         .arg(&lab.server.base)
         .arg(&lab.server.key)
-        .arg(&call_id);
+        .arg(&call_id)
+        .arg(&long_call);
     run_node(command).await;
     assert!(artifacts_dir().join("inspector-call.png").exists());
     lab.stop().await;
+}
+
+/// A stored one-hour call with 500 exchanges (a caller line, an answer and its timings each,
+/// every tenth answer interrupted and every seventh calling a tool), for the inspector to draw.
+async fn hour_long_call(lab: &CallLab) -> String {
+    use voxbridge::store::{
+        CallStatus, Direction, NewCall, TurnInterruption, TurnRecord, TurnStamps, TurnTiming,
+        TurnTool,
+    };
+
+    let store = &lab.server.store;
+    let owner = store.owner_by_key(&lab.server.key).await.unwrap().unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    store
+        .insert_call(&NewCall {
+            id: id.clone(),
+            owner_id: owner.id,
+            assistant_id: lab.assistant_id.clone(),
+            trunk_id: None,
+            direction: Direction::Outbound,
+            from_number: None,
+            to_number: None,
+            status: CallStatus::Completed,
+            provider_call_sid: None,
+            metadata: serde_json::json!({}),
+            rendered_prompt: "p".into(),
+            rendered_start_instruction: None,
+            rendered_voicemail_message: None,
+            missing_variables: vec![],
+            stream_token_hash: None,
+            stream_token_expires_at: None,
+        })
+        .await
+        .unwrap();
+    for n in 0..500i64 {
+        let at = n * 7200;
+        let user = TurnRecord {
+            seq: 2 * n + 1,
+            role: "user".into(),
+            text: format!("Question number {n}, please."),
+            offset_ms: at,
+            interrupted: false,
+        };
+        store.append_turn(&id, &user).await.unwrap();
+        let interrupted = n % 10 == 9;
+        let answer = TurnRecord {
+            seq: 2 * n + 2,
+            role: "assistant".into(),
+            text: format!("Answer number {n}."),
+            offset_ms: at + 2700,
+            interrupted,
+        };
+        store.append_turn(&id, &answer).await.unwrap();
+        let mut timing = TurnTiming {
+            turn: n + 1,
+            source: "model".into(),
+            outcome: if interrupted { "interrupted" } else { "heard" }.into(),
+            started_ms: at + 1500,
+            ended_ms: at + 6000,
+            stamps: TurnStamps {
+                caller_stopped_ms: Some(at + 1500),
+                stt_final_ms: Some(at + 1700 + n % 7 * 20),
+                llm_request_ms: Some(at + 1700 + n % 7 * 20),
+                llm_first_token_ms: Some(at + 2200 + n % 11 * 40),
+                first_phrase_ms: Some(at + 2300 + n % 11 * 40),
+                tts_first_audio_ms: Some(at + 2500 + n % 11 * 40),
+                first_frame_ms: Some(at + 2505 + n % 11 * 40),
+                first_mark_ms: Some(at + 2700 + n % 11 * 40),
+            },
+            interruptions: if interrupted {
+                vec![TurnInterruption {
+                    onset_ms: at + 4000,
+                    cleared_ms: Some(at + 4000),
+                    confirmed_ms: Some(at + 4300),
+                    resumed_ms: None,
+                    heard: Some(format!("Answer number {n}.")),
+                }]
+            } else {
+                vec![]
+            },
+            tools: if n % 7 == 0 {
+                vec![TurnTool {
+                    name: "lookup".into(),
+                    arguments: "{}".into(),
+                    result_bytes: 11,
+                    result_preview: r#"{"ok":true}"#.into(),
+                    started_ms: at + 2250,
+                    duration_ms: 30,
+                    error: None,
+                }]
+            } else {
+                vec![]
+            },
+            ..TurnTiming::default()
+        };
+        timing.derive_stages();
+        store.append_turn_timing(&id, &timing).await.unwrap();
+    }
+    id
 }
