@@ -1,6 +1,7 @@
-//! `/call/*` records: list (paginated, filtered by assistant and status) and details (with the
-//! transcript, the rendered texts and the webhook delivery state). Outbound calls and hang-ups
-//! live in `outbound.rs`.
+//! `/call/*` records: list (paginated, filtered by assistant, status, direction and creation
+//! time) and details (with the transcript, each reply's timings, the rendered texts and the
+//! webhook delivery state). Outbound calls and hang-ups live in `outbound.rs`; a call's webhook
+//! attempts in `call_webhooks.rs`.
 
 use axum::extract::{Query, State};
 use axum::response::Response;
