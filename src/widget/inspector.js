@@ -8,6 +8,8 @@
 const $ = (id) => document.getElementById(id);
 const KEY = 'voxbridge.inspector.key';
 const PAGE_SIZE = 50;
+/** Recordings up to this size load with the page; larger ones on a click. */
+const AUTOLOAD_BYTES = 30e6;
 
 /** The stages of a reply, in order, with their colours and the names the API gives them. */
 export const STAGES = [
@@ -312,19 +314,35 @@ async function loadRecording(call) {
   if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
   state.objectUrl = null;
   audio.removeAttribute('src');
+  $('load-recording').hidden = true;
   $('recording-panel').hidden = !call.recording_url;
   if (!call.recording_url) return;
   // The recording needs the key, which an <audio> element cannot send: it is fetched once and
-  // played from memory.
-  const response = await fetch(`/call/recording/${encodeURIComponent(call.call_id)}`, {
-    headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` },
-  });
-  if (!response.ok) {
+  // played from memory. A long one (an hour is over 100 MB) waits to be asked for.
+  const url = `/call/recording/${encodeURIComponent(call.call_id)}`;
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` };
+  const probe = await fetch(url, { headers: { ...headers, Range: 'bytes=0-0' } });
+  await probe.body?.cancel();
+  if (!probe.ok) {
     $('recording-panel').hidden = true;
     return;
   }
-  state.objectUrl = URL.createObjectURL(await response.blob());
-  audio.src = state.objectUrl;
+  const size = Number((probe.headers.get('Content-Range') || '').split('/')[1]) || 0;
+  const load = async () => {
+    $('load-recording').hidden = true;
+    const response = await fetch(url, { headers });
+    if (!response.ok || state.call !== call) return;
+    state.objectUrl = URL.createObjectURL(await response.blob());
+    audio.src = state.objectUrl;
+  };
+  if (size > AUTOLOAD_BYTES) {
+    const button = $('load-recording');
+    button.textContent = `Load the recording (${Math.round(size / 1e6)} MB)`;
+    button.hidden = false;
+    button.onclick = () => load().catch((e) => showError(e.message));
+  } else {
+    await load();
+  }
 }
 
 function seek(ms) {
