@@ -126,9 +126,16 @@ async fn a_chat_goes_from_greeting_to_goodbye(backend: Backend) {
     for (i, turn) in turns.iter().enumerate() {
         assert_eq!(turn["turn"], i as i64 + 1);
         assert_eq!(turn["source"], "model");
-        let request = turn["stamps"]["llm_request_ms"].as_i64().expect("a request");
-        let first = turn["stamps"]["llm_first_token_ms"].as_i64().expect("a token");
-        assert!(first >= request && turn["ended_ms"].as_i64() >= Some(first), "{turn}");
+        let request = turn["stamps"]["llm_request_ms"]
+            .as_i64()
+            .expect("a request");
+        let first = turn["stamps"]["llm_first_token_ms"]
+            .as_i64()
+            .expect("a token");
+        assert!(
+            first >= request && turn["ended_ms"].as_i64() >= Some(first),
+            "{turn}"
+        );
     }
     assert_eq!(turns[1]["tools"][0]["name"], "end_call", "{d}");
 
