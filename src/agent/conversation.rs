@@ -61,6 +61,8 @@ pub enum ReplyEvent {
         name: String,
         arguments: String,
         result: String,
+        /// How long the tool took to answer.
+        took: Duration,
     },
     /// The model asked for this; no further completion follows in this reply.
     Action(Action),
@@ -99,6 +101,7 @@ enum Update {
         name: String,
         arguments: String,
         output: ToolOutput,
+        took: Duration,
     },
 }
 
@@ -476,6 +479,7 @@ impl Conversation {
                 name,
                 arguments,
                 output,
+                took,
             } => {
                 let ToolOutput {
                     content,
@@ -500,6 +504,7 @@ impl Conversation {
                         name,
                         arguments,
                         result: content,
+                        took,
                     },
                 );
                 let reply_state = self.reply.as_mut().expect("current");
@@ -596,6 +601,7 @@ impl Conversation {
                     let inbox = self.inbox_tx.clone();
                     let name = call.function.name.clone();
                     let raw_arguments = call.function.arguments.clone();
+                    let called = Instant::now();
                     tokio::spawn(
                         async move {
                             let output = action.run(&egress).await.unwrap_or_default();
@@ -606,6 +612,7 @@ impl Conversation {
                                     name,
                                     arguments: raw_arguments,
                                     output,
+                                    took: called.elapsed(),
                                 })
                                 .await;
                         }
@@ -625,6 +632,8 @@ impl Conversation {
                     name: call.function.name.clone(),
                     arguments: call.function.arguments.clone(),
                     result: content.clone(),
+                    // Answered here, without waiting on anything.
+                    took: Duration::ZERO,
                 },
             );
             self.history.push(ChatMessage::Tool {

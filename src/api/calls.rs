@@ -1,6 +1,7 @@
-//! `/call/*` records: list (paginated, filtered by assistant and status) and details (with the
-//! transcript, the rendered texts and the webhook delivery state). Outbound calls and hang-ups
-//! live in `outbound.rs`.
+//! `/call/*` records: list (paginated, filtered by assistant, status, direction and creation
+//! time) and details (with the transcript, each reply's timings, the rendered texts and the
+//! webhook delivery state). Outbound calls and hang-ups live in `outbound.rs`; a call's webhook
+//! attempts in `call_webhooks.rs`.
 
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -16,6 +17,7 @@ use super::path::ApiPath;
 use crate::analysis::Analysis;
 use crate::store::{
     CallFilter, CallRecord, CallStatus, DeliveryState, Direction, StoredAnalysis, TurnRecord,
+    TurnTiming,
 };
 
 /// Largest page of `GET /call/list`.
@@ -35,6 +37,13 @@ pub struct ListQuery {
     /// Only calls in this status (`queued`, `ringing`, `in-progress`, `completed`, `busy`,
     /// `no-answer`, `failed`, `canceled`).
     pub status: Option<String>,
+    /// Only calls of this direction (`inbound`, `outbound`, `web`; calls only).
+    pub direction: Option<String>,
+    /// Only calls created at or after this UTC date or time (`2026-01-15`,
+    /// `2026-01-15T10:00:00`).
+    pub created_after: Option<String>,
+    /// Only calls created before this UTC date or time.
+    pub created_before: Option<String>,
 }
 
 /// One call in a list.
@@ -131,6 +140,10 @@ pub struct CallDetails {
     pub answered_by: Option<String>,
     pub duration_seconds: Option<f64>,
     pub transcript: Vec<TranscriptTurn>,
+    /// Each reply of the agent's, in order: when each stage of it happened (milliseconds from
+    /// the call's start, on the transcript's clock), how long each took, its interruptions and
+    /// its tool calls.
+    pub turns: Vec<TurnTiming>,
     pub webhook_deliveries: Vec<WebhookDelivery>,
     /// `pending`, `completed`, `invalid`, `failed` or `skipped`; null when the assistant asks
     /// for no analysis.
@@ -162,7 +175,7 @@ pub(super) fn summary(c: &CallRecord) -> CallSummary {
 
 fn details_of(
     c: CallRecord,
-    turns: Vec<TurnRecord>,
+    (turns, timings): (Vec<TurnRecord>, Vec<TurnTiming>),
     deliveries: Vec<DeliveryState>,
     analysis: Option<StoredAnalysis>,
     recording_url: Option<String>,
@@ -182,6 +195,7 @@ fn details_of(
         missing_variables: c.missing_variables,
         answered_by: c.answered_by,
         transcript: turns.into_iter().map(TranscriptTurn::from).collect(),
+        turns: timings,
         webhook_deliveries: deliveries.into_iter().map(WebhookDelivery::from).collect(),
         analysis_status,
         analysis,
@@ -224,14 +238,65 @@ pub(super) fn list_filter(query: ListQuery, chats: bool) -> Result<(CallFilter, 
             "must not contain control characters",
         ));
     }
+    let direction = match query.direction.as_deref() {
+        None => None,
+        Some(d) => Some(
+            Direction::parse(d)
+                .filter(|d| !chats && *d != Direction::Chat)
+                .ok_or_else(|| {
+                    ApiError::invalid("direction", "must be one of: inbound, outbound, web")
+                })?,
+        ),
+    };
+    for (field, value) in [
+        ("created_after", &query.created_after),
+        ("created_before", &query.created_before),
+    ] {
+        if value.as_deref().is_some_and(|v| !is_utc_time(v)) {
+            return Err(ApiError::invalid(
+                field,
+                "must be a UTC date or time like 2026-01-15 or 2026-01-15T10:00:00",
+            ));
+        }
+    }
     let filter = CallFilter {
         chats,
         assistant_id: query.assistant_id,
         status,
+        direction,
+        created_after: query.created_after,
+        created_before: query.created_before,
         limit: page_size,
         offset: (page - 1).saturating_mul(page_size),
     };
     Ok((filter, page))
+}
+
+/// A date (`YYYY-MM-DD`), optionally followed by a time (`THH:MM`, seconds and up to six
+/// fraction digits optional): compared as text with the stored timestamps, so it must have
+/// their shape.
+fn is_utc_time(value: &str) -> bool {
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    let Some(date) = value.get(..10) else {
+        return false;
+    };
+    if time::Date::parse(date, date_format).is_err() {
+        return false;
+    }
+    let rest = &value[10..];
+    if rest.is_empty() {
+        return true;
+    }
+    let clock = rest.strip_prefix('T').unwrap_or("");
+    let formats = [
+        time::macros::format_description!("[hour]:[minute]"),
+        time::macros::format_description!("[hour]:[minute]:[second]"),
+        time::macros::format_description!("[hour]:[minute]:[second].[subsecond]"),
+    ];
+    formats
+        .iter()
+        .any(|format| time::Time::parse(clock, format).is_ok())
+        && clock.len() <= 15
 }
 
 #[utoipa::path(
@@ -284,11 +349,12 @@ pub async fn details(
         .filter(|c| c.direction != Direction::Chat)
         .ok_or_else(|| ApiError::NotFound("Call not found".to_owned()))?;
     let turns = state.store.call_turns(&call.id).await?;
+    let timings = state.store.turn_timings(&call.id).await?;
     let deliveries = state.store.call_webhooks(&call.id).await?;
     let analysis = state.store.analysis(&call.id).await?;
     let recording_url = state.calls.recording_url(&call.id).await;
     Ok(ok(
         "Call details retrieved successfully",
-        details_of(call, turns, deliveries, analysis, recording_url),
+        details_of(call, (turns, timings), deliveries, analysis, recording_url),
     ))
 }

@@ -24,7 +24,7 @@ use super::outbound::call_metadata;
 use super::path::ApiPath;
 use crate::analysis::Analysis;
 use crate::chat::{self, ChatEnd, ChatError, ChatLine, MAX_MESSAGE_CHARS, Replied};
-use crate::store::{CallRecord, Direction};
+use crate::store::{CallRecord, Direction, TurnTiming};
 use crate::validation::Violations;
 
 /// Body of `POST /chat/create`.
@@ -126,6 +126,8 @@ pub struct ChatDetails {
     pub missing_variables: Vec<String>,
     /// Every message, tool calls included (`role` `tool`), in order.
     pub messages: Vec<TranscriptTurn>,
+    /// Each reply's timings (LLM request → first token, tool calls), in order.
+    pub turns: Vec<TurnTiming>,
     pub webhook_deliveries: Vec<WebhookDelivery>,
     pub analysis_status: Option<String>,
     #[schema(value_type = Option<Analysis>)]
@@ -317,6 +319,7 @@ pub async fn details(
         .ok_or_else(|| ApiError::from(ChatError::NotFound))?;
     let turns = state.store.call_turns(&chat.id).await?;
     let deliveries = state.store.call_webhooks(&chat.id).await?;
+    let timings = state.store.turn_timings(&chat.id).await?;
     let (analysis_status, analysis) = match state.store.analysis(&chat.id).await? {
         Some(a) => (Some(a.status), a.result),
         None => (None, None),
@@ -327,6 +330,7 @@ pub async fn details(
         rendered_prompt: chat.rendered_prompt,
         missing_variables: chat.missing_variables,
         messages: turns.into_iter().map(TranscriptTurn::from).collect(),
+        turns: timings,
         webhook_deliveries: deliveries.into_iter().map(WebhookDelivery::from).collect(),
         analysis_status,
         analysis,

@@ -4,6 +4,7 @@
 mod assistant_builder;
 mod assistants;
 mod auth;
+mod call_webhooks;
 mod calls;
 mod catalog;
 mod chats;
@@ -111,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .route("/call/list", get(calls::list))
         .route("/call/details/{call_id}", get(calls::details))
         .route("/call/recording/{call_id}", get(recordings::recording))
+        .route("/call/webhooks/{call_id}", get(call_webhooks::webhooks))
+        .route("/calls", get(crate::widget::inspector_page))
         .route("/api/conversations", post(conversations::create))
         .route("/api/conversations/", post(conversations::create))
         .route(

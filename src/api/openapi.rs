@@ -6,8 +6,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    assistant_builder, assistants, calls, catalog, chats, conversations, health, mcp, outbound,
-    phone_numbers, recordings, sales, tools, trunks, v1, web_call,
+    assistant_builder, assistants, call_webhooks, calls, catalog, chats, conversations, health,
+    mcp, outbound, phone_numbers, recordings, sales, tools, trunks, v1, web_call,
 };
 
 #[derive(OpenApi)]
@@ -18,7 +18,7 @@ use super::{
         assistants::create, assistants::list, assistants::details, assistants::update, assistants::delete,
         tools::create, tools::list, tools::details, tools::update, tools::delete,
         mcp::create, mcp::list, mcp::details, mcp::update, mcp::delete,
-        calls::list, calls::details, recordings::recording, outbound::place, outbound::hang_up,
+        calls::list, calls::details, call_webhooks::webhooks, recordings::recording, outbound::place, outbound::hang_up,
         web_call::create,
         chats::create, chats::message, chats::details, chats::list, chats::end,
         conversations::create, conversations::message, conversations::details,

@@ -1,8 +1,10 @@
 //! The per-call session: a few tasks joined by bounded channels (transport reader, transport
 //! writer, the providers' own tasks) and one agent task that owns the call's state.
 
+pub mod first_frames;
 pub mod heard;
 pub mod io;
+pub mod latency;
 pub mod providers;
 pub mod reader;
 pub mod recorder;
@@ -12,6 +14,7 @@ pub mod runner;
 pub mod session;
 pub mod setup;
 pub mod speech;
+pub mod timing;
 pub mod transcript;
 pub mod turns;
 pub mod voicemail;

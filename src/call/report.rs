@@ -1,6 +1,7 @@
 //! The end-of-call report sent to the assistant's `assistant_end_call_url`: who called whom,
-//! when, for how long, why it ended, the transcript and the call's metadata, and, when the
-//! assistant asks for it, the conversation's analysis.
+//! when, for how long, why it ended, the transcript and the call's metadata, the latency of its
+//! replies in brief (`latency`: median and worst per stage), and, when the assistant asks for it,
+//! the conversation's analysis.
 //!
 //! A report that waits for its analysis is still written to the outbox at once, held for
 //! `analysis_timeout_secs`: if the analysis finishes in time the delivery is released with it,
@@ -46,6 +47,10 @@ pub async fn queue_report(services: &CallServices, call_id: &str) {
         }
     };
     let mut report = end_of_call_report(&call, &turns);
+    match store.turn_timings(&call.id).await {
+        Ok(timings) => report["latency"] = super::latency::summary(&timings),
+        Err(e) => tracing::error!(error = %e, "turn timings not loaded for the report"),
+    }
     if call.direction != Direction::Chat {
         report["recording_url"] = services.recording_url(&call.id).await.into();
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::first_frames::FirstFrames;
 use super::io::{AnsweredBy, CallControl, Control, EndReason};
 use super::reader::{caller_vad, run_reader};
 use super::recorder::Recorder;
@@ -200,8 +201,17 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     let reader = tokio::spawn(
         run_reader(source, format, stt.input.clone(), vad, media_tx, caller_tap).in_current_span(),
     );
+    let first_frames = Arc::new(FirstFrames::new(tokio::time::Instant::now()));
     let writer = tokio::spawn(
-        run_writer(sink, items_rx, control_rx, events_rx, agent_tap).in_current_span(),
+        run_writer(
+            sink,
+            items_rx,
+            control_rx,
+            events_rx,
+            agent_tap,
+            Some(Arc::clone(&first_frames)),
+        )
+        .in_current_span(),
     );
     let (recorder, recorder_task) = Recorder::spawn(services.store.clone(), call.id.clone());
 
@@ -234,6 +244,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         events: events_tx,
         control,
         recorder,
+        first_frames,
         egress: services.egress.clone(),
         call_control,
     };

@@ -30,6 +30,8 @@ pub enum Spoken {
     /// The reply's first audio went to the writer, `after` its first phrase went to the TTS.
     FirstAudio {
         after: std::time::Duration,
+        /// The generation the audio is of (the writer stamps its first frame).
+        generation: Generation,
     },
     /// The caller has heard the whole reply.
     Heard,
@@ -562,6 +564,7 @@ impl Speech {
             after: reply
                 .first_phrase_at
                 .map_or(std::time::Duration::ZERO, |p| now - p),
+            generation,
         }
     }
 

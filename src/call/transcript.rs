@@ -81,7 +81,10 @@ mod tests {
         t.user("A table for two", start);
         t.record("assistant", "Done", start, false);
         let seqs: Vec<(i64, String)> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|turn| (turn.seq, turn.text))
+            .filter_map(|record| match record {
+                crate::call::recorder::Record::Turn(turn) => Some((turn.seq, turn.text)),
+                crate::call::recorder::Record::Timing(_) => None,
+            })
             .collect();
         assert_eq!(
             seqs,

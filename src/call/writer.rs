@@ -8,11 +8,13 @@
 //! while a frame is ready.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::first_frames::FirstFrames;
 use super::io::{PlayoutItem, WriterControl};
 use crate::audio::pacer::{FrameClock, Pacer};
 use crate::generation::Generation;
@@ -31,16 +33,19 @@ const REMEMBERED_GENERATIONS: usize = 4;
 /// Runs until a [`WriterControl::Close`], the agent going away, or the socket failing.
 /// `events` (transcripts, the end) go out as they come, ahead of queued audio; events sent before
 /// a close still go out before the stream closes. Every frame sent also goes to `recording`,
-/// when the call is recorded.
+/// when the call is recorded; each generation's first frame is stamped in `first_frames`, for the
+/// agent's reply timings.
 pub async fn run_writer<K: MediaSink>(
     mut sink: K,
     mut items: mpsc::Receiver<PlayoutItem>,
     mut control: mpsc::Receiver<WriterControl>,
     mut events: mpsc::Receiver<CallEvent>,
     recording: Option<RecordingTap>,
+    first_frames: Option<Arc<FirstFrames>>,
 ) {
     let mut w = Writer::new(sink.format());
     w.recording = recording;
+    w.first_frames = first_frames;
     let mut clock = FrameClock::new();
     let mut events_open = true;
     loop {
@@ -135,6 +140,7 @@ struct Writer {
     lead_owed: u8,
     /// The agent's side of the call's recording.
     recording: Option<RecordingTap>,
+    first_frames: Option<Arc<FirstFrames>>,
 }
 
 impl Writer {
@@ -151,6 +157,7 @@ impl Writer {
             first_audio_at: None,
             lead_owed: 0,
             recording: None,
+            first_frames: None,
         }
     }
 
@@ -242,6 +249,9 @@ impl Writer {
         self.sent += (before - self.pacer.buffered_bytes()) as u64;
         if let Some(first) = self.first_audio_at.take() {
             crate::metrics::stage("first_frame_out", first.elapsed().as_secs_f64());
+            if let Some(stamps) = &self.first_frames {
+                stamps.sent(self.current, Instant::now());
+            }
         }
         self.send_due_marks(sink).await
     }
@@ -376,6 +386,7 @@ mod tests {
             control_rx,
             events_rx,
             None,
+            None,
         ));
         (sink, items_tx, control_tx, task)
     }
@@ -502,6 +513,7 @@ mod tests {
             items_rx,
             control_rx,
             events_rx,
+            None,
             None,
         ));
         items.send(audio(1, 800)).await.unwrap();

@@ -26,7 +26,8 @@ use crate::call::report::queue_report;
 use crate::call::setup::{CallDraft, prepare_call};
 use crate::llm::{ChatMessage, LlmError};
 use crate::store::{
-    CallRecord, CallStatus, Direction, StoreError, TurnRecord, format_timestamp, now_timestamp,
+    CallRecord, CallStatus, Direction, StoreError, TurnRecord, TurnTiming, format_timestamp,
+    now_timestamp,
 };
 
 /// Longest message a chat takes, in characters.
@@ -139,8 +140,10 @@ pub async fn create(
                 turns.push(("assistant", text.to_owned()));
             }
             _ => {
-                let reply = run_reply(&mut conversation, None).await;
-                let Outcome { lines, .. } = reply?;
+                let at = offset_since(chat.started_at.as_deref().unwrap_or(&chat.created_at));
+                let reply = run_reply(&mut conversation, None, at).await;
+                let Outcome { lines, timing, .. } = reply?;
+                record_timing(services, &chat, timing).await?;
                 turns.extend(lines.iter().map(|(role, text)| (*role, text.clone())));
             }
         }
@@ -214,7 +217,9 @@ async fn reply_claimed(
         Some(history),
     )?;
     conversation.push_user(text);
-    let outcome = run_reply(&mut conversation, deltas).await?;
+    let at = offset_since(chat.started_at.as_deref().unwrap_or(&chat.created_at));
+    let outcome = run_reply(&mut conversation, deltas, at).await?;
+    record_timing(services, chat, outcome.timing.clone()).await?;
     services
         .store
         .save_chat_reply(&chat.id, &history_json(conversation.history()))
@@ -331,13 +336,25 @@ fn conversation_for(
 struct Outcome {
     lines: Vec<(&'static str, String)>,
     ended: bool,
+    /// The reply's timings (numbered when recorded).
+    timing: TurnTiming,
 }
 
+/// Runs a reply that starts `at_ms` after the chat's start (the clock of its timings).
 async fn run_reply(
     conversation: &mut Conversation,
     deltas: Option<mpsc::Sender<String>>,
+    at_ms: i64,
 ) -> Result<Outcome, ChatError> {
     let started = Instant::now();
+    let ms = |at: Instant| at_ms + i64::try_from((at - started).as_millis()).unwrap_or(i64::MAX);
+    let mut timing = TurnTiming {
+        source: "model".to_owned(),
+        outcome: "heard".to_owned(),
+        started_ms: at_ms,
+        ..TurnTiming::default()
+    };
+    timing.stamps.llm_request_ms = Some(at_ms);
     conversation.start_reply();
     let mut lines = Vec::new();
     let mut text = String::new();
@@ -347,6 +364,10 @@ async fn run_reply(
         match event {
             ReplyEvent::FirstToken { after } => {
                 crate::metrics::stage("llm_first_token", after.as_secs_f64());
+                timing
+                    .stamps
+                    .llm_first_token_ms
+                    .get_or_insert_with(|| ms(Instant::now()));
             }
             ReplyEvent::Text(piece) => {
                 if let Some(deltas) = &deltas {
@@ -360,7 +381,18 @@ async fn run_reply(
                 name,
                 arguments,
                 result,
-            } => lines.push(("tool", format!("{name}({arguments}) -> {result}"))),
+                took,
+            } => {
+                let now = Instant::now();
+                timing.tools.push(crate::call::timing::tool_record(
+                    &name,
+                    &arguments,
+                    &result,
+                    ms(now.checked_sub(took).unwrap_or(now)),
+                    took,
+                ));
+                lines.push(("tool", format!("{name}({arguments}) -> {result}")));
+            }
             ReplyEvent::Action(Action::End { .. }) => ended = true,
             // A chat is offered only `search_products`; nothing is shown from a catalog.
             ReplyEvent::Recommended(_) => {}
@@ -372,7 +404,13 @@ async fn run_reply(
     }
     flush(&mut text, &mut lines);
     crate::metrics::stage("chat_reply", started.elapsed().as_secs_f64());
-    Ok(Outcome { lines, ended })
+    timing.ended_ms = ms(Instant::now());
+    timing.derive_stages();
+    Ok(Outcome {
+        lines,
+        ended,
+        timing,
+    })
 }
 
 fn flush(text: &mut String, lines: &mut Vec<(&'static str, String)>) {
@@ -380,6 +418,16 @@ fn flush(text: &mut String, lines: &mut Vec<(&'static str, String)>) {
     if !said.trim().is_empty() {
         lines.push(("assistant", said.trim().to_owned()));
     }
+}
+
+/// Stores a reply's timings as the chat's next turn.
+async fn record_timing(
+    services: &CallServices,
+    chat: &CallRecord,
+    mut timing: TurnTiming,
+) -> Result<(), StoreError> {
+    timing.turn = services.store.last_turn_timing(&chat.id).await? + 1;
+    services.store.append_turn_timing(&chat.id, &timing).await
 }
 
 /// Appends transcript lines, timed from the chat's start.

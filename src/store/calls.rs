@@ -179,6 +179,11 @@ pub struct CallFilter {
     pub chats: bool,
     pub assistant_id: Option<String>,
     pub status: Option<CallStatus>,
+    pub direction: Option<Direction>,
+    /// Created at or after this stored-format timestamp (or a prefix of one: a date).
+    pub created_after: Option<String>,
+    /// Created before this one.
+    pub created_before: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -375,31 +380,41 @@ impl Store {
     ) -> Result<(Vec<CallRecord>, i64), StoreError> {
         // Optional filters are written as `($n IS NULL OR col = $n)` so one static statement
         // serves every combination.
-        let filter = if f.chats {
-            "WHERE owner_id = $1 AND ($2 IS NULL OR assistant_id = $2) AND ($3 IS NULL OR status = $3) \
-             AND direction = 'chat'"
+        let kind = if f.chats {
+            "direction = 'chat'"
         } else {
-            "WHERE owner_id = $1 AND ($2 IS NULL OR assistant_id = $2) AND ($3 IS NULL OR status = $3) \
-             AND direction <> 'chat'"
+            "direction <> 'chat'"
         };
+        let filter = format!(
+            "WHERE owner_id = $1 AND ($2 IS NULL OR assistant_id = $2) AND ($3 IS NULL OR status = $3) \
+             AND ($4 IS NULL OR direction = $4) AND ($5 IS NULL OR created_at >= $5) \
+             AND ($6 IS NULL OR created_at < $6) AND {kind}"
+        );
         let status = f.status.map(CallStatus::as_str);
+        let direction = f.direction.map(Direction::as_str);
         let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) AS n FROM calls {filter}"
         )))
         .bind(owner_id)
         .bind(&f.assistant_id)
         .bind(status)
+        .bind(direction)
+        .bind(&f.created_after)
+        .bind(&f.created_before)
         .fetch_one(self.pool())
         .await?
         .try_get("n")?;
         let sql = format!(
-            "{} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
-            select_calls(filter)
+            "{} ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8",
+            select_calls(&filter)
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner_id)
             .bind(&f.assistant_id)
             .bind(status)
+            .bind(direction)
+            .bind(&f.created_after)
+            .bind(&f.created_before)
             .bind(f.limit)
             .bind(f.offset)
             .fetch_all(self.pool())

@@ -18,7 +18,9 @@ mod phone_numbers;
 mod sales;
 mod tools;
 mod trunks;
+mod turn_timings;
 mod v1_assistants;
+mod webhook_attempts;
 mod webhooks;
 
 pub use analyses::StoredAnalysis;
@@ -29,7 +31,9 @@ pub use clock::{format_timestamp, now_timestamp};
 pub use conversations::{ConversationMessage, ConversationRecord};
 pub use nodes::OrphanedCall;
 pub use sales::SalesState;
+pub use turn_timings::{TurnInterruption, TurnStages, TurnStamps, TurnTiming, TurnTool};
 pub use v1_assistants::{GeneralAssistant, V1ListFilter};
+pub use webhook_attempts::AttemptRecord;
 pub use webhooks::{DeliveryState, PendingDelivery};
 
 use std::str::FromStr;

@@ -289,8 +289,17 @@ impl Store {
             return Ok(false);
         }
         let of_its_calls = "(SELECT id FROM calls WHERE assistant_id = $1)";
+        // Attempts hang off deliveries, so they go before them.
+        sqlx::query(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries \
+             WHERE call_id IN (SELECT id FROM calls WHERE assistant_id = $1))",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         for table in [
             ("call_turns", "call_id"),
+            ("call_turn_timings", "call_id"),
             ("chat_histories", "chat_id"),
             ("analyses", "conversation_id"),
             ("webhook_deliveries", "call_id"),

@@ -20,7 +20,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::egress::{AddressError, EgressClient};
-use crate::store::{PendingDelivery, Store, StoreError, format_timestamp};
+use crate::store::{
+    AttemptRecord, PendingDelivery, Store, StoreError, format_timestamp, now_timestamp,
+};
 
 /// Settings of webhook delivery (`[webhook]` in the config).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +82,8 @@ struct AttemptError {
     message: String,
     /// Whether another attempt could succeed (a 400 will not).
     retryable: bool,
+    /// The receiver's HTTP status, when it answered.
+    status: Option<u16>,
 }
 
 /// The payload's `event` (`call.ended`, `chat.ended`), sent as `X-Voxbridge-Event`.
@@ -238,9 +242,22 @@ impl Webhooks {
     }
 
     async fn deliver(&self, delivery: PendingDelivery) {
+        let started_at = now_timestamp();
+        let started = std::time::Instant::now();
         let result = self.attempt(&delivery).await;
+        let mut attempt = AttemptRecord {
+            delivery_id: delivery.id.clone(),
+            attempt: delivery.attempts + 1,
+            started_at,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            status_code: None,
+            outcome: String::new(),
+            error: None,
+        };
         let stored = match result {
-            Ok(()) => {
+            Ok(status) => {
+                attempt.status_code = Some(i64::from(status));
+                attempt.outcome = "delivered".to_owned();
                 tracing::info!(
                     delivery = delivery.id,
                     call_id = delivery.call_id,
@@ -266,6 +283,9 @@ impl Webhooks {
                     "webhook attempt failed"
                 );
                 let outcome = if next.is_some() { "retry" } else { "failed" };
+                attempt.status_code = error.status.map(i64::from);
+                attempt.outcome = outcome.to_owned();
+                attempt.error = Some(error.message.clone());
                 metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => outcome)
                     .increment(1);
                 self.store
@@ -279,7 +299,12 @@ impl Webhooks {
             }
         };
         match stored {
-            Ok(true) => {}
+            Ok(true) => {
+                // Only the holder's attempt is history; one whose claim was lost is not.
+                if let Err(e) = self.store.record_webhook_attempt(&attempt).await {
+                    tracing::warn!(delivery = delivery.id, error = %e, "webhook attempt not recorded");
+                }
+            }
             // Only when the attempt outlived the lease (a stalled process or a clock that
             // jumped): the new holder's outcome stands.
             Ok(false) => tracing::warn!(
@@ -309,8 +334,13 @@ impl Webhooks {
         Duration::from_millis((delay as f64 * factor) as u64)
     }
 
-    async fn attempt(&self, delivery: &PendingDelivery) -> Result<(), AttemptError> {
-        let fail = |message: String, retryable: bool| AttemptError { message, retryable };
+    /// One attempt; answers the receiver's (successful) status.
+    async fn attempt(&self, delivery: &PendingDelivery) -> Result<u16, AttemptError> {
+        let fail = |message: String, retryable: bool| AttemptError {
+            message,
+            retryable,
+            status: None,
+        };
         let url = url::Url::parse(&delivery.url).map_err(|e| fail(e.to_string(), false))?;
         // A refused address stays refused; a name that does not resolve may resolve later.
         let refused =
@@ -335,15 +365,16 @@ impl Webhooks {
             })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(status.as_u16());
         }
         // Retry what may pass later (timeouts, rate limits, server errors); a receiver that
         // refuses the request itself will refuse it again.
         let retryable =
             status.is_server_error() || matches!(status.as_u16(), 408 | 409 | 425 | 429);
-        Err(fail(
-            format!("receiver answered HTTP {}", status.as_u16()),
+        Err(AttemptError {
+            message: format!("receiver answered HTTP {}", status.as_u16()),
             retryable,
-        ))
+            status: Some(status.as_u16()),
+        })
     }
 }

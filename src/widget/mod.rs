@@ -1,6 +1,7 @@
 //! The browser widget, embedded in the binary: `voxbridge.js` (a dependency-free ES module: the
 //! call, its UI and one-tag embedding), its two AudioWorklets (microphone capture, playback with
-//! instant flush) and the demo page served at `/`. Compiled in with `include_str!`, so a single
+//! instant flush), the demo page served at `/` and the call inspector served at `/calls`
+//! (`inspector.html` + `inspector.js`: plain SVG, no dependencies). Compiled in with `include_str!`, so a single
 //! binary serves everything a page needs and the widget always matches the server's protocol.
 
 pub mod demo;
@@ -17,6 +18,9 @@ pub const CAPTURE_WORKLET_JS: &str = include_str!("capture-worklet.js");
 pub const PLAYBACK_WORKLET_JS: &str = include_str!("playback-worklet.js");
 /// The demo page.
 pub const DEMO_HTML: &str = include_str!("demo.html");
+/// The call inspector's page (`/calls`) and its script.
+pub const INSPECTOR_HTML: &str = include_str!("inspector.html");
+pub const INSPECTOR_JS: &str = include_str!("inspector.js");
 
 /// A served file's body and content type, by its name under `/widget/`.
 pub fn asset(name: &str) -> Option<&'static str> {
@@ -24,6 +28,7 @@ pub fn asset(name: &str) -> Option<&'static str> {
         "voxbridge.js" => Some(VOXBRIDGE_JS),
         "capture-worklet.js" => Some(CAPTURE_WORKLET_JS),
         "playback-worklet.js" => Some(PLAYBACK_WORKLET_JS),
+        "inspector.js" => Some(INSPECTOR_JS),
         _ => None,
     }
 }
@@ -56,6 +61,19 @@ pub async fn no_favicon() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// `GET /calls`: the call inspector. Like the demo page it holds no secret: the API key is
+/// pasted into it and kept in the tab only.
+pub async fn inspector_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INSPECTOR_HTML,
+    )
+        .into_response()
+}
+
 /// `GET /`: the demo page.
 pub async fn demo_page() -> Response {
     (
@@ -74,7 +92,12 @@ mod tests {
 
     #[test]
     fn every_widget_file_is_embedded() {
-        for name in ["voxbridge.js", "capture-worklet.js", "playback-worklet.js"] {
+        for name in [
+            "voxbridge.js",
+            "capture-worklet.js",
+            "playback-worklet.js",
+            "inspector.js",
+        ] {
             assert!(asset(name).is_some_and(|body| !body.is_empty()), "{name}");
         }
         assert!(asset("../Cargo.toml").is_none());
@@ -82,5 +105,6 @@ mod tests {
         assert!(CAPTURE_WORKLET_JS.contains("registerProcessor('voxbridge-capture'"));
         assert!(PLAYBACK_WORKLET_JS.contains("registerProcessor('voxbridge-playback'"));
         assert!(DEMO_HTML.contains("/web-call/create"));
+        assert!(INSPECTOR_HTML.contains("/widget/inspector.js"));
     }
 }

@@ -1,7 +1,9 @@
 //! The widget in a real browser: the call lab (sim providers, a server, an assistant) and
 //! `tests/browser/e2e.mjs` driving headless Chromium through the demo page, with a fake
 //! microphone playing the caller's committed clips: a call that talks and is interrupted, and
-//! a shop assistant's call whose recommendation shows product cards. Outside CI, a machine without Chromium, Node
+//! a shop assistant's call whose recommendation shows product cards; and `inspector.mjs` opening
+//! the call inspector (`/calls`) on a whole phone call made through the fakes. Outside CI, a
+//! machine without Chromium, Node
 //! or `tests/browser/node_modules` skips with the reason; in CI (`CI` set) that fails.
 
 use std::path::{Path, PathBuf};
@@ -112,17 +114,22 @@ fn can_run() -> bool {
 /// Runs `e2e.mjs` against the lab's server with the microphone `mic` (in `mode`, if any) and
 /// asserts it passed.
 async fn run_e2e(lab: &CallLab, mic: &Path, mode: Option<&str>) {
-    let artifacts = artifacts_dir();
     let mut command = std::process::Command::new("node");
     command
         .arg(manifest_dir().join("tests/browser/e2e.mjs"))
         .arg(&lab.server.base)
         .arg(&lab.server.key)
-        .arg(mic)
-        .env("VOXBRIDGE_ARTIFACTS", &artifacts);
+        .arg(mic);
     if let Some(mode) = mode {
         command.env("VOXBRIDGE_E2E_MODE", mode);
     }
+    run_node(command).await;
+}
+
+/// Runs a browser script to its end (within [`RUN_LIMIT`]) and asserts it passed.
+async fn run_node(mut command: std::process::Command) {
+    let artifacts = artifacts_dir();
+    command.env("VOXBRIDGE_ARTIFACTS", &artifacts);
     // The server runs on this runtime; node waits on another thread.
     let output = tokio::task::spawn_blocking(move || run_with_deadline(command, RUN_LIMIT))
         .await
@@ -257,4 +264,154 @@ fn shop_microphone_wav(dir: &Path) -> PathBuf {
     let path = dir.join("microphone-shop.wav");
     voxbridge::audio::wav::write(&path, &samples, RATE).expect("microphone file written");
     path
+}
+
+/// A recorded phone call through the fakes (three turns, the goodbye's `end_call`), then the
+/// call inspector on it in Chromium: `inspector.mjs` compares the page's latency bars and
+/// timeline with the API's numbers and keeps screenshots of the list and the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_draws_a_whole_call_in_a_real_browser() {
+    use voxbridge::sim::twilio_caller::CallerScript;
+
+    use crate::call_lab::{after_agent, clip};
+
+    if !can_run() {
+        return;
+    }
+    let mut options = LabOptions::default();
+    options.assistant["assistant_recording"] = serde_json::json!(true);
+    let lab = CallLab::start(options).await;
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).say(clip("tomorrow_at_seven"));
+    let script = after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20));
+    let sid = lab.call_in(script);
+    let call = lab.finished_call(&sid).await;
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    assert!(
+        call["turns"].as_array().is_some_and(|t| t.len() >= 4),
+        "{call:#}"
+    );
+    // The page shows the webhook's attempt: wait until it was made.
+    for _ in 0..100 {
+        let (_, hooks) = lab.server.get(&format!("/call/webhooks/{call_id}")).await;
+        if hooks["data"]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let long_call = hour_long_call(&lab).await;
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(manifest_dir().join("tests/browser/inspector.mjs"))
+        .arg(&lab.server.base)
+        .arg(&lab.server.key)
+        .arg(&call_id)
+        .arg(&long_call);
+    run_node(command).await;
+    assert!(artifacts_dir().join("inspector-call.png").exists());
+    lab.stop().await;
+}
+
+/// A stored one-hour call with 500 exchanges (a caller line, an answer and its timings each,
+/// every tenth answer interrupted and every seventh calling a tool), for the inspector to draw.
+async fn hour_long_call(lab: &CallLab) -> String {
+    use voxbridge::store::{
+        CallStatus, Direction, NewCall, TurnInterruption, TurnRecord, TurnStamps, TurnTiming,
+        TurnTool,
+    };
+
+    let store = &lab.server.store;
+    let owner = store.owner_by_key(&lab.server.key).await.unwrap().unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    store
+        .insert_call(&NewCall {
+            id: id.clone(),
+            owner_id: owner.id,
+            assistant_id: lab.assistant_id.clone(),
+            trunk_id: None,
+            direction: Direction::Outbound,
+            from_number: None,
+            to_number: None,
+            status: CallStatus::Completed,
+            provider_call_sid: None,
+            metadata: serde_json::json!({}),
+            rendered_prompt: "p".into(),
+            rendered_start_instruction: None,
+            rendered_voicemail_message: None,
+            missing_variables: vec![],
+            stream_token_hash: None,
+            stream_token_expires_at: None,
+        })
+        .await
+        .unwrap();
+    for n in 0..500i64 {
+        let at = n * 7200;
+        let user = TurnRecord {
+            seq: 2 * n + 1,
+            role: "user".into(),
+            text: format!("Question number {n}, please."),
+            offset_ms: at,
+            interrupted: false,
+        };
+        store.append_turn(&id, &user).await.unwrap();
+        let interrupted = n % 10 == 9;
+        let answer = TurnRecord {
+            seq: 2 * n + 2,
+            role: "assistant".into(),
+            text: format!("Answer number {n}."),
+            offset_ms: at + 2700,
+            interrupted,
+        };
+        store.append_turn(&id, &answer).await.unwrap();
+        let mut timing = TurnTiming {
+            turn: n + 1,
+            source: "model".into(),
+            outcome: if interrupted { "interrupted" } else { "heard" }.into(),
+            started_ms: at + 1500,
+            ended_ms: at + 6000,
+            stamps: TurnStamps {
+                caller_stopped_ms: Some(at + 1500),
+                stt_final_ms: Some(at + 1700 + n % 7 * 20),
+                llm_request_ms: Some(at + 1700 + n % 7 * 20),
+                llm_first_token_ms: Some(at + 2200 + n % 11 * 40),
+                first_phrase_ms: Some(at + 2300 + n % 11 * 40),
+                tts_first_audio_ms: Some(at + 2500 + n % 11 * 40),
+                first_frame_ms: Some(at + 2505 + n % 11 * 40),
+                first_mark_ms: Some(at + 2700 + n % 11 * 40),
+            },
+            interruptions: if interrupted {
+                vec![TurnInterruption {
+                    onset_ms: at + 4000,
+                    cleared_ms: Some(at + 4000),
+                    confirmed_ms: Some(at + 4300),
+                    resumed_ms: None,
+                    heard: Some(format!("Answer number {n}.")),
+                }]
+            } else {
+                vec![]
+            },
+            tools: if n % 7 == 0 {
+                vec![TurnTool {
+                    name: "lookup".into(),
+                    arguments: "{}".into(),
+                    result_bytes: 11,
+                    result_preview: r#"{"ok":true}"#.into(),
+                    started_ms: at + 2250,
+                    duration_ms: 30,
+                    error: None,
+                }]
+            } else {
+                vec![]
+            },
+            ..TurnTiming::default()
+        };
+        timing.derive_stages();
+        store.append_turn_timing(&id, &timing).await.unwrap();
+    }
+    id
 }

@@ -119,6 +119,25 @@ async fn a_chat_goes_from_greeting_to_goodbye(backend: Backend) {
         "{d}"
     );
     assert_eq!(d["rendered_prompt"], "You help Ada.");
+    // Each model reply's timings: numbered in order, its first token after its request, the
+    // goodbye's end_call among its tools.
+    let turns = d["turns"].as_array().expect("turns[]");
+    assert_eq!(turns.len(), 2, "{d}");
+    for (i, turn) in turns.iter().enumerate() {
+        assert_eq!(turn["turn"], i as i64 + 1);
+        assert_eq!(turn["source"], "model");
+        let request = turn["stamps"]["llm_request_ms"]
+            .as_i64()
+            .expect("a request");
+        let first = turn["stamps"]["llm_first_token_ms"]
+            .as_i64()
+            .expect("a token");
+        assert!(
+            first >= request && turn["ended_ms"].as_i64() >= Some(first),
+            "{turn}"
+        );
+    }
+    assert_eq!(turns[1]["tools"][0]["name"], "end_call", "{d}");
 
     let (_, list) = s.get("/chat/list").await;
     assert_eq!(list["data"]["total"], 1);

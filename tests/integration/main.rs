@@ -14,6 +14,7 @@ mod chats;
 mod cli;
 mod cluster_calls;
 mod conversations;
+mod inspector;
 mod llm;
 mod mcp;
 mod multinode;

@@ -181,6 +181,14 @@ async fn barge_in_clears_at_once_and_keeps_what_was_heard() {
         .map(|t| t["text"].as_str().unwrap())
         .collect();
     assert_eq!(users, ["Sorry, can I book a table for two?"]);
+    // The greeting's timings say where it was cut and what had been heard by then.
+    let greeting_timing = &call["turns"][0];
+    assert_eq!(greeting_timing["outcome"], "interrupted", "{call:#}");
+    let interruption = &greeting_timing["interruptions"][0];
+    assert_eq!(interruption["heard"], heard, "{greeting_timing:#}");
+    let onset = interruption["onset_ms"].as_i64().expect("an onset");
+    assert!(interruption["cleared_ms"].as_i64() >= Some(onset));
+    assert!(interruption["confirmed_ms"].as_i64() >= Some(onset));
     lab.stop().await;
 }
 

@@ -17,6 +17,7 @@ impl Agent {
         if !self.setup.interruption.enabled || self.ended.is_some() || !self.speech.hold() {
             return;
         }
+        self.timings.held();
         let window = Duration::from_millis(u64::from(self.setup.interruption.confirm_within_ms));
         self.resume_deadline = Some(Instant::now() + window);
         self.resume_when_quiet = false;
@@ -31,6 +32,7 @@ impl Agent {
             return;
         }
         metrics::counter!(crate::metrics::BARGE_IN_RESUMES).increment(1);
+        self.timings.resumed();
         tracing::info!(call_id = %self.setup.call_id, heard_words = self.speech.heard_words(), "false interruption; reply resumed");
         self.turns.interrupted();
         self.speech.resume();
@@ -58,6 +60,7 @@ impl Agent {
         self.resume_when_quiet = false;
         let cut = self.speech.cut()?;
         let reply = self.reply.take();
+        self.timings.interrupted(&cut.heard);
         self.turns.interrupted();
         tracing::debug!(call_id = %self.setup.call_id, heard_words = cut.heard.split_whitespace().count(), "reply cut");
         // Tool results still on their way will land in the history when they arrive.

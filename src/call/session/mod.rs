@@ -18,9 +18,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
+use super::first_frames::FirstFrames;
 use super::io::{CallControl, Control, EndReason, MediaEvent, PlayoutItem, WriterControl};
 use super::recorder::Recorder;
 use super::speech::{Speech, Spoken};
+use super::timing::{Outcome, Source, Timings};
 use super::transcript::Transcript;
 use super::turns::Turns;
 use super::voicemail::{self, AnsweredBy, Verdict, Voicemail};
@@ -94,6 +96,8 @@ pub struct CallIo {
     pub events: mpsc::Sender<CallEvent>,
     pub control: mpsc::Receiver<Control>,
     pub recorder: Recorder,
+    /// Where the writer stamps each generation's first frame (for the reply timings).
+    pub first_frames: Arc<FirstFrames>,
     /// Reaches the assistant's HTTP tools (owner-chosen URLs) under the egress policy.
     pub egress: crate::egress::EgressClient,
     pub call_control: Option<Arc<dyn CallControl>>,
@@ -158,6 +162,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         turns: Turns::new(setup.interruption.clone(), setup.turn),
         keypad: Keypad::new(setup.keypad.clone()),
         transcript: Transcript::new(io.recorder.clone(), started),
+        timings: Timings::new(io.recorder.clone(), Arc::clone(&io.first_frames), started),
         voicemail: Voicemail::new(setup.voicemail_message.clone()),
         conversation,
         speech,
@@ -204,6 +209,8 @@ struct Agent {
     ended: Option<EndReason>,
     transferring: bool,
     transcript: Transcript,
+    /// Each reply's stages, interruptions and tools, recorded when it is over.
+    timings: Timings,
     voicemail: Voicemail,
     barge_ins: u32,
     stt_open: bool,
@@ -301,6 +308,7 @@ impl Agent {
     /// Closes the writer (it sends what is queued, then the stream ends) and the providers.
     async fn close(&mut self, reason: EndReason) {
         self.conversation.stop();
+        self.timings.end(Outcome::CallEnded);
         if self.setup.events {
             let end = CallEvent::End {
                 reason: reason.as_str(),
@@ -364,6 +372,10 @@ impl Agent {
             }
             MediaEvent::Mark(name) => {
                 let spoken = self.speech.on_mark(&name);
+                // A mark of the reply (a stale one is not its own and hears nothing).
+                if spoken == Spoken::Heard || self.speech.heard_words() > 0 {
+                    self.timings.mark_echoed();
+                }
                 self.on_spoken(spoken);
             }
             MediaEvent::Dtmf(key) => {
@@ -480,6 +492,7 @@ impl Agent {
         if let Some(stopped) = self.turns.stopped_at() {
             crate::metrics::stage("stt_final", stopped.elapsed().as_secs_f64());
         }
+        self.timings.caller_turn(self.turns.stopped_at());
         self.silence_prompted = false;
         self.conversation.push_user(&turn.text);
         self.transcript.user(&turn.text, turn.at);
@@ -508,6 +521,7 @@ impl Agent {
             self.reply = None;
             self.turns.put_back(&answered);
             self.transcript.user_taken_back();
+            self.timings.end(Outcome::TakenBack);
         }
     }
 
@@ -517,6 +531,7 @@ impl Agent {
     fn reply_from_model(&mut self) {
         self.silence_deadline = None;
         self.speech.begin();
+        self.timings.begin(Source::Model);
         let id = self.conversation.start_reply();
         self.reply = Some(Reply::new(Some(id), None));
     }
@@ -525,6 +540,7 @@ impl Agent {
     fn say(&mut self, text: &str, end_after: Option<EndReason>) {
         self.silence_deadline = None;
         self.speech.begin();
+        self.timings.begin(Source::Line);
         self.conversation.say(text);
         // Phrase by phrase, as the model's text is: a TTS that synthesises sentence by sentence
         // (Sarvam) then starts on the first sentence at once and times its words as it goes.
@@ -553,6 +569,7 @@ impl Agent {
         match event {
             ReplyEvent::FirstToken { after } => {
                 crate::metrics::stage("llm_first_token", after.as_secs_f64());
+                self.timings.first_token();
             }
             ReplyEvent::Text(text) => self.speech.say(&text),
             // A TTS context cannot stay open while a tool runs: what was said is one utterance.
@@ -561,7 +578,9 @@ impl Agent {
                 name,
                 arguments,
                 result,
+                took,
             } => {
+                self.timings.tool(&name, &arguments, &result, took);
                 let line = format!("{name}({arguments}) -> {result}");
                 self.record("tool", &line, Instant::now(), false);
             }
@@ -597,8 +616,9 @@ impl Agent {
     fn on_spoken(&mut self, spoken: Spoken) {
         match spoken {
             Spoken::Nothing => {}
-            Spoken::FirstAudio { after } => {
+            Spoken::FirstAudio { after, generation } => {
                 crate::metrics::stage("tts_first_audio", after.as_secs_f64());
+                self.timings.first_audio(after, generation);
                 if let Some(stopped) = self.turns.take_stopped_at() {
                     crate::metrics::stage("voice_to_voice", stopped.elapsed().as_secs_f64());
                 }
@@ -617,6 +637,7 @@ impl Agent {
         let Some(reply) = self.reply.take() else {
             return;
         };
+        self.timings.end(Outcome::Heard);
         if let Some((said, first_audio_at)) = self.speech.finish()
             && !said.is_empty()
         {
@@ -733,6 +754,7 @@ impl Agent {
 
     fn end_now(&mut self, reason: EndReason) {
         self.conversation.stop();
+        self.timings.end(Outcome::CallEnded);
         if self.reply.take().is_some()
             && let Some(cut) = self.speech.stop()
             && cut.audible

@@ -10,10 +10,11 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::agent::interruption::InterruptionSettings;
+use crate::call::recorder::Record;
 use crate::generation::Generation;
 use crate::llm::scripted::{ScriptedLlm, text_reply, tool_reply};
 use crate::llm::{ChatMessage, LlmEvent};
-use crate::store::TurnRecord;
+use crate::store::{TurnRecord, TurnTiming};
 use crate::stt::SttInput;
 use crate::tts::{TtsCommand, TtsEvent, WordTiming};
 
@@ -29,7 +30,11 @@ struct Harness {
     writer: mpsc::Receiver<PlayoutItem>,
     writer_control: mpsc::Receiver<WriterControl>,
     control: mpsc::Sender<Control>,
-    turns: mpsc::Receiver<TurnRecord>,
+    turns: mpsc::Receiver<Record>,
+    /// Reply timings the recorder was given, as turns were read.
+    timings: Vec<TurnTiming>,
+    /// Where the writer (played by the test) stamps first frames.
+    first_frames: Arc<crate::call::first_frames::FirstFrames>,
     events: mpsc::Receiver<CallEvent>,
     llm: Arc<ScriptedLlm>,
     agent: JoinHandle<CallOutcome>,
@@ -66,6 +71,9 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
     let (control_tx, control_rx) = mpsc::channel(4);
     let (events_tx, events_rx) = mpsc::channel(64);
     let (recorder, turns) = Recorder::channel();
+    let first_frames = Arc::new(crate::call::first_frames::FirstFrames::new(
+        tokio::time::Instant::now(),
+    ));
     let llm = ScriptedLlm::new(replies);
     let io = CallIo {
         media: media_rx,
@@ -83,6 +91,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         events: events_tx,
         control: control_rx,
         recorder,
+        first_frames: Arc::clone(&first_frames),
         egress: crate::egress::EgressClient::new(crate::egress::AddressPolicy {
             allow_loopback: true,
             allow_private: false,
@@ -102,6 +111,8 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         writer_control: writer_ctl_rx,
         control: control_tx,
         turns,
+        timings: Vec::new(),
+        first_frames,
         events: events_rx,
         llm,
         agent,
@@ -249,10 +260,29 @@ impl Harness {
     }
 
     async fn turn(&mut self) -> TurnRecord {
-        tokio::time::timeout(Duration::from_secs(30), self.turns.recv())
-            .await
-            .expect("turn in time")
-            .expect("turn")
+        loop {
+            let record = tokio::time::timeout(Duration::from_secs(30), self.turns.recv())
+                .await
+                .expect("turn in time")
+                .expect("turn");
+            match record {
+                Record::Turn(turn) => return turn,
+                Record::Timing(timing) => self.timings.push(*timing),
+            }
+        }
+    }
+
+    /// Every transcript line and timing recorded so far is read; answers whether a line was
+    /// among them.
+    fn more_turns(&mut self) -> bool {
+        let mut turn = false;
+        while let Ok(record) = self.turns.try_recv() {
+            match record {
+                Record::Turn(_) => turn = true,
+                Record::Timing(timing) => self.timings.push(*timing),
+            }
+        }
+        turn
     }
 
     async fn end(self) -> CallOutcome {
@@ -309,6 +339,60 @@ async fn greets_then_answers_each_turn() {
 
     h.media.send(MediaEvent::Hangup).await.unwrap();
     assert_eq!(h.end().await.reason, EndReason::CallerHungUp);
+}
+
+/// Each reply's timings reach the recorder once it has been heard (before its transcript
+/// line): the greeting as a line, the answer with every stage from the STT's final to the first
+/// mark echoed, the writer's first frame included.
+#[tokio::test(start_paused = true)]
+async fn each_reply_is_timed_stage_by_stage_once_heard() {
+    let mut h = start(setup(), vec![text_reply("Sure, a table for two.")]);
+    h.play_reply().await;
+    h.turn().await;
+    h.user_says("A table for two please").await;
+    h.turn().await;
+    let (generation, text) = h.utterance().await;
+    h.synthesize(generation, &text).await;
+    // The writer sends the reply's first frame.
+    h.first_frames.sent(generation, Instant::now());
+    let marks = h.until_end_mark(generation).await;
+    tokio::time::advance(Duration::from_millis(300)).await;
+    for mark in marks {
+        h.echo(&mark).await;
+    }
+    assert_eq!(h.turn().await.text, text);
+    let [greeting, answer] = &h.timings[..] else {
+        panic!("two replies timed: {:?}", h.timings);
+    };
+    assert_eq!(
+        (
+            greeting.turn,
+            greeting.source.as_str(),
+            greeting.outcome.as_str()
+        ),
+        (1, "line", "heard")
+    );
+    assert_eq!(greeting.stamps.llm_request_ms, None);
+    assert_eq!(
+        (answer.turn, answer.source.as_str(), answer.outcome.as_str()),
+        (2, "model", "heard")
+    );
+    let s = &answer.stamps;
+    let stamps = [
+        s.stt_final_ms,
+        s.llm_request_ms,
+        s.llm_first_token_ms,
+        s.first_phrase_ms,
+        s.tts_first_audio_ms,
+        s.first_frame_ms,
+        s.first_mark_ms,
+    ];
+    assert!(stamps.iter().all(Option::is_some), "{answer:?}");
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{answer:?}");
+    assert_eq!(answer.stages.first_mark_ms, Some(300));
+    assert!(answer.ended_ms >= s.first_mark_ms.unwrap());
+    h.media.send(MediaEvent::Hangup).await.unwrap();
+    h.end().await;
 }
 
 /// A scripted text reaches the TTS phrase by phrase, as the model's text does, in one
@@ -421,6 +505,17 @@ async fn barge_in_clears_and_keeps_only_what_was_heard() {
     let turn = h.turn().await;
     assert_eq!(turn.text, "Our opening hours are nine");
     assert!(turn.interrupted);
+    // Its timings say so: held at the caller's sound, confirmed by words, what was heard.
+    let timing = h.timings.last().expect("the interrupted reply's timings");
+    assert_eq!(timing.outcome, "interrupted");
+    let interruption = &timing.interruptions[..];
+    assert_eq!(interruption.len(), 1, "{timing:?}");
+    assert_eq!(
+        interruption[0].heard.as_deref(),
+        Some("Our opening hours are nine")
+    );
+    assert_eq!(interruption[0].cleared_ms, Some(interruption[0].onset_ms));
+    assert!(interruption[0].confirmed_ms.is_some() && interruption[0].resumed_ms.is_none());
 
     // Late output of the interrupted reply places nothing (its audio the writer drops). What
     // was queued before the cut the writer drops too; it is out of the way here.
@@ -1174,10 +1269,7 @@ async fn at_the_beep_the_agent_leaves_the_voicemail_and_hangs_up() {
         (turn.role.as_str(), turn.text.as_str(), turn.interrupted),
         ("assistant", VOICEMAIL, false)
     );
-    assert!(
-        h.turns.try_recv().is_err(),
-        "the machine's sounds became a turn"
-    );
+    assert!(!h.more_turns(), "the machine's sounds became a turn");
     assert!(h.llm.requests().is_empty(), "the model was asked to answer");
     assert_eq!(h.end().await.reason, EndReason::Voicemail);
 }
