@@ -184,8 +184,15 @@ impl Server {
             }
         };
         connections::serve(self.listener, app, limits, shutdown, REQUEST_DRAIN).await;
-        worker.abort();
-        let _ = worker.await;
+        // Attempts in flight finish (their outcome stored) rather than being cut off and sent
+        // again by another process; one that outlasts its timeout is cut off after all.
+        webhooks.stop_claiming();
+        let mut worker = worker;
+        let grace = webhooks.attempt_timeout() + Duration::from_secs(1);
+        if tokio::time::timeout(grace, &mut worker).await.is_err() {
+            worker.abort();
+            let _ = worker.await;
+        }
         // An attempt cut off here may or may not have reached its receiver; handing the claim
         // back lets another process (or the next start) send it again at once, which the
         // delivery id lets receivers deduplicate.

@@ -75,6 +75,8 @@ pub struct Webhooks {
     /// Who this worker is in `claimed_by`: one id per process run, so a restarted process does
     /// not mistake its predecessor's claims for its own.
     node: Arc<str>,
+    /// Set at shutdown: the worker claims nothing more and ends once its attempts in flight do.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why one attempt failed.
@@ -126,6 +128,7 @@ impl Webhooks {
             settings: Arc::new(settings),
             secret: secret.into(),
             wake: Arc::new(Notify::new()),
+            stopping: Arc::default(),
             egress,
             node: uuid::Uuid::now_v7().to_string().into(),
         })
@@ -214,8 +217,26 @@ impl Webhooks {
         tokio::spawn(async move { this.work().await })
     }
 
+    /// Stops the worker gracefully: it claims nothing more and its task ends once the attempts
+    /// in flight have their outcome stored, which takes at most [`Webhooks::attempt_timeout`].
+    /// A graceful stop (a rolling restart) then sends nothing twice; handing claims back is left
+    /// for attempts that had to be cut off.
+    pub fn stop_claiming(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The longest one attempt may take.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.timeout_ms)
+    }
+
     async fn work(self) {
         loop {
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             let now = time::OffsetDateTime::now_utc();
             let lease_until = format_timestamp(now + self.lease());
             let claimed = self
