@@ -14,33 +14,32 @@ use crate::store::{Backend, format_timestamp};
 /// The end reason of a call whose node was lost.
 pub const SERVER_LOST: &str = "server_lost";
 
-/// Heartbeats every `cluster.heartbeat_ms` and sweeps lost nodes after each beat.
+/// Heartbeats every `cluster.heartbeat_ms` and sweeps lost nodes after each beat (PostgreSQL);
+/// on SQLite, registers once and ends what a crashed predecessor left running.
 pub fn spawn_liveness(services: CallServices) -> JoinHandle<()> {
     tokio::spawn(async move {
         let settings = services.config.cluster;
         let mut ticks = tokio::time::interval(settings.heartbeat());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let address = services.config.public_base_url();
-        // A SQLite file has one node at a time (its lock says so), so whatever an earlier
-        // process left marked as running is lost the moment this one starts.
-        let mut lost_at_once = services.store.backend() == Backend::Sqlite;
+        let beat = || services.store.node_heartbeat(&services.node.id, &address);
+        if services.store.backend() == Backend::Sqlite {
+            // A SQLite file has one node at a time (its lock says so): whatever an earlier
+            // process left marked as running is lost the moment this one starts, and there is
+            // nobody to beat for afterwards (no write every few seconds on the embedded store).
+            match beat().await {
+                Ok(()) => sweep(&services, Duration::ZERO).await,
+                Err(e) => tracing::warn!(error = %e, "node not registered"),
+            }
+            return;
+        }
         loop {
             ticks.tick().await;
-            if let Err(e) = services
-                .store
-                .node_heartbeat(&services.node.id, &address)
-                .await
-            {
+            if let Err(e) = beat().await {
                 tracing::warn!(error = %e, "heartbeat not written");
                 continue;
             }
-            let timeout = if lost_at_once {
-                Duration::ZERO
-            } else {
-                settings.node_timeout()
-            };
-            lost_at_once = false;
-            sweep(&services, timeout).await;
+            sweep(&services, settings.node_timeout()).await;
         }
     })
 }

@@ -52,17 +52,7 @@ impl TestServer {
 
     /// Like [`start`](Self::start), with a chance to adjust the configuration.
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
-        let mut config = Config {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            database_max_connections: 4,
-            // Tests stop servers with calls still up; they end at once unless a test drains.
-            drain_timeout_secs: 0,
-            recordings_dir: std::env::temp_dir()
-                .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
-                .display()
-                .to_string(),
-            ..Config::default()
-        };
+        let mut config = test_config("");
         let cleanup = match backend {
             Backend::Sqlite => {
                 let path = std::env::temp_dir()
@@ -86,17 +76,7 @@ impl TestServer {
     /// Another server process (a second node) on this server's database, configured as
     /// `adjust` says; stopping it leaves the database to this one.
     pub async fn start_beside(&self, adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            database_url: self.database_url.clone(),
-            database_max_connections: 4,
-            drain_timeout_secs: 0,
-            recordings_dir: std::env::temp_dir()
-                .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
-                .display()
-                .to_string(),
-            ..Config::default()
-        };
+        let mut config = test_config(&self.database_url);
         adjust(&mut config);
         Self::serve(config, Cleanup::Shared).await
     }
@@ -105,17 +85,7 @@ impl TestServer {
     /// restart: on SQLite the two cannot run at once).
     pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
         let cleanup = std::mem::replace(&mut self.cleanup, Cleanup::Shared);
-        let mut config = Config {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            database_url: self.database_url.clone(),
-            database_max_connections: 4,
-            drain_timeout_secs: 0,
-            recordings_dir: std::env::temp_dir()
-                .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
-                .display()
-                .to_string(),
-            ..Config::default()
-        };
+        let mut config = test_config(&self.database_url);
         adjust(&mut config);
         self.stop().await;
         Self::serve(config, cleanup).await
@@ -348,6 +318,23 @@ impl TestServer {
             }
             Cleanup::Shared => {}
         }
+    }
+}
+
+/// A test server's configuration on `database_url`: any free port, a small pool, its own
+/// recordings folder, and no drain (tests stop servers with calls still up; they end at once
+/// unless a test drains).
+fn test_config(database_url: &str) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        database_max_connections: 4,
+        drain_timeout_secs: 0,
+        recordings_dir: std::env::temp_dir()
+            .join(format!("voxbridge-recordings-{}", uuid::Uuid::new_v4()))
+            .display()
+            .to_string(),
+        ..Config::default()
     }
 }
 
