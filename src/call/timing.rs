@@ -382,7 +382,8 @@ mod tests {
                 Some(395)
             ]
         );
-        assert_eq!(timing.total_ms, Some(1050));
+        // To the first frame: the mark's 395 ms are the first word playing.
+        assert_eq!(timing.total_ms, Some(655));
         assert_eq!(timing.tools[0].error.as_deref(), Some("timed out"));
         assert_eq!(timing.tools[0].started_ms, 2000);
         let _ = start;

@@ -148,8 +148,12 @@ impl TurnTiming {
             s.first_frame_ms,
             s.first_mark_ms,
         ];
+        // What the caller waits for: up to the first frame sent (voice to voice, as the server
+        // sees it). The first mark comes back only after the first word has played, so it says
+        // when the far end heard it, not how long the server took; without a frame (a chat, a
+        // reply cut before its audio) the last stamp ends the wait.
         let first = all.iter().flatten().min();
-        let last = all.iter().flatten().max();
+        let last = s.first_frame_ms.or_else(|| all.iter().flatten().max().copied());
         self.total_ms = first.zip(last).map(|(a, b)| b - a);
     }
 }

@@ -240,11 +240,14 @@ function renderLatency(turns) {
   }
   const totals = timed.map((t) => t.total_ms).sort((a, b) => a - b);
   const max = Math.max(1, totals[totals.length - 1]);
+  // The first mark comes after the total (it includes the first word's playing): drawn faint,
+  // past the total, and the scale leaves room for it.
+  const widest = Math.max(max, ...timed.map((t) => t.total_ms + (t.stages.first_mark_ms ?? 0)));
   $('latency-note').textContent = `median ${totals[Math.floor((totals.length - 1) / 2)]} ms · worst ${max} ms`;
   const rowHeight = 20;
   const labelWidth = 130;
   const width = Math.max(420, ($('latency-box').clientWidth || 600) - 16);
-  const scale = (width - labelWidth - 70) / max;
+  const scale = (width - labelWidth - 70) / widest;
   const rows = timed.map((t, row) => {
     const y = row * rowHeight;
     let at = labelWidth;
@@ -252,7 +255,8 @@ function renderLatency(turns) {
       const ms = t.stages[`${name}_ms`];
       if (ms == null) return '';
       const w = ms * scale;
-      const rect = `<rect class="stage" data-stage="${name}" data-ms="${ms}" x="${at}" y="${y + 3}" width="${Math.max(w, ms > 0 ? 1 : 0)}" height="${rowHeight - 6}" fill="${color}"><title>${escape(`${label}: ${ms} ms`)}</title></rect>`;
+      const faint = name === 'first_mark' ? ' fill-opacity="0.35"' : '';
+      const rect = `<rect class="stage" data-stage="${name}" data-ms="${ms}" x="${at}" y="${y + 3}" width="${Math.max(w, ms > 0 ? 1 : 0)}" height="${rowHeight - 6}" fill="${color}"${faint}><title>${escape(`${label}: ${ms} ms`)}</title></rect>`;
       at += w;
       return rect;
     }).join('');
