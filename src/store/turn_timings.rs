@@ -153,7 +153,9 @@ impl TurnTiming {
         // when the far end heard it, not how long the server took; without a frame (a chat, a
         // reply cut before its audio) the last stamp ends the wait.
         let first = all.iter().flatten().min();
-        let last = s.first_frame_ms.or_else(|| all.iter().flatten().max().copied());
+        let last = s
+            .first_frame_ms
+            .or_else(|| all.iter().flatten().max().copied());
         self.total_ms = first.zip(last).map(|(a, b)| b - a);
     }
 }
