@@ -78,6 +78,11 @@ struct SimArgs {
     /// Port for all fakes (0: any free port).
     #[arg(long, default_value_t = 9090)]
     port: u16,
+    /// The STT fakes hear what `voxbridge loadtest --turns N` callers say (their sentences, the
+    /// backchannel, no words for the cough), as the fakes a load test runs itself do: for a load
+    /// test against servers started with `--sim-url`.
+    #[arg(long, value_name = "N")]
+    loadtest_turns: Option<usize>,
     #[command(flatten)]
     delays: DelayArgs,
 }
@@ -270,7 +275,11 @@ async fn run(command: Command, mut config: Config) -> Result<(), Box<dyn std::er
                 return Err("the sim providers listen on loopback only".into());
             }
             let options = args.delays.options(SimOptions::default());
-            let suite = SimSuite::start((args.host, args.port).into(), options).await?;
+            let heard = args
+                .loadtest_turns
+                .map(|turns| voxbridge::loadtest::LoadScript::new(turns).stt_script());
+            let suite =
+                SimSuite::start_scripted((args.host, args.port).into(), options, heard).await?;
             println!("{}", suite.describe());
             shutdown_signal().await;
         }

@@ -126,7 +126,8 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     options.validate()?;
     let script = LoadScript::new(options.turns);
     // Kept alive until the run ends when the fakes run here. Fakes started elsewhere
-    // (`--sim-url`) hear their own script: a cough may then be taken for words.
+    // (`--sim-url`) hear their own script unless started with `voxbridge sim --loadtest-turns`
+    // (the same turns): otherwise a cough may be taken for words.
     let (_suite, sim_url) = match &options.sim_url {
         Some(url) => (None, url.clone()),
         None => {
