@@ -56,7 +56,7 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
         if call.rendered_voicemail_message.is_some() {
             replay_answered_by(&services, &call.id).await;
         }
-        let reason = match load_assistant(&services, &call).await {
+        let ended = match load_assistant(&services, &call).await {
             Some((assistant, tools)) => {
                 connect_and_talk(
                     &services,
@@ -73,12 +73,12 @@ pub async fn run_call<S: MediaSource, K: MediaSink>(
             None => {
                 tracing::error!("the call's assistant is gone; closing the stream");
                 close_early(&mut sink, EndReason::ProviderError).await;
-                EndReason::ProviderError
+                Ended::before_talking()
             }
         };
         // Registered until its end reason is stored: a status callback meanwhile leaves the
         // reason to the session.
-        finish(&services, &call, reason, held).await;
+        finish(&services, &call, ended, held).await;
         drop(registration);
     }
     .instrument(span)
@@ -130,7 +130,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     mut sink: K,
     control: mpsc::Receiver<super::io::Control>,
     call_control: Option<Arc<dyn CallControl>>,
-) -> EndReason {
+) -> Ended {
     let config = &services.config;
     let format = sink.format();
     let llm = match providers::language_model(config, assistant, &services.http, &services.egress) {
@@ -138,7 +138,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         Err(e) => {
             tracing::error!(error = %e, "llm misconfigured");
             close_early(&mut sink, EndReason::ProviderError).await;
-            return EndReason::ProviderError;
+            return Ended::before_talking();
         }
     };
     let (stt, stt_params) = providers::speech_to_text(config, assistant, format);
@@ -166,7 +166,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
                 metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "tts", "kind" => "connect").increment(1);
             }
             close_early(&mut sink, EndReason::ProviderError).await;
-            return EndReason::ProviderError;
+            return Ended::before_talking();
         }
     };
     let vad = match caller_vad(format, assistant.settings.vad) {
@@ -174,7 +174,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         Err(e) => {
             tracing::error!(error = %e, "no vad for this audio format");
             close_early(&mut sink, EndReason::ProviderError).await;
-            return EndReason::ProviderError;
+            return Ended::before_talking();
         }
     };
     if let Err(e) = services
@@ -272,7 +272,27 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     if let Some(recording) = recording {
         let _ = recording.await;
     }
-    outcome.reason
+    Ended {
+        reason: outcome.reason,
+        talked: true,
+    }
+}
+
+/// How a call's session ended.
+struct Ended {
+    reason: EndReason,
+    /// The call got as far as talking (its providers connected): a provider failing after that
+    /// ends a completed call, not a failed one.
+    talked: bool,
+}
+
+impl Ended {
+    fn before_talking() -> Self {
+        Self {
+            reason: EndReason::ProviderError,
+            talked: false,
+        }
+    }
 }
 
 /// The tools of the assistant's MCP servers.
@@ -327,13 +347,16 @@ async fn close_early<K: MediaSink>(sink: &mut K, reason: EndReason) {
 
 /// Stores the end of the call and queues its report (unless the call was `held` as this node's
 /// and a survivor took it over as lost meanwhile: that survivor reported it).
-async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason, held: bool) {
+async fn finish(services: &CallServices, call: &CallRecord, ended: Ended, held: bool) {
+    let reason = ended.reason;
     metrics::counter!(crate::metrics::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
     let store = &services.store;
     if let Err(e) = store.set_end_reason(&call.id, reason.as_str()).await {
         tracing::error!(error = %e, "end reason not stored");
     }
-    let status = if reason == EndReason::ProviderError && call.started_at.is_none() {
+    // A call whose providers never connected never started: it failed. One that talked and then
+    // lost a provider completed (its end reason says why).
+    let status = if !ended.talked {
         CallStatus::Failed
     } else {
         CallStatus::Completed

@@ -20,6 +20,7 @@ mod mcp;
 mod multinode;
 mod outbound_calls;
 mod phone_numbers;
+mod provider_faults;
 mod recordings;
 mod sales;
 mod security;

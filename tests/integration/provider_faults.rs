@@ -1,0 +1,121 @@
+//! Providers failing in the middle of whole calls (issue 23), through the sim fakes' fault
+//! menus: an STT socket dropped mid-utterance loses no words (the call's transcript is the one
+//! a call without the drop has), and an STT that stays down ends the call politely as a
+//! `provider_error`, reported like any other end.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use voxbridge::sim::stream_log::StreamFault;
+use voxbridge::sim::twilio_caller::CallerScript;
+
+use crate::call_lab::{CallLab, LabOptions, after_agent, clip};
+
+/// The caller's three turns of the lab's standard call.
+fn three_turns() -> CallerScript {
+    let script = after_agent(CallerScript::new()).say(clip("book_table"));
+    let script = after_agent(script).say(clip("tomorrow_at_seven"));
+    after_agent(script)
+        .say(clip("thank_you_goodbye"))
+        .wait(Duration::from_secs(20))
+}
+
+/// What the caller said, as the call's transcript has it.
+fn caller_lines(call: &Value) -> Vec<String> {
+    call["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["role"] == "user")
+        .map(|t| t["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Deepgram drops the socket (1011) in the middle of the caller's first sentence: the STT
+/// session reconnects and sends the audio it kept, so the caller's turns come out word for word
+/// as in a call without the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_stt_drop_mid_utterance_loses_no_words() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    let calm = lab.call_in(three_turns());
+    let without_drop = caller_lines(&lab.finished_call(&calm).await);
+    lab.stop().await;
+
+    let lab = CallLab::start(LabOptions::default()).await;
+    // The greeting takes about 3 s and the caller starts 0.8 s after it: 4.5 s of the stream's
+    // audio is inside "Hi, I'd like to book a table for two."
+    lab.deepgram.stage_fault(StreamFault::CloseAfterAudio {
+        audio_ms: 4_500,
+        code: 1011,
+        reason: "internal error".to_owned(),
+    });
+    let dropped = lab.call_in(three_turns());
+    let call = lab.finished_call(&dropped).await;
+    let streams = lab.deepgram.streams();
+    assert!(
+        streams.len() >= 2,
+        "the STT reconnected: {} streams",
+        streams.len()
+    );
+    assert_eq!(caller_lines(&call), without_drop, "{call:#}");
+    assert_eq!(
+        without_drop,
+        [
+            "Hi, I'd like to book a table for two.",
+            "Yes, tomorrow at seven please.",
+            "Thank you, goodbye."
+        ]
+    );
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call:#}");
+    lab.stop().await;
+}
+
+/// Deepgram drops the socket and then refuses every reconnection: the agent says it has
+/// technical trouble and ends the call as `provider_error`; the call is stored and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_stt_that_stays_down_ends_the_call_as_a_provider_error() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    lab.deepgram.stage_fault(StreamFault::CloseAfterAudio {
+        audio_ms: 4_500,
+        code: 1011,
+        reason: "internal error".to_owned(),
+    });
+    let sid = lab.call_in(three_turns());
+    // Every reconnection is refused, once the call's first stream is up.
+    for _ in 0..200 {
+        if !lab.deepgram.streams().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..20 {
+        lab.deepgram.refuse_next_handshake(503);
+    }
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "provider_error", "{call:#}");
+    assert_eq!(call["status"], "completed", "{call:#}");
+    let last = call["transcript"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "assistant", "{call:#}");
+    assert!(
+        last["text"].as_str().unwrap().contains("technical trouble"),
+        "{call:#}"
+    );
+    assert!(!lab.deepgram.refused().is_empty());
+    // Reported like any other end.
+    for _ in 0..100 {
+        if lab.webhooks.count() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reports = lab.webhooks.received.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1);
+    let report: Value = serde_json::from_str(&reports[0].1).unwrap();
+    assert_eq!(report["end_reason"], "provider_error");
+    lab.stop().await;
+}
