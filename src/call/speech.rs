@@ -106,12 +106,12 @@ impl Reply {
 }
 
 /// The words of the failed current utterance that the TTS did not make, taken out of what the
-/// reply says (they are said again, and must not be in it twice); `None` when nothing is to be
-/// retried: the reply retried once already, everything was made, or the TTS gives no word
-/// timings and some audio came (which words it held is then unknown, and saying the whole
-/// utterance again would repeat what was heard).
+/// reply says (they are said again, and must not be in it twice; or, after the one retry, they
+/// were never heard); `None` when nothing was left unmade: everything was made, or the TTS gives
+/// no word timings and some audio came (which words it held is then unknown, and saying the
+/// whole utterance again would repeat what was heard).
 fn take_unsaid(reply: &mut Reply) -> Option<String> {
-    if reply.retried || reply.utterance_text.is_empty() {
+    if reply.utterance_text.is_empty() {
         return None;
     }
     let made = match (reply.timed, reply.utterance_started) {
@@ -430,11 +430,19 @@ impl Speech {
                     reply.pending = reply.pending.saturating_sub(1);
                     reply.open = false;
                     reply.utterance_bytes = u64::MAX;
-                    if let Some(unsaid) = unsaid {
-                        reply.retried = true;
-                        reply.closed_current = true;
-                        reply.queued.push_front(unsaid);
-                        metrics::counter!(crate::metrics::TTS_RETRIES).increment(1);
+                    match unsaid {
+                        // Said again once, ahead of anything queued.
+                        Some(unsaid) if !reply.retried => {
+                            reply.retried = true;
+                            reply.closed_current = true;
+                            reply.queued.push_front(unsaid);
+                            metrics::counter!(crate::metrics::TTS_RETRIES).increment(1);
+                        }
+                        // The retry failed too: those words are lost, and out of the transcript.
+                        Some(unsaid) => {
+                            tracing::warn!(unsaid, "tts failed twice; words not said");
+                        }
+                        None => {}
                     }
                     self.send_queued();
                     self.place_end_mark();

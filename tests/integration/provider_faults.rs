@@ -1,11 +1,12 @@
 //! Providers failing in the middle of whole calls (issue 23), through the sim fakes' fault
 //! menus: an STT socket dropped mid-utterance loses no words (the call's transcript is the one
-//! a call without the drop has), and an STT that stays down ends the call politely as a
+//! a call without the drop has), and an STT or TTS that stays down ends the call politely as a
 //! `provider_error`, reported like any other end.
 
 use std::time::Duration;
 
 use serde_json::Value;
+use voxbridge::sim::cartesia::ContextFault;
 use voxbridge::sim::stream_log::StreamFault;
 use voxbridge::sim::twilio_caller::CallerScript;
 
@@ -117,5 +118,31 @@ async fn an_stt_that_stays_down_ends_the_call_as_a_provider_error() {
     assert_eq!(reports.len(), 1);
     let report: Value = serde_json::from_str(&reports[0].1).unwrap();
     assert_eq!(report["end_reason"], "provider_error");
+    lab.stop().await;
+}
+
+/// Cartesia answers every context with an error: the greeting is retried once, the next line
+/// fails too, and the call ends as `provider_error` rather than going on in silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tts_that_stays_down_ends_the_call_as_a_provider_error() {
+    let lab = CallLab::start(LabOptions::default()).await;
+    for _ in 0..10 {
+        lab.cartesia.inject(ContextFault::Error { status: 500 });
+    }
+    let sid = lab.call_in(three_turns());
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "provider_error", "{call:#}");
+    assert_eq!(call["status"], "completed", "{call:#}");
+    // Nothing was heard, so nothing the agent said is in the transcript.
+    assert!(
+        call["transcript"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["role"] != "assistant"),
+        "{call:#}"
+    );
+    let contexts = lab.cartesia.received().context_ids;
+    assert!(contexts.len() >= 3, "{contexts:?}");
     lab.stop().await;
 }

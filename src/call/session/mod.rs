@@ -56,6 +56,10 @@ pub const LLM_FAILED: &str = "Sorry, I didn't catch that. Could you say it again
 pub const TRANSFER_FAILED: &str = "Sorry, I couldn't transfer your call right now.";
 /// Longest wait for a goodbye to be heard before the call is closed anyway.
 const GOODBYE_GRACE: Duration = Duration::from_secs(15);
+/// TTS failures in a row, with no audio between them, after which the TTS counts as down: an
+/// utterance's failure and its retry's, and one more. The call then ends as `provider_error`
+/// instead of going on in silence (nothing can be said to the caller any more).
+const TTS_DOWN_AFTER: u32 = 3;
 
 /// Everything the agent needs to know about the call.
 #[derive(Debug, Clone)]
@@ -178,6 +182,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         transferring: false,
         barge_ins: 0,
         stt_open: true,
+        tts_failures_in_a_row: 0,
         resume_deadline: None,
         resume_when_quiet: false,
     };
@@ -214,6 +219,8 @@ struct Agent {
     voicemail: Voicemail,
     barge_ins: u32,
     stt_open: bool,
+    /// TTS failures since its last audio (see [`TTS_DOWN_AFTER`]).
+    tts_failures_in_a_row: u32,
     /// The reply is held at the caller's first sound: it resumes at this instant unless the
     /// STT confirms an interruption first.
     resume_deadline: Option<Instant>,
@@ -617,6 +624,7 @@ impl Agent {
         match spoken {
             Spoken::Nothing => {}
             Spoken::FirstAudio { after, generation } => {
+                self.tts_failures_in_a_row = 0;
                 crate::metrics::stage("tts_first_audio", after.as_secs_f64());
                 self.timings.first_audio(after, generation);
                 if let Some(stopped) = self.turns.take_stopped_at() {
@@ -628,6 +636,15 @@ impl Agent {
                 tracing::warn!(call_id = %self.setup.call_id, %error, "tts failed");
                 metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "tts", "kind" => error.kind())
                     .increment(1);
+                self.tts_failures_in_a_row += 1;
+                if self.tts_failures_in_a_row >= TTS_DOWN_AFTER && self.ended.is_none() {
+                    tracing::error!(
+                        call_id = %self.setup.call_id,
+                        failures = self.tts_failures_in_a_row,
+                        "tts is down; ending the call"
+                    );
+                    self.end_now(EndReason::ProviderError);
+                }
             }
         }
     }
