@@ -86,6 +86,11 @@ impl Server {
         let egress = EgressClient::new(config.egress_policy())
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
         let node_id = Node::new_id();
+        // Registered before any call can be held by it: a call marked with a node that has no
+        // row yet would look orphaned to the other nodes' sweeps.
+        store
+            .node_heartbeat(&node_id, &config.public_base_url())
+            .await?;
         let (relay, relay_listener) = match store.backend() {
             Backend::Postgres => {
                 let (relay, listener) = Relay::listen(
