@@ -12,7 +12,7 @@ pub mod v1;
 pub use json_schema::check_parameters_schema;
 pub use secret::mask_secret;
 pub use settings::{
-    CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, SILENCE_TIMEOUT_SECS,
+    CallSettings, FirstMessageMode, LlmFallback, LlmSettings, MAX_CALL_DURATION_SECS, SILENCE_TIMEOUT_SECS,
     SttProvider, SttSettings, check_range, check_vad,
 };
 pub use tool::{
