@@ -654,11 +654,11 @@ impl Agent {
     }
 
     /// Records an LLM event that happens now.
-    fn provider_event(&mut self, kind: &str, detail: Option<String>) {
+    fn provider_event(&self, kind: &str, detail: Option<String>) {
         self.provider_event_at(self.started.elapsed(), kind, detail);
     }
 
-    fn provider_event_at(&mut self, at: Duration, kind: &str, detail: Option<String>) {
+    fn provider_event_at(&self, at: Duration, kind: &str, detail: Option<String>) {
         self.io.recorder.provider_event(ProviderEvent {
             at_ms: i64::try_from(at.as_millis()).unwrap_or(i64::MAX),
             provider: "llm".to_owned(),
