@@ -280,11 +280,13 @@ impl Agent {
                     Some(event) => self.on_stt(event),
                     None => self.on_stt(SttEvent::Closed(Ok(()))),
                 },
-                (id, event) = self.conversation.next() => self.on_reply(id, event),
+                // Before the reply's events: a retry or fallback is told before the reply's
+                // outcome can be, and is recorded before it.
                 Some(notice) = self.io.llm_notices.recv() => {
                     let at = notice.at.saturating_duration_since(self.started);
                     self.provider_event_at(at, notice.kind.as_str(), Some(notice.detail));
                 }
+                (id, event) = self.conversation.next() => self.on_reply(id, event),
                 Some(why) = self.transfer_failures.recv() => {
                     tracing::warn!(call_id = %self.setup.call_id, why, "transfer failed");
                     self.transferring = false;
