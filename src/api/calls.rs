@@ -364,6 +364,9 @@ pub async fn details(
         details_of(
             call,
             (turns, timings, provider_events),
-            deliveries, analysis, recording_url),
+            deliveries,
+            analysis,
+            recording_url,
+        ),
     ))
 }

@@ -229,7 +229,14 @@ impl LlmSettings {
         egress: AddressPolicy,
         v: &mut Violations,
     ) {
-        check_endpoint(field, self.base_url.as_deref(), self.api_key.is_some(), server, egress, v);
+        check_endpoint(
+            field,
+            self.base_url.as_deref(),
+            self.api_key.is_some(),
+            server,
+            egress,
+            v,
+        );
         if let Some(model) = &self.model
             && model.trim().is_empty()
         {

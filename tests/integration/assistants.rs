@@ -1032,8 +1032,14 @@ async fn the_llm_fallback_and_apology_are_checked_settings(s: &TestServer) {
     let llm = &d["data"]["assistant_llm_config"];
     assert_eq!(llm["first_token_timeout_ms"], 3000, "{llm}");
     assert_eq!(llm["fallback"]["model"], "gpt-4o-mini", "{llm}");
-    assert_eq!(llm["fallback"]["api_key"], "****7777", "the key is masked: {llm}");
-    assert_eq!(llm["apology"], "Sorry, give me a second and say that again?");
+    assert_eq!(
+        llm["fallback"]["api_key"], "****7777",
+        "the key is masked: {llm}"
+    );
+    assert_eq!(
+        llm["apology"],
+        "Sorry, give me a second and say that again?"
+    );
     // A partial update keeps the fallback's key.
     let path = format!("/assistant/update/{id}");
     let (status, reply) = s
@@ -1041,14 +1047,28 @@ async fn the_llm_fallback_and_apology_are_checked_settings(s: &TestServer) {
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     let owner = s.store.owner_by_key(&s.key).await.unwrap().unwrap();
-    let stored = s.store.get_assistant(&owner.id, &id).await.unwrap().unwrap();
+    let stored = s
+        .store
+        .get_assistant(&owner.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
     let fallback = stored.settings.llm.fallback.expect("kept");
     assert_eq!(fallback.api_key.as_deref(), Some(fallback_key));
 
     let cases = [
-        (json!({"first_token_timeout_ms": 100}), "assistant_llm_config.first_token_timeout_ms"),
-        (json!({"fallback": {"model": " "}}), "assistant_llm_config.fallback.model"),
-        (json!({"fallback": {"base_url": "https://llm.example.com/v1"}}), "assistant_llm_config.fallback.model"),
+        (
+            json!({"first_token_timeout_ms": 100}),
+            "assistant_llm_config.first_token_timeout_ms",
+        ),
+        (
+            json!({"fallback": {"model": " "}}),
+            "assistant_llm_config.fallback.model",
+        ),
+        (
+            json!({"fallback": {"base_url": "https://llm.example.com/v1"}}),
+            "assistant_llm_config.fallback.model",
+        ),
         // Elsewhere than the server's endpoint, the server's key is not sent: bring one.
         (
             json!({"fallback": {"model": "m", "base_url": "https://llm.example.com/v1"}}),
@@ -1063,9 +1083,15 @@ async fn the_llm_fallback_and_apology_are_checked_settings(s: &TestServer) {
             json!({"fallback": {"model": "m", "base_url": "localhost:11434"}}),
             "assistant_llm_config.fallback.base_url",
         ),
-        (json!({"fallback": {"model": "m", "modle": "x"}}), "assistant_llm_config.fallback.modle"),
+        (
+            json!({"fallback": {"model": "m", "modle": "x"}}),
+            "assistant_llm_config.fallback.modle",
+        ),
         (json!({"apology": ""}), "assistant_llm_config.apology"),
-        (json!({"apology": "a".repeat(301)}), "assistant_llm_config.apology"),
+        (
+            json!({"apology": "a".repeat(301)}),
+            "assistant_llm_config.apology",
+        ),
     ];
     for (llm, field) in cases {
         let body = with(cartesia(), "assistant_llm_config", llm.clone());

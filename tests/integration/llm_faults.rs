@@ -123,7 +123,15 @@ async fn a_model_that_fails_twice_hands_the_reply_to_the_fallback() {
         "{fallback}"
     );
     assert!(counter(&lab, "voxbridge_llm_retries_total", r#"kind="unavailable""#).await >= 1.0);
-    assert!(counter(&lab, "voxbridge_llm_fallbacks_total", r#"kind="unavailable""#).await >= 1.0);
+    assert!(
+        counter(
+            &lab,
+            "voxbridge_llm_fallbacks_total",
+            r#"kind="unavailable""#
+        )
+        .await
+            >= 1.0
+    );
     lab.stop().await;
 }
 
@@ -152,16 +160,21 @@ async fn when_both_models_fail_the_caller_hears_the_apology_and_the_call_goes_on
     );
     assert_eq!(turns[2].1, APOLOGY, "the apology instead of silence");
     // The next turn is answered by the model again.
-    assert!(
-        !turns[4].1.is_empty() && turns[4].1 != APOLOGY,
-        "{turns:?}"
-    );
+    assert!(!turns[4].1.is_empty() && turns[4].1 != APOLOGY, "{turns:?}");
     assert_eq!(
         event_kinds(&call),
         ["retry", "fallback", "failed", "apology"],
         "{call:#}"
     );
-    assert!(counter(&lab, "voxbridge_llm_failures_total", r#"kind="unavailable""#).await >= 1.0);
+    assert!(
+        counter(
+            &lab,
+            "voxbridge_llm_failures_total",
+            r#"kind="unavailable""#
+        )
+        .await
+            >= 1.0
+    );
     assert!(counter(&lab, "voxbridge_llm_apologies_total", "").await >= 1.0);
     lab.stop().await;
 }

@@ -71,7 +71,11 @@ async fn openapi_lists_every_route(s: &TestServer) {
     // CallDetails flattens the summary in: its own fields are one part of an `allOf`.
     let details = &schemas["CallDetails"];
     let parts = details["allOf"].as_array().cloned().unwrap_or_default();
-    for field in ["answered_by", "rendered_voicemail_message", "provider_events"] {
+    for field in [
+        "answered_by",
+        "rendered_voicemail_message",
+        "provider_events",
+    ] {
         assert!(
             std::iter::once(details)
                 .chain(parts.iter())
