@@ -350,7 +350,13 @@ async fn finish(services: &CallServices, call: &CallRecord, reason: EndReason, h
     if let Err(e) = store.set_end_reason(&call.id, reason.as_str()).await {
         tracing::error!(error = %e, "end reason not stored");
     }
-    let status = if reason == EndReason::ProviderError && call.started_at.is_none() {
+    // A provider error before the call was in progress failed it; one after (a model that
+    // stayed down mid-call) ended a call that took place. The record in hand was read before
+    // the session marked it in progress, so the stored one says which.
+    let started = call.started_at.is_some()
+        || (reason == EndReason::ProviderError
+            && matches!(store.get_call_any_owner(&call.id).await, Ok(Some(c)) if c.started_at.is_some()));
+    let status = if reason == EndReason::ProviderError && !started {
         CallStatus::Failed
     } else {
         CallStatus::Completed
