@@ -1,5 +1,6 @@
 //! Prometheus metrics (`GET /metrics`): live calls, calls by end reason, per-stage latency of a
-//! reply, provider errors, barge-ins, skipped frames and webhook deliveries. Recording is a few
+//! reply, provider errors, the LLM's retries, fallbacks, failures and apologies, barge-ins,
+//! skipped frames and webhook deliveries. Recording is a few
 //! atomic operations; the text is rendered only when scraped.
 
 use std::sync::OnceLock;
@@ -23,6 +24,17 @@ pub const RELAYED_CONTROLS: &str = "voxbridge_relayed_controls_total";
 pub const STAGE_LATENCY: &str = "voxbridge_stage_latency_seconds";
 /// Provider failures, by `provider` and `kind`.
 pub const PROVIDER_ERRORS: &str = "voxbridge_provider_errors_total";
+/// LLM completions asked again of the same model after a failure before their first token, by
+/// the `kind` of that failure (`unavailable`, `rate_limited`, `first_token_timeout`...).
+pub const LLM_RETRIES: &str = "voxbridge_llm_retries_total";
+/// LLM completions handed to the assistant's fallback model, by the `kind` of the failure that
+/// caused it.
+pub const LLM_FALLBACKS: &str = "voxbridge_llm_fallbacks_total";
+/// LLM completions that failed for good (after the retry and the fallback), by the `kind` of
+/// the last failure.
+pub const LLM_FAILURES: &str = "voxbridge_llm_failures_total";
+/// Call replies the model failed before saying anything, replaced by the assistant's apology.
+pub const LLM_APOLOGIES: &str = "voxbridge_llm_apologies_total";
 /// TTS utterances that failed mid-reply and had their unsaid words sent again.
 pub const TTS_RETRIES: &str = "voxbridge_tts_retries_total";
 /// Interruptions of the agent by the caller.
@@ -98,6 +110,22 @@ fn describe() {
         "Latency of each stage of a reply"
     );
     metrics::describe_counter!(PROVIDER_ERRORS, "Provider failures, by provider and kind");
+    metrics::describe_counter!(
+        LLM_RETRIES,
+        "LLM completions asked again of the same model, by the kind of failure"
+    );
+    metrics::describe_counter!(
+        LLM_FALLBACKS,
+        "LLM completions handed to the fallback model, by the kind of failure"
+    );
+    metrics::describe_counter!(
+        LLM_FAILURES,
+        "LLM completions that failed for good (after retry and fallback), by kind"
+    );
+    metrics::describe_counter!(
+        LLM_APOLOGIES,
+        "Call replies the model failed before a word, replaced by the apology"
+    );
     metrics::describe_counter!(BARGE_INS, "Interruptions of the agent by the caller");
     metrics::describe_counter!(
         BARGE_IN_RESUMES,

@@ -58,7 +58,9 @@ pub struct CreateAssistant {
     /// Speech-to-text settings (default: Deepgram `nova-3`, `en`).
     #[schema(value_type = Option<SttSettings>)]
     pub assistant_stt_config: Option<Value>,
-    /// LLM settings (default: the server's OpenAI-compatible endpoint and model).
+    /// LLM settings (default: the server's OpenAI-compatible endpoint and model), with the
+    /// first-token timeout of a request, an optional `fallback` model asked when the model
+    /// fails, and the `apology` said when a reply fails for good.
     #[schema(value_type = Option<LlmSettings>)]
     pub assistant_llm_config: Option<Value>,
     /// `assistant_speaks_first` (default) or `wait_for_caller`.

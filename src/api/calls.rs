@@ -1,6 +1,6 @@
 //! `/call/*` records: list (paginated, filtered by assistant, status, direction and creation
-//! time) and details (with the transcript, each reply's timings, the rendered texts and the
-//! webhook delivery state). Outbound calls and hang-ups live in `outbound.rs`; a call's webhook
+//! time) and details (with the transcript, each reply's timings, what its providers went
+//! through, the rendered texts and the webhook delivery state). Outbound calls and hang-ups live in `outbound.rs`; a call's webhook
 //! attempts in `call_webhooks.rs`.
 
 use axum::extract::{Query, State};
@@ -16,8 +16,8 @@ use super::error::ApiError;
 use super::path::ApiPath;
 use crate::analysis::Analysis;
 use crate::store::{
-    CallFilter, CallRecord, CallStatus, DeliveryState, Direction, StoredAnalysis, TurnRecord,
-    TurnTiming,
+    CallFilter, CallRecord, CallStatus, DeliveryState, Direction, ProviderEvent, StoredAnalysis,
+    TurnRecord, TurnTiming,
 };
 
 /// Largest page of `GET /call/list`.
@@ -144,6 +144,10 @@ pub struct CallDetails {
     /// the call's start, on the transcript's clock), how long each took, its interruptions and
     /// its tool calls.
     pub turns: Vec<TurnTiming>,
+    /// What the call's providers went through, in order: the LLM asked again after a failure
+    /// (`retry`), its fallback model asked (`fallback`), a reply that failed for good
+    /// (`failed`), the apology said instead (`apology`).
+    pub provider_events: Vec<ProviderEvent>,
     pub webhook_deliveries: Vec<WebhookDelivery>,
     /// `pending`, `completed`, `invalid`, `failed` or `skipped`; null when the assistant asks
     /// for no analysis.
@@ -175,7 +179,7 @@ pub(super) fn summary(c: &CallRecord) -> CallSummary {
 
 fn details_of(
     c: CallRecord,
-    (turns, timings): (Vec<TurnRecord>, Vec<TurnTiming>),
+    (turns, timings, provider_events): (Vec<TurnRecord>, Vec<TurnTiming>, Vec<ProviderEvent>),
     deliveries: Vec<DeliveryState>,
     analysis: Option<StoredAnalysis>,
     recording_url: Option<String>,
@@ -196,6 +200,7 @@ fn details_of(
         answered_by: c.answered_by,
         transcript: turns.into_iter().map(TranscriptTurn::from).collect(),
         turns: timings,
+        provider_events,
         webhook_deliveries: deliveries.into_iter().map(WebhookDelivery::from).collect(),
         analysis_status,
         analysis,
@@ -350,11 +355,18 @@ pub async fn details(
         .ok_or_else(|| ApiError::NotFound("Call not found".to_owned()))?;
     let turns = state.store.call_turns(&call.id).await?;
     let timings = state.store.turn_timings(&call.id).await?;
+    let provider_events = state.store.provider_events(&call.id).await?;
     let deliveries = state.store.call_webhooks(&call.id).await?;
     let analysis = state.store.analysis(&call.id).await?;
     let recording_url = state.calls.recording_url(&call.id).await;
     Ok(ok(
         "Call details retrieved successfully",
-        details_of(call, (turns, timings), deliveries, analysis, recording_url),
+        details_of(
+            call,
+            (turns, timings, provider_events),
+            deliveries,
+            analysis,
+            recording_url,
+        ),
     ))
 }

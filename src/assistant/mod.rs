@@ -12,8 +12,8 @@ pub mod v1;
 pub use json_schema::check_parameters_schema;
 pub use secret::mask_secret;
 pub use settings::{
-    CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, SILENCE_TIMEOUT_SECS,
-    SttProvider, SttSettings, check_range, check_vad,
+    CallSettings, FirstMessageMode, LlmFallback, LlmSettings, MAX_CALL_DURATION_SECS,
+    SILENCE_TIMEOUT_SECS, SttProvider, SttSettings, check_range, check_vad,
 };
 pub use tool::{
     BUILT_IN_TOOL_NAMES, HttpTool, TOOL_NAME_MAX_CHARS, TOOL_TIMEOUT_MS, ToolMethod,

@@ -66,6 +66,16 @@ pub struct LlmSettings {
     pub max_tokens: u32,
     /// Overrides the server's LLM key for this assistant. Never returned in full.
     pub api_key: Option<String>,
+    /// How long one request may take to its first token, 1000 to 30000 ms (default 5000): a
+    /// stalled model counts as failed, is asked again once, then the fallback is.
+    pub first_token_timeout_ms: u32,
+    /// Another model asked when this one fails before saying anything, twice (a timeout, a
+    /// 5xx, a 429) or once (a refusal). Default: none.
+    pub fallback: Option<LlmFallback>,
+    /// Said when a reply fails for good before any of it was said, and the call goes on
+    /// (default: "Sorry, I didn't catch that. Could you say it again?"). At most 300
+    /// characters. A second failed reply in a row ends the call with `provider_error`.
+    pub apology: Option<String>,
 }
 
 impl Default for LlmSettings {
@@ -76,9 +86,44 @@ impl Default for LlmSettings {
             temperature: 0.7,
             max_tokens: 300,
             api_key: None,
+            first_token_timeout_ms: FIRST_TOKEN_TIMEOUT_MS.2,
+            fallback: None,
+            apology: None,
         }
     }
 }
+
+/// `assistant_llm_config.fallback`: the model asked when the assistant's own fails. Its
+/// `base_url` and `api_key` default to the server's and follow the same rules as the
+/// assistant's own: another endpoint passes the egress policy and needs its own key.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmFallback {
+    /// Model name (required).
+    pub model: String,
+    /// Base URL up to and including `/v1`; default: the server's `llm.base_url`.
+    pub base_url: Option<String>,
+    /// Key for the fallback's endpoint. Never returned in full.
+    pub api_key: Option<String>,
+}
+
+impl LlmFallback {
+    /// As [`LlmSettings`], so the fallback resolves to an endpoint by the same rules.
+    pub fn as_settings(&self) -> LlmSettings {
+        LlmSettings {
+            base_url: self.base_url.clone(),
+            model: Some(self.model.clone()),
+            api_key: self.api_key.clone(),
+            ..LlmSettings::default()
+        }
+    }
+}
+
+/// `(min, max, default)` of `assistant_llm_config.first_token_timeout_ms`. Five seconds is
+/// already a long silence on a phone; the retry and the fallback each get as long again.
+pub const FIRST_TOKEN_TIMEOUT_MS: (u32, u32, u32) = (1_000, 30_000, 5_000);
+/// Longest `assistant_llm_config.apology`, in characters.
+pub const APOLOGY_MAX_CHARS: usize = 300;
 
 /// Who opens the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -175,11 +220,8 @@ impl SttSettings {
 }
 
 impl LlmSettings {
-    /// Checks the settings; `server` and `egress` decide where an own `base_url` may point. A
-    /// base URL the operator trusts (the server's, or one in `llm.allowed_base_urls`) only has
-    /// to be a URL. Any other is an owner-chosen address: it must pass the egress policy, and the
-    /// assistant must bring its own key, since the server's key only goes where the operator
-    /// configured it.
+    /// Checks the settings; `server` and `egress` decide where an own `base_url` (and the
+    /// fallback's) may point, by the rules of [`check_endpoint`].
     pub fn validate(
         &self,
         field: &str,
@@ -187,28 +229,53 @@ impl LlmSettings {
         egress: AddressPolicy,
         v: &mut Violations,
     ) {
-        if let Some(base_url) = &self.base_url {
-            let checked = if server.is_trusted_base_url(base_url) {
-                check_http_url(base_url).map(drop)
-            } else {
-                if self.api_key.is_none() {
-                    v.add(
-                        format!("{field}.api_key"),
-                        "is required when base_url is not the server's LLM endpoint (or one of \
-                         llm.allowed_base_urls): the server's key is only sent where the operator \
-                         configured it",
-                    );
-                }
-                egress.check_url(base_url).map(drop)
-            };
-            if let Err(why) = checked {
-                v.add(format!("{field}.base_url"), why);
-            }
-        }
+        check_endpoint(
+            field,
+            self.base_url.as_deref(),
+            self.api_key.is_some(),
+            server,
+            egress,
+            v,
+        );
         if let Some(model) = &self.model
             && model.trim().is_empty()
         {
             v.add(format!("{field}.model"), "must not be empty when given");
+        }
+        check_range(
+            &format!("{field}.first_token_timeout_ms"),
+            self.first_token_timeout_ms,
+            FIRST_TOKEN_TIMEOUT_MS,
+            v,
+        );
+        if let Some(fallback) = &self.fallback {
+            let field = format!("{field}.fallback");
+            check_endpoint(
+                &field,
+                fallback.base_url.as_deref(),
+                fallback.api_key.is_some(),
+                server,
+                egress,
+                v,
+            );
+            if fallback.model.trim().is_empty() {
+                v.add(format!("{field}.model"), "is required");
+            }
+            if let Some(key) = &fallback.api_key
+                && key.trim().is_empty()
+            {
+                v.add(format!("{field}.api_key"), "must not be empty when given");
+            }
+        }
+        if let Some(apology) = &self.apology {
+            if apology.trim().is_empty() {
+                v.add(format!("{field}.apology"), "must not be empty when given");
+            } else if apology.chars().count() > APOLOGY_MAX_CHARS {
+                v.add(
+                    format!("{field}.apology"),
+                    format!("must be at most {APOLOGY_MAX_CHARS} characters"),
+                );
+            }
         }
         if !(0.0..=2.0).contains(&self.temperature) {
             v.add(format!("{field}.temperature"), "must be between 0 and 2");
@@ -223,20 +290,63 @@ impl LlmSettings {
         }
     }
 
-    /// As responses show it: the api key masked.
+    /// As responses show it: the api keys masked.
     pub fn to_public(&self) -> Self {
         let mut shown = self.clone();
         shown.api_key = shown.api_key.as_deref().map(mask_secret);
+        if let Some(fallback) = shown.fallback.as_mut() {
+            fallback.api_key = fallback.api_key.as_deref().map(mask_secret);
+        }
         shown
     }
 
-    /// A masked key sent back unchanged keeps the stored key.
+    /// A masked key sent back unchanged keeps the stored key (the fallback's too).
     pub fn keep_masked_key_from(&mut self, stored: &LlmSettings) {
-        if let (Some(sent), Some(kept)) = (&self.api_key, &stored.api_key)
-            && *sent == mask_secret(kept)
-        {
-            self.api_key = Some(kept.clone());
+        keep_masked(&mut self.api_key, stored.api_key.as_ref());
+        if let (Some(sent), Some(kept)) = (self.fallback.as_mut(), stored.fallback.as_ref()) {
+            keep_masked(&mut sent.api_key, kept.api_key.as_ref());
         }
+    }
+}
+
+fn keep_masked(sent: &mut Option<String>, kept: Option<&String>) {
+    if let (Some(shown), Some(kept)) = (sent.as_ref(), kept)
+        && *shown == mask_secret(kept)
+    {
+        *sent = Some(kept.clone());
+    }
+}
+
+/// Where an LLM endpoint named under `field` may point. A base URL the operator trusts (the
+/// server's, or one in `llm.allowed_base_urls`) only has to be a URL. Any other is an
+/// owner-chosen address: it must pass the egress policy, and it needs a key of its own, since
+/// the server's key only goes where the operator configured it.
+fn check_endpoint(
+    field: &str,
+    base_url: Option<&str>,
+    has_key: bool,
+    server: &LlmConfig,
+    egress: AddressPolicy,
+    v: &mut Violations,
+) {
+    let Some(base_url) = base_url else {
+        return;
+    };
+    let checked = if server.is_trusted_base_url(base_url) {
+        check_http_url(base_url).map(drop)
+    } else {
+        if !has_key {
+            v.add(
+                format!("{field}.api_key"),
+                "is required when base_url is not the server's LLM endpoint (or one of \
+                 llm.allowed_base_urls): the server's key is only sent where the operator \
+                 configured it",
+            );
+        }
+        egress.check_url(base_url).map(drop)
+    };
+    if let Err(why) = checked {
+        v.add(format!("{field}.base_url"), why);
     }
 }
 

@@ -11,8 +11,9 @@ use crate::audio::AudioFormat;
 use crate::audio::playout::PlayoutItem;
 use crate::config::Config;
 use crate::egress::EgressClient;
+use crate::llm::fallback::{Attempted, FallbackChat, LlmNotice};
 use crate::llm::openai::OpenAiChat;
-use crate::llm::{ChatModel, LlmEndpoint, LlmError, LlmTimeouts};
+use crate::llm::{ChatModel, LlmEndpoint, LlmError, LlmTimeouts, RetryPolicy};
 use crate::stt::deepgram::DeepgramStt;
 use crate::stt::sarvam::SarvamStt;
 use crate::stt::{SpeechToText, SttEndpoint, SttParams};
@@ -84,19 +85,55 @@ pub fn text_to_speech(
     (client, params)
 }
 
-/// The call's LLM: the assistant's endpoint and model, or the server's. An endpoint the
-/// assistant chose is reached through `egress` (the address policy), one the operator configured
-/// through the server's own client.
+/// The model that writes an assistant's replies (calls, chats, the sales assistant): the
+/// assistant's endpoint and model, or the server's, asked again once when it fails before its
+/// first token, then the assistant's fallback model if it names one (see
+/// [`crate::llm::fallback`]). `notices` hears of every retry and fallback (a call's session).
 pub fn language_model(
     config: &Config,
     assistant: &Assistant,
     http: &reqwest::Client,
     egress: &EgressClient,
+    notices: Option<mpsc::Sender<LlmNotice>>,
 ) -> Result<Arc<dyn ChatModel>, LlmError> {
-    language_model_with(config, assistant, http, egress, LlmTimeouts::default())
+    let settings = &assistant.settings.llm;
+    let timeouts = LlmTimeouts {
+        first_token: std::time::Duration::from_millis(u64::from(settings.first_token_timeout_ms)),
+        ..LlmTimeouts::default()
+    };
+    // The chain makes the one retry itself, so that it is seen and counted.
+    let no_resends = RetryPolicy {
+        max_retries: 0,
+        ..RetryPolicy::default()
+    };
+    let endpoint = primary_endpoint(config, assistant)?;
+    let primary = Attempted {
+        name: endpoint.model.clone(),
+        model: Arc::new(client(endpoint, http, egress, timeouts)?.with_retry_policy(no_resends)),
+    };
+    let fallback = settings.fallback.as_ref().and_then(|fallback| {
+        let endpoint = LlmEndpoint::resolve(&fallback.as_settings(), &config.llm);
+        let name = endpoint.model.clone();
+        match client(endpoint, http, egress, timeouts) {
+            Ok(model) => Some(Attempted {
+                name,
+                model: Arc::new(model.with_retry_policy(no_resends)),
+            }),
+            // Checked when saved; if the policy changed since, the assistant's own model
+            // still answers, without a fallback.
+            Err(e) => {
+                tracing::warn!(error = %e, "the fallback model cannot be used");
+                None
+            }
+        }
+    });
+    Ok(Arc::new(
+        FallbackChat::new(primary, fallback).with_notices(notices),
+    ))
 }
 
-/// [`language_model`] with other time limits (an analysis answers more than a spoken reply).
+/// The assistant's own model alone, with the client's own resends and other time limits (an
+/// analysis answers more than a spoken reply, and no caller waits on it).
 pub fn language_model_with(
     config: &Config,
     assistant: &Assistant,
@@ -104,14 +141,30 @@ pub fn language_model_with(
     egress: &EgressClient,
     timeouts: LlmTimeouts,
 ) -> Result<Arc<dyn ChatModel>, LlmError> {
-    let endpoint = match &assistant.settings.llm_provider {
+    let endpoint = primary_endpoint(config, assistant)?;
+    Ok(Arc::new(client(endpoint, http, egress, timeouts)?))
+}
+
+/// Where the assistant's own model is.
+fn primary_endpoint(config: &Config, assistant: &Assistant) -> Result<LlmEndpoint, LlmError> {
+    match &assistant.settings.llm_provider {
         // A named provider is the operator's endpoint (a v1 assistant's `provider`).
         Some(name) => config
             .llm
             .provider_endpoint(name, assistant.settings.llm.model.as_deref())
-            .ok_or_else(|| LlmError::Config(format!("unknown LLM provider {name:?}")))?,
-        None => LlmEndpoint::resolve(&assistant.settings.llm, &config.llm),
-    };
+            .ok_or_else(|| LlmError::Config(format!("unknown LLM provider {name:?}"))),
+        None => Ok(LlmEndpoint::resolve(&assistant.settings.llm, &config.llm)),
+    }
+}
+
+/// A client of `endpoint`. An endpoint the assistant chose is reached through `egress` (the
+/// address policy), one the operator configured through the server's own client.
+fn client(
+    endpoint: LlmEndpoint,
+    http: &reqwest::Client,
+    egress: &EgressClient,
+    timeouts: LlmTimeouts,
+) -> Result<OpenAiChat, LlmError> {
     let client = if endpoint.owner_chosen {
         let url = url::Url::parse(&endpoint.base_url)
             .map_err(|e| LlmError::Config(format!("base url is not a URL: {e}")))?;
@@ -122,5 +175,5 @@ pub fn language_model_with(
     } else {
         http.clone()
     };
-    Ok(Arc::new(OpenAiChat::new(client, endpoint, timeouts)?))
+    OpenAiChat::new(client, endpoint, timeouts)
 }

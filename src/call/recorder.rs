@@ -1,13 +1,14 @@
-//! Writes a call's transcript and its replies' timings as they happen, off the agent's loop: the
-//! agent hands each finished turn (and each finished reply's timings) to this task and goes on;
-//! the task writes them in order. A crash loses at most the turn in progress (and whatever is
+//! Writes a call's transcript, its replies' timings and its providers' events (a retry, a
+//! fallback model, an apology) as they happen, off the agent's loop: the agent hands each
+//! finished turn (each finished reply's timings, each event) to this task and goes on; the task
+//! writes them in order. A crash loses at most the turn in progress (and whatever is
 //! still in this small queue).
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::store::{Store, TurnRecord, TurnTiming};
+use crate::store::{ProviderEvent, Store, TurnRecord, TurnTiming};
 
 /// Records waiting to be written; a call produces a few per minute.
 const QUEUE: usize = 256;
@@ -19,6 +20,8 @@ pub enum Record {
     Turn(TurnRecord),
     /// A reply's timings, once the reply is over.
     Timing(Box<TurnTiming>),
+    /// Something a provider went through.
+    ProviderEvent(ProviderEvent),
 }
 
 /// The agent's handle for recording turns.
@@ -33,6 +36,8 @@ impl Recorder {
     pub fn spawn(store: Store, call_id: String) -> (Self, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Record>(QUEUE);
         let task = tokio::spawn(async move {
+            // This task is the call's only writer of events: it numbers them.
+            let mut events = 0;
             while let Some(record) = rx.recv().await {
                 match record {
                     Record::Turn(turn) => {
@@ -43,6 +48,12 @@ impl Recorder {
                     Record::Timing(timing) => {
                         if let Err(e) = store.append_turn_timing(&call_id, &timing).await {
                             tracing::error!(call_id, error = %e, turn = timing.turn, "turn timing not stored");
+                        }
+                    }
+                    Record::ProviderEvent(event) => {
+                        events += 1;
+                        if let Err(e) = store.append_provider_event(&call_id, events, &event).await {
+                            tracing::error!(call_id, error = %e, kind = event.kind, "provider event not stored");
                         }
                     }
                 }
@@ -70,6 +81,13 @@ impl Recorder {
     pub fn timing(&self, timing: TurnTiming) {
         if let Err(e) = self.tx.try_send(Record::Timing(Box::new(timing))) {
             tracing::error!(error = %e, "transcript queue full or closed; turn timing not stored");
+        }
+    }
+
+    /// Queues a provider's event, without waiting, as [`Self::record`] does.
+    pub fn provider_event(&self, event: ProviderEvent) {
+        if let Err(e) = self.tx.try_send(Record::ProviderEvent(event)) {
+            tracing::error!(error = %e, "transcript queue full or closed; provider event not stored");
         }
     }
 }

@@ -31,6 +31,8 @@ const MEDIA_QUEUE: usize = 64;
 const WRITER_QUEUE: usize = 32;
 /// Transcript lines and the end event that may wait for the writer.
 const EVENT_QUEUE: usize = 32;
+/// The model's retries and fallbacks that may wait for the agent (at most two per completion).
+const LLM_NOTICE_QUEUE: usize = 16;
 
 /// Runs the call to its end. Never panics on provider or transport failures: they end the call
 /// with a reason.
@@ -133,7 +135,15 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
 ) -> Ended {
     let config = &services.config;
     let format = sink.format();
-    let llm = match providers::language_model(config, assistant, &services.http, &services.egress) {
+    // The model's retries and fallbacks go to the agent, which records them on the call's clock.
+    let (notices_tx, notices_rx) = mpsc::channel(LLM_NOTICE_QUEUE);
+    let llm = match providers::language_model(
+        config,
+        assistant,
+        &services.http,
+        &services.egress,
+        Some(notices_tx),
+    ) {
         Ok(llm) => llm,
         Err(e) => {
             tracing::error!(error = %e, "llm misconfigured");
@@ -233,6 +243,12 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         output_format: format,
         events,
         voicemail_message: call.rendered_voicemail_message.clone(),
+        llm_apology: assistant
+            .settings
+            .llm
+            .apology
+            .clone()
+            .unwrap_or_else(|| super::session::LLM_FAILED.to_owned()),
     };
     let io = CallIo {
         media: media_rx,
@@ -247,6 +263,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         first_frames,
         egress: services.egress.clone(),
         call_control,
+        llm_notices: notices_rx,
     };
     let outcome = run_agent(setup, io).await;
     tracing::info!(

@@ -328,7 +328,7 @@ mod tests {
     fn next(rx: &mut tokio::sync::mpsc::Receiver<Record>) -> TurnTiming {
         match rx.try_recv().expect("a record") {
             Record::Timing(t) => *t,
-            Record::Turn(t) => panic!("a transcript line, not a timing: {t:?}"),
+            other => panic!("not a timing: {other:?}"),
         }
     }
 

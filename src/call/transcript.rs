@@ -83,7 +83,7 @@ mod tests {
         let seqs: Vec<(i64, String)> = std::iter::from_fn(|| rx.try_recv().ok())
             .filter_map(|record| match record {
                 crate::call::recorder::Record::Turn(turn) => Some((turn.seq, turn.text)),
-                crate::call::recorder::Record::Timing(_) => None,
+                _ => None,
             })
             .collect();
         assert_eq!(

@@ -310,6 +310,7 @@ fn conversation_for(
         assistant,
         &services.http,
         &services.egress,
+        None,
     )?;
     let setup = ConversationSetup {
         system_prompt: chat.rendered_prompt.clone(),

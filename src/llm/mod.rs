@@ -5,6 +5,7 @@
 //! cancel endpoint in the protocol. The call session only sees these types: the wire format
 //! (SSE, chunk JSON, tool-call fragments) stays inside the provider modules.
 
+pub mod fallback;
 pub mod openai;
 pub mod providers;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use crate::assistant::LlmSettings;
 use crate::config::LlmConfig;
 use crate::generation::Generation;
 
+pub use fallback::{FallbackChat, LlmNotice, NoticeKind};
 pub use openai::{OpenAiChat, RetryPolicy};
 
 /// One message of the conversation, in the Chat Completions shape.

@@ -160,6 +160,7 @@ pub async fn invoke(
         &assistant,
         &services.http,
         &services.egress,
+        None,
     )?;
     let mut conversation = Conversation::resume(
         toolbox,

@@ -15,6 +15,7 @@ mod conversations;
 mod mcp_servers;
 mod nodes;
 mod phone_numbers;
+mod provider_events;
 mod sales;
 mod tools;
 mod trunks;
@@ -30,6 +31,7 @@ pub use calls::{CallFilter, CallRecord, CallStatus, Direction, NewCall, TurnReco
 pub use clock::{format_timestamp, now_timestamp};
 pub use conversations::{ConversationMessage, ConversationRecord};
 pub use nodes::OrphanedCall;
+pub use provider_events::ProviderEvent;
 pub use sales::SalesState;
 pub use turn_timings::{TurnInterruption, TurnStages, TurnStamps, TurnTiming, TurnTool};
 pub use v1_assistants::{GeneralAssistant, V1ListFilter};

@@ -300,6 +300,7 @@ impl Store {
         for table in [
             ("call_turns", "call_id"),
             ("call_turn_timings", "call_id"),
+            ("call_provider_events", "call_id"),
             ("chat_histories", "chat_id"),
             ("analyses", "conversation_id"),
             ("webhook_deliveries", "call_id"),

@@ -78,6 +78,7 @@ on_both_backends!(
     secrets_are_never_echoed,
     call_settings_have_defaults_and_rules,
     the_voicemail_message_is_a_checked_setting,
+    the_llm_fallback_and_apology_are_checked_settings,
 );
 
 async fn create_list_details_as_documented(s: &TestServer) {
@@ -1004,4 +1005,105 @@ async fn the_voicemail_message_is_a_checked_setting(s: &TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
+}
+
+/// `assistant_llm_config`'s resilience settings: a first-token timeout, a fallback model that
+/// passes the same endpoint rules as the assistant's own, and the apology.
+async fn the_llm_fallback_and_apology_are_checked_settings(s: &TestServer) {
+    let plain = create(s, cartesia()).await;
+    let (_, d) = s.get(&format!("/assistant/details/{plain}")).await;
+    let llm = &d["data"]["assistant_llm_config"];
+    assert_eq!(llm["first_token_timeout_ms"], 5000, "{llm}");
+    assert_eq!(llm["fallback"], Value::Null, "{llm}");
+    assert_eq!(llm["apology"], Value::Null, "{llm}");
+
+    let fallback_key = "sk-fallback-secret-7777";
+    let body = with(
+        cartesia(),
+        "assistant_llm_config",
+        json!({
+            "first_token_timeout_ms": 3000,
+            "fallback": {"model": "gpt-4o-mini", "base_url": "https://llm.example.com/v1", "api_key": fallback_key},
+            "apology": "Sorry, give me a second and say that again?",
+        }),
+    );
+    let id = create(s, body).await;
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    let llm = &d["data"]["assistant_llm_config"];
+    assert_eq!(llm["first_token_timeout_ms"], 3000, "{llm}");
+    assert_eq!(llm["fallback"]["model"], "gpt-4o-mini", "{llm}");
+    assert_eq!(
+        llm["fallback"]["api_key"], "****7777",
+        "the key is masked: {llm}"
+    );
+    assert_eq!(
+        llm["apology"],
+        "Sorry, give me a second and say that again?"
+    );
+    // A partial update keeps the fallback's key.
+    let path = format!("/assistant/update/{id}");
+    let (status, reply) = s
+        .patch(&path, json!({"assistant_llm_config": {"temperature": 0.3}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let owner = s.store.owner_by_key(&s.key).await.unwrap().unwrap();
+    let stored = s
+        .store
+        .get_assistant(&owner.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let fallback = stored.settings.llm.fallback.expect("kept");
+    assert_eq!(fallback.api_key.as_deref(), Some(fallback_key));
+
+    let cases = [
+        (
+            json!({"first_token_timeout_ms": 100}),
+            "assistant_llm_config.first_token_timeout_ms",
+        ),
+        (
+            json!({"fallback": {"model": " "}}),
+            "assistant_llm_config.fallback.model",
+        ),
+        (
+            json!({"fallback": {"base_url": "https://llm.example.com/v1"}}),
+            "assistant_llm_config.fallback.model",
+        ),
+        // Elsewhere than the server's endpoint, the server's key is not sent: bring one.
+        (
+            json!({"fallback": {"model": "m", "base_url": "https://llm.example.com/v1"}}),
+            "assistant_llm_config.fallback.api_key",
+        ),
+        // The same egress policy as the assistant's own base URL.
+        (
+            json!({"fallback": {"model": "m", "base_url": "http://127.0.0.1:11434/v1", "api_key": "k"}}),
+            "assistant_llm_config.fallback.base_url",
+        ),
+        (
+            json!({"fallback": {"model": "m", "base_url": "localhost:11434"}}),
+            "assistant_llm_config.fallback.base_url",
+        ),
+        (
+            json!({"fallback": {"model": "m", "modle": "x"}}),
+            "assistant_llm_config.fallback.modle",
+        ),
+        (json!({"apology": ""}), "assistant_llm_config.apology"),
+        (
+            json!({"apology": "a".repeat(301)}),
+            "assistant_llm_config.apology",
+        ),
+    ];
+    for (llm, field) in cases {
+        let body = with(cartesia(), "assistant_llm_config", llm.clone());
+        let (status, reply) = s.post("/assistant/create", body).await;
+        assert_field_error(status, &reply, field);
+        // Patched onto an assistant without a fallback, so nothing stored completes it.
+        let (status, reply) = s
+            .patch(
+                &format!("/assistant/update/{plain}"),
+                json!({"assistant_llm_config": llm}),
+            )
+            .await;
+        assert_field_error(status, &reply, field);
+    }
 }

@@ -16,6 +16,7 @@ mod cluster_calls;
 mod conversations;
 mod inspector;
 mod llm;
+mod llm_faults;
 mod mcp;
 mod multinode;
 mod outbound_calls;

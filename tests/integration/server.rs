@@ -71,12 +71,28 @@ async fn openapi_lists_every_route(s: &TestServer) {
     // CallDetails flattens the summary in: its own fields are one part of an `allOf`.
     let details = &schemas["CallDetails"];
     let parts = details["allOf"].as_array().cloned().unwrap_or_default();
-    for field in ["answered_by", "rendered_voicemail_message"] {
+    for field in [
+        "answered_by",
+        "rendered_voicemail_message",
+        "provider_events",
+    ] {
         assert!(
             std::iter::once(details)
                 .chain(parts.iter())
                 .any(|part| part["properties"][field].is_object()),
             "CallDetails does not document {field}: {details}"
+        );
+    }
+    for field in ["at_ms", "provider", "kind", "detail"] {
+        assert!(
+            schemas["ProviderEvent"]["properties"][field].is_object(),
+            "ProviderEvent does not document {field}"
+        );
+    }
+    for field in ["first_token_timeout_ms", "fallback", "apology"] {
+        assert!(
+            schemas["LlmSettings"]["properties"][field].is_object(),
+            "LlmSettings does not document {field}"
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());

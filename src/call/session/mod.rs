@@ -5,7 +5,10 @@
 //! heard). What stays here is what only a call has: who speaks first, the timers (silence,
 //! maximum duration, the grace of a goodbye), ending and transferring, and the transcript.
 //! Answering-machine detection's verdict goes to the [`Voicemail`], which says whether the call
-//! goes on, leaves its message or hangs up.
+//! goes on, leaves its message or hangs up. A reply the model fails for good (after its retry
+//! and fallback, `llm/fallback.rs`) is replaced by the assistant's apology, and the second such
+//! reply in a row ends the call politely as a provider error; each step is recorded as one of
+//! the call's provider events.
 //!
 //! It never touches a wire format, never sees audio (the TTS puts it straight into the writer's
 //! queue) and never blocks on a slow peer: marks wait in the speech's backlog, transcript
@@ -33,7 +36,8 @@ use crate::agent::keypad::{Keypad, KeypadSettings, entry_text};
 use crate::agent::tools::Toolbox;
 use crate::assistant::FirstMessageMode;
 use crate::audio::AudioFormat;
-use crate::llm::ChatModel;
+use crate::llm::{ChatModel, LlmNotice};
+use crate::store::ProviderEvent;
 use crate::stt::{SttEvent, SttSession};
 use crate::transport::CallEvent;
 use crate::tts::TtsSession;
@@ -50,8 +54,14 @@ pub const MAX_DURATION_GOODBYE: &str =
 /// Said when a provider fails for good.
 pub const FAILURE_GOODBYE: &str =
     "Sorry, I'm having technical trouble. Please call back later. Goodbye!";
-/// Said when the LLM fails before saying anything.
+/// Said when the LLM fails before saying anything (unless the assistant has its own apology).
 pub const LLM_FAILED: &str = "Sorry, I didn't catch that. Could you say it again?";
+/// Replies in a row the model may fail (each after its retry and fallback) before the call is
+/// ended as a provider error. Two: after the first the caller hears the apology and says it
+/// again, which is the one useful thing an apology can ask for; a second failure after that is
+/// a model that stays down, and each failed reply already kept the caller waiting through every
+/// attempt's timeout, so asking a third time would only add silence before the same goodbye.
+pub const LLM_FAILURES_BEFORE_GOODBYE: u32 = 2;
 /// Said when a transfer could not be made.
 pub const TRANSFER_FAILED: &str = "Sorry, I couldn't transfer your call right now.";
 /// Longest wait for a goodbye to be heard before the call is closed anyway.
@@ -85,6 +95,8 @@ pub struct CallSetup {
     pub events: bool,
     /// Left on an answering machine (rendered for this call).
     pub voicemail_message: Option<String>,
+    /// Said when a reply fails for good before any of it was said.
+    pub llm_apology: String,
 }
 
 /// The channels and clients the agent works with.
@@ -105,6 +117,8 @@ pub struct CallIo {
     /// Reaches the assistant's HTTP tools (owner-chosen URLs) under the egress policy.
     pub egress: crate::egress::EgressClient,
     pub call_control: Option<Arc<dyn CallControl>>,
+    /// The model's retries and fallbacks, as they happen (recorded as provider events).
+    pub llm_notices: mpsc::Receiver<LlmNotice>,
 }
 
 /// How the call went.
@@ -162,6 +176,8 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
     );
     let (transfer_failures_tx, transfer_failures) = mpsc::channel(1);
     let mut agent = Agent {
+        started,
+        llm_failures: 0,
         max_deadline: started + setup.max_duration,
         turns: Turns::new(setup.interruption.clone(), setup.turn),
         keypad: Keypad::new(setup.keypad.clone()),
@@ -197,6 +213,10 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
 }
 
 struct Agent {
+    /// The call's clock: the transcript's, the timings' and the provider events' origin.
+    started: Instant,
+    /// Replies in a row the model failed.
+    llm_failures: u32,
     setup: CallSetup,
     io: CallIo,
     turns: Turns,
@@ -267,6 +287,12 @@ impl Agent {
                     Some(event) => self.on_stt(event),
                     None => self.on_stt(SttEvent::Closed(Ok(()))),
                 },
+                // Before the reply's events: a retry or fallback is told before the reply's
+                // outcome can be, and is recorded before it.
+                Some(notice) = self.io.llm_notices.recv() => {
+                    let at = notice.at.saturating_duration_since(self.started);
+                    self.provider_event_at(at, notice.kind.as_str(), Some(notice.detail));
+                }
                 (id, event) = self.conversation.next() => self.on_reply(id, event),
                 Some(why) = self.transfer_failures.recv() => {
                     tracing::warn!(call_id = %self.setup.call_id, why, "transfer failed");
@@ -604,20 +630,50 @@ impl Agent {
                 }
             }
             ReplyEvent::Action(_) => {}
-            ReplyEvent::Done => self.speech.complete(),
-            ReplyEvent::Failed(error) => {
-                tracing::warn!(call_id = %self.setup.call_id, %error, "llm failed");
-                metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "llm", "kind" => error.kind())
-                    .increment(1);
-                // Whatever was said stays said; if nothing was, the caller hears a short
-                // apology rather than silence.
-                self.speech.pause();
-                if self.speech.said().is_empty() {
-                    self.speech.say(LLM_FAILED);
-                }
+            ReplyEvent::Done => {
+                self.llm_failures = 0;
                 self.speech.complete();
             }
+            ReplyEvent::Failed(error) => self.on_reply_failed(&error),
         }
+    }
+
+    /// The model failed the reply for good (its retry and fallback too).
+    fn on_reply_failed(&mut self, error: &crate::llm::LlmError) {
+        tracing::warn!(call_id = %self.setup.call_id, %error, "llm failed");
+        metrics::counter!(crate::metrics::PROVIDER_ERRORS, "provider" => "llm", "kind" => error.kind())
+            .increment(1);
+        self.llm_failures += 1;
+        self.provider_event("failed", Some(error.to_string()));
+        if self.llm_failures >= LLM_FAILURES_BEFORE_GOODBYE {
+            let why = format!("llm failed {} replies in a row: {error}", self.llm_failures);
+            self.on_provider_failure(&why);
+            return;
+        }
+        // Whatever was said stays said; if nothing was, the caller hears a short apology
+        // rather than silence, and the call goes on.
+        self.speech.pause();
+        if self.speech.said().is_empty() {
+            let apology = self.setup.llm_apology.clone();
+            self.speech.say(&apology);
+            metrics::counter!(crate::metrics::LLM_APOLOGIES).increment(1);
+            self.provider_event("apology", Some(apology));
+        }
+        self.speech.complete();
+    }
+
+    /// Records an LLM event that happens now.
+    fn provider_event(&self, kind: &str, detail: Option<String>) {
+        self.provider_event_at(self.started.elapsed(), kind, detail);
+    }
+
+    fn provider_event_at(&self, at: Duration, kind: &str, detail: Option<String>) {
+        self.io.recorder.provider_event(ProviderEvent {
+            at_ms: i64::try_from(at.as_millis()).unwrap_or(i64::MAX),
+            provider: "llm".to_owned(),
+            kind: kind.to_owned(),
+            detail,
+        });
     }
 
     fn on_spoken(&mut self, spoken: Spoken) {

@@ -33,6 +33,8 @@ struct Harness {
     turns: mpsc::Receiver<Record>,
     /// Reply timings the recorder was given, as turns were read.
     timings: Vec<TurnTiming>,
+    /// Provider events the recorder was given, as turns were read.
+    provider_events: Vec<crate::store::ProviderEvent>,
     /// Where the writer (played by the test) stamps first frames.
     first_frames: Arc<crate::call::first_frames::FirstFrames>,
     events: mpsc::Receiver<CallEvent>,
@@ -57,10 +59,15 @@ fn setup() -> CallSetup {
         output_format: AudioFormat::MULAW_8K,
         events: false,
         voicemail_message: None,
+        llm_apology: LLM_FAILED.to_owned(),
     }
 }
 
 fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
+    start_with(setup, ScriptedLlm::new(replies))
+}
+
+fn start_with(setup: CallSetup, llm: Arc<ScriptedLlm>) -> Harness {
     let (media_tx, media_rx) = mpsc::channel(64);
     let (stt_tx, stt_rx) = mpsc::channel(64);
     let (stt_input_tx, stt_input_rx) = mpsc::channel(64);
@@ -74,7 +81,6 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
     let first_frames = Arc::new(crate::call::first_frames::FirstFrames::new(
         tokio::time::Instant::now(),
     ));
-    let llm = ScriptedLlm::new(replies);
     let io = CallIo {
         media: media_rx,
         stt: SttSession {
@@ -98,6 +104,8 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         })
         .unwrap(),
         call_control: None,
+        // The scripted model makes no retries of its own to tell of.
+        llm_notices: mpsc::channel(1).1,
     };
     let agent = tokio::spawn(run_agent(setup, io));
     Harness {
@@ -112,6 +120,7 @@ fn start(setup: CallSetup, replies: Vec<Vec<LlmEvent>>) -> Harness {
         control: control_tx,
         turns,
         timings: Vec::new(),
+        provider_events: Vec::new(),
         first_frames,
         events: events_rx,
         llm,
@@ -268,6 +277,7 @@ impl Harness {
             match record {
                 Record::Turn(turn) => return turn,
                 Record::Timing(timing) => self.timings.push(*timing),
+                Record::ProviderEvent(event) => self.provider_events.push(event),
             }
         }
     }
@@ -280,6 +290,7 @@ impl Harness {
             match record {
                 Record::Turn(_) => turn = true,
                 Record::Timing(timing) => self.timings.push(*timing),
+                Record::ProviderEvent(event) => self.provider_events.push(event),
             }
         }
         turn
@@ -1311,4 +1322,56 @@ async fn a_fax_is_hung_up_on_at_once() {
         .await
         .unwrap();
     assert_eq!(h.end().await.reason, EndReason::Voicemail);
+}
+
+fn llm_down() -> crate::llm::LlmError {
+    crate::llm::LlmError::Unavailable {
+        status: Some(503),
+        message: "overloaded".into(),
+    }
+}
+
+/// A reply the model fails for good is replaced by the assistant's apology and the call goes
+/// on; a reply that works in between starts the count again; the second failure in a row ends
+/// the call politely as a provider error. Each step is a provider event.
+#[tokio::test(start_paused = true)]
+async fn a_failed_reply_is_apologised_for_and_a_second_in_a_row_ends_the_call() {
+    let mut config = setup();
+    config.llm_apology = "Sorry, say that again?".into();
+    let llm = ScriptedLlm::answering(vec![
+        Err(llm_down()),
+        Ok(text_reply("Sure, for two.")),
+        Err(llm_down()),
+        Err(llm_down()),
+    ]);
+    let mut h = start_with(config, llm);
+    h.play_reply().await;
+    h.turn().await;
+
+    for (asked, answer) in [
+        ("A table please", "Sorry, say that again?"),
+        ("A table for two please", "Sure, for two."),
+        ("At seven", "Sorry, say that again?"),
+    ] {
+        h.user_says(asked).await;
+        assert_eq!(h.turn().await.text, asked);
+        let (_, said) = h.play_reply().await;
+        assert_eq!(said, answer);
+        assert_eq!(h.turn().await.text, answer);
+    }
+    h.user_says("Hello?").await;
+    h.turn().await;
+    let (_, goodbye) = h.play_reply().await;
+    assert_eq!(goodbye, FAILURE_GOODBYE);
+    assert_eq!(h.turn().await.text, FAILURE_GOODBYE);
+    let events = std::mem::take(&mut h.provider_events);
+    assert_eq!(h.end().await.reason, EndReason::ProviderError);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["failed", "apology", "failed", "apology", "failed"],
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.provider == "llm"));
+    assert_eq!(events[1].detail.as_deref(), Some("Sorry, say that again?"));
 }

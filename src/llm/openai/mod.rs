@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, jitter as backoff_jitter};
 
 use crate::llm::{ChatModel, ChatRequest, LlmEndpoint, LlmError, LlmStream, LlmTimeouts};
 use exchange::Exchange;
