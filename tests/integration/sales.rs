@@ -52,7 +52,14 @@ impl Shop {
             server,
             sim,
             agent,
-            client: reqwest::Client::new(),
+            // A fresh connection per request: many of these requests are refused before their
+            // body is read, after which the server closes the connection, and a pooled client
+            // could send the next request into that closing socket (IncompleteMessage; seen once
+            // in CI).
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         })
     }
 
