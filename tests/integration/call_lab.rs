@@ -278,6 +278,21 @@ impl CallLab {
     }
 }
 
+/// `(role, text)` of each line of a stored call's transcript.
+pub fn transcript(call: &Value) -> Vec<(String, String)> {
+    call["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["role"].as_str().unwrap().to_owned(),
+                t["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// A committed caller clip.
 pub fn clip(name: &str) -> CallerAudio {
     CallerAudio::from_wav_file(format!(

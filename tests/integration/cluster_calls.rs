@@ -3,11 +3,8 @@
 //! survivor, which ends and reports it; webhooks go out once each while a node dies mid-run; and
 //! a rolling restart of two nodes under calls loses none of them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxbridge::config::Config;
@@ -188,29 +185,6 @@ async fn a_killed_node_leaves_its_call_ended_and_reported_by_a_survivor() {
     lab.stop().await;
 }
 
-/// A receiver that answers slowly (so deliveries are in flight when a node dies) and counts
-/// each delivery id.
-async fn slow_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
-    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let sink = counts.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap| {
-            let sink = sink.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let id = headers["x-voxbridge-delivery"].to_str().unwrap().to_owned();
-                *sink.lock().unwrap().entry(id).or_default() += 1;
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, counts)
-}
-
 /// Three nodes share an outbox of 60 reports and one of them is killed while it delivers:
 /// every report arrives, each once, except at most the few the dead node had in flight (a
 /// delivery whose receiver answered just as its sender died goes out again: at least once,
@@ -225,7 +199,7 @@ async fn webhooks_go_out_once_each_while_a_node_is_killed() {
         .server
         .spawn_beside(&lab.sim.base_url, &QUICK_CLUSTER_ENV)
         .await;
-    let (url, counts) = slow_receiver().await;
+    let (url, counts) = crate::multinode::counting_receiver(Duration::from_millis(200)).await;
     let mut ids = Vec::new();
     for _ in 0..60 {
         let (status, reply) = lab

@@ -10,25 +10,10 @@ use voxbridge::call::session::{FAILURE_GOODBYE, LLM_FAILED};
 use voxbridge::sim::openai::Fault;
 use voxbridge::sim::twilio_caller::CallerScript;
 
-use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip};
+use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
 
 const FALLBACK_MODEL: &str = "sim-fallback-model";
 const APOLOGY: &str = "Sorry, my notes went blank for a moment. Could you say that again?";
-
-/// `(role, text)` of each transcript line.
-fn transcript(call: &Value) -> Vec<(String, String)> {
-    call["transcript"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["role"].as_str().unwrap().to_owned(),
-                t["text"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 /// The agent's lines, in order.
 fn said(call: &Value) -> Vec<String> {

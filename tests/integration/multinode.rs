@@ -77,8 +77,9 @@ async fn a_burst_cannot_pass_the_call_limit_postgres() {
     a_burst_cannot_pass_the_call_limit(Backend::Postgres).await;
 }
 
-/// A receiver that answers slowly (so deliveries overlap in time) and counts each delivery id.
-async fn counting_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+/// A receiver that answers after `delay` (so deliveries overlap in time, or are in flight when a
+/// node dies) and counts each delivery id.
+pub async fn counting_receiver(delay: Duration) -> (String, Arc<Mutex<HashMap<String, usize>>>) {
     let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let sink = counts.clone();
     let app = axum::Router::new().route(
@@ -86,7 +87,7 @@ async fn counting_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
         axum::routing::post(move |headers: HeaderMap| {
             let sink = sink.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(delay).await;
                 let id = headers["x-voxbridge-delivery"].to_str().unwrap().to_owned();
                 *sink.lock().unwrap().entry(id).or_default() += 1;
                 "ok"
@@ -139,7 +140,7 @@ fn timestamp_in(offset: Duration) -> String {
 /// same poll, and checks that each went out exactly once.
 async fn twenty_reports_go_out_once(server: &TestServer) {
     let assistant_id = assistant(server).await;
-    let (url, counts) = counting_receiver().await;
+    let (url, counts) = counting_receiver(Duration::from_millis(300)).await;
     let due = timestamp_in(Duration::from_millis(1_200));
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -216,7 +217,7 @@ async fn an_abandoned_claim_is_taken_over_after_its_lease(backend: Backend) {
     };
     let assistant_id = assistant(&server).await;
     ended_call(&server, &assistant_id, "call-abandoned").await;
-    let (url, counts) = counting_receiver().await;
+    let (url, counts) = counting_receiver(Duration::from_millis(300)).await;
     let id = uuid::Uuid::now_v7().to_string();
     let payload = json!({"event": "call.ended", "call_id": "call-abandoned"}).to_string();
     // Due a little ahead, so the live worker cannot claim it before the dead one does.

@@ -6,21 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use voxbridge::sim::twilio_caller::CallerScript;
 
-use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip};
-
-fn transcript(call: &Value) -> Vec<(String, String)> {
-    call["transcript"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["role"].as_str().unwrap().to_owned(),
-                t["text"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
+use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_turn_call_greets_first_and_ends_after_the_goodbye() {
