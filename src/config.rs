@@ -63,8 +63,12 @@ pub struct Config {
     pub cartesia: CartesiaConfig,
     /// The default OpenAI-compatible LLM (assistants may name their own).
     pub llm: LlmConfig,
-    /// Twilio's REST API (outbound calls, transfers, hang-ups).
+    /// Twilio's REST API (outbound calls, transfers, hang-ups). The same as
+    /// `[telephony.twilio]`, kept for configurations written before it.
     pub twilio: TwilioConfig,
+    /// Each telephony provider's REST API, by provider name (`[telephony.plivo] base_url = …`);
+    /// a provider not named here uses its production URL.
+    pub telephony: std::collections::BTreeMap<String, TelephonyEndpoint>,
     /// End-of-call webhook delivery.
     pub webhook: crate::webhook::WebhookSettings,
     /// How server processes sharing a database watch each other (heartbeats, lost nodes, relayed
@@ -277,6 +281,13 @@ pub struct TwilioConfig {
     pub base_url: String,
 }
 
+/// Where a telephony provider's REST API is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelephonyEndpoint {
+    pub base_url: String,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -331,6 +342,7 @@ impl Default for Config {
             twilio: TwilioConfig {
                 base_url: "https://api.twilio.com".to_owned(),
             },
+            telephony: Default::default(),
             webhook: crate::webhook::WebhookSettings::default(),
             cluster: crate::cluster::ClusterSettings::default(),
             conversations: ConversationsConfig::default(),
@@ -353,6 +365,16 @@ impl Config {
             format!("http://{}", self.bind)
         } else {
             self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// The REST base URL configured for a telephony provider, if any (`None`: its production
+    /// URL). Twilio's may still be set in `[twilio]`.
+    pub fn telephony_base_url(&self, provider: &str) -> Option<String> {
+        match self.telephony.get(provider) {
+            Some(endpoint) => Some(endpoint.base_url.clone()),
+            None if provider == "twilio" => Some(self.twilio.base_url.clone()),
+            None => None,
         }
     }
 

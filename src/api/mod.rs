@@ -21,9 +21,9 @@ mod path;
 mod phone_numbers;
 mod recordings;
 mod sales;
+mod telephony;
 mod tools;
 mod trunks;
-mod twilio;
 mod v1;
 mod web_call;
 
@@ -41,7 +41,7 @@ use axum::routing::{delete, get, patch, post};
 use crate::call::CallServices;
 use crate::config::Config;
 use crate::store::Store;
-use crate::telephony::twilio_rest::TwilioRest;
+use crate::telephony::Telephony;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -50,8 +50,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// What live calls need (shared HTTP clients, webhooks, live-call registry).
     pub calls: CallServices,
-    /// Twilio's REST API (placing, hanging up and transferring calls).
-    pub twilio: TwilioRest,
+    /// Each telephony provider's control plane (webhooks, placing, hanging up and transferring
+    /// calls).
+    pub telephony: Telephony,
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -101,10 +102,13 @@ pub fn router(state: AppState) -> Router {
         .route("/tool/details/{tool_id}", get(tools::details))
         .route("/tool/update/{tool_id}", patch(tools::update))
         .route("/tool/delete/{tool_id}", delete(tools::delete))
-        .route("/twilio/voice", post(twilio::voice))
-        .route("/twilio/status", post(twilio::status))
-        .route("/twilio/amd", post(twilio::amd))
-        .route("/twilio/media", get(twilio::media))
+        .route(
+            "/{provider}/voice",
+            get(telephony::voice).post(telephony::voice),
+        )
+        .route("/{provider}/status", post(telephony::callback))
+        .route("/{provider}/amd", post(telephony::callback))
+        .route("/{provider}/media", get(telephony::media))
         .route("/web-call/create", post(web_call::create))
         .route("/web-call/ws", get(web_call::socket))
         .route("/call/outbound", post(outbound::place))

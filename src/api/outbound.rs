@@ -15,14 +15,13 @@ use super::envelope::{Envelope, ok};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
-use super::twilio::{STREAM_TOKEN_TTL, media_stream_url};
+use super::telephony::{STREAM_TOKEN_TTL, media_stream_url};
 use crate::call::io::Control;
 use crate::call::runner::queue_report;
 use crate::call::setup::{CallDraft, prepare_call};
 use crate::store::{CallStatus, Direction, NewCall};
-use crate::telephony::twilio_rest::{CreateCall, TwilioCredentials, TwilioError};
-use crate::telephony::twiml::{StreamSpec, connect_stream};
-use crate::telephony::{StatusCallbackEvent, TrunkProvider};
+use crate::telephony::TrunkProvider;
+use crate::telephony::provider::{PlaceCall, StreamTarget, TelephonyError};
 use crate::validation::{Violations, is_e164};
 
 /// Body of `POST /call/outbound`.
@@ -38,7 +37,7 @@ pub struct OutboundCall {
     /// The number to call, E.164.
     #[schema(required = true)]
     pub to_number: Option<String>,
-    /// The telephony service; must be the trunk's provider (`twilio`).
+    /// The telephony service; must be the trunk's provider (`twilio`, …).
     #[schema(required = true)]
     pub call_service: Option<String>,
     /// Values for the `{{key}}` placeholders of the prompt, start instruction and voicemail
@@ -53,7 +52,7 @@ pub struct OutboundPlaced {
     pub call_id: String,
     /// `queued`: the provider accepted the call; progress arrives by status callbacks.
     pub status: String,
-    /// The provider's id of the call (Twilio `CA…`).
+    /// The provider's id of the call (Twilio `CA…`, Plivo's request UUID, …).
     pub provider_call_sid: String,
     pub from_number: String,
     pub to_number: String,
@@ -99,11 +98,13 @@ pub async fn place(
     }
     let service = body.call_service.as_deref();
     match service {
-        None => v.add("call_service", "is required (twilio)"),
-        Some(s) if TrunkProvider::parse(s).is_none() => {
-            v.add("call_service", "must be one of: twilio")
+        None => v.add(
+            "call_service",
+            format!("is required ({})", TrunkProvider::names()),
+        ),
+        Some(s) => {
+            TrunkProvider::parse_field(s, "call_service", &mut v);
         }
-        Some(_) => {}
     }
     let metadata = call_metadata(&mut v, body.metadata.clone());
     if !v.is_empty() {
@@ -147,58 +148,54 @@ pub async fn place(
     let call_id = prepared.call.id.clone();
     insert_call_within_limit(&state, &prepared.call).await?;
 
-    let stream_url = media_stream_url(&state);
-    let parameters = [
-        ("call_id", call_id.as_str()),
-        ("token", prepared.stream_token.as_str()),
-    ];
-    let twiml = connect_stream(&StreamSpec {
-        url: &stream_url,
-        name: None,
-        status_callback: None,
-        parameters: &parameters,
-    })
-    .map_err(|e| ApiError::Internal(format!("stream TwiML: {e} (check public_url)")))?;
-    let status_callback = format!(
-        "{}/twilio/status?call_id={call_id}",
-        state.config.public_base_url()
+    let provider = state.telephony.get(trunk.provider);
+    let base = state.config.public_base_url();
+    let media = media_stream_url(&state, trunk.provider);
+    let stream = StreamTarget {
+        url: &media,
+        call_id: &call_id,
+        token: &prepared.stream_token,
+    };
+    let answer_url = format!(
+        "{base}/{}/voice?call_id={call_id}&token={}",
+        trunk.provider, prepared.stream_token
     );
+    let status_callback = format!("{base}/{}/status?call_id={call_id}", trunk.provider);
     // Detection only when there is a message to leave: otherwise a machine gets the same
     // conversation a person would, and nothing about the call changes.
-    let amd_callback = prepared.call.rendered_voicemail_message.as_ref().map(|_| {
-        format!(
-            "{}/twilio/amd?call_id={call_id}",
-            state.config.public_base_url()
-        )
-    });
-    let placed = state
-        .twilio
-        .create_call(
-            &TwilioCredentials::from(&trunk),
-            &CreateCall {
+    let amd_callback = prepared
+        .call
+        .rendered_voicemail_message
+        .as_ref()
+        .map(|_| format!("{base}/{}/amd?call_id={call_id}", trunk.provider));
+    let placed = provider
+        .place_call(
+            &trunk,
+            PlaceCall {
                 to: &to,
                 from: &trunk.default_caller_number,
-                twiml: &twiml,
-                status_callback: Some(&status_callback),
-                status_callback_events: &StatusCallbackEvent::ALL,
-                timeout_secs: Some(60),
-                // The provider ends the call too if voxbridge somehow does not.
-                time_limit_secs: Some(assistant.settings.max_call_duration_secs + 60),
+                stream,
+                answer_url: &answer_url,
+                status_callback: &status_callback,
                 amd_callback: amd_callback.as_deref(),
+                ring_timeout_secs: 60,
+                // The provider ends the call too if voxbridge somehow does not.
+                time_limit_secs: assistant.settings.max_call_duration_secs + 60,
             },
         )
         .await;
-    let resource = match placed {
-        Ok(resource) => resource,
+    let provider_call_sid = match placed {
+        Ok(sid) => sid,
         Err(error) => return Err(provider_refused(&state, &call_id, error).await),
     };
     state
         .store
-        .set_provider_call_sid(&call_id, &resource.sid)
+        .set_provider_call_sid(&call_id, &provider_call_sid)
         .await?;
     tracing::info!(
         call_id,
-        provider_call_sid = resource.sid,
+        provider = trunk.provider.as_str(),
+        provider_call_sid,
         to,
         "outbound call placed"
     );
@@ -207,7 +204,7 @@ pub async fn place(
         OutboundPlaced {
             call_id,
             status: CallStatus::Queued.as_str().to_owned(),
-            provider_call_sid: resource.sid,
+            provider_call_sid,
             from_number: trunk.default_caller_number,
             to_number: to,
             missing_variables: prepared.call.missing_variables,
@@ -216,7 +213,7 @@ pub async fn place(
 }
 
 /// Marks the call failed and turns the provider's refusal into an API error.
-async fn provider_refused(state: &AppState, call_id: &str, error: TwilioError) -> ApiError {
+async fn provider_refused(state: &AppState, call_id: &str, error: TelephonyError) -> ApiError {
     let reason = match error.code() {
         Some(code) => format!("provider_rejected: {code}"),
         None => "provider_unreachable".to_owned(),
@@ -230,17 +227,20 @@ async fn provider_refused(state: &AppState, call_id: &str, error: TwilioError) -
     }
     tracing::warn!(call_id, %error, "the provider refused the outbound call");
     queue_report(&state.calls, call_id).await;
-    if error.is_client_error() {
-        let message = match &error {
-            TwilioError::Api { code, message, .. } => format!(
-                "Twilio refused the call ({}): {message}",
-                code.map_or_else(|| "no code".to_owned(), |c| c.to_string())
-            ),
-            other => format!("Twilio refused the call: {other}"),
-        };
-        ApiError::BadRequest(message)
-    } else {
-        ApiError::BadGateway(format!("Twilio could not place the call: {error}"))
+    match &error {
+        TelephonyError::Refused {
+            provider,
+            code,
+            message,
+            ..
+        } if error.is_client_error() => ApiError::BadRequest(format!(
+            "{provider} refused the call ({}): {message}",
+            code.as_deref().unwrap_or("no code")
+        )),
+        TelephonyError::Invalid { provider, message } => {
+            ApiError::BadRequest(format!("{provider} refused the call: {message}"))
+        }
+        _ => ApiError::BadGateway(format!("The provider could not place the call: {error}")),
     }
 }
 
@@ -296,10 +296,13 @@ pub async fn hang_up(
     }
     if let Some((sid, trunk)) = provider {
         state
-            .twilio
-            .hang_up(&TwilioCredentials::from(&trunk), sid)
+            .telephony
+            .get(trunk.provider)
+            .hang_up(&trunk, sid)
             .await
-            .map_err(|e| ApiError::BadGateway(format!("Twilio could not end the call: {e}")))?;
+            .map_err(|e| {
+                ApiError::BadGateway(format!("The provider could not end the call: {e}"))
+            })?;
     }
     let _ = state.store.set_end_reason(&call.id, "hung_up_by_api").await;
     Ok(ok(

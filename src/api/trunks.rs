@@ -1,6 +1,7 @@
 //! `/trunk/*`: the owner's telephony provider accounts. Same envelope, auth and isolation as
 //! assistants. The auth token is write-only: stored, used to place calls and to verify the
-//! provider's webhooks, never returned in any form.
+//! provider's webhooks, never returned in any form. A provider's options that are secrets are
+//! shown masked, and a masked value sent back keeps the stored one.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -15,8 +16,12 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::patch::{not_null, nullable, update_until_stored};
 use super::path::ApiPath;
+use crate::assistant::mask_secret;
 use crate::store::now_timestamp;
-use crate::telephony::{TRUNK_NAME_MAX_CHARS, Trunk, TrunkProvider, new_trunk_id};
+use crate::telephony::provider::TrunkFields;
+use crate::telephony::{
+    TRUNK_NAME_MAX_CHARS, TelephonyProvider, Trunk, TrunkProvider, new_trunk_id,
+};
 use crate::validation::Violations;
 
 /// Body of `POST /trunk/create`.
@@ -26,18 +31,22 @@ pub struct CreateTrunk {
     /// 1-100 characters.
     #[schema(required = true)]
     pub trunk_name: Option<String>,
-    /// The provider: `twilio` (others to come).
+    /// The provider: `twilio`, `plivo`, `exotel`, `telnyx` or `vonage`.
     #[schema(required = true)]
     pub trunk_provider: Option<String>,
-    /// Twilio Account SID: `AC` + 32 hex digits.
+    /// The provider account (Twilio: the Account SID, `AC` + 32 hex digits).
     #[schema(required = true)]
     pub trunk_account_sid: Option<String>,
-    /// Twilio Auth Token (32 hex digits). Stored, never returned.
+    /// The provider secret (Twilio: the Auth Token, 32 hex digits). Stored, never returned.
     #[schema(required = true)]
     pub trunk_auth_token: Option<String>,
     /// Caller ID for outbound calls (E.164, a number of the account).
     #[schema(required = true)]
     pub trunk_default_caller_number: Option<String>,
+    /// What the provider needs beyond an account and a secret, as the README lists per
+    /// provider. Secret options are shown masked.
+    #[schema(value_type = Option<Object>)]
+    pub trunk_options: Option<Value>,
 }
 
 /// Body of `PATCH /trunk/update/{trunk_id}`: any subset of the create fields (none may be null).
@@ -54,6 +63,10 @@ pub struct UpdateTrunk {
     pub trunk_auth_token: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub trunk_default_caller_number: Option<Option<String>>,
+    /// Replaces the options; a masked secret sent back keeps the stored one.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub trunk_options: Option<Option<Value>>,
 }
 
 /// `data` of a successful create.
@@ -78,13 +91,26 @@ pub struct TrunkDetails {
     pub trunk_provider: TrunkProvider,
     pub trunk_account_sid: String,
     pub trunk_default_caller_number: String,
+    /// The provider's options, secrets masked.
+    #[schema(value_type = Object)]
+    pub trunk_options: Value,
     pub trunk_created_at: String,
     pub trunk_updated_at: String,
 }
 
 impl TrunkDetails {
-    fn of(t: Trunk) -> Self {
+    fn of(t: Trunk, provider: &dyn TelephonyProvider) -> Self {
+        let secret = provider.secret_options();
+        let options = t
+            .options
+            .iter()
+            .map(|(k, v)| match (secret.contains(&k.as_str()), v) {
+                (true, Value::String(text)) => (k.clone(), Value::String(mask_secret(text))),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
         Self {
+            trunk_options: Value::Object(options),
             trunk_id: t.id,
             trunk_name: t.name,
             trunk_provider: t.provider,
@@ -100,18 +126,31 @@ fn not_found() -> ApiError {
     ApiError::NotFound("Trunk not found".to_owned())
 }
 
+const FIELDS: TrunkFields = TrunkFields {
+    account: "trunk_account_sid",
+    secret: "trunk_auth_token",
+    options: "trunk_options",
+};
+
+/// A trunk's options from a request: an object (absent means empty).
+fn options(value: Option<Value>, v: &mut Violations) -> serde_json::Map<String, Value> {
+    match value {
+        None => Default::default(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            v.add("trunk_options", "must be a JSON object");
+            Default::default()
+        }
+    }
+}
+
 /// The rules every trunk satisfies, created or patched. Blank required texts are reported where
 /// the request is read.
-fn check_trunk(t: &Trunk, v: &mut Violations) {
+fn check_trunk(t: &Trunk, provider: &dyn TelephonyProvider, v: &mut Violations) {
     if !t.name.trim().is_empty() {
         v.char_length("trunk_name", &t.name, 1, TRUNK_NAME_MAX_CHARS);
     }
-    t.provider.check_credentials(
-        &t.account_sid,
-        &t.auth_token,
-        ("trunk_account_sid", "trunk_auth_token"),
-        v,
-    );
+    provider.check_trunk(t, FIELDS, v);
     if !t.default_caller_number.is_empty() {
         v.e164("trunk_default_caller_number", &t.default_caller_number);
     }
@@ -143,7 +182,10 @@ pub async fn create(
     );
     let provider = match body.trunk_provider.as_deref() {
         None => {
-            v.add("trunk_provider", "is required (twilio)");
+            v.add(
+                "trunk_provider",
+                format!("is required ({})", TrunkProvider::names()),
+            );
             None
         }
         Some(p) => TrunkProvider::parse_field(p, "trunk_provider", &mut v),
@@ -158,12 +200,13 @@ pub async fn create(
         provider: provider.unwrap_or(TrunkProvider::Twilio),
         account_sid: body.trunk_account_sid.unwrap_or_default(),
         auth_token: body.trunk_auth_token.unwrap_or_default(),
+        options: options(body.trunk_options, &mut v),
         default_caller_number: body.trunk_default_caller_number.unwrap_or_default(),
         created_at: now.clone(),
         updated_at: now,
     };
-    if provider.is_some() {
-        check_trunk(&trunk, &mut v);
+    if let Some(provider) = provider {
+        check_trunk(&trunk, state.telephony.get(provider), &mut v);
     } else if !trunk.name.trim().is_empty() {
         v.char_length("trunk_name", &trunk.name, 1, TRUNK_NAME_MAX_CHARS);
     }
@@ -196,7 +239,10 @@ pub async fn list(
         .list_trunks(&owner.id)
         .await?
         .into_iter()
-        .map(TrunkDetails::of)
+        .map(|t| {
+            let provider = state.telephony.get(t.provider);
+            TrunkDetails::of(t, provider)
+        })
         .collect();
     Ok(ok("Trunks retrieved successfully", trunks))
 }
@@ -222,9 +268,10 @@ pub async fn details(
         .get_trunk_for_owner(&owner.id, &id)
         .await?
         .ok_or_else(not_found)?;
+    let provider = state.telephony.get(trunk.provider);
     Ok(ok(
         "Trunk details retrieved successfully",
-        TrunkDetails::of(trunk),
+        TrunkDetails::of(trunk, provider),
     ))
 }
 
@@ -255,7 +302,7 @@ pub async fn update(
             .get_trunk_for_owner(&owner.id, id)
             .await?
             .ok_or_else(not_found)?;
-        let updated = apply_update(&stored, body)?;
+        let updated = apply_update(state, &stored, body)?;
         let stored_now = state
             .store
             .update_trunk(&updated, &stored.updated_at)
@@ -271,7 +318,7 @@ pub async fn update(
     ))
 }
 
-fn apply_update(stored: &Trunk, body: &UpdateTrunk) -> Result<Trunk, ApiError> {
+fn apply_update(state: &AppState, stored: &Trunk, body: &UpdateTrunk) -> Result<Trunk, ApiError> {
     let mut v = Violations::new();
     let mut t = stored.clone();
     for (field, value, target) in [
@@ -302,8 +349,24 @@ fn apply_update(stored: &Trunk, body: &UpdateTrunk) -> Result<Trunk, ApiError> {
     {
         t.provider = provider;
     }
+    let provider = state.telephony.get(t.provider);
+    if let Some(value) = not_null("trunk_options", body.trunk_options.clone(), &mut v) {
+        let secret = provider.secret_options();
+        t.options = options(Some(value), &mut v);
+        // A masked secret sent back (as details show it) keeps the stored value.
+        for (key, value) in t.options.iter_mut() {
+            if let (true, Value::String(text), Some(Value::String(kept))) = (
+                secret.contains(&key.as_str()),
+                &*value,
+                stored.options.get(key),
+            ) && *text == mask_secret(kept)
+            {
+                *value = Value::String(kept.clone());
+            }
+        }
+    }
     t.updated_at = now_timestamp();
-    check_trunk(&t, &mut v);
+    check_trunk(&t, provider, &mut v);
     v.into_result().map_err(ApiError::Invalid)?;
     Ok(t)
 }

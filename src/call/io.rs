@@ -3,11 +3,10 @@
 //! (from the TTS session) and marks (from the agent) as [`PlayoutItem`]s on one data channel,
 //! and clears on a separate control channel, so a barge-in never waits behind queued audio.
 
-use futures_util::future::BoxFuture;
-
 pub use super::voicemail::AnsweredBy;
 pub use crate::audio::playout::PlayoutItem;
 use crate::generation::Generation;
+pub use crate::telephony::CallControl;
 
 /// What the reader task tells the agent.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,10 +81,4 @@ pub enum Control {
     HangUp,
     Shutdown,
     AnsweredBy(AnsweredBy),
-}
-
-/// What the telephony provider can do to a live call beyond its media stream.
-pub trait CallControl: Send + Sync {
-    /// Moves the live call to `to` (the media stream ends as a result).
-    fn transfer(&self, to: String) -> BoxFuture<'static, Result<(), String>>;
 }

@@ -22,7 +22,6 @@ use crate::cluster::{Node, Relay};
 use crate::config::Config;
 use crate::egress::EgressClient;
 use crate::store::{Backend, Store, StoreError};
-use crate::telephony::twilio_rest::TwilioRest;
 use crate::webhook::Webhooks;
 
 /// How long shutdown waits for live calls to end.
@@ -121,7 +120,7 @@ impl Server {
             node: Node { id: node_id, relay },
         };
         let state = AppState {
-            twilio: TwilioRest::with_client(http, &config.twilio.base_url),
+            telephony: crate::telephony::Telephony::new(http, &config),
             store,
             config,
             calls,

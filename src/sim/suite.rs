@@ -215,6 +215,19 @@ pub fn use_fakes_at(config: &mut Config, url: &str, all: bool) {
     if all || config.twilio.base_url.trim_end_matches('/') == REAL_TWILIO_BASE_URL {
         config.twilio.base_url = url.to_owned();
     }
+    // The other providers' keys live in trunks too: a provider not pointed elsewhere is faked.
+    for provider in crate::telephony::TrunkProvider::ALL {
+        if provider.as_str() != "twilio"
+            && (all || !config.telephony.contains_key(provider.as_str()))
+        {
+            config.telephony.insert(
+                provider.as_str().to_owned(),
+                crate::config::TelephonyEndpoint {
+                    base_url: url.to_owned(),
+                },
+            );
+        }
+    }
 }
 
 impl Drop for SimSuite {

@@ -50,7 +50,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::telephony::new_sid;
-use crate::telephony::twilio_signature::{SIGNATURE_HEADER, compute_signature};
+use crate::telephony::twilio::signature::{SIGNATURE_HEADER, compute_signature};
 
 /// One frame of the wire clock.
 const FRAME: Duration = Duration::from_millis(20);

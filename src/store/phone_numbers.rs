@@ -123,6 +123,7 @@ impl Store {
              p.assistant_id AS p_assistant_id, \
              t.id AS t_id, t.owner_id AS t_owner_id, t.name AS t_name, t.provider AS t_provider, \
              t.account_sid AS t_account_sid, t.auth_token AS t_auth_token, \
+             t.options AS t_options, \
              t.default_caller_number AS t_default_caller_number, \
              t.created_at AS t_created_at, t.updated_at AS t_updated_at \
              FROM phone_numbers p \

@@ -13,7 +13,7 @@ use crate::telephony::{Trunk, TrunkProvider};
 macro_rules! select_trunks {
     ($rest:literal) => {
         concat!(
-            "SELECT id, owner_id, name, provider, account_sid, auth_token, \
+            "SELECT id, owner_id, name, provider, account_sid, auth_token, options, \
              default_caller_number, created_at, updated_at FROM trunks ",
             $rest
         )
@@ -25,8 +25,8 @@ impl Store {
     pub async fn insert_trunk(&self, t: &Trunk) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO trunks (id, owner_id, name, provider, account_sid, auth_token, \
-             default_caller_number, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             default_caller_number, created_at, updated_at, options) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&t.id)
         .bind(&t.owner_id)
@@ -37,6 +37,7 @@ impl Store {
         .bind(&t.default_caller_number)
         .bind(&t.created_at)
         .bind(&t.updated_at)
+        .bind(options_text(t))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -85,7 +86,7 @@ impl Store {
     pub async fn update_trunk(&self, t: &Trunk, read_updated_at: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE trunks SET name = $1, provider = $2, account_sid = $3, auth_token = $4, \
-             default_caller_number = $5, updated_at = $6 \
+             default_caller_number = $5, updated_at = $6, options = $10 \
              WHERE id = $7 AND owner_id = $8 AND deleted_at IS NULL AND updated_at = $9",
         )
         .bind(&t.name)
@@ -97,6 +98,7 @@ impl Store {
         .bind(&t.id)
         .bind(&t.owner_id)
         .bind(read_updated_at)
+        .bind(options_text(t))
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() > 0)
@@ -123,6 +125,10 @@ impl Store {
     }
 }
 
+fn options_text(t: &Trunk) -> String {
+    serde_json::Value::Object(t.options.clone()).to_string()
+}
+
 /// Reads a trunk from a row of `select_trunks!`.
 pub(super) fn trunk_from_row(row: &AnyRow) -> Result<Trunk, StoreError> {
     trunk_from_prefixed_row(row, "")
@@ -141,6 +147,11 @@ pub(super) fn trunk_from_prefixed_row(row: &AnyRow, prefix: &str) -> Result<Trun
         provider,
         account_sid: row.try_get(col("account_sid").as_str())?,
         auth_token: row.try_get(col("auth_token").as_str())?,
+        options: {
+            let text: String = row.try_get(col("options").as_str())?;
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("trunk {id}: options: {e}")))?
+        },
         default_caller_number: row.try_get(col("default_caller_number").as_str())?,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,

@@ -1,11 +1,11 @@
-//! Transports: one file per media-stream protocol (Twilio Media Streams, the browser widget,
-//! later Plivo and Exotel). A transport turns its wire format into [`Inbound`] events and turns
-//! the call's outbound frames, marks and clears into its wire format. The call session only ever
-//! sees these types, so it knows nothing of any provider.
+//! The seam between a media-stream protocol and the call: [`MediaSource`] and [`MediaSink`].
+//! A protocol (the browser widget's here in `browser.rs`; each telephony provider's in its
+//! folder under `src/telephony/`) turns its wire format into [`Inbound`] events and the call's
+//! outbound frames, marks and clears into its wire format. The call session only ever sees these
+//! types, so it knows nothing of any provider.
 
 pub mod browser;
 pub mod inactivity;
-pub mod twilio;
 
 use std::future::Future;
 

@@ -397,7 +397,7 @@ pub mod wire {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     use voxbridge::sim::twilio::DEFAULT_AUTH_TOKEN;
-    use voxbridge::telephony::twilio_signature::compute_signature;
+    use voxbridge::telephony::twilio::signature::compute_signature;
 
     use crate::call_lab::{CALLER_NUMBER, CallLab, OUR_NUMBER};
 

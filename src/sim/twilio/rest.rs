@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::amd::{self, MachineDetection};
 use super::call::{self, CallSetup};
 use super::{Direction, Interrupt, RecordedRequest, SimCall, SimError, TwilioSim, is_dialable};
-use crate::telephony::twilio_signature::constant_time_eq;
+use crate::telephony::twilio::signature::constant_time_eq;
 use crate::telephony::{CallStatus, StatusCallbackEvent, is_sid, new_sid};
 use crate::validation::check_http_url;
 

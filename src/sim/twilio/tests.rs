@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::sim::twilio_caller::{CallerAudio, CallerEnd};
-use crate::telephony::twilio_rest::{
+use crate::telephony::twilio::rest::{
     CallResource, CreateCall, HangUp, TwilioCredentials, TwilioError, TwilioRest,
 };
-use crate::telephony::twilio_signature::validate_signature;
-use crate::telephony::twiml::{self, DialSpec, DialTarget, StreamSpec};
+use crate::telephony::twilio::signature::validate_signature;
+use crate::telephony::twilio::twiml::{self, DialSpec, DialTarget, StreamSpec};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SID: &str = "AC0123456789abcdef0123456789abcdef";

@@ -434,7 +434,7 @@ fn decode(raw: &str, at: usize) -> Result<String, TwimlParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::twiml::{self, DialSpec, StreamSpec};
+    use crate::telephony::twilio::twiml::{self, DialSpec, StreamSpec};
 
     #[test]
     fn reads_what_the_builder_writes() {

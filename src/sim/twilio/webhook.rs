@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
 
-use crate::telephony::twilio_signature::{SIGNATURE_HEADER, compute_signature};
+use crate::telephony::twilio::signature::{SIGNATURE_HEADER, compute_signature};
 
 /// How long Twilio waits for a webhook answer.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);

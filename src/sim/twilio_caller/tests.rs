@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::{WebSocketStream, accept_async, accept_hdr_async};
 
 use super::*;
-use crate::telephony::twilio_signature::validate_signature;
+use crate::telephony::twilio::signature::validate_signature;
 
 type ServerWs = WebSocketStream<TcpStream>;
 

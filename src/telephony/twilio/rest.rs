@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{CallStatus, StatusCallbackEvent, Trunk, is_sid};
+use crate::telephony::{CallStatus, StatusCallbackEvent, Trunk, is_sid};
 
 /// Twilio's "resource not found": the call is gone.
 pub const CODE_NOT_FOUND: u32 = 20404;

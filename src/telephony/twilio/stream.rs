@@ -18,9 +18,9 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
-use super::inactivity::Inactivity;
-use super::{Inbound, MediaSink, MediaSource, TransportError};
 use crate::audio::AudioFormat;
+use crate::transport::inactivity::Inactivity;
+use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse; a 20 ms media frame is ~330 bytes, a `start` well under 4 KiB.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
@@ -418,7 +418,7 @@ impl MediaSink for TwilioSink {
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {
-        super::close_socket(&mut self.sink, super::call_ended_frame()).await
+        crate::transport::close_socket(&mut self.sink, crate::transport::call_ended_frame()).await
     }
 }
 

@@ -3,9 +3,9 @@
 
 use futures_util::future::BoxFuture;
 
-use super::twilio_rest::{TwilioCredentials, TwilioRest};
+use super::rest::{TwilioCredentials, TwilioRest};
 use super::twiml::{DialSpec, DialTarget, dial};
-use crate::call::io::CallControl;
+use crate::telephony::CallControl;
 
 /// A live Twilio call, known by its CallSid.
 pub struct TwilioCallControl {
