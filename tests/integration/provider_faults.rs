@@ -1,6 +1,6 @@
 //! Providers failing in the middle of whole calls (issue 23), through the sim fakes' fault
-//! menus: an STT socket dropped mid-utterance is reconnected and the call goes on with every turn
-//! (the transcript is the one a call without the drop has — with the fake's caveat below), and
+//! menus: an STT socket dropped mid-utterance is reconnected and loses no words (the transcript
+//! is the one a call without the drop has), and
 //! an STT or TTS that stays down ends the call politely as a `provider_error`, reported like any
 //! other end.
 
@@ -34,11 +34,10 @@ fn caller_lines(call: &Value) -> Vec<String> {
 }
 
 /// Deepgram drops the socket (1011) in the middle of the caller's first sentence: the STT
-/// session reconnects, sends the audio that arrived meanwhile, and the call goes on with the
-/// caller's three turns as in a call without the drop. Caveat: the scripted fake answers each
-/// utterance it detects with the script's sentence, so this shows that the turn survives the
-/// drop, not that the words spoken into the dead socket were recovered (they are not replayed;
-/// see `stt/session.rs`).
+/// session reconnects, sends again what the lost stream had not settled (from just before the
+/// sentence began) and then the audio that arrived meanwhile, and the call's transcript is the
+/// one a call without the drop has. The fake hears only what it is sent (a stream that begins
+/// inside speech gets only the sentence's tail), so a lost word would show here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_stt_drop_mid_utterance_keeps_the_call_and_its_turns() {
     let lab = CallLab::start(LabOptions::default()).await;
