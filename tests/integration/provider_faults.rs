@@ -149,3 +149,47 @@ async fn a_tts_that_stays_down_ends_the_call_as_a_provider_error() {
     assert!(contexts.len() >= 3, "{contexts:?}");
     lab.stop().await;
 }
+
+/// Cartesia answers every context with an error, and the assistant has a Sarvam voice as its
+/// fallback: the greeting fails, its retry fails, and the fallback voice says it — the caller
+/// hears the whole call in the other voice, the call ends as it would have, and its details show
+/// the switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_voice_says_what_the_failed_voice_could_not() {
+    let mut options = LabOptions::default();
+    options.assistant["assistant_tts_fallback"] = serde_json::json!({
+        "model": "sarvam",
+        "config": {"speaker": "anushka", "target_language_code": "en-IN"}
+    });
+    let lab = CallLab::start(options).await;
+    for _ in 0..10 {
+        lab.cartesia.inject(ContextFault::Error { status: 500 });
+    }
+    let sid = lab.call_in(three_turns());
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call:#}");
+    let lines = crate::call_lab::transcript(&call);
+    assert_eq!(
+        lines.first(),
+        Some(&("assistant".to_owned(), crate::call_lab::GREETING.to_owned())),
+        "the greeting, said whole by the fallback voice: {lines:?}"
+    );
+    assert_eq!(
+        caller_lines(&call),
+        [
+            "Hi, I'd like to book a table for two.",
+            "Yes, tomorrow at seven please.",
+            "Thank you, goodbye."
+        ]
+    );
+    let events = call["provider_events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["provider"] == "tts"
+            && e["kind"] == "fallback_voice"
+            && e["detail"] == "sarvam"),
+        "{events:?}"
+    );
+    // Cartesia was asked twice (the greeting and its retry), then never again.
+    assert_eq!(lab.cartesia.received().context_ids.len(), 2);
+    lab.stop().await;
+}
