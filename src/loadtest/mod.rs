@@ -15,6 +15,7 @@ mod report;
 mod sampler;
 mod script;
 mod stats;
+mod steadiness;
 mod target;
 
 pub use measure::{CallMeasures, measure};
