@@ -1,4 +1,5 @@
-//! Deepgram's live-streaming server messages (`Results`, `SpeechStarted`, `UtteranceEnd`, `Metadata`, errors), through the reader a live socket's session calls on every text frame
+//! Deepgram's live-streaming server messages (`Results`, `SpeechStarted`, `UtteranceEnd`,
+//! `Metadata`, errors), through the reader a live socket's session calls on every text frame
 //! (`stt::deepgram::read_server_messages`). One input is a sequence of messages split at newlines
 //! (the provider sends compact JSON), so state carries from one message to the next.
 #![no_main]

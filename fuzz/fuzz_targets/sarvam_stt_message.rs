@@ -1,6 +1,7 @@
-//! Sarvam streaming STT's server messages (`data`, `events`, `error`), after a `flush`, through the reader a live socket's session calls on every text frame
-//! (`stt::sarvam::read_server_messages`). One input is a sequence of messages split at newlines
-//! (the provider sends compact JSON), so state carries from one message to the next.
+//! Sarvam streaming STT's server messages (`data`, `events`, `error`), after a `flush`, through the
+//! reader a live socket's session calls on every text frame (`stt::sarvam::read_server_messages`).
+//! One input is a sequence of messages split at newlines (the provider sends compact JSON), so
+//! state carries from one message to the next.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

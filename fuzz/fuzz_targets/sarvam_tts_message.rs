@@ -1,4 +1,5 @@
-//! Sarvam streaming TTS's server messages (`audio`, `event`/`final`, `error`) with one turn speaking and one waiting, through the reader a live socket's session calls on every text frame
+//! Sarvam streaming TTS's server messages (`audio`, `event`/`final`, `error`) with one turn
+//! speaking and one waiting, through the reader a live socket's session calls on every text frame
 //! (`tts::sarvam::read_server_messages`). One input is a sequence of messages split at newlines
 //! (the provider sends compact JSON), so state carries from one message to the next.
 #![no_main]

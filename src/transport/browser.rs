@@ -457,8 +457,11 @@ pub fn read_client_frames<'a>(
             ClientMessage::Mark { .. } | ClientMessage::Hangup => 1,
             ClientMessage::Dtmf { digit } => {
                 let mut chars = digit.chars();
-                usize::from(matches!((chars.next(), chars.next()),
-                    (Some(key), None) if crate::agent::keypad::is_key(key)))
+                let key = match (chars.next(), chars.next()) {
+                    (Some(key), None) => crate::agent::keypad::is_key(key),
+                    _ => false,
+                };
+                usize::from(key)
             }
             ClientMessage::Playback { .. } => 0,
             ClientMessage::Start { .. } => return Err(Violation::BadMessage),

@@ -660,7 +660,12 @@ pub fn read_server_messages<'a>(messages: impl IntoIterator<Item = &'a str>) -> 
         retired: Retired::default(),
     };
     let mut out = Actions::default();
-    wire.speak(Generation(1), "Hello there. How are".into(), false, &mut out);
+    wire.speak(
+        Generation(1),
+        "Hello there. How are".into(),
+        false,
+        &mut out,
+    );
     wire.speak(Generation(1), " you today?".into(), true, &mut out);
     wire.speak(Generation(2), "Next turn.".into(), true, &mut out);
     wire.settle(&mut out);
