@@ -295,6 +295,25 @@ fn results_event(results: Results) -> Inbound {
     })
 }
 
+/// Reads server text messages as a live socket's session does, one per item: what each one
+/// carries for the call (`None`: nothing). The entry point of the fuzz target (`fuzz/`).
+#[doc(hidden)]
+pub fn read_server_messages<'a>(
+    messages: impl IntoIterator<Item = &'a str>,
+) -> Vec<Option<SttEvent>> {
+    let mut wire = DeepgramWire {
+        url: Url::parse("wss://api.deepgram.com/v1/listen").expect("a fixed URL"),
+        authorization: String::new(),
+    };
+    messages
+        .into_iter()
+        .map(|text| match wire.inbound(text) {
+            Inbound::Event(event) => Some(event),
+            Inbound::Ignore | Inbound::Fail(_) => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

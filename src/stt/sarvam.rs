@@ -449,6 +449,26 @@ fn error_failure(code: &str, message: String) -> Failure {
     }
 }
 
+/// Reads server text messages as a live socket's session does (after one `flush`), one per
+/// item: the event each carries (`Ok(None)`: nothing), or the failure it reports. The entry
+/// point of the fuzz target (`fuzz/`).
+#[doc(hidden)]
+pub fn read_server_messages<'a>(
+    messages: impl IntoIterator<Item = &'a str>,
+) -> Vec<Result<Option<SttEvent>, SttError>> {
+    let url = Url::parse("wss://api.sarvam.ai/speech-to-text/ws").expect("a fixed URL");
+    let mut wire = SarvamWire::new(url, String::new(), AudioFormat::MULAW_8K);
+    let _ = wire.finalize();
+    messages
+        .into_iter()
+        .map(|text| match wire.inbound(text) {
+            Inbound::Event(event) => Ok(Some(event)),
+            Inbound::Ignore => Ok(None),
+            Inbound::Fail(Failure::Retry(e) | Failure::Fatal(e)) => Err(e),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -412,6 +412,64 @@ impl MediaSink for BrowserSink {
     }
 }
 
+/// A client's frames read without a socket: the first as the handshake reads `start`, the rest
+/// as [`BrowserSource`] reads text (the same [`parse`]) and binary audio (the same checks,
+/// samples and 48 kHz resampler). `(binary, bytes)` per frame; answers how many frames carried
+/// something for the call, or the violation that would close the socket. The entry point of the
+/// fuzz target (`fuzz/`).
+#[doc(hidden)]
+pub fn read_client_frames<'a>(
+    frames: impl IntoIterator<Item = (bool, &'a [u8])>,
+) -> Result<usize, Violation> {
+    let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).map_err(|_| Violation::NotJson);
+    let mut frames = frames.into_iter();
+    let rate = match frames.next() {
+        Some((false, bytes)) => match parse(text(bytes)?)? {
+            ClientMessage::Start { sample_rate } if CLIENT_RATES.contains(&sample_rate) => {
+                sample_rate
+            }
+            ClientMessage::Start { .. } => return Err(Violation::BadRate),
+            _ => return Err(Violation::NotStarted),
+        },
+        _ => return Err(Violation::NotStarted),
+    };
+    let mut resampler = resampler(rate, CALL_FORMAT.sample_rate);
+    let (mut scratch, mut arena) = (Vec::new(), BytesMut::new());
+    let mut carried = 0;
+    for (binary, bytes) in frames {
+        if binary {
+            if bytes.len() > MAX_MESSAGE_BYTES {
+                return Err(Violation::TooBig);
+            }
+            if !bytes.len().is_multiple_of(2) {
+                return Err(Violation::BadAudio);
+            }
+            if let Some(resampler) = resampler.as_mut() {
+                samples_into(bytes, &mut scratch);
+                resample_into(resampler, &scratch, &mut arena);
+                carried += usize::from(!arena.split().is_empty());
+            } else {
+                carried += usize::from(!bytes.is_empty());
+            }
+            continue;
+        }
+        carried += match parse(text(bytes)?)? {
+            ClientMessage::Mark { .. } | ClientMessage::Hangup => 1,
+            ClientMessage::Dtmf { digit } => {
+                let mut chars = digit.chars();
+                let key = match (chars.next(), chars.next()) {
+                    (Some(key), None) => crate::agent::keypad::is_key(key),
+                    _ => false,
+                };
+                usize::from(key)
+            }
+            ClientMessage::Playback { .. } => 0,
+            ClientMessage::Start { .. } => return Err(Violation::BadMessage),
+        };
+    }
+    Ok(carried)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

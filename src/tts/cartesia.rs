@@ -534,6 +534,49 @@ fn generation_request(
     serde_json::to_string(&request).unwrap_or_default()
 }
 
+/// Feeds server text messages to the wire as a live socket's session does, with two turns in
+/// flight whose contexts are named `ctx-1` (closed) and `ctx-2` (open), so that a message can
+/// reach one; answers how many actions they produced. The entry point of the fuzz target
+/// (`fuzz/`).
+#[doc(hidden)]
+pub fn read_server_messages<'a>(messages: impl IntoIterator<Item = &'a str>) -> usize {
+    let params = TtsParams {
+        voice: TtsConfig::Cartesia(crate::assistant::CartesiaVoice {
+            voice_id: "a0e99841-438c-4a64-b679-ae501e7d6091".into(),
+            api_key: None,
+            model_id: None,
+            language: None,
+        }),
+        output: AudioFormat::PCM16_16K,
+        playout: None,
+    };
+    let endpoint = TtsEndpoint {
+        base_url: "https://api.cartesia.ai".into(),
+        api_key: "key".into(),
+        model: String::new(),
+    };
+    let setup = CartesiaSetup::new(&endpoint, DEFAULT_VERSION, &params).expect("a valid setup");
+    let mut wire = CartesiaWire {
+        setup,
+        max_buffer_delay_ms: 0,
+        turn_idle: Duration::from_secs(5),
+        contexts: Vec::new(),
+        retired: Retired::default(),
+    };
+    let mut out = Actions::default();
+    wire.speak(Generation(1), "Hello there.".into(), true, &mut out);
+    wire.speak(Generation(2), "How can I".into(), false, &mut out);
+    for (n, context) in wire.contexts.iter_mut().enumerate() {
+        context.id = format!("ctx-{}", n + 1);
+    }
+    let mut actions = out.take().len();
+    for text in messages {
+        wire.message(text, &mut out);
+        actions += out.take().len();
+    }
+    actions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -632,6 +632,52 @@ impl SarvamWire {
     }
 }
 
+/// Feeds server text messages to the wire as a live socket's session does (each followed by
+/// `settle`), with one turn speaking and one waiting; answers how many actions they produced.
+/// The entry point of the fuzz target (`fuzz/`).
+#[doc(hidden)]
+pub fn read_server_messages<'a>(messages: impl IntoIterator<Item = &'a str>) -> usize {
+    let params = TtsParams {
+        voice: TtsConfig::Sarvam(crate::assistant::SarvamVoice {
+            speaker: "anushka".into(),
+            target_language_code: "hi-IN".into(),
+            api_key: None,
+            model: None,
+        }),
+        output: AudioFormat::PCM16_16K,
+        playout: None,
+    };
+    let endpoint = TtsEndpoint {
+        base_url: "https://api.sarvam.ai".into(),
+        api_key: "key".into(),
+        model: DEFAULT_MODEL.into(),
+    };
+    let mut wire = SarvamWire {
+        setup: SarvamSetup::new(&endpoint, &params, 50, 150).expect("a valid setup"),
+        turn_idle: Duration::from_secs(5),
+        active: None,
+        waiting: VecDeque::new(),
+        retired: Retired::default(),
+    };
+    let mut out = Actions::default();
+    wire.speak(
+        Generation(1),
+        "Hello there. How are".into(),
+        false,
+        &mut out,
+    );
+    wire.speak(Generation(1), " you today?".into(), true, &mut out);
+    wire.speak(Generation(2), "Next turn.".into(), true, &mut out);
+    wire.settle(&mut out);
+    let mut actions = out.take().len();
+    for text in messages {
+        wire.message(text, &mut out);
+        wire.settle(&mut out);
+        actions += out.take().len();
+    }
+    actions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,7 +82,7 @@ impl Actions {
         self.0.push(Action::Replace);
     }
 
-    #[cfg(test)]
+    /// The actions so far (tests, and the wires' fuzz entry points).
     pub(crate) fn take(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.0)
     }

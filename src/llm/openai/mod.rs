@@ -20,6 +20,8 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 
 pub use retry::{RetryPolicy, jitter as backoff_jitter};
+#[doc(hidden)]
+pub use stream::read_body;
 
 use crate::llm::{ChatModel, ChatRequest, LlmEndpoint, LlmError, LlmStream, LlmTimeouts};
 use exchange::Exchange;

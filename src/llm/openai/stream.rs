@@ -298,3 +298,40 @@ fn drain_in_background(mut response: Response) {
         });
     }
 }
+
+/// Runs a streamed body, cut into `reads` as the network delivered them, through the SSE parser
+/// and the chunk decoding of a live completion, up to `[DONE]`: the text deltas and the whole
+/// tool calls, or the error the stream would end with. No socket, deadline or resend. The entry
+/// point of the fuzz target (`fuzz/`).
+#[doc(hidden)]
+pub fn read_body<'a>(
+    reads: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(Vec<LlmEvent>, Vec<crate::llm::ToolCall>), LlmError> {
+    let mut sse = SseParser::new();
+    let mut reply = Reply::default();
+    let mut events = Vec::new();
+    for read in reads {
+        sse.push(read);
+        loop {
+            let step = match sse.next_event() {
+                Err(e) => return Err(LlmError::Protocol(e.to_string())),
+                Ok(None) => break,
+                Ok(Some(SseEvent::Done)) => Step::Done,
+                Ok(Some(SseEvent::Data(data))) => reply.apply(data, Generation(1)),
+            };
+            match step {
+                Step::Event(event) => events.push(event),
+                Step::Continue => {}
+                Step::Fail { error, .. } => return Err(error),
+                Step::Done => {
+                    let calls = reply
+                        .tool_calls
+                        .finish()
+                        .map_err(|e| LlmError::Protocol(e.to_string()))?;
+                    return Ok((events, calls));
+                }
+            }
+        }
+    }
+    Err(LlmError::Truncated)
+}
