@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voxbridge::transport::twilio::FrameDecoder;
+use voxbridge::telephony::twilio::stream::FrameDecoder;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
