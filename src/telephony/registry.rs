@@ -95,7 +95,9 @@ impl Telephony {
                         Arc::new(twilio::Twilio::new(http.clone(), base_url.as_deref()))
                             as Arc<dyn TelephonyProvider>
                     }
-                    TrunkProvider::Plivo => Arc::new(plivo::Plivo::new(http.clone(), base_url.as_deref())),
+                    TrunkProvider::Plivo => {
+                        Arc::new(plivo::Plivo::new(http.clone(), base_url.as_deref()))
+                    }
                     TrunkProvider::Exotel => {
                         Arc::new(exotel::Exotel::new(http.clone(), base_url.as_deref()))
                     }

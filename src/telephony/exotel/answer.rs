@@ -44,8 +44,12 @@ mod tests {
 
     #[test]
     fn the_url_keeps_credentials_and_adds_our_ids() {
-        let url = stream_url("wss://acme1:s3cret@vb.example.com/exotel/media", "c-1", "vst_a-b")
-            .unwrap();
+        let url = stream_url(
+            "wss://acme1:s3cret@vb.example.com/exotel/media",
+            "c-1",
+            "vst_a-b",
+        )
+        .unwrap();
         assert_eq!(
             url,
             "wss://acme1:s3cret@vb.example.com/exotel/media?call_id=c-1&token=vst_a-b&sample-rate=8000"

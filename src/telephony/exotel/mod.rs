@@ -24,7 +24,9 @@ use axum::extract::ws::WebSocket;
 use axum::http::{HeaderMap, header};
 
 use self::rest::{Connect, Credentials, ExotelRest, is_account_sid};
-use self::signature::{SECRET_PARAM, SIG_PARAM, call_sig, verify_basic, verify_call_sig, verify_secret};
+use self::signature::{
+    SECRET_PARAM, SIG_PARAM, call_sig, verify_basic, verify_call_sig, verify_secret,
+};
 use super::Trunk;
 use super::provider::{
     Answer, BadWebhook, CallControl, Callback, CallbackEvent, Document, InboundCall, MediaProtocol,
@@ -172,7 +174,10 @@ impl TelephonyProvider for Exotel {
         };
         let token = &trunk.auth_token;
         if !token.is_empty() && !alnum(token, 16) {
-            v.add(fields.secret, "must be an Exotel API token: 16 to 128 letters or digits");
+            v.add(
+                fields.secret,
+                "must be an Exotel API token: 16 to 128 letters or digits",
+            );
         }
         let known = [API_KEY_OPTION, STREAM_SECRET_OPTION, REGION_OPTION];
         for key in trunk.options.keys() {
@@ -227,7 +232,9 @@ impl TelephonyProvider for Exotel {
                 from: e164(from),
                 provider_call_id: sid.to_owned(),
             }),
-            _ => Err(BadWebhook("CallTo, CallFrom and CallSid are required".to_owned())),
+            _ => Err(BadWebhook(
+                "CallTo, CallFrom and CallSid are required".to_owned(),
+            )),
         }
     }
 
@@ -281,18 +288,22 @@ impl TelephonyProvider for Exotel {
     }
 
     fn place_call(&self, trunk: &Trunk, call: PlaceCall<'_>) -> RestFuture<String> {
-        let stream_url = match answer::stream_url(call.stream.url, call.stream.call_id, call.stream.token)
-        {
-            Ok(url) => url,
-            Err(e) => {
-                return Box::pin(std::future::ready(Err(TelephonyError::Invalid {
-                    provider: "Exotel",
-                    message: format!("{e} (check public_url)"),
-                })));
-            }
-        };
+        let stream_url =
+            match answer::stream_url(call.stream.url, call.stream.call_id, call.stream.token) {
+                Ok(url) => url,
+                Err(e) => {
+                    return Box::pin(std::future::ready(Err(TelephonyError::Invalid {
+                        provider: "Exotel",
+                        message: format!("{e} (check public_url)"),
+                    })));
+                }
+            };
         let sig = call_sig(stream_secret(trunk), call.stream.call_id);
-        let separator = if call.status_callback.contains('?') { '&' } else { '?' };
+        let separator = if call.status_callback.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         let status_callback = format!("{}{separator}{SIG_PARAM}={sig}", call.status_callback);
         let rest = self.rest.clone();
         let credentials = self.credentials(trunk);
@@ -464,7 +475,10 @@ mod tests {
         assert!(!exotel.verify_webhook(&trunk, &forged));
 
         let media = exotel.media_url(&trunk, "wss://vb.example.com/exotel/media".into());
-        assert_eq!(media, format!("wss://acme1:{SECRET}@vb.example.com/exotel/media"));
+        assert_eq!(
+            media,
+            format!("wss://acme1:{SECRET}@vb.example.com/exotel/media")
+        );
         let doc = exotel
             .answer(Answer::Stream(crate::telephony::provider::StreamTarget {
                 url: &media,
@@ -476,7 +490,9 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&doc.body).unwrap();
         assert_eq!(
             json["url"],
-            format!("wss://acme1:{SECRET}@vb.example.com/exotel/media?call_id=c-1&token=vst_t&sample-rate=8000")
+            format!(
+                "wss://acme1:{SECRET}@vb.example.com/exotel/media?call_id=c-1&token=vst_t&sample-rate=8000"
+            )
         );
         assert!(exotel.answer(Answer::AskAgain { url: &url }).is_err());
     }
@@ -499,7 +515,13 @@ mod tests {
         assert_eq!(callback.provider_call_id.as_deref(), Some("CA9"));
         assert_eq!(callback.event, CallbackEvent::Status(CallStatus::NoAnswer));
         let other_call = url.replace("call-1", "call-2");
-        assert!(!exotel.verify_webhook(&trunk, &Webhook { url: &other_call, ..request }));
+        assert!(!exotel.verify_webhook(
+            &trunk,
+            &Webhook {
+                url: &other_call,
+                ..request
+            }
+        ));
         let answered = Webhook {
             body: br#"{"CallSid":"CA9","Status":"in-progress","EventType":"answered"}"#,
             ..request
@@ -523,12 +545,16 @@ mod tests {
         assert!(!exotel.verify_media_upgrade(&trunk, &headers));
         headers.insert(
             header::AUTHORIZATION,
-            signature::basic_authorization("acme1", SECRET).parse().unwrap(),
+            signature::basic_authorization("acme1", SECRET)
+                .parse()
+                .unwrap(),
         );
         assert!(exotel.verify_media_upgrade(&trunk, &headers));
         headers.insert(
             header::AUTHORIZATION,
-            signature::basic_authorization("acme1", "wrong").parse().unwrap(),
+            signature::basic_authorization("acme1", "wrong")
+                .parse()
+                .unwrap(),
         );
         assert!(!exotel.verify_media_upgrade(&trunk, &headers));
     }

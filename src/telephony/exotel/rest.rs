@@ -99,7 +99,10 @@ impl ExotelRest {
             credentials.base_url.trim_end_matches('/'),
             credentials.account_sid
         );
-        let time_limit = call.time_limit_secs.clamp(1, MAX_TIME_LIMIT_SECS).to_string();
+        let time_limit = call
+            .time_limit_secs
+            .clamp(1, MAX_TIME_LIMIT_SECS)
+            .to_string();
         let form = [
             ("from", call.to),
             ("callerid", call.caller_id),
@@ -178,7 +181,10 @@ mod tests {
             call_sid(&json!({"call": {"sid": "a1b2", "status": "in-progress"}})).as_deref(),
             Some("a1b2")
         );
-        assert_eq!(call_sid(&json!({"Call": {"Sid": "x9"}})).as_deref(), Some("x9"));
+        assert_eq!(
+            call_sid(&json!({"Call": {"Sid": "x9"}})).as_deref(),
+            Some("x9")
+        );
         assert_eq!(call_sid(&json!({"call": {}})), None);
     }
 

@@ -94,7 +94,11 @@ mod tests {
         assert!(!verify_basic(Some("Basic !!!"), "acme1", "s3cret"));
         assert!(!verify_basic(Some("Bearer x"), "acme1", "s3cret"));
         assert!(!verify_basic(None, "acme1", "s3cret"));
-        assert!(!verify_basic(Some(&basic_authorization("acme1", "")), "acme1", ""));
+        assert!(!verify_basic(
+            Some(&basic_authorization("acme1", "")),
+            "acme1",
+            ""
+        ));
     }
 
     #[test]

@@ -186,7 +186,10 @@ async fn read_start(stream: &mut SplitStream<WebSocket>) -> Result<StreamStart, 
 /// `Some` for `start`, `None` for a frame to skip before it (`connected` among them).
 pub fn parse_start(text: &str) -> Result<Option<StreamStart>, HandshakeError> {
     if text.len() > MAX_FRAME_BYTES {
-        tracing::warn!(len = text.len(), "oversized exotel frame before start skipped");
+        tracing::warn!(
+            len = text.len(),
+            "oversized exotel frame before start skipped"
+        );
         return Ok(None);
     }
     let frame: WireFrame<'_> = match serde_json::from_str(text) {
@@ -225,7 +228,9 @@ pub fn parse_start(text: &str) -> Result<Option<StreamStart>, HandshakeError> {
             AudioFormat::new(Encoding::Pcm16, rate.parse().unwrap_or(8000))
         }
         (rate, bits) => {
-            return Err(HandshakeError::UnsupportedFormat(format!("{bits}-bit@{rate}")));
+            return Err(HandshakeError::UnsupportedFormat(format!(
+                "{bits}-bit@{rate}"
+            )));
         }
     };
     let params = start.custom_parameters.unwrap_or_default();
@@ -305,7 +310,10 @@ impl FrameDecoder {
             }
         };
         if frame.stream_sid.is_some_and(|sid| sid != self.stream_sid) {
-            self.skip("another stream's frame", &frame.stream_sid.unwrap_or_default());
+            self.skip(
+                "another stream's frame",
+                &frame.stream_sid.unwrap_or_default(),
+            );
             return None;
         }
         if let Some(seq) = frame.sequence_number.as_ref().and_then(Number::value) {
@@ -660,8 +668,12 @@ mod tests {
             media(7, ""),
             // Twilio's casing is another stream's frame to us.
             format!(r#"{{"event":"mark","sequence_number":"8","streamSid":"{SID}"}}"#),
-            format!(r#"{{"event":"media","sequence_number":"9","stream_sid":"MZother","media":{{"payload":"AAAA"}}}}"#),
-            format!(r#"{{"event":"dtmf","sequence_number":"10","stream_sid":"{SID}","dtmf":{{"digit":"A"}}}}"#),
+            format!(
+                r#"{{"event":"media","sequence_number":"9","stream_sid":"MZother","media":{{"payload":"AAAA"}}}}"#
+            ),
+            format!(
+                r#"{{"event":"dtmf","sequence_number":"10","stream_sid":"{SID}","dtmf":{{"digit":"A"}}}}"#
+            ),
             format!(r#"{{"event":"what","sequence_number":"11","stream_sid":"{SID}"}}"#),
             "y".repeat(MAX_FRAME_BYTES + 1),
         ] {

@@ -84,7 +84,10 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'=' || b == b','),
             "{text}"
         );
-        assert_eq!(decode(&text), (Some(call_id.to_owned()), Some(token.clone())));
+        assert_eq!(
+            decode(&text),
+            (Some(call_id.to_owned()), Some(token.clone()))
+        );
         // Plivo's `;`-joined form reads the same.
         assert_eq!(
             decode(&text.replace(',', ";")),

@@ -32,8 +32,7 @@ use self::xml::HangupReason;
 use super::Trunk;
 use super::provider::{
     Answer, BadWebhook, CallControl, Callback, CallbackEvent, Document, InboundCall, MediaProtocol,
-    PlaceCall, RestFuture, SocketLimits, StreamStart, TelephonyError, TelephonyProvider,
-    TrunkFields, Webhook,
+    PlaceCall, RestFuture, SocketLimits, StreamStart, TelephonyProvider, TrunkFields, Webhook,
 };
 use crate::store::CallStatus;
 use crate::validation::Violations;
@@ -110,9 +109,13 @@ impl TelephonyProvider for Plivo {
             );
         }
         let token = &trunk.auth_token;
-        if !token.is_empty() && !(token.len() == 40 && token.bytes().all(|b| b.is_ascii_alphanumeric()))
+        if !token.is_empty()
+            && !(token.len() == 40 && token.bytes().all(|b| b.is_ascii_alphanumeric()))
         {
-            v.add(fields.secret, "must be a Plivo Auth Token: 40 letters or digits");
+            v.add(
+                fields.secret,
+                "must be a Plivo Auth Token: 40 letters or digits",
+            );
         }
         if !trunk.options.is_empty() {
             v.add(fields.options, "Plivo trunks take no options");

@@ -114,7 +114,10 @@ impl PlivoRest {
         if !is_auth_id(&credentials.auth_id) {
             return Err(invalid("the trunk's Auth ID is not a Plivo Auth ID"));
         }
-        Ok(format!("{}/v1/Account/{}", self.base_url, credentials.auth_id))
+        Ok(format!(
+            "{}/v1/Account/{}",
+            self.base_url, credentials.auth_id
+        ))
     }
 
     /// Places a call; answers Plivo's `request_uuid`.

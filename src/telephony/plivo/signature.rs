@@ -95,8 +95,8 @@ pub fn compute_signature(
     nonce: &str,
 ) -> Option<String> {
     let base = signing_base(method, url, body)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(auth_token.as_bytes())
-        .expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(auth_token.as_bytes()).expect("HMAC accepts any key length");
     mac.update(base.as_bytes());
     mac.update(b".");
     mac.update(nonce.as_bytes());
@@ -201,13 +201,62 @@ mod tests {
         let url = "https://vb.example.com/plivo/voice";
         let body = [("CallUUID", "u-1")];
         let good = compute_signature(TOKEN, Method::Post, url, &body, "n").unwrap();
-        assert!(validate_signature(TOKEN, Method::Post, url, &body, "n", &good));
-        assert!(!validate_signature(TOKEN, Method::Post, url, &body, "other", &good));
-        assert!(!validate_signature(TOKEN, Method::Post, url, &body, "", &good));
-        assert!(!validate_signature("x", Method::Post, url, &body, "n", &good));
+        assert!(validate_signature(
+            TOKEN,
+            Method::Post,
+            url,
+            &body,
+            "n",
+            &good
+        ));
+        assert!(!validate_signature(
+            TOKEN,
+            Method::Post,
+            url,
+            &body,
+            "other",
+            &good
+        ));
+        assert!(!validate_signature(
+            TOKEN,
+            Method::Post,
+            url,
+            &body,
+            "",
+            &good
+        ));
+        assert!(!validate_signature(
+            "x",
+            Method::Post,
+            url,
+            &body,
+            "n",
+            &good
+        ));
         let tampered = [("CallUUID", "u-2")];
-        assert!(!validate_signature(TOKEN, Method::Post, url, &tampered, "n", &good));
-        assert!(!validate_signature(TOKEN, Method::Post, "not a url", &body, "n", &good));
-        assert!(!validate_signature(TOKEN, Method::Post, url, &body, "n", ""));
+        assert!(!validate_signature(
+            TOKEN,
+            Method::Post,
+            url,
+            &tampered,
+            "n",
+            &good
+        ));
+        assert!(!validate_signature(
+            TOKEN,
+            Method::Post,
+            "not a url",
+            &body,
+            "n",
+            &good
+        ));
+        assert!(!validate_signature(
+            TOKEN,
+            Method::Post,
+            url,
+            &body,
+            "n",
+            ""
+        ));
     }
 }

@@ -184,7 +184,10 @@ async fn read_start(stream: &mut SplitStream<WebSocket>) -> Result<StreamStart, 
 /// `Some` for a `start` frame, `None` for a frame to skip before it.
 pub fn parse_start(text: &str) -> Result<Option<StreamStart>, HandshakeError> {
     if text.len() > MAX_FRAME_BYTES {
-        tracing::warn!(len = text.len(), "oversized plivo frame before start skipped");
+        tracing::warn!(
+            len = text.len(),
+            "oversized plivo frame before start skipped"
+        );
         return Ok(None);
     }
     let frame: WireFrame<'_> = match serde_json::from_str(text) {
@@ -275,7 +278,10 @@ impl FrameDecoder {
             }
         };
         if frame.stream_id.is_some_and(|id| id != self.stream_id) {
-            self.skip("another stream's frame", &frame.stream_id.unwrap_or_default());
+            self.skip(
+                "another stream's frame",
+                &frame.stream_id.unwrap_or_default(),
+            );
             return None;
         }
         if let Some(seq) = frame.sequence_number.as_ref().and_then(Number::value) {
@@ -494,7 +500,9 @@ mod tests {
 
     #[test]
     fn start_as_documented_names_the_call_format_and_our_ids() {
-        let extra = headers::encode("call-1", "vst_t").unwrap().replace(',', ";");
+        let extra = headers::encode("call-1", "vst_t")
+            .unwrap()
+            .replace(',', ";");
         let text = format!(
             r#"{{"event":"start","sequenceNumber":1,"start":{{"callId":"0d2f8d1c-1","streamId":"{SID}","accountId":"MAXXXXXXXXXXXXXXXXXX","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000}}}},"extra_headers":"{extra}"}}"#
         );
@@ -505,7 +513,9 @@ mod tests {
         assert_eq!(start.our_call_id.as_deref(), Some("call-1"));
         assert_eq!(start.token.as_deref(), Some("vst_t"));
 
-        let l16 = text.replace("audio/x-mulaw", "audio/x-l16").replace("8000", "16000");
+        let l16 = text
+            .replace("audio/x-mulaw", "audio/x-l16")
+            .replace("8000", "16000");
         let start = parse_start(&l16).unwrap().unwrap();
         assert_eq!(start.format, AudioFormat::PCM16_16K);
     }
@@ -525,7 +535,11 @@ mod tests {
         ));
         assert!(parse_start("not json").unwrap().is_none());
         assert!(parse_start(r#"{"event":"media"}"#).unwrap().is_none());
-        assert!(parse_start(&"x".repeat(MAX_FRAME_BYTES + 1)).unwrap().is_none());
+        assert!(
+            parse_start(&"x".repeat(MAX_FRAME_BYTES + 1))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -536,8 +550,9 @@ mod tests {
             d.decode(&media(2, &payload)),
             Some(Inbound::Audio(Bytes::from(vec![0xFF; 160])))
         );
-        let played =
-            format!(r#"{{"event":"playedStream","sequenceNumber":3,"streamId":"{SID}","name":"g1-w3"}}"#);
+        let played = format!(
+            r#"{{"event":"playedStream","sequenceNumber":3,"streamId":"{SID}","name":"g1-w3"}}"#
+        );
         assert_eq!(d.decode(&played), Some(Inbound::Mark("g1-w3".into())));
         let old_name =
             format!(r#"{{"event":"played","sequenceNumber":4,"streamId":"{SID}","name":"g1-w4"}}"#);
@@ -546,7 +561,8 @@ mod tests {
             r#"{{"event":"dtmf","sequenceNumber":5,"streamId":"{SID}","dtmf":{{"track":"inbound","digit":"5"}}}}"#
         );
         assert_eq!(d.decode(&dtmf), Some(Inbound::Dtmf('5')));
-        let cleared = format!(r#"{{"event":"clearedAudio","sequenceNumber":6,"streamId":"{SID}"}}"#);
+        let cleared =
+            format!(r#"{{"event":"clearedAudio","sequenceNumber":6,"streamId":"{SID}"}}"#);
         assert_eq!(d.decode(&cleared), None);
         assert_eq!(d.skipped(), 0);
     }
