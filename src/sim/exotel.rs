@@ -101,6 +101,8 @@ struct State {
     webhooks: Vec<SentWebhook>,
     calls: Vec<SimCall>,
     controls: HashMap<String, CallerControl>,
+    /// Longest call when the request names no time limit.
+    max_call_duration: Option<Duration>,
 }
 
 struct Inner {
@@ -260,6 +262,17 @@ impl ExotelSim {
         self.notify();
         tokio::spawn(call::run(self.clone(), call, script));
         sid
+    }
+
+    /// The longest call when a request names no time limit (10 minutes by default).
+    pub fn set_max_call_duration(&self, limit: Duration) {
+        self.state().max_call_duration = Some(limit);
+    }
+
+    fn max_call_duration(&self) -> Duration {
+        self.state()
+            .max_call_duration
+            .unwrap_or(Duration::from_secs(600))
     }
 
     fn script_for(&self, number: &str) -> CallerScript {

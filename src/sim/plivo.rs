@@ -103,6 +103,8 @@ struct State {
     calls: Vec<SimCall>,
     /// A live call's caller, for REST hang-ups.
     controls: HashMap<String, CallerControl>,
+    /// Longest call when the request names no time limit.
+    max_call_duration: Option<Duration>,
     /// A call still ringing, by request UUID: set to hang it up.
     cancels: HashMap<String, watch::Sender<bool>>,
 }
@@ -274,6 +276,17 @@ impl PlivoSim {
         self.notify();
         tokio::spawn(call::run(self.clone(), call, script, None));
         call_uuid
+    }
+
+    /// The longest call when a request names no time limit (10 minutes by default).
+    pub fn set_max_call_duration(&self, limit: Duration) {
+        self.state().max_call_duration = Some(limit);
+    }
+
+    fn max_call_duration(&self) -> Duration {
+        self.state()
+            .max_call_duration
+            .unwrap_or(Duration::from_secs(600))
     }
 
     fn script_for(&self, number: &str) -> CallerScript {

@@ -108,7 +108,6 @@ async fn plivo_inbound_call_greets_takes_three_turns_and_refuses_the_second_sock
     assert!(first_audio < first_speech);
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["end_reason"], "assistant_ended_call", "{call}");
-    assert_eq!(call["provider_call_sid"], uuid.as_str(), "{call}");
     assert_eq!(
         users(&call),
         [
@@ -256,8 +255,6 @@ async fn plivo_outbound_call_places_answers_reports_status_and_hangs_up() {
     let call = stored_call(&lab).await;
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["direction"], "outbound");
-    // The callbacks' CallUUID replaced the request UUID.
-    assert_eq!(call["provider_call_sid"], sim.call_uuid.as_str(), "{call}");
     assert_eq!(users(&call), ["Thank you, goodbye."]);
     // Every webhook the fake sent (ring, answer, hang-up) was accepted.
     let hooks = lab.plivo.webhooks();
@@ -270,6 +267,69 @@ async fn plivo_outbound_call_places_answers_reports_status_and_hangs_up() {
             .iter()
             .any(|h| h.value("CallStatus") == Some("ringing"))
     );
+    lab.stop().await;
+}
+
+/// Placing answers a request UUID; the ring callback names the CallUUID, which replaces it, so a
+/// hang-up while the phone rings ends the call by its CallUUID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_hang_up_while_ringing_uses_the_call_uuid_from_the_callback() {
+    let (lab, trunk_id) = plivo_lab(LabOptions::default()).await;
+    let callee = "+14155550166";
+    lab.plivo.set_outcome(
+        callee,
+        CallOutcome::Answer {
+            after: Duration::from_secs(30),
+        },
+    );
+    let (status, reply) = lab
+        .server
+        .post(
+            "/call/outbound",
+            json!({"assistant_id": lab.assistant_id, "trunk_id": trunk_id, "to_number": callee,
+                   "call_service": "plivo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let call_id = reply["data"]["call_id"].as_str().unwrap().to_owned();
+    let request_uuid = reply["data"]["provider_call_sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rung = lab
+        .plivo
+        .wait_for(Duration::from_secs(10), |sim| {
+            sim.webhooks()
+                .into_iter()
+                .find(|h| h.value("CallStatus") == Some("ringing") && h.status == 204)
+        })
+        .await
+        .expect("the ring callback was accepted");
+    let call_uuid = rung.value("CallUUID").unwrap().to_owned();
+    assert_ne!(call_uuid, request_uuid);
+    let (status, reply) = lab
+        .server
+        .post(&format!("/call/hangup/{call_id}"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let requests = lab.plivo.requests();
+    let delete = requests
+        .iter()
+        .find(|r| r.method == "DELETE")
+        .expect("a hang-up reached Plivo");
+    assert_eq!(
+        delete.path,
+        format!("/v1/Account/{DEFAULT_AUTH_ID}/Call/{call_uuid}/")
+    );
+    assert_eq!(delete.status, 204);
+    let sim = lab
+        .plivo
+        .wait_for_call_end(&call_uuid, Duration::from_secs(10))
+        .await
+        .expect("the call ended");
+    assert_eq!(sim.status, "cancel");
+    let call = stored_call(&lab).await;
+    assert_eq!(call["status"], "canceled", "{call}");
     lab.stop().await;
 }
 

@@ -160,7 +160,10 @@ pub async fn run(sim: ExotelSim, mut call: SimCall, script: CallerScript) {
         custom_parameters: parameters,
         script,
         record: sim.inner.record,
-        max_duration: Duration::from_secs(call.time_limit_secs.unwrap_or(600).into()),
+        max_duration: call
+            .time_limit_secs
+            .map(|s| Duration::from_secs(s.into()))
+            .unwrap_or_else(|| sim.max_call_duration()),
         connect_timeout: Duration::from_secs(10),
         signing_token: credentials,
     };

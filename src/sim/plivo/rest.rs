@@ -176,18 +176,33 @@ async fn hang_up_call(
             "Authentication credentials invalid.",
         );
     }
-    let control = {
-        let state = sim.state();
-        state.controls.get(&call_uuid).cloned()
+    // A live call's caller hangs up; a call still ringing stops ringing (Plivo knows a call
+    // by its CallUUID from the first ring).
+    let (control, cancel) = {
+        let mut state = sim.state();
+        let control = state.controls.get(&call_uuid).cloned();
+        let request = state
+            .calls
+            .iter()
+            .find(|c| c.call_uuid == call_uuid && !c.finished)
+            .map(|c| c.request_uuid.clone());
+        let cancel = request.and_then(|r| state.cancels.remove(&r));
+        (control, cancel)
     };
-    match control {
-        Some(control) => {
+    match (control, cancel) {
+        (Some(control), _) => {
             sim.update_call(&call_uuid, |c| c.hung_up_by_api = true);
             control.hang_up();
             record(&sim, "DELETE", path, Value::Null, true, 204);
             StatusCode::NO_CONTENT.into_response()
         }
-        None => {
+        (None, Some(cancel)) => {
+            sim.update_call(&call_uuid, |c| c.hung_up_by_api = true);
+            let _ = cancel.send(true);
+            record(&sim, "DELETE", path, Value::Null, true, 204);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (None, None) => {
             record(&sim, "DELETE", path, Value::Null, true, 404);
             error(StatusCode::NOT_FOUND, "not found")
         }
