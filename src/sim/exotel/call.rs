@@ -9,6 +9,9 @@ use crate::sim::caller::wire::CallerProtocol;
 use crate::sim::caller::{CallerConfig, CallerScript, spawn_caller};
 use crate::sim::twilio::CallOutcome;
 
+/// A stream URL's parts: the URL to connect to, `user:password`, the query's pairs.
+pub type StreamUrlParts = (String, Option<String>, Vec<(String, String)>);
+
 /// Exotel's stream protocol for the shared caller.
 pub fn protocol() -> CallerProtocol {
     CallerProtocol::new("exotel", |config| Box::new(ExotelWire::new(config)))
@@ -16,7 +19,7 @@ pub fn protocol() -> CallerProtocol {
 
 /// A stream URL as Exotel uses it: the URL without its userinfo, the userinfo as
 /// `user:password` (sent as Basic auth), and the query as custom parameters.
-pub fn split_stream_url(url: &str) -> Option<(String, Option<String>, Vec<(String, String)>)> {
+pub fn split_stream_url(url: &str) -> Option<StreamUrlParts> {
     let mut parsed = url::Url::parse(url).ok()?;
     let user = percent(parsed.username());
     let password = parsed.password().map(percent);

@@ -120,7 +120,7 @@ async fn create_call(
         .any(|k| json.get(*k).is_some() && !text(k).is_some_and(|u| is_http_url(&u)))
     {
         Some("hangup_url and ring_url must be http(s) URLs".to_owned())
-    } else if json.get("time_limit").is_some() && !number("time_limit").is_some_and(|n| n > 0) {
+    } else if json.get("time_limit").is_some() && number("time_limit").is_none_or(|n| n == 0) {
         Some("time_limit must be a positive integer".to_owned())
     } else if text("from") == text("to") {
         Some("src and destination cannot overlap".to_owned())

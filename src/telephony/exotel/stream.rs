@@ -668,9 +668,8 @@ mod tests {
             media(7, ""),
             // Twilio's casing is another stream's frame to us.
             format!(r#"{{"event":"mark","sequence_number":"8","streamSid":"{SID}"}}"#),
-            format!(
-                r#"{{"event":"media","sequence_number":"9","stream_sid":"MZother","media":{{"payload":"AAAA"}}}}"#
-            ),
+            r#"{"event":"media","sequence_number":"9","stream_sid":"MZother","media":{"payload":"AAAA"}}"#
+                .to_owned(),
             format!(
                 r#"{{"event":"dtmf","sequence_number":"10","stream_sid":"{SID}","dtmf":{{"digit":"A"}}}}"#
             ),

@@ -109,9 +109,8 @@ impl TelephonyProvider for Plivo {
             );
         }
         let token = &trunk.auth_token;
-        if !token.is_empty()
-            && !(token.len() == 40 && token.bytes().all(|b| b.is_ascii_alphanumeric()))
-        {
+        let shaped = token.len() == 40 && token.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !token.is_empty() && !shaped {
             v.add(
                 fields.secret,
                 "must be a Plivo Auth Token: 40 letters or digits",
