@@ -161,7 +161,7 @@ async fn trunk_rules(s: &TestServer) {
             "trunk_provider",
         ),
         (
-            with(twilio_trunk(), "trunk_provider", json!("exotel")),
+            with(twilio_trunk(), "trunk_provider", json!("nexmo")),
             "trunk_provider",
         ),
         (
