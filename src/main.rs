@@ -172,6 +172,9 @@ struct LoadtestArgs {
     /// The assistant's STT: `deepgram` or `sarvam` (en-IN).
     #[arg(long, default_value = "deepgram", value_parser = ["deepgram", "sarvam"])]
     stt: String,
+    /// The telephony provider the calls come through (its fake and its stream protocol).
+    #[arg(long, default_value = "twilio", value_parser = ["twilio", "plivo", "exotel"])]
+    provider: String,
     #[command(flatten)]
     delays: DelayArgs,
 }
@@ -309,6 +312,8 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Box<dyn std::error::Error>> 
         delays: args.delays.options(SimOptions::reference()),
         tts: args.tts.parse()?,
         stt: args.stt.parse()?,
+        provider: voxbridge::loadtest::LoadProvider::parse(&args.provider)
+            .ok_or("unknown --provider")?,
     };
     let report = voxbridge::loadtest::run(&options).await?;
     print!("{}", report.table());

@@ -150,7 +150,7 @@ pub async fn place(
 
     let provider = state.telephony.get(trunk.provider);
     let base = state.config.public_base_url();
-    let media = media_stream_url(&state, trunk.provider);
+    let media = provider.media_url(&trunk, media_stream_url(&state, trunk.provider));
     let stream = StreamTarget {
         url: &media,
         call_id: &call_id,

@@ -173,7 +173,7 @@ pub async fn voice(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     }
-    let media = media_stream_url(&state, provider);
+    let media = p.media_url(&route.trunk, media_stream_url(&state, provider));
     tracing::info!(
         provider = p.name(),
         call_id = prepared.call.id,
@@ -217,7 +217,7 @@ async fn outbound_answer(
         tracing::warn!(call_id, "answer URL request with a bad signature refused");
         return (StatusCode::FORBIDDEN, "invalid signature").into_response();
     }
-    let media = media_stream_url(state, provider);
+    let media = p.media_url(&trunk, media_stream_url(state, provider));
     answer_with(
         p,
         Answer::Stream(StreamTarget {
@@ -300,8 +300,10 @@ pub async fn callback(
         Ok(callback) => callback,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
-    if call.provider_call_sid.is_none()
-        && let Some(sid) = &callback.provider_call_id
+    // A provider may name the call differently once it exists (Plivo answers a placed call
+    // with a request id; its callbacks then carry the call's own id, which hang-ups need).
+    if let Some(sid) = &callback.provider_call_id
+        && call.provider_call_sid.as_deref() != Some(sid.as_str())
     {
         let _ = state.store.set_provider_call_sid(&call.id, sid).await;
     }

@@ -1,6 +1,7 @@
-//! The load generator behind `voxbridge loadtest` and `benches/calls.rs`: many simulated Twilio
-//! calls against one server, through the real inbound path (signed `/twilio/voice` webhook,
-//! TwiML, media WebSocket), with the fake providers at fixed delays; per turn it measures what
+//! The load generator behind `voxbridge loadtest` and `benches/calls.rs`: many simulated phone
+//! calls against one server, through the real inbound path of the chosen provider (`provider.rs`:
+//! Twilio's signed `/twilio/voice` webhook and TwiML, Plivo's or Exotel's equivalents, then the
+//! provider's media WebSocket), with the fake providers at fixed delays; per turn it measures what
 //! the caller hears (see [`measure`]) and, for a server on this machine, what each call costs in
 //! CPU and memory.
 //!
@@ -11,6 +12,7 @@
 mod measure;
 mod process;
 mod progress;
+pub mod provider;
 mod report;
 mod sampler;
 mod script;
@@ -29,9 +31,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::sim::caller::RecordOptions;
 use crate::sim::suite::{SimOptions, SimSuite};
-use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, InboundCall, TwilioSim, TwilioSimConfig};
+pub use provider::LoadProvider;
+use provider::Ringer;
 
 /// Most calls one run may place.
 pub const MAX_CALLS: usize = 5000;
@@ -59,6 +61,8 @@ pub struct LoadTestOptions {
     /// The assistant's voice and ears.
     pub tts: TtsChoice,
     pub stt: SttChoice,
+    /// The telephony provider the calls come through.
+    pub provider: LoadProvider,
 }
 
 /// A run could not be made.
@@ -143,16 +147,10 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let max_calls = u32::try_from(options.calls + 16).unwrap_or(u32::MAX);
     let target = Target::start(&options.server, &sim_url, max_calls).await?;
     let http = reqwest::Client::new();
-    let number = target.provision(&http, options.tts, options.stt).await?;
-    let twilio = TwilioSim::new(TwilioSimConfig {
-        record: RecordOptions {
-            frames: true,
-            audio: false,
-        },
-        max_call_duration: options.duration,
-        ..TwilioSimConfig::default()
-    });
-    twilio.add_number(DEFAULT_ACCOUNT_SID, &number);
+    let number = target
+        .provision(&http, options.tts, options.stt, options.provider)
+        .await?;
+    let ringer = Ringer::new(options.provider, &number, options.duration);
 
     let sampler = sampler::Sampler::start(
         target.pids.clone(),
@@ -172,30 +170,24 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     for i in 0..options.calls {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / options.ramp_per_sec))
             .await;
-        let call = InboundCall {
-            // Round robin over the nodes, as a load balancer would.
-            voice_url: format!(
-                "{}/twilio/voice",
-                target.node_urls[i % target.node_urls.len()]
-            ),
-            account_sid: DEFAULT_ACCOUNT_SID.to_owned(),
-            from: format!("+1444{:07}", i),
-            to: number.clone(),
-            script: Some(script.caller_script(i)),
-            status_callback: None,
-            status_callback_events: vec![],
-        };
         placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match twilio.simulate_inbound_call(call) {
+        // Round robin over the nodes, as a load balancer would.
+        let node = &target.node_urls[i % target.node_urls.len()];
+        match ringer.ring(
+            node,
+            &format!("+1444{:07}", i),
+            &number,
+            script.caller_script(i),
+        ) {
             Ok(sid) => sids.push(sid),
-            Err(e) => *failures.entry(e.to_string()).or_insert(0) += 1,
+            Err(e) => *failures.entry(e).or_insert(0) += 1,
         }
     }
     let ramp = t0.elapsed();
     let mut calls = Vec::with_capacity(sids.len());
     let patience = options.duration + Duration::from_secs(60);
     for sid in &sids {
-        match twilio.wait_for_call_end(sid, patience).await {
+        match ringer.ended(sid, patience).await {
             Some(call) => calls.push(call),
             None => {
                 *failures

@@ -14,10 +14,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use super::provider::LoadProvider;
 use crate::config::Config;
 use crate::server::Server;
 use crate::sim::suite::use_fakes_at;
-use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
 
 use super::LoadTestError;
 
@@ -194,6 +194,7 @@ impl Target {
         http: &reqwest::Client,
         tts: TtsChoice,
         stt: SttChoice,
+        provider: LoadProvider,
     ) -> Result<String, LoadTestError> {
         let number = format!("+1555{:07}", rand_u32() % 10_000_000);
         let (tts_model, tts_config) = tts.assistant_fields();
@@ -211,13 +212,7 @@ impl Target {
         let assistant = self.post(http, "/assistant/create", assistant).await?;
         let assistant_id = field(&assistant, "assistant_id")?;
         let trunk = self
-            .post(
-                http,
-                "/trunk/create",
-                json!({"trunk_name": "Load test", "trunk_provider": "twilio",
-                       "trunk_account_sid": DEFAULT_ACCOUNT_SID, "trunk_auth_token": DEFAULT_AUTH_TOKEN,
-                       "trunk_default_caller_number": number}),
-            )
+            .post(http, "/trunk/create", provider.trunk_body(&number))
             .await?;
         let trunk_id = field(&trunk, "trunk_id")?;
         self.post(

@@ -6,10 +6,12 @@
 pub mod caller;
 pub mod cartesia;
 pub mod deepgram;
+pub mod exotel;
 mod latency;
 pub mod mcp;
 pub mod openai;
 mod outbox;
+pub mod plivo;
 pub mod precise_timer;
 mod recorded;
 pub mod sarvam_stt;

@@ -12,8 +12,10 @@ use crate::config::Config;
 use crate::sim::Latency;
 use crate::sim::cartesia::{self, CartesiaFakeConfig, CartesiaFakeHandle};
 use crate::sim::deepgram::{self, DeepgramFake, DeepgramFakeConfig};
+use crate::sim::exotel::{self, ExotelSim};
 use crate::sim::mcp::McpFake;
 use crate::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
+use crate::sim::plivo::{self, PlivoSim};
 use crate::sim::sarvam_stt::{SarvamSttFake, SarvamSttFakeConfig};
 use crate::sim::sarvam_tts::{self, SarvamTtsFakeConfig, SarvamTtsFakeHandle};
 use crate::sim::stt_script::SttScript;
@@ -80,6 +82,8 @@ pub struct SimSuite {
     pub sarvam_stt: SarvamSttFake,
     pub sarvam_tts: SarvamTtsFakeHandle,
     pub twilio: TwilioSim,
+    pub plivo: PlivoSim,
+    pub exotel: ExotelSim,
     /// An MCP server at `{base_url}/mcp`.
     pub mcp: McpFake,
     task: tokio::task::JoinHandle<()>,
@@ -134,6 +138,8 @@ impl SimSuite {
             ))
             .build();
         let twilio = TwilioSim::new(TwilioSimConfig::default());
+        let plivo = PlivoSim::default();
+        let exotel = ExotelSim::default();
         let mcp = McpFake::new();
         let app = Router::new()
             .merge(mcp.router())
@@ -142,7 +148,9 @@ impl SimSuite {
             .merge(sarvam_tts_router)
             .merge(cartesia_router)
             .merge(openai_router)
-            .merge(twilio.router());
+            .merge(twilio.router())
+            .merge(plivo.router())
+            .merge(exotel.router());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!(error = %e, "sim providers stopped");
@@ -157,6 +165,8 @@ impl SimSuite {
             sarvam_stt,
             sarvam_tts,
             twilio,
+            plivo,
+            exotel,
             mcp,
             task,
         })
@@ -179,6 +189,8 @@ impl SimSuite {
             "cartesia": {"base_url": url, "api_key": cartesia::DEFAULT_API_KEY},
             "openai": {"base_url": format!("{url}/v1"), "api_key": openai::DEFAULT_API_KEY},
             "twilio": {"base_url": url, "account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN},
+            "plivo": {"base_url": url, "auth_id": plivo::DEFAULT_AUTH_ID, "auth_token": plivo::DEFAULT_AUTH_TOKEN},
+            "exotel": {"base_url": url, "account_sid": exotel::DEFAULT_ACCOUNT_SID, "api_key": exotel::DEFAULT_API_KEY, "api_token": exotel::DEFAULT_API_TOKEN},
             "mcp": {"url": format!("{url}/mcp"), "tools": ["get_order_status", "add"]},
             "latency_ms": {
                 "stt_final": o.stt_final_ms, "stt_interim": o.stt_interim_ms,

@@ -5,7 +5,9 @@
 //! listed in [`registry`]. The call session never names a provider.
 
 mod call_status;
+pub mod exotel;
 mod phone_number;
+pub mod plivo;
 pub mod provider;
 pub mod registry;
 mod sid;

@@ -242,6 +242,15 @@ pub trait TelephonyProvider: Send + Sync + 'static {
         our_number: Option<String>,
     ) -> Option<Arc<dyn CallControl>>;
 
+    /// The media-stream URL as this trunk's calls must reach it (`url` is our
+    /// `wss://…/{provider}/media`). Exotel adds the trunk's stream credentials as userinfo,
+    /// which it sends back as Basic auth on the upgrade (checked by
+    /// [`verify_media_upgrade`](Self::verify_media_upgrade)); others use it as is.
+    fn media_url(&self, trunk: &Trunk, url: String) -> String {
+        let _ = trunk;
+        url
+    }
+
     /// Whether the media socket's upgrade request is the provider's, for providers that prove it
     /// on the socket (Exotel's Basic credentials) rather than through the stream token alone.
     fn verify_media_upgrade(&self, trunk: &Trunk, headers: &HeaderMap) -> bool {

@@ -157,11 +157,11 @@ async fn trunk_rules(s: &TestServer) {
             "trunk_provider",
         ),
         (
-            with(twilio_trunk(), "trunk_provider", json!("plivo")),
+            with(twilio_trunk(), "trunk_provider", json!("bandwidth")),
             "trunk_provider",
         ),
         (
-            with(twilio_trunk(), "trunk_provider", json!("exotel")),
+            with(twilio_trunk(), "trunk_provider", json!("nexmo")),
             "trunk_provider",
         ),
         (
@@ -260,7 +260,7 @@ async fn trunk_update_rules(s: &TestServer) {
     for (body, field) in [
         (json!({"trunk_name": null}), "trunk_name"),
         (json!({"trunk_name": ""}), "trunk_name"),
-        (json!({"trunk_provider": "plivo"}), "trunk_provider"),
+        (json!({"trunk_provider": "bandwidth"}), "trunk_provider"),
         (json!({"trunk_provider": null}), "trunk_provider"),
         (json!({"trunk_account_sid": "AC12"}), "trunk_account_sid"),
         (json!({"trunk_auth_token": null}), "trunk_auth_token"),
