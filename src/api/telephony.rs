@@ -62,7 +62,7 @@ fn answer_with(p: &dyn TelephonyProvider, answer: Answer<'_>) -> Response {
     match p.answer(answer) {
         Ok(doc) => document(doc),
         Err(e) => {
-            tracing::error!(provider = p.name(), error = %e, "answer document not built (check public_url)");
+            tracing::error!(provider = p.name(), error = %e, "answer document not built");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
@@ -449,6 +449,30 @@ async fn stream<M: MediaProtocol>(
         let _ = sink.close().await;
         return;
     };
+    // The socket is proven to be the call's provider (for providers that prove it on the
+    // upgrade) before the token is spent: a socket without the credentials must not burn the
+    // token the provider's own socket will bring.
+    let p = state.telephony.get(provider);
+    let trunk = match state.store.get_call_any_owner(call_id).await {
+        Ok(Some(call)) => call_trunk(&state, &call).await,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "stream's call lookup failed");
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    if let Some(trunk) = &trunk
+        && (trunk.provider != provider || !p.verify_media_upgrade(trunk, &headers))
+    {
+        tracing::warn!(
+            call_id,
+            provider = provider.as_str(),
+            "media stream not proven to be the call's provider; closed"
+        );
+        let _ = sink.close().await;
+        return;
+    }
     // The token is checked before any provider is contacted; a used or unknown one ends here
     // (so does a provider's second socket for a call that has ended, as Plivo opens).
     let call = match state
@@ -471,19 +495,6 @@ async fn stream<M: MediaProtocol>(
             return;
         }
     };
-    let p = state.telephony.get(provider);
-    let trunk = call_trunk(&state, &call).await;
-    if let Some(trunk) = &trunk
-        && (trunk.provider != provider || !p.verify_media_upgrade(trunk, &headers))
-    {
-        tracing::warn!(
-            call_id,
-            provider = provider.as_str(),
-            "media stream not proven to be the call's provider; closed"
-        );
-        let _ = sink.close().await;
-        return;
-    }
     if call.provider_call_sid.is_none()
         && let Some(sid) = &start.provider_call_id
     {
