@@ -9,8 +9,10 @@ mod phone_number;
 pub mod provider;
 pub mod registry;
 mod sid;
+pub mod telnyx;
 mod trunk;
 pub mod twilio;
+pub mod vonage;
 
 pub use call_status::{CallStatus, StatusCallbackEvent};
 pub use phone_number::{InboundRoute, PhoneNumber};

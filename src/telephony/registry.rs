@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::provider::{MediaProtocol, TelephonyProvider};
-use super::twilio;
+use super::{telnyx, twilio, vonage};
 use crate::config::Config;
 use crate::validation::Violations;
 
@@ -17,15 +17,23 @@ use crate::validation::Violations;
 #[serde(rename_all = "lowercase")]
 pub enum TrunkProvider {
     Twilio,
+    Telnyx,
+    Vonage,
 }
 
 impl TrunkProvider {
     /// Every supported provider.
-    pub const ALL: [TrunkProvider; 1] = [TrunkProvider::Twilio];
+    pub const ALL: [TrunkProvider; 3] = [
+        TrunkProvider::Twilio,
+        TrunkProvider::Telnyx,
+        TrunkProvider::Vonage,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TrunkProvider::Twilio => "twilio",
+            TrunkProvider::Telnyx => "telnyx",
+            TrunkProvider::Vonage => "vonage",
         }
     }
 
@@ -52,6 +60,8 @@ impl TrunkProvider {
     pub fn with_media<V: MediaVisitor>(self, visitor: V) -> V::Output {
         match self {
             TrunkProvider::Twilio => visitor.visit::<twilio::TwilioMedia>(),
+            TrunkProvider::Telnyx => visitor.visit::<telnyx::TelnyxMedia>(),
+            TrunkProvider::Vonage => visitor.visit::<vonage::VonageMedia>(),
         }
     }
 }
@@ -84,6 +94,12 @@ impl Telephony {
                     TrunkProvider::Twilio => {
                         Arc::new(twilio::Twilio::new(http.clone(), base_url.as_deref()))
                             as Arc<dyn TelephonyProvider>
+                    }
+                    TrunkProvider::Telnyx => {
+                        Arc::new(telnyx::Telnyx::new(http.clone(), base_url.as_deref()))
+                    }
+                    TrunkProvider::Vonage => {
+                        Arc::new(vonage::Vonage::new(http.clone(), base_url.as_deref()))
                     }
                 }
             })
