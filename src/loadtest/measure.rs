@@ -26,8 +26,8 @@
 use std::time::Duration;
 
 use crate::call::heard::{MarkPoint, parse_mark};
+use crate::sim::caller::{CallerReport, SpeechRecord};
 use crate::sim::suite::SimOptions;
-use crate::sim::twilio_caller::{CallerReport, SpeechRecord};
 
 use super::script::LoadScript;
 
@@ -246,7 +246,7 @@ fn ms_between(from: Duration, to: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::twilio_caller::{ClearRecord, MediaRecord};
+    use crate::sim::caller::{ClearRecord, MediaRecord};
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -328,7 +328,7 @@ mod tests {
                 media(30_000, 0),
                 media(30_020, 0),
             ],
-            marks: vec![crate::sim::twilio_caller::MarkRecord {
+            marks: vec![crate::sim::caller::MarkRecord {
                 name: "g3.end".into(),
                 received_at: ms(21),
                 offset: 320,

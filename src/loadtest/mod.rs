@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::sim::caller::RecordOptions;
 use crate::sim::suite::{SimOptions, SimSuite};
 use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, InboundCall, TwilioSim, TwilioSimConfig};
-use crate::sim::twilio_caller::RecordOptions;
 
 /// Most calls one run may place.
 pub const MAX_CALLS: usize = 5000;

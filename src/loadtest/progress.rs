@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::sampler::Sample;
-use crate::sim::twilio_caller::{LATE_TICKS, WORST_LATE_TICK_US};
+use crate::sim::caller::{LATE_TICKS, WORST_LATE_TICK_US};
 
 const EVERY: Duration = Duration::from_secs(1);
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::sim::caller::{CallerEnd, LATE_TICK};
 use crate::sim::suite::SimOptions;
 use crate::sim::twilio::SimCall;
-use crate::sim::twilio_caller::{CallerEnd, LATE_TICK};
 
 use super::LoadTestOptions;
 use super::measure::measure;

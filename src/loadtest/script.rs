@@ -12,9 +12,9 @@
 use std::time::Duration;
 
 use crate::audio::Encoding;
+use crate::sim::caller::{CallerAudio, CallerScript};
 use crate::sim::speech_detector::{DetectorConfig, SpeechDetector};
 use crate::sim::stt_script::SttScript;
-use crate::sim::twilio_caller::{CallerAudio, CallerScript};
 
 /// How long after the greeting starts the caller talks over it.
 pub const BARGE_IN_AFTER: Duration = Duration::from_millis(600);
@@ -203,7 +203,7 @@ impl LoadScript {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::twilio_caller::Step;
+    use crate::sim::caller::Step;
 
     #[test]
     fn utterances_have_speech_with_silence_around_it() {

@@ -3,6 +3,7 @@
 //! way the real service does. The fakes' routes do not overlap, so `voxbridge sim` serves all of
 //! them on one port; tests and benchmarks start them in-process.
 
+pub mod caller;
 pub mod cartesia;
 pub mod deepgram;
 mod latency;
@@ -18,7 +19,6 @@ pub mod stream_log;
 pub mod stt_script;
 pub mod suite;
 pub mod twilio;
-pub mod twilio_caller;
 pub mod voice;
 
 pub use latency::Latency;

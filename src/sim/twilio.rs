@@ -10,7 +10,7 @@
 //! - Then, on its own task, the call lives: signed status callbacks `initiated` → `ringing` →
 //!   `in-progress` → `completed` (or `busy`/`no-answer`/`failed`, scripted per number); on
 //!   answer its TwiML runs, and `<Connect><Stream>` starts a simulated caller
-//!   ([`super::twilio_caller`]) against the stream URL. A REST hang-up stops the caller and
+//!   ([`super::caller`]) against the stream URL. A REST hang-up stops the caller and
 //!   completes the call; a TwiML redirect (a `<Dial>` transfer) ends the stream and runs the new
 //!   document.
 //! - Answering-machine detection (`MachineDetection`, `AsyncAmd`): the number's [`Callee`] — a
@@ -24,6 +24,7 @@
 
 mod amd;
 mod call;
+pub mod caller_wire;
 mod rest;
 mod twiml_reader;
 mod webhook;
@@ -42,7 +43,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use super::Latency;
-use super::twilio_caller::{CallerReport, CallerScript, RecordOptions, ScriptError, ScriptSpec};
+use super::caller::{CallerReport, CallerScript, RecordOptions, ScriptError, ScriptSpec};
 use crate::telephony::{CallStatus, StatusCallbackEvent, new_sid};
 use crate::validation::is_e164;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::openai::Fault;
-use voxbridge::sim::twilio_caller::CallerScript;
 
 use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip};
 use crate::common::TestServer;

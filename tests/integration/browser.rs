@@ -271,7 +271,7 @@ fn shop_microphone_wav(dir: &Path) -> PathBuf {
 /// timeline with the API's numbers and keeps screenshots of the list and the call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_draws_a_whole_call_in_a_real_browser() {
-    use voxbridge::sim::twilio_caller::CallerScript;
+    use voxbridge::sim::caller::CallerScript;
 
     use crate::call_lab::{after_agent, clip};
 

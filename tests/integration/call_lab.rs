@@ -10,10 +10,10 @@ use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxbridge::config::Config;
+use voxbridge::sim::caller::{CallerAudio, CallerScript};
 use voxbridge::sim::stt_script::SttScript;
 use voxbridge::sim::suite::{SimOptions, SimSuite};
 use voxbridge::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, InboundCall};
-use voxbridge::sim::twilio_caller::{CallerAudio, CallerScript};
 
 use crate::common::{Backend, TestServer};
 

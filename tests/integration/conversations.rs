@@ -321,7 +321,7 @@ async fn routes_answer_with_and_without_the_trailing_slash_and_in_drf_shapes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voice_assistant_playing_the_function_ends_its_calls_with_the_case() {
     use crate::call_lab::{CallLab, LabOptions, after_agent, clip};
-    use voxbridge::sim::twilio_caller::CallerScript;
+    use voxbridge::sim::caller::CallerScript;
     let mut options = LabOptions {
         utterances: vec!["My order number is 7474839 and the refund never came, it's urgent."],
         ..LabOptions::default()

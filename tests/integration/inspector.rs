@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use voxbridge::sim::twilio_caller::CallerScript;
+use voxbridge::sim::caller::CallerScript;
 use voxbridge::store::{
     AttemptRecord, CallStatus, Direction, NewCall, TurnInterruption, TurnStamps, TurnTiming,
     TurnTool,

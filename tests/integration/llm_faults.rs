@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use voxbridge::call::session::{FAILURE_GOODBYE, LLM_FAILED};
+use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::openai::Fault;
-use voxbridge::sim::twilio_caller::CallerScript;
 
 use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::twilio::DEFAULT_ACCOUNT_SID;
-use voxbridge::sim::twilio_caller::CallerScript;
 
 use crate::call_lab::{CallLab, LabOptions, OUR_NUMBER, after_agent, clip};
 

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::cartesia::ContextFault;
 use voxbridge::sim::stream_log::StreamFault;
-use voxbridge::sim::twilio_caller::CallerScript;
 
 use crate::call_lab::{CallLab, LabOptions, after_agent, clip};
 

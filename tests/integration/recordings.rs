@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxbridge::audio::g711;
-use voxbridge::sim::twilio_caller::CallerScript;
+use voxbridge::sim::caller::CallerScript;
 
 use crate::call_lab::{CallLab, LabOptions, after_agent, clip};
 

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use voxbridge::sim::twilio_caller::CallerScript;
+use voxbridge::sim::caller::CallerScript;
 
 use crate::call_lab::{CallLab, LabOptions, after_agent, clip};
 use crate::common::{Backend, TestServer};

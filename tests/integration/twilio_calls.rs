@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use voxbridge::sim::twilio_caller::CallerScript;
+use voxbridge::sim::caller::CallerScript;
 
 use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
 
@@ -750,9 +750,7 @@ async fn sarvam_speaks_again_after_a_barge_in() {
 /// with the first audio after the caller's speech (or a `clear`) and ends at the server's
 /// end-of-reply mark; inside it the earpiece plays 8 bytes a millisecond, so audio that arrives
 /// after the queued audio has run out leaves a silence of that length.
-fn longest_silences_within_replies(
-    report: &voxbridge::sim::twilio_caller::CallerReport,
-) -> Vec<Duration> {
+fn longest_silences_within_replies(report: &voxbridge::sim::caller::CallerReport) -> Vec<Duration> {
     let mut boundaries: Vec<Duration> = report.speech.iter().map(|s| s.started_at).collect();
     boundaries.extend(
         report

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxbridge::sim::caller::{CallerAudio, CallerEnd, CallerScript};
 use voxbridge::sim::twilio::{Callee, DEFAULT_AUTH_TOKEN};
-use voxbridge::sim::twilio_caller::{CallerAudio, CallerEnd, CallerScript};
 use voxbridge::telephony::twilio::signature::compute_signature;
 
 use crate::call_lab::{CallLab, LabOptions, after_agent, clip};

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::sim::twilio_caller::{
-    CallerAudio, CallerProgress, CallerScript, DEFAULT_MACHINE_GREETING,
-};
+use crate::sim::caller::{CallerAudio, CallerProgress, CallerScript, DEFAULT_MACHINE_GREETING};
 
 /// Twilio's default `MachineDetectionTimeout`, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 30;

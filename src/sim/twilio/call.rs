@@ -13,9 +13,7 @@ use super::amd::{self, Callee, Detector};
 use super::twiml_reader::{StreamVerb, Verb, parse_twiml};
 use super::webhook::{self, WebhookKind};
 use super::{CallOutcome, Direction, Interrupt, SimCall, SimError, StreamRecord, TwilioSim};
-use crate::sim::twilio_caller::{
-    CallerConfig, CallerEnd, CallerReport, CallerScript, spawn_caller,
-};
+use crate::sim::caller::{CallerConfig, CallerEnd, CallerReport, CallerScript, spawn_caller};
 use crate::telephony::{CallStatus, StatusCallbackEvent, new_sid};
 
 /// Twilio's default ring time, in seconds.
@@ -439,6 +437,7 @@ impl CallRun {
         let elapsed = self.answered.map(|t| t.elapsed()).unwrap_or_default();
         let config = CallerConfig {
             url: stream.url,
+            protocol: crate::sim::caller::wire::CallerProtocol::twilio(),
             account_sid: self.call.account_sid.clone(),
             call_sid: self.call.sid.clone(),
             stream_sid,

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::sim::twilio_caller::{CallerAudio, CallerEnd};
+use crate::sim::caller::{CallerAudio, CallerEnd};
 use crate::telephony::twilio::rest::{
     CallResource, CreateCall, HangUp, TwilioCredentials, TwilioError, TwilioRest,
 };

@@ -1,22 +1,22 @@
-//! The simulated phone caller: a Twilio Media Streams client, as Twilio itself would open it
-//! against our `<Connect><Stream>` URL. It plays the human on the phone in integration tests,
+//! The simulated phone caller: a telephony provider's media-stream client, as the provider itself
+//! would open it against our stream URL. It plays the human on the phone in integration tests,
 //! end-to-end tests and the load generator, so it must be faithful and light: one task per
-//! caller, no lock, no per-frame allocation beyond the JSON text each frame must be, and no audio
+//! caller, no lock, no per-frame allocation beyond the message each frame must be, and no audio
 //! kept unless a test asks for it.
 //!
-//! On the wire it does what Twilio does: `connected`, then `start` (stream, call and account
-//! SIDs, custom parameters, μ-law/8000/1), then a `media` frame of 160 μ-law bytes every 20 ms on
-//! the real clock — the script's speech, or silence (`0xFF`) when it has nothing to say — with
-//! sequence numbers, chunks and timestamps as JSON strings; `dtmf` when the script presses a key;
-//! `stop` and a close when the call ends on its side. What the server sends is checked as Twilio
-//! checks it (right `streamSid`, only `media`/`mark`/`clear`, valid base64) and queued in a
-//! playout buffer drained at 8000 bytes/s: a `mark` comes back when the audio before it has
-//! played, a `clear` drops the queue and returns pending marks at once.
+//! What is the same for every provider lives here: a frame every 20 ms on the real clock — the
+//! script's speech, or silence when it has nothing to say — keys when the script presses them,
+//! the provider's stop and a close when the call ends on its side; what the server sends is
+//! queued in a playout buffer drained in real time: a mark comes back when the audio before it
+//! has played, a clear drops the queue and returns pending marks at once. How each of those is
+//! said on the wire, and what the provider would refuse, is the provider's [`wire::CallerWire`]
+//! (Twilio's by default, in `sim/twilio/caller_wire.rs`).
 
 mod audio;
 mod playout;
 mod report;
 mod script;
+pub mod wire;
 
 pub use audio::{BYTES_PER_MS, CallerAudio, CallerAudioError, FRAME_BYTES, SILENCE};
 pub use report::{
@@ -30,27 +30,21 @@ pub use script::{
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use self::wire::{CallerProtocol, CallerWire, ServerMessage};
 use crate::telephony::new_sid;
-use crate::telephony::twilio::signature::{SIGNATURE_HEADER, compute_signature};
 
 /// One frame of the wire clock.
 const FRAME: Duration = Duration::from_millis(20);
@@ -87,20 +81,24 @@ impl Default for RecordOptions {
 /// Everything one simulated caller needs.
 #[derive(Debug, Clone)]
 pub struct CallerConfig {
-    /// The `<Stream url>`: `ws://` or `wss://`.
+    /// The stream URL from the answer document: `ws://` or `wss://`.
     pub url: String,
+    /// The provider's stream protocol (Twilio's by default).
+    pub protocol: CallerProtocol,
+    /// The provider's ids of the account, the call and the stream.
     pub account_sid: String,
     pub call_sid: String,
     pub stream_sid: String,
-    /// The `<Parameter>`s, sent back in `start.customParameters`.
+    /// The custom values of the answer document (Twilio's `<Parameter>`s), sent back in the
+    /// stream's first messages as the provider sends them.
     pub custom_parameters: Vec<(String, String)>,
     pub script: CallerScript,
     pub record: RecordOptions,
     /// The call is hung up (with `stop`) after this long, whatever the script says.
     pub max_duration: Duration,
     pub connect_timeout: Duration,
-    /// With an auth token, the upgrade request carries `X-Twilio-Signature` over the URL (as
-    /// Twilio sends it; the server should not rely on it alone).
+    /// The provider secret its wire may prove the upgrade with (Twilio: `X-Twilio-Signature`
+    /// over the URL, which the server should not rely on alone).
     pub signing_token: Option<String>,
 }
 
@@ -109,6 +107,7 @@ impl CallerConfig {
     pub fn new(url: impl Into<String>, script: CallerScript) -> Self {
         Self {
             url: url.into(),
+            protocol: CallerProtocol::twilio(),
             account_sid: new_sid("AC"),
             call_sid: new_sid("CA"),
             stream_sid: new_sid("MZ"),
@@ -231,7 +230,8 @@ pub async fn run_caller(
         stream_sid: config.stream_sid.clone(),
         ..Default::default()
     };
-    let ws = match connect(&config).await {
+    let mut wire = config.protocol.wire(&config);
+    let ws = match connect(&config, wire.as_ref()).await {
         Ok(ws) => ws,
         Err(why) => {
             report.end = Some(CallerEnd::ConnectFailed(why));
@@ -241,12 +241,10 @@ pub async fn run_caller(
     };
     report.connected_at = Some(t0.elapsed());
     let mut session = Session {
-        silence_payload: BASE64.encode([SILENCE; FRAME_BYTES]),
         config: &config,
+        wire: wire.as_mut(),
         ws,
         t0,
-        seq: 0,
-        chunk: 0,
         report,
         playout: playout::Playout::default(),
         payload: Vec::with_capacity(FRAME_BYTES * 4),
@@ -266,17 +264,15 @@ pub async fn run_caller(
 
 async fn connect(
     config: &CallerConfig,
+    wire: &dyn CallerWire,
 ) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, String> {
     let mut request = config
         .url
         .as_str()
         .into_client_request()
         .map_err(|e| format!("bad stream URL {:?}: {e}", config.url))?;
-    if let Some(token) = &config.signing_token {
-        let signature = compute_signature::<&str, &str>(token, &config.url, &[]);
-        if let Ok(value) = HeaderValue::from_str(&signature) {
-            request.headers_mut().insert(SIGNATURE_HEADER, value);
-        }
+    for (name, value) in wire.upgrade_headers(&config.url) {
+        request.headers_mut().insert(name, value);
     }
     let connecting =
         tokio_tungstenite::connect_async_with_config(request, Some(caller_ws_config()), true);
@@ -299,31 +295,6 @@ async fn remote_end(control: &mut watch::Receiver<Option<RemoteEnd>>) -> RemoteE
     }
 }
 
-/// A message from the server, borrowed from the frame's text.
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
-    #[serde(rename = "streamSid", borrow, default)]
-    stream_sid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    media: Option<IncomingMedia<'a>>,
-    #[serde(borrow, default)]
-    mark: Option<IncomingMark<'a>>,
-}
-
-#[derive(Deserialize)]
-struct IncomingMedia<'a> {
-    #[serde(borrow, default)]
-    payload: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct IncomingMark<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-}
-
 /// What the loop does next.
 enum Flow {
     Continue,
@@ -334,17 +305,13 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Session<'a> {
     config: &'a CallerConfig,
+    wire: &'a mut dyn CallerWire,
     ws: Ws,
     t0: Instant,
-    /// Last `sequenceNumber` sent (`start` is 1).
-    seq: u64,
-    /// Last `media.chunk` sent.
-    chunk: u64,
     report: CallerReport,
     playout: playout::Playout,
-    /// Reused base64 decode buffer.
+    /// Reused decode buffer: the server's audio as μ-law.
     payload: Vec<u8>,
-    silence_payload: String,
     clears: u32,
     last_media_at: Option<Instant>,
     step: usize,
@@ -416,39 +383,11 @@ impl Session<'_> {
         }
     }
 
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    async fn send_text(&mut self, text: String) -> Result<(), tungstenite::Error> {
-        self.ws.send(Message::text(text)).await
-    }
-
     async fn send_greeting(&mut self) -> Result<(), tungstenite::Error> {
-        self.send_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.to_owned())
-            .await?;
-        let parameters: serde_json::Map<String, serde_json::Value> = self
-            .config
-            .custom_parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let seq = self.next_seq();
-        let start = serde_json::json!({
-            "event": "start",
-            "sequenceNumber": seq.to_string(),
-            "start": {
-                "accountSid": self.config.account_sid,
-                "streamSid": self.config.stream_sid,
-                "callSid": self.config.call_sid,
-                "tracks": ["inbound"],
-                "customParameters": parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-            },
-            "streamSid": self.config.stream_sid,
-        });
-        self.send_text(start.to_string()).await
+        for message in self.wire.greeting() {
+            self.ws.send(message).await?;
+        }
+        Ok(())
     }
 
     /// One 20 ms tick: play out the server's audio, advance the script, send one frame.
@@ -554,8 +493,8 @@ impl Session<'_> {
         for digit in dtmf {
             self.send_dtmf(digit, at).await?;
         }
-        let frame = self.media_json(speaking.then_some(&frame[..]));
-        self.send_text(frame).await?;
+        let frame = self.wire.media(speaking.then_some(&frame[..]));
+        self.ws.send(frame).await?;
         self.report.frames_sent += 1;
         Ok(Flow::Continue)
     }
@@ -571,38 +510,10 @@ impl Session<'_> {
         self.step_started = None;
     }
 
-    /// A `media` frame of caller audio (`None`: silence), padded with silence to 160 bytes.
-    fn media_json(&mut self, audio: Option<&[u8]>) -> String {
-        let seq = self.next_seq();
-        self.chunk += 1;
-        let mut json = String::with_capacity(300 + self.config.stream_sid.len());
-        let _ = write!(
-            json,
-            r#"{{"event":"media","sequenceNumber":"{seq}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":""#,
-            self.chunk,
-            self.chunk * 20
-        );
-        match audio {
-            Some(bytes) if bytes.len() == FRAME_BYTES => BASE64.encode_string(bytes, &mut json),
-            Some(bytes) => {
-                let mut frame = [SILENCE; FRAME_BYTES];
-                let n = bytes.len().min(FRAME_BYTES);
-                frame[..n].copy_from_slice(&bytes[..n]);
-                BASE64.encode_string(frame, &mut json);
-            }
-            None => json.push_str(&self.silence_payload),
-        }
-        let _ = write!(json, r#""}},"streamSid":"{}"}}"#, self.config.stream_sid);
-        json
-    }
-
     async fn send_dtmf(&mut self, digit: char, at: Duration) -> Result<(), tungstenite::Error> {
-        let seq = self.next_seq();
-        let json = format!(
-            r#"{{"event":"dtmf","streamSid":"{}","sequenceNumber":"{seq}","dtmf":{{"track":"inbound_track","digit":"{digit}"}}}}"#,
-            self.config.stream_sid
-        );
-        self.send_text(json).await?;
+        if let Some(message) = self.wire.dtmf(digit) {
+            self.ws.send(message).await?;
+        }
         self.report.dtmf_sent.push((at, digit));
         Ok(())
     }
@@ -614,13 +525,8 @@ impl Session<'_> {
         };
         mark.echoed_at = Some(at);
         mark.cleared = cleared;
-        let name = serde_json::Value::String(mark.name.clone());
-        let seq = self.next_seq();
-        let json = format!(
-            r#"{{"event":"mark","sequenceNumber":"{seq}","streamSid":"{}","mark":{{"name":{name}}}}}"#,
-            self.config.stream_sid
-        );
-        self.send_text(json).await
+        let echo = self.wire.mark_echo(&mark.name);
+        self.ws.send(echo).await
     }
 
     fn protocol_error(&mut self, detail: impl Into<String>) {
@@ -633,59 +539,19 @@ impl Session<'_> {
     }
 
     async fn on_message(&mut self, message: Message) -> Result<Flow, tungstenite::Error> {
-        match message {
-            Message::Text(text) => self.on_text(text.as_str()).await,
-            Message::Binary(_) => {
-                self.protocol_error("binary frame: Twilio only accepts JSON text frames");
+        if let Message::Close(_) = message {
+            return Ok(Flow::End(CallerEnd::ServerClosed));
+        }
+        let mut payload = std::mem::take(&mut self.payload);
+        let flow = match self.wire.decode(&message, &mut payload) {
+            ServerMessage::Audio { warning } => {
+                if let Some(warning) = warning {
+                    self.protocol_error(warning);
+                }
+                self.on_media(&payload);
                 Ok(Flow::Continue)
             }
-            Message::Close(_) => Ok(Flow::End(CallerEnd::ServerClosed)),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
-        }
-    }
-
-    async fn on_text(&mut self, text: &str) -> Result<Flow, tungstenite::Error> {
-        let message: Incoming<'_> = match serde_json::from_str(text) {
-            Ok(message) => message,
-            Err(e) => {
-                self.protocol_error(format!("not a JSON message ({e})"));
-                return Ok(Flow::Continue);
-            }
-        };
-        let Some(event) = message.event.as_deref() else {
-            self.protocol_error("message without an event");
-            return Ok(Flow::Continue);
-        };
-        if !matches!(event, "media" | "mark" | "clear") {
-            self.protocol_error(format!(
-                "unsupported event {event:?}: only media, mark and clear are accepted"
-            ));
-            return Ok(Flow::Continue);
-        }
-        match message.stream_sid.as_deref() {
-            Some(sid) if sid == self.config.stream_sid => {}
-            Some(sid) => {
-                self.protocol_error(format!("{event} for another stream: streamSid {sid:?}"));
-                return Ok(Flow::Continue);
-            }
-            None => {
-                self.protocol_error(format!("{event} without a streamSid"));
-                return Ok(Flow::Continue);
-            }
-        }
-        match event {
-            "media" => {
-                let Some(payload) = message.media.and_then(|m| m.payload) else {
-                    self.protocol_error("media without media.payload");
-                    return Ok(Flow::Continue);
-                };
-                self.on_media(&payload);
-            }
-            "mark" => {
-                let Some(name) = message.mark.and_then(|m| m.name) else {
-                    self.protocol_error("mark without mark.name");
-                    return Ok(Flow::Continue);
-                };
+            ServerMessage::Mark(name) => {
                 let record = self.report.marks.len();
                 self.report.marks.push(MarkRecord {
                     name: name.into_owned(),
@@ -697,8 +563,9 @@ impl Session<'_> {
                 if self.playout.push_mark(record) {
                     self.echo_mark(record, false).await?;
                 }
+                Ok(Flow::Continue)
             }
-            _ => {
+            ServerMessage::Clear => {
                 let mut due: Vec<usize> = Vec::new();
                 let dropped = self.playout.clear(|mark| due.push(mark));
                 self.clears += 1;
@@ -711,51 +578,47 @@ impl Session<'_> {
                 for mark in due {
                     self.echo_mark(mark, true).await?;
                 }
+                Ok(Flow::Continue)
             }
-        }
-        Ok(Flow::Continue)
+            ServerMessage::Ignore => Ok(Flow::Continue),
+            ServerMessage::Violation(detail) => {
+                self.protocol_error(detail);
+                Ok(Flow::Continue)
+            }
+        };
+        self.payload = payload;
+        flow
     }
 
-    fn on_media(&mut self, payload: &str) {
-        self.payload.clear();
-        if let Err(e) = BASE64.decode_vec(payload, &mut self.payload) {
-            self.protocol_error(format!("media.payload is not valid base64 ({e})"));
-            return;
-        }
-        if self.payload.starts_with(b"RIFF") {
-            // Twilio would play the header as a burst of noise; the test should hear about it.
-            self.protocol_error("media.payload is a WAV file: send raw mu-law bytes");
-        }
-        if self.payload.is_empty() {
+    fn on_media(&mut self, payload: &[u8]) {
+        if payload.is_empty() {
             return;
         }
         let at = self.elapsed();
-        let offset = self.playout.push_audio(self.payload.len());
+        let offset = self.playout.push_audio(payload.len());
         self.last_media_at = Some(Instant::now());
-        self.report.outbound_bytes += self.payload.len() as u64;
+        self.report.outbound_bytes += payload.len() as u64;
         self.report.first_media_at.get_or_insert(at);
         self.report.last_media_at = Some(at);
         if self.config.record.frames {
             self.report.media.push(MediaRecord {
                 at,
-                bytes: self.payload.len() as u32,
+                bytes: payload.len() as u32,
                 offset,
                 after_clears: self.clears,
             });
         }
         if self.config.record.audio {
-            self.report.outbound_audio.extend_from_slice(&self.payload);
+            self.report.outbound_audio.extend_from_slice(payload);
         }
     }
 
-    /// Ends the call from the caller's side: `stop`, close, wait briefly for the server's close.
+    /// Ends the call from the caller's side: the provider's stop, close, wait briefly for the
+    /// server's close.
     async fn hang_up(&mut self, end: CallerEnd) -> CallerEnd {
-        let seq = self.next_seq();
-        let stop = format!(
-            r#"{{"event":"stop","sequenceNumber":"{seq}","streamSid":"{}","stop":{{"accountSid":"{}","callSid":"{}"}}}}"#,
-            self.config.stream_sid, self.config.account_sid, self.config.call_sid
-        );
-        if self.send_text(stop).await.is_err() {
+        if let Some(stop) = self.wire.stop()
+            && self.ws.send(stop).await.is_err()
+        {
             return end;
         }
         let _ = self.ws.close(None).await;
