@@ -17,7 +17,9 @@ use crate::sim::openai::{self, OpenAiFake, OpenAiFakeHandle};
 use crate::sim::sarvam_stt::{SarvamSttFake, SarvamSttFakeConfig};
 use crate::sim::sarvam_tts::{self, SarvamTtsFakeConfig, SarvamTtsFakeHandle};
 use crate::sim::stt_script::SttScript;
+use crate::sim::telnyx::TelnyxSim;
 use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioSim, TwilioSimConfig};
+use crate::sim::vonage::VonageSim;
 
 /// One Sarvam key serves STT and TTS, as on the real service.
 pub const SARVAM_KEY: &str = sarvam_tts::DEFAULT_API_KEY;
@@ -80,6 +82,8 @@ pub struct SimSuite {
     pub sarvam_stt: SarvamSttFake,
     pub sarvam_tts: SarvamTtsFakeHandle,
     pub twilio: TwilioSim,
+    pub telnyx: TelnyxSim,
+    pub vonage: VonageSim,
     /// An MCP server at `{base_url}/mcp`.
     pub mcp: McpFake,
     task: tokio::task::JoinHandle<()>,
@@ -134,6 +138,8 @@ impl SimSuite {
             ))
             .build();
         let twilio = TwilioSim::new(TwilioSimConfig::default());
+        let telnyx = TelnyxSim::default();
+        let vonage = VonageSim::default();
         let mcp = McpFake::new();
         let app = Router::new()
             .merge(mcp.router())
@@ -142,7 +148,9 @@ impl SimSuite {
             .merge(sarvam_tts_router)
             .merge(cartesia_router)
             .merge(openai_router)
-            .merge(twilio.router());
+            .merge(twilio.router())
+            .merge(telnyx.router())
+            .merge(vonage.router());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!(error = %e, "sim providers stopped");
@@ -157,6 +165,8 @@ impl SimSuite {
             sarvam_stt,
             sarvam_tts,
             twilio,
+            telnyx,
+            vonage,
             mcp,
             task,
         })
@@ -179,6 +189,13 @@ impl SimSuite {
             "cartesia": {"base_url": url, "api_key": cartesia::DEFAULT_API_KEY},
             "openai": {"base_url": format!("{url}/v1"), "api_key": openai::DEFAULT_API_KEY},
             "twilio": {"base_url": url, "account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN},
+            "telnyx": {"base_url": url, "trunk_account_sid": crate::sim::telnyx::DEFAULT_CONNECTION_ID,
+                       "trunk_auth_token": crate::sim::telnyx::DEFAULT_API_KEY,
+                       "trunk_options": {"public_key": self.telnyx.public_key()}},
+            "vonage": {"base_url": url, "trunk_account_sid": crate::sim::vonage::DEFAULT_APPLICATION_ID,
+                       "trunk_auth_token": crate::sim::vonage::default_private_key(),
+                       "trunk_options": {"signature_secret": crate::sim::vonage::DEFAULT_SIGNATURE_SECRET,
+                                         "api_key": crate::sim::vonage::DEFAULT_API_KEY}},
             "mcp": {"url": format!("{url}/mcp"), "tools": ["get_order_status", "add"]},
             "latency_ms": {
                 "stt_final": o.stt_final_ms, "stt_interim": o.stt_interim_ms,

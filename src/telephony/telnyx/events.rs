@@ -64,8 +64,8 @@ pub fn parse(body: &[u8]) -> Result<Callback, BadWebhook> {
 }
 
 fn parse_event(body: &[u8]) -> Result<Callback, BadWebhook> {
-    let event: Event = serde_json::from_slice(body)
-        .map_err(|e| BadWebhook(format!("not a Telnyx event: {e}")))?;
+    let event: Event =
+        serde_json::from_slice(body).map_err(|e| BadWebhook(format!("not a Telnyx event: {e}")))?;
     let payload = event.data.payload;
     let result = payload.result.as_deref().unwrap_or_default();
     let event = match event.data.event_type.as_str() {
@@ -137,22 +137,68 @@ mod tests {
     fn call_control_events_map_onto_our_statuses() {
         let id = r#""call_control_id":"v3:MdI9""#;
         let cases = [
-            ("call.initiated", format!("{{{id},\"state\":\"parked\"}}"), CallbackEvent::Status(CallStatus::Queued)),
-            ("call.answered", format!("{{{id}}}"), CallbackEvent::Status(CallStatus::InProgress)),
+            (
+                "call.initiated",
+                format!("{{{id},\"state\":\"parked\"}}"),
+                CallbackEvent::Status(CallStatus::Queued),
+            ),
+            (
+                "call.answered",
+                format!("{{{id}}}"),
+                CallbackEvent::Status(CallStatus::InProgress),
+            ),
             (
                 "call.hangup",
-                format!("{{{id},\"hangup_cause\":\"normal_clearing\",\"hangup_source\":\"caller\",\"sip_hangup_cause\":\"200\"}}"),
+                format!(
+                    "{{{id},\"hangup_cause\":\"normal_clearing\",\"hangup_source\":\"caller\",\"sip_hangup_cause\":\"200\"}}"
+                ),
                 CallbackEvent::Status(CallStatus::Completed),
             ),
-            ("call.hangup", format!("{{{id},\"hangup_cause\":\"user_busy\"}}"), CallbackEvent::Status(CallStatus::Busy)),
-            ("call.hangup", format!("{{{id},\"hangup_cause\":\"call_rejected\"}}"), CallbackEvent::Status(CallStatus::Busy)),
-            ("call.hangup", format!("{{{id},\"hangup_cause\":\"timeout\"}}"), CallbackEvent::Status(CallStatus::NoAnswer)),
-            ("call.hangup", format!("{{{id},\"hangup_cause\":\"originator_cancel\"}}"), CallbackEvent::Status(CallStatus::Canceled)),
-            ("call.hangup", format!("{{{id},\"hangup_cause\":\"not_found\"}}"), CallbackEvent::Status(CallStatus::Failed)),
-            ("streaming.started", format!("{{{id},\"stream_url\":\"wss://a\"}}"), CallbackEvent::Ignored),
-            ("call.machine.detection.ended", format!("{{{id},\"result\":\"human\"}}"), CallbackEvent::AnsweredBy(AnsweredBy::Human)),
-            ("call.machine.detection.ended", format!("{{{id},\"result\":\"machine\"}}"), CallbackEvent::Ignored),
-            ("call.machine.greeting.ended", format!("{{{id},\"result\":\"beep_detected\"}}"), CallbackEvent::AnsweredBy(AnsweredBy::MachineEndBeep)),
+            (
+                "call.hangup",
+                format!("{{{id},\"hangup_cause\":\"user_busy\"}}"),
+                CallbackEvent::Status(CallStatus::Busy),
+            ),
+            (
+                "call.hangup",
+                format!("{{{id},\"hangup_cause\":\"call_rejected\"}}"),
+                CallbackEvent::Status(CallStatus::Busy),
+            ),
+            (
+                "call.hangup",
+                format!("{{{id},\"hangup_cause\":\"timeout\"}}"),
+                CallbackEvent::Status(CallStatus::NoAnswer),
+            ),
+            (
+                "call.hangup",
+                format!("{{{id},\"hangup_cause\":\"originator_cancel\"}}"),
+                CallbackEvent::Status(CallStatus::Canceled),
+            ),
+            (
+                "call.hangup",
+                format!("{{{id},\"hangup_cause\":\"not_found\"}}"),
+                CallbackEvent::Status(CallStatus::Failed),
+            ),
+            (
+                "streaming.started",
+                format!("{{{id},\"stream_url\":\"wss://a\"}}"),
+                CallbackEvent::Ignored,
+            ),
+            (
+                "call.machine.detection.ended",
+                format!("{{{id},\"result\":\"human\"}}"),
+                CallbackEvent::AnsweredBy(AnsweredBy::Human),
+            ),
+            (
+                "call.machine.detection.ended",
+                format!("{{{id},\"result\":\"machine\"}}"),
+                CallbackEvent::Ignored,
+            ),
+            (
+                "call.machine.greeting.ended",
+                format!("{{{id},\"result\":\"beep_detected\"}}"),
+                CallbackEvent::AnsweredBy(AnsweredBy::MachineEndBeep),
+            ),
         ];
         for (event_type, payload, expected) in cases {
             let callback = parse(&event(event_type, &payload)).unwrap();

@@ -26,8 +26,7 @@ use self::texml::RejectReason;
 use super::Trunk;
 use super::provider::{
     Answer, BadWebhook, CallControl, Callback, Document, InboundCall, MediaProtocol, PlaceCall,
-    RestFuture, SocketLimits, StreamStart, TelephonyError, TelephonyProvider, TrunkFields,
-    Webhook,
+    RestFuture, SocketLimits, StreamStart, TelephonyError, TelephonyProvider, TrunkFields, Webhook,
 };
 use crate::validation::Violations;
 
@@ -70,7 +69,10 @@ pub fn is_api_key(value: &str) -> bool {
 }
 
 fn public_key(trunk: &Trunk) -> Option<&str> {
-    trunk.options.get(PUBLIC_KEY_OPTION).and_then(|v| v.as_str())
+    trunk
+        .options
+        .get(PUBLIC_KEY_OPTION)
+        .and_then(|v| v.as_str())
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -314,12 +316,26 @@ mod tests {
     #[test]
     fn trunks_are_checked_by_shape() {
         let public = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]);
-        assert!(violations(&trunk("1494404757140276705", KEY, json!({"public_key": public}))).is_empty());
-        let bad = violations(&trunk("12/../x", "sk_live_123", json!({"public_key": "abc", "x": 1})));
+        assert!(
+            violations(&trunk(
+                "1494404757140276705",
+                KEY,
+                json!({"public_key": public})
+            ))
+            .is_empty()
+        );
+        let bad = violations(&trunk(
+            "12/../x",
+            "sk_live_123",
+            json!({"public_key": "abc", "x": 1}),
+        ));
         let fields: Vec<&str> = bad.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["a", "s", "o", "o"], "{bad:?}");
         let missing = violations(&trunk("1494404757140276705", KEY, json!({})));
-        assert!(missing[0].1.contains("public_key is required"), "{missing:?}");
+        assert!(
+            missing[0].1.contains("public_key is required"),
+            "{missing:?}"
+        );
     }
 
     #[test]
@@ -343,14 +359,22 @@ mod tests {
             body: b"",
         };
         assert_eq!(telnyx.inbound_call(&get).unwrap().from, "+1555");
-        let empty = Webhook { body: b"", url: "https://a/telnyx/voice", ..post };
+        let empty = Webhook {
+            body: b"",
+            url: "https://a/telnyx/voice",
+            ..post
+        };
         assert!(telnyx.inbound_call(&empty).is_err());
     }
 
     #[test]
     fn webhooks_are_verified_with_the_trunks_public_key() {
         let key = aws_lc_rs::signature::Ed25519KeyPair::generate().unwrap();
-        let t = trunk("1", KEY, json!({"public_key": signature::public_key_base64(&key)}));
+        let t = trunk(
+            "1",
+            KEY,
+            json!({"public_key": signature::public_key_base64(&key)}),
+        );
         let body = b"CallSid=v3%3A1&From=%2B1555&To=%2B1666";
         let now = signature::now_unix().to_string();
         let mut headers = axum::http::HeaderMap::new();
@@ -367,9 +391,15 @@ mod tests {
             body,
         };
         assert!(telnyx.verify_webhook(&t, &request));
-        let forged = Webhook { body: b"CallSid=v3%3A2&From=%2B1555&To=%2B1666", ..request };
+        let forged = Webhook {
+            body: b"CallSid=v3%3A2&From=%2B1555&To=%2B1666",
+            ..request
+        };
         assert!(!telnyx.verify_webhook(&t, &forged));
-        let unsigned = Webhook { headers: &axum::http::HeaderMap::new(), ..request };
+        let unsigned = Webhook {
+            headers: &axum::http::HeaderMap::new(),
+            ..request
+        };
         assert!(!telnyx.verify_webhook(&t, &unsigned));
     }
 }

@@ -117,7 +117,11 @@ impl TelnyxRest {
     }
 
     /// Ends a call. A call that has already ended (422 with code 90018, or 404) is no error.
-    pub async fn hang_up(&self, api_key: &str, call_control_id: &str) -> Result<(), TelephonyError> {
+    pub async fn hang_up(
+        &self,
+        api_key: &str,
+        call_control_id: &str,
+    ) -> Result<(), TelephonyError> {
         match self
             .action(api_key, call_control_id, "hangup", &serde_json::json!({}))
             .await
@@ -235,7 +239,10 @@ mod tests {
         assert_eq!(e.code(), Some(CODE_CALL_ENDED));
         assert!(e.is_client_error());
         assert!(e.to_string().contains("already ended"), "{e}");
-        let e = refused(401, br#"{"errors":[{"code":10009,"title":"Authentication failed"}]}"#);
+        let e = refused(
+            401,
+            br#"{"errors":[{"code":10009,"title":"Authentication failed"}]}"#,
+        );
         assert_eq!(e.code(), Some("10009"));
         let e = refused(502, b"<html>bad gateway</html>");
         assert_eq!(e.code(), None);
@@ -270,6 +277,8 @@ mod tests {
         let rest = TelnyxRest::with_client(reqwest::Client::new(), "http://127.0.0.1:9");
         let err = rest.hang_up("KEY", "v3:abc/../../x").await;
         assert!(matches!(err, Err(TelephonyError::Invalid { .. })));
-        assert!(is_call_control_id("v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg"));
+        assert!(is_call_control_id(
+            "v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg"
+        ));
     }
 }

@@ -123,11 +123,35 @@ mod tests {
         assert_eq!(public_key_base64(&rfc_key()), public);
         let body = br#"{"data":{"event_type":"call.hangup","payload":{"hangup_cause":"normal_clearing"}}}"#;
         let signature = sign(&rfc_key(), "1733462400", body);
-        assert!(verify(&public, "1733462400", body, &signature, 1_733_462_400));
+        assert!(verify(
+            &public,
+            "1733462400",
+            body,
+            &signature,
+            1_733_462_400
+        ));
         // One second of tolerance either way is fine; six minutes is not.
-        assert!(verify(&public, "1733462400", body, &signature, 1_733_462_401));
-        assert!(!verify(&public, "1733462400", body, &signature, 1_733_462_400 + 361));
-        assert!(!verify(&public, "1733462400", body, &signature, 1_733_462_400 - 361));
+        assert!(verify(
+            &public,
+            "1733462400",
+            body,
+            &signature,
+            1_733_462_401
+        ));
+        assert!(!verify(
+            &public,
+            "1733462400",
+            body,
+            &signature,
+            1_733_462_400 + 361
+        ));
+        assert!(!verify(
+            &public,
+            "1733462400",
+            body,
+            &signature,
+            1_733_462_400 - 361
+        ));
     }
 
     #[test]
@@ -137,10 +161,22 @@ mod tests {
         let signature = sign(&rfc_key(), "100", body);
         assert!(verify(&public, "100", body, &signature, 100));
         // Another body, another timestamp, another key, garbage.
-        assert!(!verify(&public, "100", b"CallSid=v3%3Aabd", &signature, 100));
+        assert!(!verify(
+            &public,
+            "100",
+            b"CallSid=v3%3Aabd",
+            &signature,
+            100
+        ));
         assert!(!verify(&public, "101", body, &signature, 100));
         let other = Ed25519KeyPair::generate().unwrap();
-        assert!(!verify(&public_key_base64(&other), "100", body, &signature, 100));
+        assert!(!verify(
+            &public_key_base64(&other),
+            "100",
+            body,
+            &signature,
+            100
+        ));
         assert!(!verify(&public, "100", body, "not base64!", 100));
         assert!(!verify(&public, "100", body, "", 100));
         assert!(!verify(&public, "soon", body, &signature, 100));

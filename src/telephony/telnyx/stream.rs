@@ -27,8 +27,8 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::audio::AudioFormat;
 use crate::transport::inactivity::Inactivity;
@@ -262,7 +262,10 @@ async fn read_start(stream: &mut SplitStream<WebSocket>) -> Result<StreamStart, 
             continue;
         };
         if text.len() > MAX_FRAME_BYTES {
-            tracing::warn!(len = text.len(), "oversized telnyx frame before start skipped");
+            tracing::warn!(
+                len = text.len(),
+                "oversized telnyx frame before start skipped"
+            );
             continue;
         }
         match parse_start(text.as_str()) {
@@ -423,7 +426,10 @@ impl FrameDecoder {
             .stream_id
             .is_some_and(|id| !self.stream_id.is_empty() && id != self.stream_id)
         {
-            self.skip("another stream's frame", &frame.stream_id.unwrap_or_default());
+            self.skip(
+                "another stream's frame",
+                &frame.stream_id.unwrap_or_default(),
+            );
             return None;
         }
         let seq = frame.sequence_number.0;
@@ -660,9 +666,11 @@ mod tests {
             start.call_and_token(),
             (Some("c1".into()), Some("t1".into()))
         );
-        assert!(parse_start(r#"{"event":"connected","version":"1.0.0"}"#)
-            .unwrap()
-            .is_none());
+        assert!(
+            parse_start(r#"{"event":"connected","version":"1.0.0"}"#)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -690,7 +698,10 @@ mod tests {
                 r#"{{"event":"start","stream_id":"{ID}","start":{{"call_control_id":"v3:x","media_format":{format}}}}}"#
             );
             assert!(
-                matches!(parse_start(&text), Err(HandshakeError::UnsupportedFormat(_))),
+                matches!(
+                    parse_start(&text),
+                    Err(HandshakeError::UnsupportedFormat(_))
+                ),
                 "{format}"
             );
         }
@@ -704,9 +715,12 @@ mod tests {
         let mark = format!(
             r#"{{"event":"mark","sequence_number":"3","stream_id":"{ID}","mark":{{"name":"g1-w3"}}}}"#
         );
-        assert_eq!(d.decode(&mark), Some((Some(3), Inbound::Mark("g1-w3".into()))));
+        assert_eq!(
+            d.decode(&mark),
+            Some((Some(3), Inbound::Mark("g1-w3".into())))
+        );
         let dtmf = format!(
-            r#"{{"event":"dtmf","sequence_number":"4","stream_id":"{ID}","occurred_at":"2026-03-03T10:00:01Z","dtmf":{{"digit":"#"}}}}"#
+            r##"{{"event":"dtmf","sequence_number":"4","stream_id":"{ID}","occurred_at":"2026-03-03T10:00:01Z","dtmf":{{"digit":"#"}}}}"##
         );
         assert_eq!(d.decode(&dtmf), Some((Some(4), Inbound::Dtmf('#'))));
         let error = format!(
@@ -744,9 +758,8 @@ mod tests {
         assert_eq!(d.skipped, 9);
         assert_eq!(d.decode(&media(10, &good)), Some((Some(10), expected)));
         // Numbers where Telnyx writes strings are read too.
-        let numeric = format!(
-            r#"{{"event":"media","sequence_number":11,"media":{{"payload":"{good}"}}}}"#
-        );
+        let numeric =
+            format!(r#"{{"event":"media","sequence_number":11,"media":{{"payload":"{good}"}}}}"#);
         assert!(matches!(d.decode(&numeric), Some((Some(11), _))));
     }
 
@@ -754,7 +767,10 @@ mod tests {
     fn in_order_frames_pass_straight_through() {
         let mut r = Reorder::new(Some(2));
         for seq in 2..10 {
-            assert_eq!(r.push(Some(seq), Inbound::Dtmf('1')), Some(Inbound::Dtmf('1')));
+            assert_eq!(
+                r.push(Some(seq), Inbound::Dtmf('1')),
+                Some(Inbound::Dtmf('1'))
+            );
             assert_eq!(r.pop(), None);
         }
     }

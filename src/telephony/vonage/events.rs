@@ -94,12 +94,15 @@ mod tests {
 
     #[test]
     fn other_events_are_ignored_and_garbage_refused() {
-        let transfer = parse(br#"{"conversation_uuid_from":"CON-1","type":"transfer","uuid":"u"}"#).unwrap();
+        let transfer =
+            parse(br#"{"conversation_uuid_from":"CON-1","type":"transfer","uuid":"u"}"#).unwrap();
         assert_eq!(transfer.event, CallbackEvent::Ignored);
         let leg = parse(br#"{"uuid":"u","status":"disconnected"}"#).unwrap();
         assert_eq!(leg.event, CallbackEvent::Ignored);
         assert_eq!(
-            parse(br#"{"uuid":"u","status":"machine","sub_state":"beep_start"}"#).unwrap().event,
+            parse(br#"{"uuid":"u","status":"machine","sub_state":"beep_start"}"#)
+                .unwrap()
+                .event,
             CallbackEvent::AnsweredBy(AnsweredBy::MachineEndBeep)
         );
         assert!(parse(b"status=answered").is_err());

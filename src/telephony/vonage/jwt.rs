@@ -213,7 +213,10 @@ mod tests {
         let key = ApplicationKey::from_pem(&PEM).unwrap();
         let token = key.application_token("aaaaaaaa-bbbb-cccc-dddd-0123456789ab", 1_700_000_000);
         let claims = verify_rs256(&token, &key.public_key_der()).unwrap();
-        assert_eq!(claims["application_id"], "aaaaaaaa-bbbb-cccc-dddd-0123456789ab");
+        assert_eq!(
+            claims["application_id"],
+            "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+        );
         assert_eq!(claims["iat"], 1_700_000_000);
         assert_eq!(claims["exp"], 1_700_000_000 + APPLICATION_TOKEN_SECS);
         assert!(claims["jti"].as_str().is_some_and(|j| j.len() == 36));
@@ -247,7 +250,10 @@ mod tests {
         assert_eq!(claims["name"], "John Doe");
         assert!(verify_hs256(jwt_io, "another secret").is_none());
         let token = sign_hs256(&json!({"payload_hash": "ab"}), "s3cret");
-        assert_eq!(verify_hs256(&token, "s3cret").unwrap()["payload_hash"], "ab");
+        assert_eq!(
+            verify_hs256(&token, "s3cret").unwrap()["payload_hash"],
+            "ab"
+        );
         // alg none, an RS256 header over an HMAC, and garbage are refused.
         let (_, rest) = token.split_once('.').unwrap();
         let none = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));

@@ -31,8 +31,7 @@ use self::rest::{Application, CreateCall, VonageRest};
 use super::Trunk;
 use super::provider::{
     Answer, BadWebhook, CallControl, Callback, Document, InboundCall, MediaProtocol, PlaceCall,
-    RestFuture, SocketLimits, StreamStart, TelephonyError, TelephonyProvider, TrunkFields,
-    Webhook,
+    RestFuture, SocketLimits, StreamStart, TelephonyError, TelephonyProvider, TrunkFields, Webhook,
 };
 use crate::validation::Violations;
 
@@ -145,7 +144,10 @@ impl TelephonyProvider for Vonage {
                 (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
             });
             if !ok {
-                v.add(fields.options, "api_key must be the Vonage account's API key");
+                v.add(
+                    fields.options,
+                    "api_key must be the Vonage account's API key",
+                );
             }
         }
         if let Some(other) = trunk
@@ -155,7 +157,9 @@ impl TelephonyProvider for Vonage {
         {
             v.add(
                 fields.options,
-                format!("unknown option {other:?}: Vonage trunks take signature_secret and api_key"),
+                format!(
+                    "unknown option {other:?}: Vonage trunks take signature_secret and api_key"
+                ),
             );
         }
     }
@@ -211,9 +215,11 @@ impl TelephonyProvider for Vonage {
 
     fn answer(&self, answer: Answer<'_>) -> Result<Document, BadWebhook> {
         match answer {
-            Answer::Stream(stream) => ncco::connect_websocket(stream.url, stream.call_id, stream.token)
-                .map(ncco_document)
-                .map_err(|e| BadWebhook(format!("NCCO not built: {e}"))),
+            Answer::Stream(stream) => {
+                ncco::connect_websocket(stream.url, stream.call_id, stream.token)
+                    .map(ncco_document)
+                    .map_err(|e| BadWebhook(format!("NCCO not built: {e}")))
+            }
             Answer::Busy | Answer::Reject => Ok(ncco_document(ncco::hang_up())),
             // No NCCO asks again: the route answers 503 and Vonage tries the fallback answer URL.
             Answer::AskAgain { .. } => Err(BadWebhook(
@@ -227,7 +233,11 @@ impl TelephonyProvider for Vonage {
     }
 
     fn place_call(&self, trunk: &Trunk, call: PlaceCall<'_>) -> RestFuture<String> {
-        let ncco = match ncco::connect_websocket(call.stream.url, call.stream.call_id, call.stream.token) {
+        let ncco = match ncco::connect_websocket(
+            call.stream.url,
+            call.stream.call_id,
+            call.stream.token,
+        ) {
             Ok(ncco) => ncco,
             Err(e) => return invalid(format!("{e} (check public_url)")),
         };
@@ -364,9 +374,20 @@ mod tests {
 
     #[test]
     fn trunks_are_checked_by_shape() {
-        assert!(violations(&trunk(APP, &PEM, json!({"signature_secret": SECRET, "api_key": "abcd1234"}))).is_empty());
+        assert!(
+            violations(&trunk(
+                APP,
+                &PEM,
+                json!({"signature_secret": SECRET, "api_key": "abcd1234"})
+            ))
+            .is_empty()
+        );
         assert_eq!(
-            violations(&trunk("app-1", "not a key", json!({"signature_secret": "short", "x": 1}))),
+            violations(&trunk(
+                "app-1",
+                "not a key",
+                json!({"signature_secret": "short", "x": 1})
+            )),
             ["a", "s", "o", "o"]
         );
         assert_eq!(violations(&trunk(APP, &PEM, json!({}))), ["o"]);
@@ -383,16 +404,23 @@ mod tests {
             body: b"",
         };
         let call = vonage.inbound_call(&get).unwrap();
-        assert_eq!((call.to.as_str(), call.from.as_str()), ("+447700900000", "+447700900001"));
+        assert_eq!(
+            (call.to.as_str(), call.from.as_str()),
+            ("+447700900000", "+447700900001")
+        );
         assert_eq!(call.provider_call_id, "u1");
         let post = Webhook {
             url: "https://a/vonage/voice",
             method: &axum::http::Method::POST,
             headers: &headers,
-            body: br#"{"to":"447700900000","from":"Unknown","uuid":"u2","conversation_uuid":"CON-2"}"#,
+            body:
+                br#"{"to":"447700900000","from":"Unknown","uuid":"u2","conversation_uuid":"CON-2"}"#,
         };
         assert_eq!(vonage.inbound_call(&post).unwrap().from, "Unknown");
-        let bad = Webhook { body: b"{}", ..post };
+        let bad = Webhook {
+            body: b"{}",
+            ..post
+        };
         assert!(vonage.inbound_call(&bad).is_err());
     }
 
@@ -411,9 +439,16 @@ mod tests {
             body,
         };
         assert!(vonage.verify_webhook(&t, &request));
-        let forged = Webhook { body: br#"{"uuid":"u","status":"completed"}"#, ..request };
+        let forged = Webhook {
+            body: br#"{"uuid":"u","status":"completed"}"#,
+            ..request
+        };
         assert!(!vonage.verify_webhook(&t, &forged));
-        let other = trunk(APP, &PEM, json!({"signature_secret": "another-secret-of-enough-length"}));
+        let other = trunk(
+            APP,
+            &PEM,
+            json!({"signature_secret": "another-secret-of-enough-length"}),
+        );
         assert!(!vonage.verify_webhook(&other, &request));
     }
 
@@ -428,9 +463,16 @@ mod tests {
             }))
             .unwrap();
         assert_eq!(doc.content_type, "application/json");
-        assert!(doc.body.contains(r#""content-type":"audio/l16;rate=16000""#));
+        assert!(
+            doc.body
+                .contains(r#""content-type":"audio/l16;rate=16000""#)
+        );
         assert_eq!(vonage.answer(Answer::Busy).unwrap().body, "[]");
-        assert!(vonage.answer(Answer::AskAgain { url: "https://a" }).is_err());
+        assert!(
+            vonage
+                .answer(Answer::AskAgain { url: "https://a" })
+                .is_err()
+        );
         assert_eq!(e164("14155550100"), "+14155550100");
         assert_eq!(vonage_number("+14155550100"), "14155550100");
     }

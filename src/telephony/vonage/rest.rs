@@ -59,9 +59,7 @@ pub struct VonageRest {
 
 /// True for a call uuid we may put in a URL path.
 pub fn is_call_uuid(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl VonageRest {

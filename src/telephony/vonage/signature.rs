@@ -81,7 +81,8 @@ pub fn verify(
                 actual.as_bytes(),
             )
         });
-    let account_ok = api_key.is_none_or(|key| claims.get("api_key").and_then(Value::as_str) == Some(key));
+    let account_ok =
+        api_key.is_none_or(|key| claims.get("api_key").and_then(Value::as_str) == Some(key));
     fresh && hash_ok && account_ok
 }
 
@@ -115,17 +116,30 @@ mod tests {
     fn a_signed_post_verifies_and_a_changed_body_does_not() {
         let body = br#"{"status":"answered","uuid":"63f61863-4a51-4f6b-86e1-46edebcf9356"}"#;
         let auth = authorization(SECRET, "abcd1234", "app", body, &[], 1000);
-        let signed = Signed { authorization: Some(&auth), body, query: &[] };
+        let signed = Signed {
+            authorization: Some(&auth),
+            body,
+            query: &[],
+        };
         assert!(verify(&signed, SECRET, None, 1000));
         assert!(verify(&signed, SECRET, Some("abcd1234"), 1200));
         assert!(!verify(&signed, SECRET, Some("ffff0000"), 1000));
         assert!(!verify(&signed, "another secret", None, 1000));
         assert!(!verify(&signed, SECRET, None, 1000 + 301));
-        let altered = Signed { body: br#"{"status":"completed"}"#, ..signed };
+        let altered = Signed {
+            body: br#"{"status":"completed"}"#,
+            ..signed
+        };
         assert!(!verify(&altered, SECRET, None, 1000));
-        let unsigned = Signed { authorization: None, ..signed };
+        let unsigned = Signed {
+            authorization: None,
+            ..signed
+        };
         assert!(!verify(&unsigned, SECRET, None, 1000));
-        let not_bearer = Signed { authorization: Some("Basic abc"), ..signed };
+        let not_bearer = Signed {
+            authorization: Some("Basic abc"),
+            ..signed
+        };
         assert!(!verify(&not_bearer, SECRET, None, 1000));
     }
 
@@ -134,7 +148,10 @@ mod tests {
         let query = vec![
             ("to".to_owned(), "447700900000".to_owned()),
             ("from".to_owned(), "447700900001".to_owned()),
-            ("uuid".to_owned(), "aaaaaaaa-bbbb-cccc-dddd-0123456789ab".to_owned()),
+            (
+                "uuid".to_owned(),
+                "aaaaaaaa-bbbb-cccc-dddd-0123456789ab".to_owned(),
+            ),
         ];
         // SHA-256 of {"to":"447700900000","from":"447700900001","uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab"}
         let text = r#"{"to":"447700900000","from":"447700900001","uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab"}"#;
@@ -144,11 +161,18 @@ mod tests {
             .collect();
         assert_eq!(payload_hash(b"", &query), expected);
         let auth = authorization(SECRET, "k", "app", b"", &query, 50);
-        let signed = Signed { authorization: Some(&auth), body: b"", query: &query };
+        let signed = Signed {
+            authorization: Some(&auth),
+            body: b"",
+            query: &query,
+        };
         assert!(verify(&signed, SECRET, None, 50));
         let mut swapped = query.clone();
         swapped[0].1 = "447700900009".to_owned();
-        let forged = Signed { query: &swapped, ..signed };
+        let forged = Signed {
+            query: &swapped,
+            ..signed
+        };
         assert!(!verify(&forged, SECRET, None, 50));
     }
 

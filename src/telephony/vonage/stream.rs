@@ -364,18 +364,26 @@ mod tests {
         assert_eq!(connected.call_id.as_deref(), Some("c1"));
         assert_eq!(connected.token.as_deref(), Some("t1"));
         // The older form, without `event`.
-        let old = parse_connected(r#"{"content-type":"audio/l16; rate=16000","call_id":"c2","token":"t2"}"#)
-            .unwrap()
-            .unwrap();
+        let old = parse_connected(
+            r#"{"content-type":"audio/l16; rate=16000","call_id":"c2","token":"t2"}"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(old.call_id.as_deref(), Some("c2"));
-        assert!(parse_connected(r#"{"event":"websocket:dtmf","digit":"1"}"#).unwrap().is_none());
+        assert!(
+            parse_connected(r#"{"event":"websocket:dtmf","digit":"1"}"#)
+                .unwrap()
+                .is_none()
+        );
         assert!(parse_connected("garbage").unwrap().is_none());
     }
 
     #[test]
     fn another_rate_is_refused() {
         assert!(matches!(
-            parse_connected(r#"{"event":"websocket:connected","content-type":"audio/l16;rate=8000"}"#),
+            parse_connected(
+                r#"{"event":"websocket:connected","content-type":"audio/l16;rate=8000"}"#
+            ),
             Err(HandshakeError::UnsupportedFormat(_))
         ));
     }
@@ -390,7 +398,7 @@ mod tests {
             Some(Inbound::Dtmf('5'))
         );
         assert_eq!(
-            d.decode_text(r#"{"event":"websocket:dtmf","dtmf":{"digit":"#","duration":100}}"#),
+            d.decode_text(r##"{"event":"websocket:dtmf","dtmf":{"digit":"#","duration":100}}"##),
             Some(Inbound::Dtmf('#'))
         );
         assert_eq!(
@@ -406,7 +414,10 @@ mod tests {
         let mut d = FrameDecoder::default();
         assert_eq!(d.decode_binary(Bytes::from_static(&[1, 2, 3])), None);
         assert_eq!(d.decode_binary(Bytes::new()), None);
-        assert_eq!(d.decode_binary(Bytes::from(vec![0u8; MAX_FRAME_BYTES + 2])), None);
+        assert_eq!(
+            d.decode_binary(Bytes::from(vec![0u8; MAX_FRAME_BYTES + 2])),
+            None
+        );
         for bad in [
             "not json",
             "{}",
