@@ -36,6 +36,7 @@ fn main() {
             delays: SimOptions::reference(),
             tts: TtsChoice::default(),
             stt: SttChoice::default(),
+            provider: voxbridge::telephony::TrunkProvider::Twilio,
         };
         match runtime.block_on(run(&options)) {
             Ok(report) => println!("{}", report.table()),

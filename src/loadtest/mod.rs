@@ -1,6 +1,7 @@
-//! The load generator behind `voxbridge loadtest` and `benches/calls.rs`: many simulated Twilio
-//! calls against one server, through the real inbound path (signed `/twilio/voice` webhook,
-//! TwiML, media WebSocket), with the fake providers at fixed delays; per turn it measures what
+//! The load generator behind `voxbridge loadtest` and `benches/calls.rs`: many simulated phone
+//! calls against one server, through a provider's real inbound path (Twilio by default: signed
+//! `/twilio/voice` webhook, TwiML, media WebSocket; `--provider` picks another, see
+//! [`driver`]), with the fake providers at fixed delays; per turn it measures what
 //! the caller hears (see [`measure`]) and, for a server on this machine, what each call costs in
 //! CPU and memory.
 //!
@@ -8,6 +9,7 @@
 //! caller records how late its 20 ms ticks ran, and a run whose callers fell behind says so
 //! instead of blaming the server.
 
+mod driver;
 mod measure;
 mod process;
 mod progress;
@@ -28,9 +30,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::sim::caller::RecordOptions;
 use crate::sim::suite::{SimOptions, SimSuite};
-use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, InboundCall, TwilioSim, TwilioSimConfig};
+use crate::telephony::TrunkProvider;
 
 /// Most calls one run may place.
 pub const MAX_CALLS: usize = 5000;
@@ -58,6 +59,8 @@ pub struct LoadTestOptions {
     /// The assistant's voice and ears.
     pub tts: TtsChoice,
     pub stt: SttChoice,
+    /// The telephony provider whose fake carries the calls.
+    pub provider: TrunkProvider,
 }
 
 /// A run could not be made.
@@ -142,16 +145,10 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let max_calls = u32::try_from(options.calls + 16).unwrap_or(u32::MAX);
     let target = Target::start(&options.server, &sim_url, max_calls).await?;
     let http = reqwest::Client::new();
-    let number = target.provision(&http, options.tts, options.stt).await?;
-    let twilio = TwilioSim::new(TwilioSimConfig {
-        record: RecordOptions {
-            frames: true,
-            audio: false,
-        },
-        max_call_duration: options.duration,
-        ..TwilioSimConfig::default()
-    });
-    twilio.add_number(DEFAULT_ACCOUNT_SID, &number);
+    let number = target
+        .provision(&http, options.tts, options.stt, options.provider)
+        .await?;
+    let driver = driver::Driver::new(options.provider, &number, options.duration);
 
     let sampler = sampler::Sampler::start(
         target.pids.clone(),
@@ -171,30 +168,24 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     for i in 0..options.calls {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / options.ramp_per_sec))
             .await;
-        let call = InboundCall {
-            // Round robin over the nodes, as a load balancer would.
-            voice_url: format!(
-                "{}/twilio/voice",
-                target.node_urls[i % target.node_urls.len()]
-            ),
-            account_sid: DEFAULT_ACCOUNT_SID.to_owned(),
-            from: format!("+1444{:07}", i),
-            to: number.clone(),
-            script: Some(script.caller_script(i)),
-            status_callback: None,
-            status_callback_events: vec![],
-        };
         placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match twilio.simulate_inbound_call(call) {
+        // Round robin over the nodes, as a load balancer would.
+        let node = &target.node_urls[i % target.node_urls.len()];
+        match driver.ring(
+            node,
+            format!("+1444{:07}", i),
+            &number,
+            script.caller_script(i),
+        ) {
             Ok(sid) => sids.push(sid),
-            Err(e) => *failures.entry(e.to_string()).or_insert(0) += 1,
+            Err(e) => *failures.entry(e).or_insert(0) += 1,
         }
     }
     let ramp = t0.elapsed();
     let mut calls = Vec::with_capacity(sids.len());
     let patience = options.duration + Duration::from_secs(60);
     for sid in &sids {
-        match twilio.wait_for_call_end(sid, patience).await {
+        match driver.wait(sid, patience).await {
             Some(call) => calls.push(call),
             None => {
                 *failures

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::sim::caller::{CallerEnd, LATE_TICK};
 use crate::sim::suite::SimOptions;
-use crate::sim::twilio::SimCall;
 
 use super::LoadTestOptions;
 use super::measure::measure;
@@ -101,7 +100,7 @@ pub(super) struct RunFacts<'a> {
     pub options: &'a LoadTestOptions,
     pub script: &'a LoadScript,
     pub endpointing_ms: u64,
-    pub calls: &'a [SimCall],
+    pub calls: &'a [super::driver::DrivenCall],
     pub failures: BTreeMap<String, usize>,
     pub samples: &'a [Sample],
     pub server_pids: Vec<u32>,
@@ -125,13 +124,8 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
     let mut tick_lag_max = Duration::ZERO;
     let mut call_seconds = 0.0;
     for call in facts.calls {
-        let Some(report) = call.caller_reports.first() else {
-            let why = match (&call.rejected, call.errors.first()) {
-                (Some(reason), _) => format!("rejected: {reason}"),
-                (None, Some(e)) => format!("Twilio error {}: {}", e.code, e.message),
-                (None, None) => "no media stream".to_owned(),
-            };
-            *failures.entry(why).or_insert(0) += 1;
+        let Some(report) = &call.report else {
+            *failures.entry(call.no_stream.clone()).or_insert(0) += 1;
             continue;
         };
         match &report.end {

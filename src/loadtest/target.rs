@@ -1,5 +1,5 @@
 //! The server under test, and what it needs before calls can ring: an API key, an assistant, a
-//! Twilio trunk and a phone number routed to the assistant, all made over its REST API.
+//! trunk of the chosen provider and a phone number routed to the assistant, all made over its REST API.
 //!
 //! Three ways to have a server: spawn `voxbridge serve` as a child process (the default: its
 //! CPU and memory are then the server's alone), run one in this process (benchmarks), or use
@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::server::Server;
 use crate::sim::suite::use_fakes_at;
-use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
+use crate::telephony::TrunkProvider;
 
 use super::LoadTestError;
 
@@ -194,6 +194,7 @@ impl Target {
         http: &reqwest::Client,
         tts: TtsChoice,
         stt: SttChoice,
+        provider: TrunkProvider,
     ) -> Result<String, LoadTestError> {
         let number = format!("+1555{:07}", rand_u32() % 10_000_000);
         let (tts_model, tts_config) = tts.assistant_fields();
@@ -214,9 +215,7 @@ impl Target {
             .post(
                 http,
                 "/trunk/create",
-                json!({"trunk_name": "Load test", "trunk_provider": "twilio",
-                       "trunk_account_sid": DEFAULT_ACCOUNT_SID, "trunk_auth_token": DEFAULT_AUTH_TOKEN,
-                       "trunk_default_caller_number": number}),
+                super::driver::Driver::trunk(provider, &number),
             )
             .await?;
         let trunk_id = field(&trunk, "trunk_id")?;

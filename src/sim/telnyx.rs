@@ -111,6 +111,8 @@ struct State {
     outcomes: HashMap<String, CallOutcome>,
     scripts: HashMap<String, CallerScript>,
     default_script: CallerScript,
+    /// A stream's longest life (the callee hangs up then).
+    max_call: Option<Duration>,
     requests: Vec<RecordedRequest>,
     webhooks: Vec<SentWebhook>,
     calls: Vec<TelnyxCall>,
@@ -210,6 +212,15 @@ impl TelnyxSim {
 
     pub fn set_default_caller_script(&self, script: CallerScript) {
         self.state().default_script = script;
+    }
+
+    /// How long a call's stream may last before the callee hangs up (default 10 minutes).
+    pub fn set_max_call_duration(&self, limit: Duration) {
+        self.state().max_call = Some(limit);
+    }
+
+    fn max_call(&self) -> Duration {
+        self.state().max_call.unwrap_or(Duration::from_secs(600))
     }
 
     /// What happens when `number` is dialled.

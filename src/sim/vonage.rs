@@ -45,6 +45,9 @@ pub fn default_private_key() -> &'static str {
     &PEM
 }
 
+/// A websocket endpoint an NCCO connected: URI, content type, headers.
+pub type WebsocketEndpoint = (String, String, Vec<(String, String)>);
+
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -65,7 +68,7 @@ pub struct VonageCall {
     pub event_url: Option<String>,
     pub ringing_timer: Option<u64>,
     /// The websocket endpoint the NCCO connected: URI, content type, headers.
-    pub websocket: Option<(String, String, Vec<(String, String)>)>,
+    pub websocket: Option<WebsocketEndpoint>,
     /// The NCCO refused or hung up the call (inbound).
     pub rejected: Option<String>,
     /// Statuses posted, in order.
@@ -110,6 +113,8 @@ struct State {
     outcomes: HashMap<String, CallOutcome>,
     scripts: HashMap<String, CallerScript>,
     default_script: CallerScript,
+    /// A stream's longest life (the callee hangs up then).
+    max_call: Option<Duration>,
     requests: Vec<RecordedRequest>,
     webhooks: Vec<SentWebhook>,
     calls: Vec<VonageCall>,
@@ -211,6 +216,15 @@ impl VonageSim {
 
     pub fn set_default_caller_script(&self, script: CallerScript) {
         self.state().default_script = script;
+    }
+
+    /// How long a call's stream may last before the callee hangs up (default 10 minutes).
+    pub fn set_max_call_duration(&self, limit: Duration) {
+        self.state().max_call = Some(limit);
+    }
+
+    fn max_call(&self) -> Duration {
+        self.state().max_call.unwrap_or(Duration::from_secs(600))
     }
 
     /// What happens when `number` (E.164) is called.

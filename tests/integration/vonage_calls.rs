@@ -148,8 +148,7 @@ async fn vonage_three_turn_call_greets_first_and_ends_after_the_goodbye() {
     let last_end = report
         .marks
         .iter()
-        .filter(|m| m.name.ends_with(".end"))
-        .next_back()
+        .rfind(|m| m.name.ends_with(".end"))
         .expect("end marks, as notify echoes");
     assert!(last_end.echoed_at.is_some_and(|at| at <= report.ended_at));
     lab.stop().await;

@@ -15,9 +15,6 @@ use crate::sim::caller::{CallerConfig, CallerReport, CallerScript, spawn_caller}
 use crate::sim::twilio::CallOutcome;
 use crate::telephony::new_sid;
 
-/// How long the callee's side lets a stream run at most.
-const MAX_STREAM: Duration = Duration::from_secs(600);
-
 impl TelnyxSim {
     /// Posts a Call Control event about `id` to its webhook URL.
     async fn event(&self, id: &str, event_type: &str, extra: serde_json::Value) {
@@ -93,7 +90,7 @@ impl TelnyxSim {
         config.account_sid = new_sid("AC");
         config.custom_parameters = parameters;
         config.record = self.inner.record;
-        config.max_duration = MAX_STREAM;
+        config.max_duration = self.max_call();
         config.protocol = CallerProtocol::new("telnyx", move |c| {
             Box::new(TelnyxWire::new(c, stream.clone()))
         });

@@ -117,15 +117,15 @@ fn check_dial(sim: &TelnyxSim, body: &Value) -> Result<(), (StatusCode, Value)> 
             "client_state must be a valid Base-64 encoded string",
         );
     }
-    if let Some(secs) = body.get("timeout_secs") {
-        if !secs.as_u64().is_some_and(|s| (5..=600).contains(&s)) {
-            return invalid("10015", "timeout_secs must be between 5 and 600");
-        }
+    if let Some(secs) = body.get("timeout_secs")
+        && !secs.as_u64().is_some_and(|s| (5..=600).contains(&s))
+    {
+        return invalid("10015", "timeout_secs must be between 5 and 600");
     }
-    if let Some(secs) = body.get("time_limit_secs") {
-        if !secs.as_u64().is_some_and(|s| (30..=14_400).contains(&s)) {
-            return invalid("10015", "time_limit_secs must be between 30 and 14400");
-        }
+    if let Some(secs) = body.get("time_limit_secs")
+        && !secs.as_u64().is_some_and(|s| (30..=14_400).contains(&s))
+    {
+        return invalid("10015", "time_limit_secs must be between 30 and 14400");
     }
     Ok(())
 }

@@ -14,9 +14,6 @@ use crate::sim::caller::{CallerConfig, CallerReport, CallerScript, spawn_caller}
 use crate::sim::twilio::CallOutcome;
 use crate::telephony::new_sid;
 
-/// How long the callee's side lets a websocket run at most.
-const MAX_STREAM: Duration = Duration::from_secs(600);
-
 impl VonageSim {
     /// Posts the event `status` about `uuid` to its event URL.
     async fn event(&self, uuid: &str, status: &str) {
@@ -50,7 +47,7 @@ impl VonageSim {
     fn caller(
         &self,
         uuid: &str,
-        (url, content_type, headers): (String, String, Vec<(String, String)>),
+        (url, content_type, headers): super::WebsocketEndpoint,
         script: CallerScript,
     ) -> CallerConfig {
         let mut config = CallerConfig::new(url, script);
@@ -59,7 +56,7 @@ impl VonageSim {
         config.account_sid = new_sid("AC");
         config.custom_parameters = headers;
         config.record = self.inner.record;
-        config.max_duration = MAX_STREAM;
+        config.max_duration = self.max_call();
         config.protocol = CallerProtocol::new("vonage", move |c| {
             Box::new(VonageWire::new(c, content_type.clone()))
         });

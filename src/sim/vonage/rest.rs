@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Direction, Interrupt, RecordedRequest, VonageCall, VonageSim, call};
+use super::{
+    Direction, Interrupt, RecordedRequest, VonageCall, VonageSim, WebsocketEndpoint, call,
+};
 use crate::telephony::vonage::jwt;
 
 fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> (StatusCode, Value) {
@@ -92,9 +94,7 @@ fn phone_number(endpoint: &Value) -> Option<&str> {
 }
 
 /// The websocket endpoint of an NCCO, checked as Vonage checks it.
-pub(super) fn websocket_endpoint(
-    ncco: &Value,
-) -> Result<Option<(String, String, Vec<(String, String)>)>, String> {
+pub(super) fn websocket_endpoint(ncco: &Value) -> Result<Option<WebsocketEndpoint>, String> {
     let Some(actions) = ncco.as_array() else {
         return Err("ncco must be an array of actions".to_owned());
     };

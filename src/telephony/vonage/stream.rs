@@ -180,7 +180,7 @@ impl FrameDecoder {
 
     /// A binary frame: caller audio, if it is whole samples.
     pub fn decode_binary(&mut self, bytes: Bytes) -> Option<Inbound> {
-        if bytes.is_empty() || bytes.len() % 2 != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
             self.skip("audio not in whole 16-bit samples", &bytes.len());
             return None;
         }
