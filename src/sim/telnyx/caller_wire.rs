@@ -208,3 +208,60 @@ impl CallerWire for TelnyxWire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::caller::CallerScript;
+
+    fn wire(rtp: bool) -> TelnyxWire {
+        let config = CallerConfig::new("ws://127.0.0.1:1/telnyx/media", CallerScript::new());
+        TelnyxWire::new(
+            &config,
+            TelnyxStream {
+                client_state: Some("c3RhdGU=".into()),
+                bidirectional_rtp: rtp,
+            },
+        )
+    }
+
+    #[test]
+    fn audio_outside_rtp_mode_is_dropped_as_telnyx_drops_it() {
+        let media = Message::text(r#"{"event":"media","media":{"payload":"//8="}}"#);
+        let mut audio = Vec::new();
+        assert_eq!(
+            wire(true).decode(&media, &mut audio),
+            ServerMessage::Audio { warning: None }
+        );
+        assert_eq!(audio, [0xFF, 0xFF]);
+        assert_eq!(
+            wire(false).decode(&media, &mut audio),
+            ServerMessage::Ignore
+        );
+        assert!(audio.is_empty());
+    }
+
+    #[test]
+    fn the_greeting_carries_client_state_and_the_server_is_checked() {
+        let mut w = wire(true);
+        let greeting = w.greeting();
+        let start: serde_json::Value =
+            serde_json::from_str(greeting[1].to_text().unwrap()).unwrap();
+        assert_eq!(start["start"]["client_state"], "c3RhdGU=");
+        assert_eq!(start["start"]["media_format"]["encoding"], "PCMU");
+        assert!(start["stream_id"].is_string());
+        let mut audio = Vec::new();
+        assert!(matches!(
+            w.decode(&Message::binary(vec![1u8]), &mut audio),
+            ServerMessage::Violation(_)
+        ));
+        assert!(matches!(
+            w.decode(&Message::text(r#"{"event":"playAudio"}"#), &mut audio),
+            ServerMessage::Violation(_)
+        ));
+        assert_eq!(
+            w.decode(&Message::text(r#"{"event":"clear"}"#), &mut audio),
+            ServerMessage::Clear
+        );
+    }
+}

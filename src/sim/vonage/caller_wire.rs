@@ -135,3 +135,68 @@ impl CallerWire for VonageWire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::caller::CallerScript;
+
+    fn wire() -> VonageWire {
+        let mut config = CallerConfig::new("ws://127.0.0.1:1/vonage/media", CallerScript::new());
+        config.custom_parameters = vec![
+            ("call_id".into(), "c1".into()),
+            ("token".into(), "t1".into()),
+        ];
+        VonageWire::new(&config, "audio/l16;rate=16000".into())
+    }
+
+    #[test]
+    fn frames_are_640_bytes_of_pcm16_and_come_back_as_mulaw() {
+        let mut w = wire();
+        let first: serde_json::Value =
+            serde_json::from_str(w.greeting()[0].to_text().unwrap()).unwrap();
+        assert_eq!(first["event"], "websocket:connected");
+        assert_eq!(
+            (first["call_id"].as_str(), first["token"].as_str()),
+            (Some("c1"), Some("t1"))
+        );
+        let loud = [0x80u8; FRAME_BYTES];
+        let Message::Binary(frame) = w.media(Some(&loud)) else {
+            panic!("binary expected")
+        };
+        assert_eq!(frame.len(), WIRE_FRAME_BYTES);
+        let mut audio = Vec::new();
+        assert_eq!(
+            w.decode(&Message::binary(frame.to_vec()), &mut audio),
+            ServerMessage::Audio { warning: None }
+        );
+        assert_eq!(audio.len(), FRAME_BYTES);
+        // Past the first interpolated sample, the level comes back as it went.
+        assert!(audio[1..].iter().all(|&b| b == 0x80), "{audio:?}");
+    }
+
+    #[test]
+    fn partial_frames_and_unknown_actions_are_violations() {
+        let mut w = wire();
+        let mut audio = Vec::new();
+        assert!(matches!(
+            w.decode(&Message::binary(vec![0u8; 320]), &mut audio),
+            ServerMessage::Violation(_)
+        ));
+        assert!(matches!(
+            w.decode(&Message::text(r#"{"action":"talk"}"#), &mut audio),
+            ServerMessage::Violation(_)
+        ));
+        assert_eq!(
+            w.decode(
+                &Message::text(r#"{"action":"notify","payload":{"mark":"m1"}}"#),
+                &mut audio
+            ),
+            ServerMessage::Mark("m1".into())
+        );
+        assert_eq!(
+            w.decode(&Message::text(r#"{"action":"clear"}"#), &mut audio),
+            ServerMessage::Clear
+        );
+    }
+}
