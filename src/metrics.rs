@@ -37,6 +37,9 @@ pub const LLM_FAILURES: &str = "voxbridge_llm_failures_total";
 pub const LLM_APOLOGIES: &str = "voxbridge_llm_apologies_total";
 /// TTS utterances that failed mid-reply and had their unsaid words sent again.
 pub const TTS_RETRIES: &str = "voxbridge_tts_retries_total";
+/// Switches to an assistant's fallback voice after its own failed a reply twice, by `outcome`
+/// (`connected`, `failed`).
+pub const TTS_FALLBACKS: &str = "voxbridge_tts_fallbacks_total";
 /// Interruptions of the agent by the caller.
 pub const BARGE_INS: &str = "voxbridge_barge_ins_total";
 /// Replies stopped at the caller's first sound and resumed because no words confirmed it.
@@ -134,6 +137,10 @@ fn describe() {
     metrics::describe_counter!(
         TTS_RETRIES,
         "TTS utterances that failed mid-reply and had their unsaid words sent again"
+    );
+    metrics::describe_counter!(
+        TTS_FALLBACKS,
+        "Switches to the assistant's fallback voice after its own failed a reply twice"
     );
     metrics::describe_counter!(
         VOICEMAILS,

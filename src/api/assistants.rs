@@ -20,8 +20,8 @@ use crate::agent::keypad::KeypadSettings;
 use crate::analysis::AnalysisSettings;
 use crate::assistant::{
     Assistant, CallSettings, FirstMessageMode, LlmSettings, MAX_CALL_DURATION_SECS, NAME_MAX_CHARS,
-    SILENCE_TIMEOUT_SECS, START_INSTRUCTION_MAX_CHARS, SttSettings, TtsConfig, TtsModel,
-    VOICEMAIL_MESSAGE_MAX_CHARS, check_range, check_vad,
+    SILENCE_TIMEOUT_SECS, START_INSTRUCTION_MAX_CHARS, SttSettings, TtsConfig, TtsFallback,
+    TtsModel, VOICEMAIL_MESSAGE_MAX_CHARS, check_range, check_vad,
 };
 use crate::audio::vad::VadConfig;
 use crate::config::Config;
@@ -110,6 +110,11 @@ pub struct CreateAssistant {
     /// may contain placeholders. With it, outbound calls ask Twilio for answering-machine
     /// detection; at the machine's beep the agent stops, says this message and hangs up.
     pub assistant_voicemail_message: Option<String>,
+    /// Another voice, `{"model": "cartesia" | "sarvam", "config": {…as assistant_tts_config}}`:
+    /// what the assistant's own TTS fails to say after its one retry is said by this one, which
+    /// then speaks for the rest of the call.
+    #[schema(value_type = Option<Object>)]
+    pub assistant_tts_fallback: Option<Value>,
 }
 
 /// Body of `PATCH /assistant/update/{assistant_id}`: any subset of the create fields. A `null`
@@ -173,6 +178,11 @@ pub struct UpdateAssistant {
     pub assistant_catalog_business_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub assistant_voicemail_message: Option<Option<String>>,
+    /// `null` removes the fallback voice; an object replaces it (a masked key sent back keeps
+    /// the stored one).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub assistant_tts_fallback: Option<Option<Value>>,
 }
 
 /// `data` of a successful create.
@@ -231,6 +241,9 @@ pub struct AssistantDetails {
     pub assistant_catalog_business_id: Option<String>,
     /// Null: outbound calls ask for no answering-machine detection.
     pub assistant_voicemail_message: Option<String>,
+    /// `{model, config}` with the key masked; null: no fallback voice.
+    #[schema(value_type = Option<Object>)]
+    pub assistant_tts_fallback: Option<Value>,
 }
 
 impl AssistantDetails {
@@ -257,6 +270,7 @@ impl AssistantDetails {
             assistant_function: a.settings.function.clone(),
             assistant_catalog_business_id: a.settings.catalog_business_id.clone(),
             assistant_voicemail_message: a.settings.voicemail_message.clone(),
+            assistant_tts_fallback: a.settings.tts_fallback.as_ref().map(|f| f.to_public_json()),
             assistant_id: a.id,
             assistant_name: a.name,
             assistant_description: a.description,
@@ -466,6 +480,10 @@ pub async fn create(
     settings.mcp_ids = body.mcp_ids.unwrap_or_default();
     settings.catalog_business_id = none_if_blank(body.assistant_catalog_business_id);
     settings.voicemail_message = none_if_blank(body.assistant_voicemail_message);
+    settings.tts_fallback = match &body.assistant_tts_fallback {
+        None | Some(Value::Null) => None,
+        Some(value) => TtsFallback::parse(value, "assistant_tts_fallback", &mut v),
+    };
     settings.first_message_mode = body.assistant_first_message_mode.unwrap_or_default();
     settings.recording = body.assistant_recording.unwrap_or_default();
     settings.silence_timeout_secs = body
@@ -788,6 +806,19 @@ fn apply_update(
     }
     if let Some(text) = &body.assistant_voicemail_message {
         a.settings.voicemail_message = none_if_blank(text.clone());
+    }
+    match &body.assistant_tts_fallback {
+        None => {}
+        Some(None) => a.settings.tts_fallback = None,
+        Some(Some(value)) => {
+            if let Some(mut fallback) = TtsFallback::parse(value, "assistant_tts_fallback", &mut v)
+            {
+                if let Some(stored) = &stored.settings.tts_fallback {
+                    fallback.keep_masked_key_from(stored);
+                }
+                a.settings.tts_fallback = Some(fallback);
+            }
+        }
     }
     if let Some(ids) = &body.tool_ids {
         a.tool_ids = ids.clone().unwrap_or_default();

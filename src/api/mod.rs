@@ -24,6 +24,7 @@ mod sales;
 mod telephony;
 mod tools;
 mod trunks;
+mod unread_body;
 mod v1;
 mod web_call;
 
@@ -170,5 +171,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("No such route".to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(unread_body::close_if_unread))
         .with_state(state)
 }

@@ -19,7 +19,9 @@ pub use tool::{
     BUILT_IN_TOOL_NAMES, HttpTool, TOOL_NAME_MAX_CHARS, TOOL_TIMEOUT_MS, ToolMethod,
     is_function_name, is_sensitive_header,
 };
-pub use tts::{CartesiaVoice, SARVAM_DEFAULT_LANGUAGE, SarvamVoice, TtsConfig, TtsModel};
+pub use tts::{
+    CartesiaVoice, SARVAM_DEFAULT_LANGUAGE, SarvamVoice, TtsConfig, TtsFallback, TtsModel,
+};
 
 /// Longest `assistant_name`, in characters.
 pub const NAME_MAX_CHARS: usize = 100;

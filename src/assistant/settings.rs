@@ -175,6 +175,9 @@ pub struct CallSettings {
     /// Left on an answering machine that picks up an outbound call (with placeholders, rendered
     /// from the call's metadata); without it no answering-machine detection is asked for.
     pub voicemail_message: Option<String>,
+    /// Another voice, for what the assistant's own TTS fails to say after its retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tts_fallback: Option<super::TtsFallback>,
 }
 
 impl Default for CallSettings {
@@ -196,6 +199,7 @@ impl Default for CallSettings {
             llm_provider: None,
             catalog_business_id: None,
             voicemail_message: None,
+            tts_fallback: None,
         }
     }
 }

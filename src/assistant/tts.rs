@@ -130,6 +130,79 @@ impl TtsConfig {
     }
 }
 
+/// Another voice for when the assistant's own fails (`assistant_tts_fallback`): what the call's
+/// TTS could not say after its one retry is said by this one, and so is the rest of the call.
+/// Stored with the call settings as `{model, config}`, the model telling how to read the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtsFallback(pub TtsConfig);
+
+impl TtsFallback {
+    /// Parses the API's `{"model": …, "config": {…}}` under `field`.
+    pub fn parse(value: &Value, field: &str, v: &mut Violations) -> Option<Self> {
+        let Some(object) = value.as_object() else {
+            v.add(
+                field,
+                "must be an object: {\"model\": \"cartesia\" or \"sarvam\", \"config\": {…}}",
+            );
+            return None;
+        };
+        if let Some(unknown) = object.keys().find(|k| *k != "model" && *k != "config") {
+            v.add(format!("{field}.{unknown}"), "is not a known field");
+        }
+        let model = match object.get("model").and_then(Value::as_str) {
+            Some(name) => match TtsModel::parse(name) {
+                Some(model) => Some(model),
+                None => {
+                    v.add(format!("{field}.model"), "must be one of: cartesia, sarvam");
+                    None
+                }
+            },
+            None => {
+                v.add(format!("{field}.model"), "is required (cartesia or sarvam)");
+                None
+            }
+        };
+        let config = object
+            .get("config")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        let config = TtsConfig::parse(model?, &config, &format!("{field}.config"), v)?;
+        Some(Self(config))
+    }
+
+    /// As responses show it: the api key masked.
+    pub fn to_public_json(&self) -> Value {
+        serde_json::json!({"model": self.0.model().as_str(), "config": self.0.to_public_json()})
+    }
+
+    /// A masked key sent back keeps the stored fallback's key (same provider only).
+    pub fn keep_masked_key_from(&mut self, stored: &TtsFallback) {
+        if self.0.model() == stored.0.model() {
+            self.0.keep_masked_key_from(&stored.0);
+        }
+    }
+}
+
+impl Serialize for TtsFallback {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({"model": self.0.model().as_str(), "config": &self.0})
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for TtsFallback {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let mut v = Violations::new();
+        TtsFallback::parse(&value, "tts_fallback", &mut v).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "stored tts_fallback is invalid: {:?}",
+                v.into_result().err()
+            ))
+        })
+    }
+}
+
 fn string_field<'a>(
     object: &'a Map<String, Value>,
     name: &str,

@@ -58,16 +58,16 @@ pub fn speech_to_text(
 /// put straight into the call's writer (`playout`).
 pub fn text_to_speech(
     config: &Config,
-    assistant: &Assistant,
+    voice: &TtsConfig,
     output: AudioFormat,
     playout: mpsc::Sender<PlayoutItem>,
 ) -> (Box<dyn TextToSpeech>, TtsParams) {
     let params = TtsParams {
-        voice: assistant.tts.clone(),
+        voice: voice.clone(),
         output,
         playout: Some(playout),
     };
-    let client: Box<dyn TextToSpeech> = match &assistant.tts {
+    let client: Box<dyn TextToSpeech> = match voice {
         TtsConfig::Cartesia(_) => Box::new(CartesiaTts::new(
             TtsEndpoint {
                 base_url: config.cartesia.base_url.clone(),

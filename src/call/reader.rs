@@ -101,6 +101,7 @@ pub async fn run_reader<S: MediaSource>(
                     Some(VadEvent::OnsetWithdrawn) => MediaEvent::OnsetWithdrawn,
                     Some(VadEvent::SpeechStart { .. }) => {
                         finalized = false;
+                        speaking(&stt, true);
                         MediaEvent::SpeechStarted
                     }
                     Some(VadEvent::Pause { .. }) => {
@@ -115,6 +116,7 @@ pub async fn run_reader<S: MediaSource>(
                         if !finalized {
                             finalize(&stt);
                         }
+                        speaking(&stt, false);
                         MediaEvent::SpeechStopped
                     }
                     None => continue,
@@ -135,6 +137,13 @@ pub async fn run_reader<S: MediaSource>(
             return;
         }
     }
+}
+
+/// Tells the STT session whether the caller speaks (what it keeps for a replay depends on it).
+/// Best effort: a full queue means the link is reconnecting, and the state is only a bound on
+/// memory.
+fn speaking(stt: &mpsc::Sender<SttInput>, speaking: bool) {
+    let _ = stt.try_send(SttInput::Speaking(speaking));
 }
 
 /// Asks the STT for its final now. A full queue means the STT link is reconnecting: the

@@ -14,7 +14,7 @@ use super::first_frames::FirstFrames;
 use super::io::{AnsweredBy, CallControl, Control, EndReason};
 use super::reader::{caller_vad, run_reader};
 use super::recorder::Recorder;
-use super::session::{CallIo, CallSetup, run_agent};
+use super::session::{CallIo, CallSetup, FallbackVoice, run_agent};
 use super::writer::run_writer;
 use super::{CallServices, providers};
 use crate::agent::tools::Toolbox;
@@ -154,7 +154,17 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
     let (stt, stt_params) = providers::speech_to_text(config, assistant, format);
     // The writer's queue exists before the TTS connects: the TTS puts its audio straight in it.
     let (items_tx, items_rx) = mpsc::channel(WRITER_QUEUE);
-    let (tts, tts_params) = providers::text_to_speech(config, assistant, format, items_tx.clone());
+    let (tts, tts_params) =
+        providers::text_to_speech(config, &assistant.tts, format, items_tx.clone());
+    // The fallback voice connects only if the call's own fails: most calls never need it.
+    let fallback_voice = assistant.settings.tts_fallback.as_ref().map(|fallback| {
+        let (client, params) =
+            providers::text_to_speech(config, &fallback.0, format, items_tx.clone());
+        FallbackVoice {
+            model: fallback.0.model().as_str(),
+            connect: client.connect(params),
+        }
+    });
     // All connect at once: the greeting waits only for the slowest (an MCP server's list has
     // its own bound, and a failing server only costs its tools).
     let events = sink.wants_events();
@@ -264,6 +274,7 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         egress: services.egress.clone(),
         call_control,
         llm_notices: notices_rx,
+        fallback_voice,
     };
     let outcome = run_agent(setup, io).await;
     tracing::info!(

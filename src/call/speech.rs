@@ -152,6 +152,12 @@ pub struct Speech {
     bytes_per_second: f64,
     /// The far end shows the agent's words as they are played.
     show_words: bool,
+    /// Another voice can take over when this one fails a reply twice (see `take_voice_switch`).
+    fallback_available: bool,
+    /// Waiting for the other voice: phrases are held, not sent.
+    switching: bool,
+    /// The agent has yet to be told to switch.
+    switch_requested: bool,
 }
 
 impl Speech {
@@ -172,7 +178,37 @@ impl Speech {
             bytes_per_second: f64::from(format.sample_rate)
                 * format.encoding.bytes_per_sample() as f64,
             show_words,
+            fallback_available: false,
+            switching: false,
+            switch_requested: false,
         }
+    }
+
+    /// The assistant has a fallback voice: words the call's own voice fails to say after its
+    /// retry wait for it instead of being dropped.
+    pub fn offer_fallback(&mut self) {
+        self.fallback_available = true;
+    }
+
+    /// Whether the voice just failed a reply twice and the words wait for the fallback voice
+    /// (asked once).
+    pub fn take_voice_switch(&mut self) -> bool {
+        std::mem::take(&mut self.switch_requested)
+    }
+
+    /// The fallback voice is connected: it says what waited, and everything after.
+    pub fn use_voice(&mut self, tts: mpsc::Sender<TtsCommand>) {
+        self.tts = tts;
+        self.switching = false;
+        self.send_queued();
+        self.place_end_mark();
+    }
+
+    /// No other voice after all: what waited goes to the call's own voice once more.
+    pub fn keep_voice(&mut self) {
+        self.switching = false;
+        self.send_queued();
+        self.place_end_mark();
     }
 
     /// Starts speaking a new reply; whatever the previous one still had to say is dropped.
@@ -438,7 +474,15 @@ impl Speech {
                             reply.queued.push_front(unsaid);
                             metrics::counter!(crate::metrics::TTS_RETRIES).increment(1);
                         }
-                        // The retry failed too: those words are lost, and out of the transcript.
+                        // The retry failed too: another voice says them, once it is connected.
+                        Some(unsaid) if self.fallback_available => {
+                            self.fallback_available = false;
+                            self.switching = true;
+                            self.switch_requested = true;
+                            reply.closed_current = true;
+                            reply.queued.push_front(unsaid);
+                        }
+                        // No other voice: those words are lost, and out of the transcript.
                         Some(unsaid) => {
                             tracing::warn!(unsaid, "tts failed twice; words not said");
                         }
@@ -505,7 +549,7 @@ impl Speech {
         let Some(reply) = self.reply.as_mut() else {
             return;
         };
-        if reply.held || (!reply.open && reply.pending > 0) {
+        if reply.held || self.switching || (!reply.open && reply.pending > 0) {
             reply.queued.push_back(phrase);
             return;
         }
@@ -620,6 +664,9 @@ impl Speech {
 
     /// Phrases held while the previous utterance finished go out now.
     fn send_queued(&mut self) {
+        if self.switching {
+            return;
+        }
         let Some(reply) = self.reply.as_mut().filter(|r| r.pending == 0 && !r.held) else {
             return;
         };

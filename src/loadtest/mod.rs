@@ -17,6 +17,7 @@ mod report;
 mod sampler;
 mod script;
 mod stats;
+mod steadiness;
 mod target;
 
 pub use measure::{CallMeasures, measure};

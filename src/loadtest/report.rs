@@ -82,6 +82,8 @@ pub struct ServerUsage {
     pub rss_peak_mb: f64,
     /// (RSS at the peak of live calls − idle RSS) / live calls then.
     pub rss_per_call_kb: f64,
+    /// Memory, descriptors and threads over the steady stretch (a run long enough for one).
+    pub steady: Option<super::steadiness::Steadiness>,
 }
 
 /// Whether the load generator kept its 20 ms schedule.
@@ -257,6 +259,7 @@ fn server_usage(pids: &[u32], samples: &[Sample], call_seconds: f64) -> Option<S
         rss_idle_mb: idle.rss_bytes as f64 / MB,
         rss_peak_mb: peak_rss as f64 / MB,
         rss_per_call_kb,
+        steady: super::steadiness::steadiness(samples),
     })
 }
 
@@ -337,6 +340,25 @@ impl LoadReport {
                     "server{nodes}: {:.3} CPU s per call-minute; RSS {:.1} MB idle, {:.1} MB peak, {:.0} KB per live call",
                     s.cpu_s_per_call_minute, s.rss_idle_mb, s.rss_peak_mb, s.rss_per_call_kb
                 );
+                if let Some(st) = &s.steady {
+                    let _ = writeln!(
+                        out,
+                        "steady stretch ({:.0}–{:.0} s, at least {} calls live): RSS {:+.2} MB/min ({:.1} → {:.1} MB), \
+                         descriptors {:+.1}/min ({} → {}), threads {:+.2}/min ({} → {})",
+                        st.from_s,
+                        st.to_s,
+                        st.live_calls_min,
+                        st.rss_mb_per_min,
+                        st.rss_mb.0,
+                        st.rss_mb.1,
+                        st.open_fds_per_min,
+                        st.open_fds.0,
+                        st.open_fds.1,
+                        st.threads_per_min,
+                        st.threads.0,
+                        st.threads.1
+                    );
+                }
             }
             None => {
                 let _ = writeln!(

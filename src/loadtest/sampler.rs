@@ -93,6 +93,8 @@ fn summed(pids: &[u32]) -> Option<ProcessSample> {
         .reduce(|a, b| ProcessSample {
             cpu: a.cpu + b.cpu,
             rss_bytes: a.rss_bytes + b.rss_bytes,
+            threads: a.threads + b.threads,
+            open_fds: a.open_fds + b.open_fds,
         })
 }
 

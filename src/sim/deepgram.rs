@@ -11,6 +11,11 @@
 //! processing time); interim results and VAD events by [`Latency::per_chunk`].
 //!
 //! The handle records every stream ([`ReceivedStream`]) and can stage refusals and faults.
+//!
+//! A stream that begins inside speech (its first utterance starts within
+//! [`JOINED_MID_SPEECH_MS`] of the stream's first audio) hears only the end of that sentence, as
+//! a real recogniser transcribes only the words it was sent: a client that reconnects without
+//! sending again what the lost socket had not settled is caught losing words.
 
 use crate::sim::precise_timer::Deadline;
 use std::path::Path;
@@ -524,6 +529,16 @@ fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// A first utterance starting this close to the stream's first audio began before the stream
+/// (longer than the pauses between words, shorter than the silence a call begins with).
+pub const JOINED_MID_SPEECH_MS: u64 = 400;
+
+/// The end of a sentence heard from its middle: its second half of words.
+fn tail_of(sentence: &str) -> String {
+    let words: Vec<&str> = sentence.split_whitespace().collect();
+    words[words.len() / 2..].join(" ")
+}
+
 impl TimelineState {
     fn on_window(
         &mut self,
@@ -535,7 +550,12 @@ impl TimelineState {
         if let Some(start_ms) = onset {
             // Speech resumed: no UtteranceEnd for the previous words.
             self.utterance_end_from = None;
-            let text = self.script.utterance(self.next_text).to_owned();
+            let sentence = self.script.utterance(self.next_text);
+            let text = if self.next_text == 0 && start_ms < JOINED_MID_SPEECH_MS {
+                tail_of(sentence)
+            } else {
+                sentence.to_owned()
+            };
             self.next_text += 1;
             self.current = Some(Utterance {
                 text,

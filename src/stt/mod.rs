@@ -10,6 +10,7 @@
 //! socket's health and reconnection; each provider file only speaks its wire format.
 
 pub mod deepgram;
+mod replay;
 pub mod sarvam;
 mod session;
 pub mod socket;
@@ -68,10 +69,10 @@ pub enum SttEvent {
     },
     /// No words for `utterance_end_ms`: the user's turn is over even if no `speech_final` came.
     UtteranceEnd,
-    /// The provider link broke and was re-established; `lost_ms` of audio may not have been
-    /// transcribed (never silently: the call logs and counts it). It is an upper bound: audio
-    /// written to the broken link after its last answered ping, plus audio dropped because the
-    /// reconnect buffer was full. Audio is never replayed (no duplicated words).
+    /// The provider link broke and was re-established; the audio the provider had not settled
+    /// (since its last final) was sent again on the new link first, so no words are lost
+    /// unless `lost_ms` > 0 (never silently: the call logs and counts it): audio older than the
+    /// replay's bound, or dropped because the reconnect buffer was full.
     Reconnected { lost_ms: u64 },
     /// The stream ended; `Err` when it ended because of a failure the session could not repair.
     Closed(Result<(), SttError>),
@@ -124,6 +125,10 @@ pub enum SttInput {
     Audio(Bytes),
     /// Flush: finalise whatever has been heard now (end of turn decided locally).
     Finalize,
+    /// The local VAD's view of the caller (speaking from an onset, quiet from the end of speech
+    /// or a withdrawn onset): while the caller is quiet the session keeps only a short pre-roll
+    /// for a replay after a lost socket. Never sent to the provider.
+    Speaking(bool),
 }
 
 /// A live STT stream. Dropping it closes the provider connection (the provider is told to

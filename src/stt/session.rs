@@ -9,10 +9,11 @@
 //! Health: every tick sends a WebSocket ping (neither Deepgram nor Sarvam answers their own
 //! keep-alive messages, but every WebSocket server answers pings); a ping unanswered by the next
 //! tick, or a write that made no progress for a whole tick, is a stall. The socket is then
-//! replaced: audio arriving meanwhile waits in a bounded backlog and is sent first on the new
-//! socket; what cannot be delivered is reported in [`SttEvent::Reconnected`]. Audio already
-//! written to the dead socket is not replayed (the provider may have transcribed it: replaying
-//! would duplicate words, and keeping it would cost memory on every call).
+//! replaced: the audio the provider had not settled with a final yet ([`Replay`]: since its last
+//! final, a short pre-roll while the caller is quiet) is sent first on the new socket, then the
+//! audio that arrived meanwhile (a bounded backlog); what cannot be delivered is reported in
+//! [`SttEvent::Reconnected`]. Words the provider finalised are never sent again, so none are
+//! duplicated.
 //!
 //! Providers plug in through [`Wire`]: how to open, how to frame audio and control messages,
 //! how to read what comes back. Nothing here knows a provider's format.
@@ -33,6 +34,7 @@ use tokio_tungstenite::tungstenite::http::HeaderMap;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::replay::Replay;
 use super::socket::{self, OpenError, WsStream};
 use super::{SttError, SttEvent, SttInput, SttSession};
 use crate::audio::AudioFormat;
@@ -62,6 +64,11 @@ pub struct SessionOptions {
     pub reconnect_backoff: Duration,
     /// Audio kept while reconnecting, in milliseconds; older audio is dropped (and reported).
     pub backlog_ms: u32,
+    /// Unsettled audio (since the provider's last final) kept for a new socket while the caller
+    /// speaks, in milliseconds; 0 turns the replay off.
+    pub replay_ms: u32,
+    /// Unsettled audio kept while the caller is quiet: a pre-roll for a late onset.
+    pub replay_preroll_ms: u32,
 }
 
 impl Default for SessionOptions {
@@ -77,6 +84,8 @@ impl Default for SessionOptions {
             reconnect_attempts: 3,
             reconnect_backoff: Duration::from_millis(100),
             backlog_ms: 1500,
+            replay_ms: 8000,
+            replay_preroll_ms: 800,
         }
     }
 }
@@ -141,6 +150,10 @@ pub(crate) async fn start<W: Wire>(
     let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
     let task = SessionTask {
         backlog: Backlog::new(format.bytes_per_ms(options.backlog_ms)),
+        replay: Replay::new(
+            format.bytes_per_ms(options.replay_ms),
+            format.bytes_per_ms(options.replay_preroll_ms),
+        ),
         wire,
         format,
         options,
@@ -176,6 +189,8 @@ struct SessionTask<W> {
     input_closed: bool,
     events: mpsc::Sender<SttEvent>,
     backlog: Backlog,
+    /// Audio written that the provider has not settled with a final.
+    replay: Replay,
     /// Audio that may not have been transcribed since the last `Reconnected`.
     lost_bytes: u64,
 }
@@ -222,7 +237,11 @@ impl<W: Wire> SessionTask<W> {
                     return;
                 }
                 LinkEnd::Failed(Failure::Retry(error)) => {
-                    self.lost_bytes += link.unconfirmed_bytes();
+                    // What the replay holds is the newest audio written: it covers the writes
+                    // the provider may not have read.
+                    self.lost_bytes += link
+                        .unconfirmed_bytes()
+                        .saturating_sub(self.replay.len() as u64);
                     if self.input_closed {
                         // The call is finishing: a new socket could not bring back the tail.
                         self.emit(SttEvent::Closed(Err(error))).await;
@@ -242,6 +261,18 @@ impl<W: Wire> SessionTask<W> {
                     match self.reconnect(error).await {
                         Ok(new_link) => {
                             link = new_link;
+                            let frame_bytes = self.format.bytes_per_ms(20);
+                            let replayed = self.replay.take_frames(frame_bytes);
+                            if !replayed.is_empty() {
+                                tracing::info!(
+                                    provider = W::PROVIDER,
+                                    replay_ms = self
+                                        .format
+                                        .duration_ms(replayed.iter().map(Bytes::len).sum()),
+                                    "stt audio the lost link had not settled sent again"
+                                );
+                            }
+                            self.backlog.prepend_audio(replayed);
                             let lost_ms = self.format.duration_ms(self.lost_bytes as usize);
                             self.lost_bytes = 0;
                             if !self.emit(SttEvent::Reconnected { lost_ms }).await {
@@ -332,6 +363,9 @@ impl<W: Wire> SessionTask<W> {
                 link.healthy = true;
                 match self.wire.inbound(&text) {
                     Inbound::Event(event) => {
+                        if let SttEvent::Transcript { is_final: true, .. } = &event {
+                            self.replay.settled();
+                        }
                         if !self.emit(event).await {
                             return Some(LinkEnd::Abandoned);
                         }
@@ -417,6 +451,8 @@ impl<W: Wire> SessionTask<W> {
                     return Ok(());
                 }
                 let len = audio.len() as u64;
+                // Kept before it is written: a write that fails is sent again on the new link.
+                self.replay.push(&audio);
                 match link.write(self.wire.audio(audio)) {
                     Ok(()) => {
                         link.sent_bytes += len;
@@ -424,12 +460,18 @@ impl<W: Wire> SessionTask<W> {
                         Ok(())
                     }
                     Err(e) => {
-                        self.lost_bytes += len;
+                        if !self.replay.keeps_audio() {
+                            self.lost_bytes += len;
+                        }
                         Err(link_error(e))
                     }
                 }
             }
             SttInput::Finalize => link.write(self.wire.finalize()).map_err(link_error),
+            SttInput::Speaking(speaking) => {
+                self.replay.set_speaking(speaking);
+                Ok(())
+            }
         }
     }
 
@@ -631,6 +673,15 @@ impl Backlog {
             }
         }
         dropped
+    }
+
+    /// Puts replayed audio ahead of everything held: it is older. Not bounded by `max_bytes`
+    /// (the replay has its own bound).
+    fn prepend_audio(&mut self, frames: Vec<Bytes>) {
+        for frame in frames.into_iter().rev() {
+            self.bytes += frame.len();
+            self.items.push_front(SttInput::Audio(frame));
+        }
     }
 
     fn pop(&mut self) -> Option<SttInput> {

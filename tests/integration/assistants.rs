@@ -79,6 +79,7 @@ on_both_backends!(
     call_settings_have_defaults_and_rules,
     the_voicemail_message_is_a_checked_setting,
     the_llm_fallback_and_apology_are_checked_settings,
+    the_fallback_voice_is_a_checked_setting,
 );
 
 async fn create_list_details_as_documented(s: &TestServer) {
@@ -1102,6 +1103,80 @@ async fn the_llm_fallback_and_apology_are_checked_settings(s: &TestServer) {
             .patch(
                 &format!("/assistant/update/{plain}"),
                 json!({"assistant_llm_config": llm}),
+            )
+            .await;
+        assert_field_error(status, &reply, field);
+    }
+}
+
+async fn the_fallback_voice_is_a_checked_setting(s: &TestServer) {
+    let plain = create(s, cartesia()).await;
+    let (_, d) = s.get(&format!("/assistant/details/{plain}")).await;
+    assert_eq!(d["data"]["assistant_tts_fallback"], Value::Null);
+
+    let body = with(
+        cartesia(),
+        "assistant_tts_fallback",
+        json!({"model": "sarvam", "config": {"speaker": "meera", "api_key": "sarvam-fallback-key-4242"}}),
+    );
+    let id = create(s, body).await;
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    let fallback = &d["data"]["assistant_tts_fallback"];
+    assert_eq!(fallback["model"], "sarvam", "{fallback}");
+    assert_eq!(fallback["config"]["speaker"], "meera", "{fallback}");
+    assert_eq!(
+        fallback["config"]["api_key"], "****4242",
+        "masked: {fallback}"
+    );
+
+    // Sent back as shown, the masked key keeps the stored one.
+    let path = format!("/assistant/update/{id}");
+    let (status, reply) = s
+        .patch(&path, json!({"assistant_tts_fallback": fallback.clone()}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let owner = s.store.owner_by_key(&s.key).await.unwrap().unwrap();
+    let stored = s
+        .store
+        .get_assistant(&owner.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = stored.settings.tts_fallback.expect("still a fallback");
+    assert_eq!(kept.0.api_key(), Some("sarvam-fallback-key-4242"));
+
+    // Null removes it.
+    let (status, reply) = s
+        .patch(&path, json!({"assistant_tts_fallback": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, d) = s.get(&format!("/assistant/details/{id}")).await;
+    assert_eq!(d["data"]["assistant_tts_fallback"], Value::Null);
+
+    // Each broken rule names its field.
+    for (fallback, field) in [
+        (json!("sarvam"), "assistant_tts_fallback"),
+        (
+            json!({"config": {"speaker": "meera"}}),
+            "assistant_tts_fallback.model",
+        ),
+        (
+            json!({"model": "polly", "config": {}}),
+            "assistant_tts_fallback.model",
+        ),
+        (
+            json!({"model": "cartesia", "config": {}}),
+            "assistant_tts_fallback.config.voice_id",
+        ),
+        (
+            json!({"model": "sarvam", "config": {"speaker": "meera"}, "colour": 1}),
+            "assistant_tts_fallback.colour",
+        ),
+    ] {
+        let (status, reply) = s
+            .post(
+                "/assistant/create",
+                with(cartesia(), "assistant_tts_fallback", fallback),
             )
             .await;
         assert_field_error(status, &reply, field);

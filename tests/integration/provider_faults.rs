@@ -1,6 +1,6 @@
 //! Providers failing in the middle of whole calls (issue 23), through the sim fakes' fault
-//! menus: an STT socket dropped mid-utterance is reconnected and the call goes on with every turn
-//! (the transcript is the one a call without the drop has — with the fake's caveat below), and
+//! menus: an STT socket dropped mid-utterance is reconnected and loses no words (the transcript
+//! is the one a call without the drop has), and
 //! an STT or TTS that stays down ends the call politely as a `provider_error`, reported like any
 //! other end.
 
@@ -34,11 +34,10 @@ fn caller_lines(call: &Value) -> Vec<String> {
 }
 
 /// Deepgram drops the socket (1011) in the middle of the caller's first sentence: the STT
-/// session reconnects, sends the audio that arrived meanwhile, and the call goes on with the
-/// caller's three turns as in a call without the drop. Caveat: the scripted fake answers each
-/// utterance it detects with the script's sentence, so this shows that the turn survives the
-/// drop, not that the words spoken into the dead socket were recovered (they are not replayed;
-/// see `stt/session.rs`).
+/// session reconnects, sends again what the lost stream had not settled (from just before the
+/// sentence began) and then the audio that arrived meanwhile, and the call's transcript is the
+/// one a call without the drop has. The fake hears only what it is sent (a stream that begins
+/// inside speech gets only the sentence's tail), so a lost word would show here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_stt_drop_mid_utterance_keeps_the_call_and_its_turns() {
     let lab = CallLab::start(LabOptions::default()).await;
@@ -148,5 +147,49 @@ async fn a_tts_that_stays_down_ends_the_call_as_a_provider_error() {
     );
     let contexts = lab.cartesia.received().context_ids;
     assert!(contexts.len() >= 3, "{contexts:?}");
+    lab.stop().await;
+}
+
+/// Cartesia answers every context with an error, and the assistant has a Sarvam voice as its
+/// fallback: the greeting fails, its retry fails, and the fallback voice says it — the caller
+/// hears the whole call in the other voice, the call ends as it would have, and its details show
+/// the switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_voice_says_what_the_failed_voice_could_not() {
+    let mut options = LabOptions::default();
+    options.assistant["assistant_tts_fallback"] = serde_json::json!({
+        "model": "sarvam",
+        "config": {"speaker": "anushka", "target_language_code": "en-IN"}
+    });
+    let lab = CallLab::start(options).await;
+    for _ in 0..10 {
+        lab.cartesia.inject(ContextFault::Error { status: 500 });
+    }
+    let sid = lab.call_in(three_turns());
+    let call = lab.finished_call(&sid).await;
+    assert_eq!(call["end_reason"], "assistant_ended_call", "{call:#}");
+    let lines = crate::call_lab::transcript(&call);
+    assert_eq!(
+        lines.first(),
+        Some(&("assistant".to_owned(), crate::call_lab::GREETING.to_owned())),
+        "the greeting, said whole by the fallback voice: {lines:?}"
+    );
+    assert_eq!(
+        caller_lines(&call),
+        [
+            "Hi, I'd like to book a table for two.",
+            "Yes, tomorrow at seven please.",
+            "Thank you, goodbye."
+        ]
+    );
+    let events = call["provider_events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["provider"] == "tts"
+            && e["kind"] == "fallback_voice"
+            && e["detail"] == "sarvam"),
+        "{events:?}"
+    );
+    // Cartesia was asked twice (the greeting and its retry), then never again.
+    assert_eq!(lab.cartesia.received().context_ids.len(), 2);
     lab.stop().await;
 }

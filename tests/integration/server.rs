@@ -166,6 +166,31 @@ async fn auth_is_required(s: &TestServer) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
+    // Refused before its body was read: the answer says the connection closes, so a keep-alive
+    // client does not send its next request into a connection the server drops.
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/assistant/create", s.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    // A body read to its end (here refused for its content) keeps the connection.
+    let response = client
+        .post(format!("{}/assistant/create", s.base))
+        .bearer_auth(&s.key)
+        .json(&json!({"assistant_name": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers().get("connection"), None);
+
     // A revoked key stops working at once.
     let key = s.key_for("revoked@example.com").await;
     let (status, _) = s

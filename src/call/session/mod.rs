@@ -119,6 +119,15 @@ pub struct CallIo {
     pub call_control: Option<Arc<dyn CallControl>>,
     /// The model's retries and fallbacks, as they happen (recorded as provider events).
     pub llm_notices: mpsc::Receiver<LlmNotice>,
+    /// The assistant's fallback voice, not connected until the call's own voice fails.
+    pub fallback_voice: Option<FallbackVoice>,
+}
+
+/// Another voice the call can switch to: its TTS session's connection, not started yet.
+pub struct FallbackVoice {
+    /// Its provider, for the call's provider events.
+    pub model: &'static str,
+    pub connect: futures_util::future::BoxFuture<'static, Result<TtsSession, crate::tts::TtsError>>,
 }
 
 /// How the call went.
@@ -167,13 +176,16 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         Arc::clone(&io.llm),
         io.egress.clone(),
     );
-    let speech = Speech::new(
+    let mut speech = Speech::new(
         io.tts.commands.clone(),
         io.writer.clone(),
         io.writer_control.clone(),
         setup.output_format,
         setup.events,
     );
+    if io.fallback_voice.is_some() {
+        speech.offer_fallback();
+    }
     let (transfer_failures_tx, transfer_failures) = mpsc::channel(1);
     let mut agent = Agent {
         started,
@@ -199,6 +211,7 @@ pub async fn run_agent(setup: CallSetup, io: CallIo) -> CallOutcome {
         barge_ins: 0,
         stt_open: true,
         tts_failures_in_a_row: 0,
+        voice_switch: None,
         resume_deadline: None,
         resume_when_quiet: false,
     };
@@ -241,6 +254,8 @@ struct Agent {
     stt_open: bool,
     /// TTS failures since its last audio (see [`TTS_DOWN_AFTER`]).
     tts_failures_in_a_row: u32,
+    /// The fallback voice connecting, after the call's own failed a reply twice.
+    voice_switch: Option<FallbackVoice>,
     /// The reply is held at the caller's first sound: it resumes at this instant unless the
     /// STT confirms an interruption first.
     resume_deadline: Option<Instant>,
@@ -306,9 +321,15 @@ impl Agent {
                     Some(event) => {
                         let spoken = self.speech.on_tts(event);
                         self.on_spoken(spoken);
+                        if self.speech.take_voice_switch() {
+                            self.switch_voice();
+                        }
                     }
                     None => self.on_provider_failure("tts session ended"),
                 },
+                connected = connect_voice(&mut self.voice_switch), if self.voice_switch.is_some() => {
+                    self.on_voice_connected(connected);
+                }
                 () = sleep_until(barge_deadline.unwrap_or(far_future)), if barge_deadline.is_some() => {
                     if self.turns.barge_deadline_passed() && self.speech.speaking() {
                         self.interrupt();
@@ -668,12 +689,59 @@ impl Agent {
     }
 
     fn provider_event_at(&self, at: Duration, kind: &str, detail: Option<String>) {
+        self.provider_event_for(at, "llm", kind, detail);
+    }
+
+    fn provider_event_for(&self, at: Duration, provider: &str, kind: &str, detail: Option<String>) {
         self.io.recorder.provider_event(ProviderEvent {
             at_ms: i64::try_from(at.as_millis()).unwrap_or(i64::MAX),
-            provider: "llm".to_owned(),
+            provider: provider.to_owned(),
             kind: kind.to_owned(),
             detail,
         });
+    }
+
+    /// The call's voice failed a reply twice: the fallback voice, if the assistant has one,
+    /// connects and says what is left (the speech layer holds it meanwhile).
+    fn switch_voice(&mut self) {
+        match self.io.fallback_voice.take() {
+            Some(voice) => {
+                tracing::warn!(call_id = %self.setup.call_id, fallback = voice.model, "tts failed twice; switching to the fallback voice");
+                self.voice_switch = Some(voice);
+            }
+            None => self.speech.keep_voice(),
+        }
+    }
+
+    fn on_voice_connected(
+        &mut self,
+        connected: (&'static str, Result<TtsSession, crate::tts::TtsError>),
+    ) {
+        let (model, result) = connected;
+        self.voice_switch = None;
+        let at = self.started.elapsed();
+        match result {
+            Ok(session) => {
+                metrics::counter!(crate::metrics::TTS_FALLBACKS, "outcome" => "connected")
+                    .increment(1);
+                self.provider_event_for(at, "tts", "fallback_voice", Some(model.to_owned()));
+                self.speech.use_voice(session.commands.clone());
+                // The old session's task ends when its last handle goes.
+                self.io.tts = session;
+            }
+            Err(error) => {
+                tracing::error!(call_id = %self.setup.call_id, %error, "fallback voice did not connect");
+                metrics::counter!(crate::metrics::TTS_FALLBACKS, "outcome" => "failed")
+                    .increment(1);
+                self.provider_event_for(
+                    at,
+                    "tts",
+                    "fallback_voice_failed",
+                    Some(error.to_string()),
+                );
+                self.speech.keep_voice();
+            }
+        }
     }
 
     fn on_spoken(&mut self, spoken: Spoken) {
@@ -840,6 +908,16 @@ impl Agent {
         // by max duration.
         self.ended = Some(self.ended.unwrap_or(reason));
         self.end_deadline = Some(Instant::now());
+    }
+}
+
+/// The fallback voice's connection (only polled while one is under way).
+async fn connect_voice(
+    switch: &mut Option<FallbackVoice>,
+) -> (&'static str, Result<TtsSession, crate::tts::TtsError>) {
+    match switch {
+        Some(voice) => (voice.model, (&mut voice.connect).await),
+        None => std::future::pending().await,
     }
 }
 

@@ -106,6 +106,7 @@ fn start_with(setup: CallSetup, llm: Arc<ScriptedLlm>) -> Harness {
         call_control: None,
         // The scripted model makes no retries of its own to tell of.
         llm_notices: mpsc::channel(1).1,
+        fallback_voice: None,
     };
     let agent = tokio::spawn(run_agent(setup, io));
     Harness {
