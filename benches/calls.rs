@@ -36,7 +36,7 @@ fn main() {
             delays: SimOptions::reference(),
             tts: TtsChoice::default(),
             stt: SttChoice::default(),
-            provider: Default::default(),
+            provider: voxbridge::telephony::TrunkProvider::Twilio,
         };
         match runtime.block_on(run(&options)) {
             Ok(report) => println!("{}", report.table()),

@@ -172,8 +172,9 @@ struct LoadtestArgs {
     /// The assistant's STT: `deepgram` or `sarvam` (en-IN).
     #[arg(long, default_value = "deepgram", value_parser = ["deepgram", "sarvam"])]
     stt: String,
-    /// The telephony provider the calls come through (its fake and its stream protocol).
-    #[arg(long, default_value = "twilio", value_parser = ["twilio", "plivo", "exotel"])]
+    /// The telephony provider whose fake carries the calls (its webhooks, answer document and
+    /// media stream): `twilio`, or any other registered provider.
+    #[arg(long, default_value = "twilio")]
     provider: String,
     #[command(flatten)]
     delays: DelayArgs,
@@ -312,8 +313,13 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Box<dyn std::error::Error>> 
         delays: args.delays.options(SimOptions::reference()),
         tts: args.tts.parse()?,
         stt: args.stt.parse()?,
-        provider: voxbridge::loadtest::LoadProvider::parse(&args.provider)
-            .ok_or("unknown --provider")?,
+        provider: voxbridge::telephony::TrunkProvider::parse(&args.provider).ok_or_else(|| {
+            format!(
+                "unknown provider {:?} (one of: {})",
+                args.provider,
+                voxbridge::telephony::TrunkProvider::names()
+            )
+        })?,
     };
     let report = voxbridge::loadtest::run(&options).await?;
     print!("{}", report.table());

@@ -1,7 +1,7 @@
 //! The load generator behind `voxbridge loadtest` and `benches/calls.rs`: many simulated phone
-//! calls against one server, through the real inbound path of the chosen provider (`provider.rs`:
-//! Twilio's signed `/twilio/voice` webhook and TwiML, Plivo's or Exotel's equivalents, then the
-//! provider's media WebSocket), with the fake providers at fixed delays; per turn it measures what
+//! calls against one server, through a provider's real inbound path (Twilio by default: signed
+//! `/twilio/voice` webhook, TwiML, media WebSocket; `--provider` picks another, see
+//! [`driver`]), with the fake providers at fixed delays; per turn it measures what
 //! the caller hears (see [`measure`]) and, for a server on this machine, what each call costs in
 //! CPU and memory.
 //!
@@ -9,10 +9,10 @@
 //! caller records how late its 20 ms ticks ran, and a run whose callers fell behind says so
 //! instead of blaming the server.
 
+mod driver;
 mod measure;
 mod process;
 mod progress;
-pub mod provider;
 mod report;
 mod sampler;
 mod script;
@@ -32,8 +32,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::sim::suite::{SimOptions, SimSuite};
-pub use provider::LoadProvider;
-use provider::Ringer;
+use crate::telephony::TrunkProvider;
 
 /// Most calls one run may place.
 pub const MAX_CALLS: usize = 5000;
@@ -61,8 +60,8 @@ pub struct LoadTestOptions {
     /// The assistant's voice and ears.
     pub tts: TtsChoice,
     pub stt: SttChoice,
-    /// The telephony provider the calls come through.
-    pub provider: LoadProvider,
+    /// The telephony provider whose fake carries the calls.
+    pub provider: TrunkProvider,
 }
 
 /// A run could not be made.
@@ -150,7 +149,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let number = target
         .provision(&http, options.tts, options.stt, options.provider)
         .await?;
-    let ringer = Ringer::new(options.provider, &number, options.duration);
+    let driver = driver::Driver::new(options.provider, &number, options.duration);
 
     let sampler = sampler::Sampler::start(
         target.pids.clone(),
@@ -173,9 +172,9 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
         placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Round robin over the nodes, as a load balancer would.
         let node = &target.node_urls[i % target.node_urls.len()];
-        match ringer.ring(
+        match driver.ring(
             node,
-            &format!("+1444{:07}", i),
+            format!("+1444{:07}", i),
             &number,
             script.caller_script(i),
         ) {
@@ -187,7 +186,7 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let mut calls = Vec::with_capacity(sids.len());
     let patience = options.duration + Duration::from_secs(60);
     for sid in &sids {
-        match ringer.ended(sid, patience).await {
+        match driver.wait(sid, patience).await {
             Some(call) => calls.push(call),
             None => {
                 *failures

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::provider::EndedCall;
 use crate::sim::caller::{CallerEnd, LATE_TICK};
 use crate::sim::suite::SimOptions;
 
@@ -28,8 +27,6 @@ pub struct LoadReport {
     pub delays_ms: SimOptions,
     pub tts: TtsChoice,
     pub stt: SttChoice,
-    /// The telephony provider the calls came through.
-    pub provider: super::LoadProvider,
     /// Silence after the caller's speech at which the turn ends (counted as a setting, not as
     /// added latency): the earlier of the assistant's `end_of_turn_silence_ms`, at which our VAD
     /// asks the STT for its final, and the fake STT's own endpointing.
@@ -105,7 +102,7 @@ pub(super) struct RunFacts<'a> {
     pub options: &'a LoadTestOptions,
     pub script: &'a LoadScript,
     pub endpointing_ms: u64,
-    pub calls: &'a [EndedCall],
+    pub calls: &'a [super::driver::DrivenCall],
     pub failures: BTreeMap<String, usize>,
     pub samples: &'a [Sample],
     pub server_pids: Vec<u32>,
@@ -129,9 +126,8 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
     let mut tick_lag_max = Duration::ZERO;
     let mut call_seconds = 0.0;
     for call in facts.calls {
-        let Some(report) = call.report.as_ref() else {
-            let why = call.failure.clone();
-            *failures.entry(why).or_insert(0) += 1;
+        let Some(report) = &call.report else {
+            *failures.entry(call.no_stream.clone()).or_insert(0) += 1;
             continue;
         };
         match &report.end {
@@ -188,7 +184,6 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
         delays_ms: options.delays,
         tts: options.tts,
         stt: options.stt,
-        provider: options.provider,
         endpointing_ms: facts.endpointing_ms,
         completed,
         failures,
@@ -275,11 +270,10 @@ impl LoadReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "voxbridge loadtest: {} calls via {} (ramp {}/s, {} s each, {} turns); TTS {:?}, STT {:?} \
+            "voxbridge loadtest: {} calls (ramp {}/s, {} s each, {} turns); TTS {:?}, STT {:?} \
              (turn ends after {} ms of silence); fakes: STT final {} ms, LLM first token {} ms, TTS first byte {} \
              ms (Sarvam then {}× real time)",
             self.calls,
-            self.provider.as_str(),
             self.ramp_per_sec,
             self.duration_s,
             self.turns_per_call,

@@ -1,5 +1,5 @@
 //! The server under test, and what it needs before calls can ring: an API key, an assistant, a
-//! Twilio trunk and a phone number routed to the assistant, all made over its REST API.
+//! trunk of the chosen provider and a phone number routed to the assistant, all made over its REST API.
 //!
 //! Three ways to have a server: spawn `voxbridge serve` as a child process (the default: its
 //! CPU and memory are then the server's alone), run one in this process (benchmarks), or use
@@ -14,10 +14,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::provider::LoadProvider;
 use crate::config::Config;
 use crate::server::Server;
 use crate::sim::suite::use_fakes_at;
+use crate::telephony::TrunkProvider;
 
 use super::LoadTestError;
 
@@ -194,7 +194,7 @@ impl Target {
         http: &reqwest::Client,
         tts: TtsChoice,
         stt: SttChoice,
-        provider: LoadProvider,
+        provider: TrunkProvider,
     ) -> Result<String, LoadTestError> {
         let number = format!("+1555{:07}", rand_u32() % 10_000_000);
         let (tts_model, tts_config) = tts.assistant_fields();
@@ -212,7 +212,11 @@ impl Target {
         let assistant = self.post(http, "/assistant/create", assistant).await?;
         let assistant_id = field(&assistant, "assistant_id")?;
         let trunk = self
-            .post(http, "/trunk/create", provider.trunk_body(&number))
+            .post(
+                http,
+                "/trunk/create",
+                super::driver::Driver::trunk(provider, &number),
+            )
             .await?;
         let trunk_id = field(&trunk, "trunk_id")?;
         self.post(

@@ -20,8 +20,10 @@ pub mod speech_detector;
 pub mod stream_log;
 pub mod stt_script;
 pub mod suite;
+pub mod telnyx;
 pub mod twilio;
 pub mod voice;
+pub mod vonage;
 
 pub use latency::Latency;
 pub use recorded::RecordedRequest;

@@ -19,7 +19,9 @@ use crate::sim::plivo::{self, PlivoSim};
 use crate::sim::sarvam_stt::{SarvamSttFake, SarvamSttFakeConfig};
 use crate::sim::sarvam_tts::{self, SarvamTtsFakeConfig, SarvamTtsFakeHandle};
 use crate::sim::stt_script::SttScript;
+use crate::sim::telnyx::TelnyxSim;
 use crate::sim::twilio::{DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioSim, TwilioSimConfig};
+use crate::sim::vonage::VonageSim;
 
 /// One Sarvam key serves STT and TTS, as on the real service.
 pub const SARVAM_KEY: &str = sarvam_tts::DEFAULT_API_KEY;
@@ -84,6 +86,8 @@ pub struct SimSuite {
     pub twilio: TwilioSim,
     pub plivo: PlivoSim,
     pub exotel: ExotelSim,
+    pub telnyx: TelnyxSim,
+    pub vonage: VonageSim,
     /// An MCP server at `{base_url}/mcp`.
     pub mcp: McpFake,
     task: tokio::task::JoinHandle<()>,
@@ -140,6 +144,8 @@ impl SimSuite {
         let twilio = TwilioSim::new(TwilioSimConfig::default());
         let plivo = PlivoSim::default();
         let exotel = ExotelSim::default();
+        let telnyx = TelnyxSim::default();
+        let vonage = VonageSim::default();
         let mcp = McpFake::new();
         let app = Router::new()
             .merge(mcp.router())
@@ -150,7 +156,9 @@ impl SimSuite {
             .merge(openai_router)
             .merge(twilio.router())
             .merge(plivo.router())
-            .merge(exotel.router());
+            .merge(exotel.router())
+            .merge(telnyx.router())
+            .merge(vonage.router());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!(error = %e, "sim providers stopped");
@@ -167,6 +175,8 @@ impl SimSuite {
             twilio,
             plivo,
             exotel,
+            telnyx,
+            vonage,
             mcp,
             task,
         })
@@ -191,6 +201,13 @@ impl SimSuite {
             "twilio": {"base_url": url, "account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN},
             "plivo": {"base_url": url, "auth_id": plivo::DEFAULT_AUTH_ID, "auth_token": plivo::DEFAULT_AUTH_TOKEN},
             "exotel": {"base_url": url, "account_sid": exotel::DEFAULT_ACCOUNT_SID, "api_key": exotel::DEFAULT_API_KEY, "api_token": exotel::DEFAULT_API_TOKEN},
+            "telnyx": {"base_url": url, "trunk_account_sid": crate::sim::telnyx::DEFAULT_CONNECTION_ID,
+                       "trunk_auth_token": crate::sim::telnyx::DEFAULT_API_KEY,
+                       "trunk_options": {"public_key": self.telnyx.public_key()}},
+            "vonage": {"base_url": url, "trunk_account_sid": crate::sim::vonage::DEFAULT_APPLICATION_ID,
+                       "trunk_auth_token": crate::sim::vonage::default_private_key(),
+                       "trunk_options": {"signature_secret": crate::sim::vonage::DEFAULT_SIGNATURE_SECRET,
+                                         "api_key": crate::sim::vonage::DEFAULT_API_KEY}},
             "mcp": {"url": format!("{url}/mcp"), "tools": ["get_order_status", "add"]},
             "latency_ms": {
                 "stt_final": o.stt_final_ms, "stt_interim": o.stt_interim_ms,

@@ -11,8 +11,10 @@ pub mod plivo;
 pub mod provider;
 pub mod registry;
 mod sid;
+pub mod telnyx;
 mod trunk;
 pub mod twilio;
+pub mod vonage;
 
 pub use call_status::{CallStatus, StatusCallbackEvent};
 pub use phone_number::{InboundRoute, PhoneNumber};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::provider::{MediaProtocol, TelephonyProvider};
-use super::{exotel, plivo, twilio};
+use super::{exotel, plivo, telnyx, twilio, vonage};
 use crate::config::Config;
 use crate::validation::Violations;
 
@@ -19,14 +19,18 @@ pub enum TrunkProvider {
     Twilio,
     Plivo,
     Exotel,
+    Telnyx,
+    Vonage,
 }
 
 impl TrunkProvider {
     /// Every supported provider.
-    pub const ALL: [TrunkProvider; 3] = [
+    pub const ALL: [TrunkProvider; 5] = [
         TrunkProvider::Twilio,
         TrunkProvider::Plivo,
         TrunkProvider::Exotel,
+        TrunkProvider::Telnyx,
+        TrunkProvider::Vonage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +38,8 @@ impl TrunkProvider {
             TrunkProvider::Twilio => "twilio",
             TrunkProvider::Plivo => "plivo",
             TrunkProvider::Exotel => "exotel",
+            TrunkProvider::Telnyx => "telnyx",
+            TrunkProvider::Vonage => "vonage",
         }
     }
 
@@ -62,6 +68,8 @@ impl TrunkProvider {
             TrunkProvider::Twilio => visitor.visit::<twilio::TwilioMedia>(),
             TrunkProvider::Plivo => visitor.visit::<plivo::PlivoMedia>(),
             TrunkProvider::Exotel => visitor.visit::<exotel::ExotelMedia>(),
+            TrunkProvider::Telnyx => visitor.visit::<telnyx::TelnyxMedia>(),
+            TrunkProvider::Vonage => visitor.visit::<vonage::VonageMedia>(),
         }
     }
 }
@@ -100,6 +108,12 @@ impl Telephony {
                     }
                     TrunkProvider::Exotel => {
                         Arc::new(exotel::Exotel::new(http.clone(), base_url.as_deref()))
+                    }
+                    TrunkProvider::Telnyx => {
+                        Arc::new(telnyx::Telnyx::new(http.clone(), base_url.as_deref()))
+                    }
+                    TrunkProvider::Vonage => {
+                        Arc::new(vonage::Vonage::new(http.clone(), base_url.as_deref()))
                     }
                 }
             })

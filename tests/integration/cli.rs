@@ -356,6 +356,45 @@ fn loadtest_runs_calls_through_a_spawned_server_and_writes_json() {
     assert_eq!(report["delays_ms"]["llm_first_token_ms"], 200);
 }
 
+/// `--provider` drives the same calls through another provider's fake: its signed webhook, its
+/// answer document and its stream protocol (Telnyx's JSON PCMU, Vonage's binary PCM16 16 kHz).
+#[test]
+fn loadtest_drives_calls_through_telnyx_and_vonage() {
+    for provider in ["telnyx", "vonage"] {
+        let json =
+            std::env::temp_dir().join(format!("voxbridge-loadtest-{}.json", uuid::Uuid::new_v4()));
+        let (ok, out, err) = run(voxbridge(&temp_db()).args([
+            "loadtest",
+            "--provider",
+            provider,
+            "--calls",
+            "2",
+            "--ramp",
+            "10",
+            "--duration",
+            "20",
+            "--turns",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ]));
+        assert!(ok, "{provider}: stdout:\n{out}\nstderr:\n{err}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(report["completed"], 2, "{provider}: {out}");
+        assert_eq!(
+            report["failures"],
+            serde_json::json!({}),
+            "{provider}: {out}"
+        );
+        assert_eq!(report["added_ms"]["n"], 4, "{provider}: {out}");
+        assert_eq!(report["barge_in_ms"]["n"], 2, "{provider}: {out}");
+        assert_eq!(report["wrongful_cuts"], 0, "{provider}: {out}");
+    }
+    let (ok, _, err) = run(voxbridge(&temp_db()).args(["loadtest", "--provider", "skype"]));
+    assert!(!ok && err.contains("unknown provider"), "{err}");
+}
+
 /// The same with a Sarvam voice and Sarvam ears: every turn answered, the STT's endpoint (its
 /// VAD's 500 ms of silence) counted as the STT's, and the choice recorded in the results.
 #[test]

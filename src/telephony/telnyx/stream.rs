@@ -1,0 +1,837 @@
+//! Telnyx media streaming (bidirectional `rtp` mode): JSON text frames both ways.
+//! In: `connected`, `start` (the stream id top-level, the call in `start.call_control_id`),
+//! `media` (base64 RTP payload, no header), `dtmf`, `mark` (echoes of ours), `error`, `stop`.
+//! Out: `media`, `mark`, `clear` — no stream id, unlike Twilio. Audio is PCMU (μ-law) 8 kHz
+//! both ways, passed to the call without transcoding.
+//!
+//! Telnyx says media frame order is not guaranteed. Frames are put back in `sequence_number`
+//! order with a small window: an in-order frame (the normal case) goes straight through; a frame
+//! after a gap waits for the missing one for at most [`REORDER_WINDOW`] frames (60 ms), then the
+//! gap is given up. A frame arriving after its gap was given up is dropped if it is audio (20 ms
+//! played out of place would garble the words around it; STT tolerates a missing frame far
+//! better) and delivered if it is a mark, a key or the stop, since those carry meaning whenever
+//! they come. Reordering costs nothing when frames are in order, which is why it is worth doing.
+//!
+//! As for Twilio, inbound `media` is parsed with borrowed fields and decoded into a shared byte
+//! arena; malformed, oversized, duplicate and unknown frames are logged and skipped, never
+//! ending a call.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use crate::audio::AudioFormat;
+use crate::transport::inactivity::Inactivity;
+use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
+
+/// Largest text frame we parse; a 20 ms media frame is ~300 bytes, a `start` well under 4 KiB.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+/// How long a new socket may take to send `start`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames held after a gap before the gap is given up.
+pub const REORDER_WINDOW: usize = 3;
+/// Arena block for decoded audio: many frames share one allocation.
+const ARENA_BLOCK: usize = 8 * 1024;
+
+/// What `start` told us about the stream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamStart {
+    pub stream_id: String,
+    pub call_control_id: String,
+    /// TeXML `<Parameter>`s (inbound calls: our call id and token).
+    pub custom_parameters: HashMap<String, String>,
+    /// The dial's `client_state` (outbound calls: base64 of our call id and token).
+    pub client_state: Option<String>,
+    /// `start`'s own sequence number: media counts on from it.
+    pub sequence_number: Option<u64>,
+}
+
+impl StreamStart {
+    /// Our call id and token: the TeXML parameters, else the dial's client state
+    /// (`base64("call_id=…&token=…")`, see `client_state`).
+    pub fn call_and_token(&self) -> (Option<String>, Option<String>) {
+        let from_params = (
+            self.custom_parameters.get("call_id").cloned(),
+            self.custom_parameters.get("token").cloned(),
+        );
+        if from_params.0.is_some() && from_params.1.is_some() {
+            return from_params;
+        }
+        match self.client_state.as_deref().and_then(decode_client_state) {
+            Some((call_id, token)) => (Some(call_id), Some(token)),
+            None => from_params,
+        }
+    }
+}
+
+/// The `client_state` of an outbound dial: our call id and token, form-encoded, base64 (Telnyx
+/// requires base64 and echoes it in the stream's `start`).
+pub fn client_state(call_id: &str, token: &str) -> String {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("call_id", call_id)
+        .append_pair("token", token)
+        .finish();
+    STANDARD.encode(form)
+}
+
+/// The inverse of [`client_state`]; `None` for anyone else's state.
+pub fn decode_client_state(state: &str) -> Option<(String, String)> {
+    let form = STANDARD.decode(state.trim()).ok()?;
+    let mut call_id = None;
+    let mut token = None;
+    for (k, v) in url::form_urlencoded::parse(&form) {
+        match k.as_ref() {
+            "call_id" => call_id = Some(v.into_owned()),
+            "token" => token = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Some((call_id?, token?))
+}
+
+/// Why a socket never became a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("no start event within {0:?}")]
+    Timeout(Duration),
+    #[error("the socket closed before start")]
+    Closed,
+    #[error("start is malformed: {0}")]
+    BadStart(String),
+    #[error("media format {0} is not PCMU 8 kHz mono")]
+    UnsupportedFormat(String),
+}
+
+/// A sequence number: Telnyx sends strings ("4"); numbers are accepted too. Unreadable ones
+/// count as absent.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seq(Option<u64>);
+
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SeqVisitor;
+        impl Visitor<'_> for SeqVisitor {
+            type Value = Seq;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sequence number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seq, E> {
+                Ok(Seq(Some(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seq, E> {
+                Ok(Seq(u64::try_from(v).ok()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seq, E> {
+                Ok(Seq(v.trim().parse().ok()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Seq, E> {
+                Ok(Seq(None))
+            }
+        }
+        d.deserialize_any(SeqVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct WireFrame<'a> {
+    #[serde(borrow)]
+    event: &'a str,
+    #[serde(default)]
+    sequence_number: Seq,
+    #[serde(default, borrow)]
+    stream_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    media: Option<WireMedia<'a>>,
+    #[serde(default, borrow)]
+    mark: Option<WireMark<'a>>,
+    #[serde(default, borrow)]
+    dtmf: Option<WireDtmf<'a>>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
+    #[serde(default)]
+    start: Option<WireStart>,
+}
+
+#[derive(Deserialize)]
+struct WireMedia<'a> {
+    #[serde(default, borrow)]
+    track: Option<&'a str>,
+    #[serde(borrow)]
+    payload: &'a str,
+}
+
+#[derive(Deserialize)]
+struct WireMark<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireDtmf<'a> {
+    #[serde(borrow)]
+    digit: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireStart {
+    #[serde(default)]
+    call_control_id: String,
+    #[serde(default)]
+    client_state: Option<String>,
+    #[serde(default)]
+    custom_parameters: Option<HashMap<String, String>>,
+    #[serde(default)]
+    media_format: Option<WireMediaFormat>,
+}
+
+#[derive(Deserialize)]
+struct WireMediaFormat {
+    encoding: String,
+    #[serde(default)]
+    sample_rate: Seq,
+    #[serde(default)]
+    channels: Seq,
+}
+
+/// Reads until `start` (skipping `connected`), within [`START_TIMEOUT`]. After it, a stream that
+/// sends nothing for `inactivity` ends as a hang-up.
+pub async fn accept(
+    ws: WebSocket,
+    inactivity: Duration,
+) -> Result<(StreamStart, TelnyxSource, TelnyxSink), HandshakeError> {
+    let (sink, mut stream) = ws.split();
+    let start = tokio::time::timeout(START_TIMEOUT, read_start(&mut stream))
+        .await
+        .map_err(|_| HandshakeError::Timeout(START_TIMEOUT))??;
+    let source = TelnyxSource {
+        stream,
+        decoder: FrameDecoder::new(start.stream_id.clone()),
+        // The first frame after `start` sets the count: Telnyx's own examples skip numbers
+        // between `start` and the first `media`, which must not look like a gap.
+        reorder: Reorder::new(None),
+        inactivity: Inactivity::new(inactivity),
+    };
+    Ok((start, source, TelnyxSink { sink }))
+}
+
+/// Reads `start` out of the frames before it.
+pub fn parse_start(text: &str) -> Result<Option<StreamStart>, HandshakeError> {
+    let frame: WireFrame<'_> =
+        serde_json::from_str(text).map_err(|e| HandshakeError::BadStart(e.to_string()))?;
+    if frame.event != "start" {
+        return Ok(None);
+    }
+    let start = frame
+        .start
+        .ok_or_else(|| HandshakeError::BadStart("no start object".into()))?;
+    if let Some(format) = &start.media_format {
+        let rate = format.sample_rate.0.unwrap_or(8000);
+        let channels = format.channels.0.unwrap_or(1);
+        if !format.encoding.eq_ignore_ascii_case("PCMU") || rate != 8000 || channels != 1 {
+            return Err(HandshakeError::UnsupportedFormat(format!(
+                "{}@{rate}x{channels}",
+                format.encoding
+            )));
+        }
+    }
+    Ok(Some(StreamStart {
+        stream_id: frame.stream_id.unwrap_or_default().to_owned(),
+        call_control_id: start.call_control_id,
+        custom_parameters: start.custom_parameters.unwrap_or_default(),
+        client_state: start.client_state,
+        sequence_number: frame.sequence_number.0,
+    }))
+}
+
+async fn read_start(stream: &mut SplitStream<WebSocket>) -> Result<StreamStart, HandshakeError> {
+    while let Some(message) = stream.next().await {
+        let Ok(Message::Text(text)) = message else {
+            if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+                return Err(HandshakeError::Closed);
+            }
+            continue;
+        };
+        if text.len() > MAX_FRAME_BYTES {
+            tracing::warn!(
+                len = text.len(),
+                "oversized telnyx frame before start skipped"
+            );
+            continue;
+        }
+        match parse_start(text.as_str()) {
+            Ok(Some(start)) => return Ok(start),
+            Ok(None) => continue,
+            // A malformed frame before start is skipped; a malformed start, or a codec we
+            // did not ask for, refuses the stream.
+            Err(HandshakeError::BadStart(e)) if !text.contains("\"start\"") => {
+                tracing::warn!(error = %e, "malformed telnyx frame before start skipped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(HandshakeError::Closed)
+}
+
+/// Puts events back in sequence order (see the module comment).
+#[derive(Debug)]
+pub struct Reorder {
+    next: Option<u64>,
+    pending: BTreeMap<u64, Inbound>,
+    ready: VecDeque<Inbound>,
+    /// Audio frames dropped because they came after their gap was given up, or twice.
+    pub dropped: u64,
+}
+
+impl Reorder {
+    /// Expecting `next` first (`None`: whatever comes first).
+    pub fn new(next: Option<u64>) -> Self {
+        Self {
+            next,
+            pending: BTreeMap::new(),
+            ready: VecDeque::with_capacity(REORDER_WINDOW + 2),
+            dropped: 0,
+        }
+    }
+
+    /// Takes an event; answers it at once when it is the next one and nothing waits.
+    pub fn push(&mut self, seq: Option<u64>, event: Inbound) -> Option<Inbound> {
+        let Some(seq) = seq else {
+            // Unnumbered: nothing to order it by.
+            return self.deliver(event);
+        };
+        let next = *self.next.get_or_insert(seq);
+        if seq == next {
+            self.next = Some(seq + 1);
+            let out = self.deliver(event);
+            self.release();
+            return out;
+        }
+        if seq < next || self.pending.contains_key(&seq) {
+            if matches!(event, Inbound::Audio(_)) {
+                self.dropped += 1;
+                return None;
+            }
+            return self.deliver(event);
+        }
+        self.pending.insert(seq, event);
+        if self.pending.len() > REORDER_WINDOW
+            && let Some(&first) = self.pending.keys().next()
+        {
+            // The gap is not coming: go on from the first frame after it.
+            self.next = Some(first);
+            self.release();
+        }
+        None
+    }
+
+    fn deliver(&mut self, event: Inbound) -> Option<Inbound> {
+        if self.ready.is_empty() {
+            Some(event)
+        } else {
+            self.ready.push_back(event);
+            self.ready.pop_front()
+        }
+    }
+
+    fn release(&mut self) {
+        let Some(mut next) = self.next else { return };
+        while let Some(event) = self.pending.remove(&next) {
+            self.ready.push_back(event);
+            next += 1;
+        }
+        self.next = Some(next);
+    }
+
+    /// The next event that is ready.
+    pub fn pop(&mut self) -> Option<Inbound> {
+        self.ready.pop_front()
+    }
+
+    /// Makes everything waiting ready, in order (the stream is ending).
+    pub fn flush(&mut self) {
+        if let Some(&last) = self.pending.keys().next_back() {
+            self.next = Some(last + 1);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.ready.extend(pending.into_values());
+    }
+}
+
+/// The receiving half of a Telnyx stream.
+pub struct TelnyxSource {
+    stream: SplitStream<WebSocket>,
+    decoder: FrameDecoder,
+    reorder: Reorder,
+    inactivity: Inactivity,
+}
+
+impl TelnyxSource {
+    /// Frames skipped so far (malformed, oversized, unknown) and audio dropped as late.
+    pub fn skipped(&self) -> u64 {
+        self.decoder.skipped + self.reorder.dropped
+    }
+}
+
+/// Turns text frames into numbered [`Inbound`] events; separate from the socket so it can be
+/// tested.
+pub struct FrameDecoder {
+    stream_id: String,
+    arena: BytesMut,
+    skipped: u64,
+}
+
+impl FrameDecoder {
+    pub fn new(stream_id: String) -> Self {
+        Self {
+            stream_id,
+            arena: BytesMut::with_capacity(ARENA_BLOCK),
+            skipped: 0,
+        }
+    }
+
+    fn skip(&mut self, why: &str, detail: &dyn fmt::Display) {
+        self.skipped += 1;
+        // The first few are worth a line each; after that one in a thousand, so a misbehaving
+        // peer cannot flood the log.
+        if self.skipped <= 5 || self.skipped.is_multiple_of(1000) {
+            tracing::warn!(skipped = self.skipped, why, %detail, "telnyx frame skipped");
+        }
+    }
+
+    /// Decodes one text frame into its sequence number and event; `None` for frames that carry
+    /// nothing for the call.
+    pub fn decode(&mut self, text: &str) -> Option<(Option<u64>, Inbound)> {
+        if text.len() > MAX_FRAME_BYTES {
+            self.skip("oversized", &text.len());
+            return None;
+        }
+        let frame: WireFrame<'_> = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.skip("malformed json", &e);
+                return None;
+            }
+        };
+        if frame
+            .stream_id
+            .is_some_and(|id| !self.stream_id.is_empty() && id != self.stream_id)
+        {
+            self.skip(
+                "another stream's frame",
+                &frame.stream_id.unwrap_or_default(),
+            );
+            return None;
+        }
+        let seq = frame.sequence_number.0;
+        let event = match frame.event {
+            "media" => {
+                let Some(media) = frame.media else {
+                    self.skip("media without payload", &"");
+                    return None;
+                };
+                // Only the caller's side is asked for; anything else is not for the STT.
+                if media
+                    .track
+                    .is_some_and(|t| t != "inbound" && t != "inbound_track")
+                {
+                    return None;
+                }
+                Inbound::Audio(self.decode_audio(media.payload)?)
+            }
+            "mark" => match frame.mark {
+                Some(mark) => Inbound::Mark(mark.name.into_owned()),
+                None => {
+                    self.skip("mark without name", &"");
+                    return None;
+                }
+            },
+            "dtmf" => {
+                let digit = frame.dtmf.as_ref().and_then(|d| d.digit.chars().next());
+                match digit {
+                    Some(d) if d.is_ascii_digit() || d == '*' || d == '#' => Inbound::Dtmf(d),
+                    _ => {
+                        self.skip("bad dtmf", &"");
+                        return None;
+                    }
+                }
+            }
+            "stop" => Inbound::Hangup,
+            "error" => {
+                // Telnyx telling us a frame of ours was wrong: worth a line, not the call.
+                tracing::warn!(payload = ?frame.payload, "telnyx reported a stream error");
+                return None;
+            }
+            "connected" | "start" => return None,
+            other => {
+                self.skip("unknown event", &other);
+                return None;
+            }
+        };
+        Some((seq, event))
+    }
+
+    fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
+        let max_len = payload.len() / 4 * 3 + 3;
+        if self.arena.capacity() < max_len {
+            self.arena.reserve(ARENA_BLOCK.max(max_len));
+        }
+        self.arena.resize(max_len, 0);
+        match STANDARD.decode_slice(payload.as_bytes(), &mut self.arena[..]) {
+            Ok(0) => {
+                self.arena.clear();
+                self.skip("empty media payload", &"");
+                None
+            }
+            Ok(n) => {
+                self.arena.truncate(n);
+                Some(self.arena.split().freeze())
+            }
+            Err(e) => {
+                self.arena.clear();
+                self.skip("bad base64", &e);
+                None
+            }
+        }
+    }
+}
+
+impl MediaSource for TelnyxSource {
+    async fn next(&mut self) -> Option<Inbound> {
+        loop {
+            if let Some(event) = self.reorder.pop() {
+                return Some(event);
+            }
+            let next = tokio::select! {
+                biased;
+                next = self.stream.next() => next,
+                () = self.inactivity.expired() => {
+                    tracing::warn!(
+                        after_secs = self.inactivity.limit().as_secs(),
+                        "media stream silent; ending the call as a hang-up"
+                    );
+                    return None;
+                }
+            };
+            self.inactivity.touch();
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "telnyx socket error");
+                    return self.end();
+                }
+                None => return self.end(),
+            };
+            match message {
+                Message::Text(text) => {
+                    if let Some((seq, event)) = self.decoder.decode(text.as_str()) {
+                        let stop = event == Inbound::Hangup;
+                        let out = self.reorder.push(seq, event);
+                        if stop {
+                            // Nothing comes after stop: whatever waited for a gap is due now.
+                            self.reorder.flush();
+                        }
+                        if let Some(event) = out {
+                            return Some(event);
+                        }
+                    }
+                }
+                Message::Close(_) => return self.end(),
+                Message::Binary(bytes) => self.decoder.skip("binary frame", &bytes.len()),
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+    }
+}
+
+impl TelnyxSource {
+    /// The socket is gone: what still waited is delivered first, then the end.
+    fn end(&mut self) -> Option<Inbound> {
+        self.reorder.flush();
+        self.reorder.pop()
+    }
+}
+
+/// The sending half of a Telnyx stream.
+pub struct TelnyxSink {
+    sink: SplitSink<WebSocket, Message>,
+}
+
+impl TelnyxSink {
+    async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
+        self.sink
+            .send(Message::Text(Utf8Bytes::from(text)))
+            .await
+            .map_err(|e| TransportError::Socket(e.to_string()))
+    }
+}
+
+/// JSON-escapes a string we put between quotes (our mark names are plain ASCII; this keeps a
+/// hostile value from breaking the frame anyway).
+fn push_json_str(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The `media` frame carrying `frame` (base64 PCMU).
+pub fn media_frame(frame: &[u8]) -> String {
+    let mut text = String::with_capacity(48 + frame.len() * 4 / 3 + 4);
+    text.push_str(r#"{"event":"media","media":{"payload":""#);
+    STANDARD.encode_string(frame, &mut text);
+    text.push_str(r#""}}"#);
+    text
+}
+
+/// The `mark` frame named `name`.
+pub fn mark_frame(name: &str) -> String {
+    let mut text = String::with_capacity(40 + name.len());
+    text.push_str(r#"{"event":"mark","mark":{"name":""#);
+    push_json_str(&mut text, name);
+    text.push_str(r#""}}"#);
+    text
+}
+
+/// The `clear` frame.
+pub const CLEAR_FRAME: &str = r#"{"event":"clear"}"#;
+
+impl MediaSink for TelnyxSink {
+    fn format(&self) -> AudioFormat {
+        AudioFormat::MULAW_8K
+    }
+
+    async fn send_audio(&mut self, frame: &[u8]) -> Result<(), TransportError> {
+        self.send_text(media_frame(frame)).await
+    }
+
+    async fn send_mark(&mut self, name: &str) -> Result<(), TransportError> {
+        self.send_text(mark_frame(name)).await
+    }
+
+    async fn clear(&mut self) -> Result<(), TransportError> {
+        self.send_text(CLEAR_FRAME.to_owned()).await
+    }
+
+    async fn close(&mut self) -> Result<(), TransportError> {
+        crate::transport::close_socket(&mut self.sink, crate::transport::call_ended_frame()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "32de0dea-53cb-4b21-89a4-9e1819c043bc";
+
+    fn media(seq: u64, payload: &str) -> String {
+        format!(
+            r#"{{"event":"media","sequence_number":"{seq}","stream_id":"{ID}","media":{{"track":"inbound","chunk":"{seq}","timestamp":"{}","payload":"{payload}"}}}}"#,
+            seq * 20
+        )
+    }
+
+    fn audio(byte: u8) -> (String, Inbound) {
+        (
+            STANDARD.encode([byte; 160]),
+            Inbound::Audio(Bytes::from(vec![byte; 160])),
+        )
+    }
+
+    #[test]
+    fn the_documented_start_names_the_call() {
+        // Telnyx's AsyncAPI example, with our parameters.
+        let start = parse_start(&format!(
+            r#"{{"event":"start","sequence_number":"1","stream_id":"{ID}","start":{{"user_id":"3e6f995f-85f7-4705-9741-53b116d28237","call_control_id":"v3:AbC","call_session_id":"ff55a038-6f5d-11ef-9692-02420aeffb1f","from":"+13122010094","to":"+13122123456","tags":["TAG1"],"client_state":"aGF2ZSBhIG5pY2UgZGF5ID1d","custom_parameters":{{"call_id":"c1","token":"t1"}},"media_format":{{"encoding":"PCMU","sample_rate":8000,"channels":1}}}}}}"#
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(start.stream_id, ID);
+        assert_eq!(start.call_control_id, "v3:AbC");
+        assert_eq!(start.sequence_number, Some(1));
+        assert_eq!(
+            start.call_and_token(),
+            (Some("c1".into()), Some("t1".into()))
+        );
+        assert!(
+            parse_start(r#"{"event":"connected","version":"1.0.0"}"#)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn outbound_calls_carry_the_token_in_client_state() {
+        let state = client_state("call-9", "tok+/=");
+        let start = StreamStart {
+            client_state: Some(state),
+            ..StreamStart::default()
+        };
+        assert_eq!(
+            start.call_and_token(),
+            (Some("call-9".into()), Some("tok+/=".into()))
+        );
+        assert_eq!(decode_client_state("aGF2ZSBhIG5pY2UgZGF5ID1d"), None);
+    }
+
+    #[test]
+    fn another_codec_is_refused_at_start() {
+        for format in [
+            r#"{"encoding":"PCMA","sample_rate":8000,"channels":1}"#,
+            r#"{"encoding":"L16","sample_rate":16000,"channels":1}"#,
+            r#"{"encoding":"PCMU","sample_rate":"16000","channels":1}"#,
+        ] {
+            let text = format!(
+                r#"{{"event":"start","stream_id":"{ID}","start":{{"call_control_id":"v3:x","media_format":{format}}}}}"#
+            );
+            assert!(
+                matches!(
+                    parse_start(&text),
+                    Err(HandshakeError::UnsupportedFormat(_))
+                ),
+                "{format}"
+            );
+        }
+    }
+
+    #[test]
+    fn media_marks_dtmf_and_stop_decode() {
+        let mut d = FrameDecoder::new(ID.into());
+        let (payload, expected) = audio(0xFF);
+        assert_eq!(d.decode(&media(2, &payload)), Some((Some(2), expected)));
+        let mark = format!(
+            r#"{{"event":"mark","sequence_number":"3","stream_id":"{ID}","mark":{{"name":"g1-w3"}}}}"#
+        );
+        assert_eq!(
+            d.decode(&mark),
+            Some((Some(3), Inbound::Mark("g1-w3".into())))
+        );
+        let dtmf = format!(
+            r##"{{"event":"dtmf","sequence_number":"4","stream_id":"{ID}","occurred_at":"2026-03-03T10:00:01Z","dtmf":{{"digit":"#"}}}}"##
+        );
+        assert_eq!(d.decode(&dtmf), Some((Some(4), Inbound::Dtmf('#'))));
+        let error = format!(
+            r#"{{"event":"error","sequence_number":"5","stream_id":"{ID}","payload":{{"code":100003,"title":"malformed_frame","detail":"x"}}}}"#
+        );
+        assert_eq!(d.decode(&error), None);
+        let stop = format!(
+            r#"{{"event":"stop","sequence_number":"6","stream_id":"{ID}","stop":{{"user_id":"u","call_control_id":"v3:x"}}}}"#
+        );
+        assert_eq!(d.decode(&stop), Some((Some(6), Inbound::Hangup)));
+        assert_eq!(d.skipped, 0);
+    }
+
+    #[test]
+    fn bad_input_is_skipped_not_fatal() {
+        let mut d = FrameDecoder::new(ID.into());
+        let (good, expected) = audio(3);
+        for bad in [
+            "not json".to_owned(),
+            "{}".to_owned(),
+            format!(r#"{{"event":"media","sequence_number":"2","stream_id":"{ID}"}}"#),
+            media(3, "!!!not base64!!!"),
+            media(4, ""),
+            format!(r#"{{"event":"bogus","sequence_number":"5","stream_id":"{ID}"}}"#),
+            format!(
+                r#"{{"event":"media","sequence_number":"6","stream_id":"other","media":{{"payload":"{good}"}}}}"#
+            ),
+            format!(
+                r#"{{"event":"dtmf","sequence_number":"7","stream_id":"{ID}","dtmf":{{"digit":"x"}}}}"#
+            ),
+            "x".repeat(MAX_FRAME_BYTES + 1),
+        ] {
+            assert_eq!(d.decode(&bad), None, "{bad}");
+        }
+        assert_eq!(d.skipped, 9);
+        assert_eq!(d.decode(&media(10, &good)), Some((Some(10), expected)));
+        // Numbers where Telnyx writes strings are read too.
+        let numeric =
+            format!(r#"{{"event":"media","sequence_number":11,"media":{{"payload":"{good}"}}}}"#);
+        assert!(matches!(d.decode(&numeric), Some((Some(11), _))));
+    }
+
+    #[test]
+    fn in_order_frames_pass_straight_through() {
+        let mut r = Reorder::new(Some(2));
+        for seq in 2..10 {
+            assert_eq!(
+                r.push(Some(seq), Inbound::Dtmf('1')),
+                Some(Inbound::Dtmf('1'))
+            );
+            assert_eq!(r.pop(), None);
+        }
+    }
+
+    #[test]
+    fn a_swapped_pair_is_put_back_in_order() {
+        let mut r = Reorder::new(Some(2));
+        let a = |n: u8| Inbound::Audio(Bytes::from(vec![n]));
+        assert_eq!(r.push(Some(3), a(3)), None);
+        assert_eq!(r.push(Some(2), a(2)), Some(a(2)));
+        assert_eq!(r.pop(), Some(a(3)));
+        assert_eq!(r.pop(), None);
+        assert_eq!(r.push(Some(4), a(4)), Some(a(4)));
+    }
+
+    #[test]
+    fn a_gap_is_given_up_after_the_window_and_late_audio_dropped() {
+        let mut r = Reorder::new(Some(2));
+        let a = |n: u8| Inbound::Audio(Bytes::from(vec![n]));
+        // 2 never comes.
+        for seq in 3..=(3 + REORDER_WINDOW as u64 - 1) {
+            assert_eq!(r.push(Some(seq), a(seq as u8)), None);
+        }
+        let last = 3 + REORDER_WINDOW as u64;
+        assert_eq!(r.push(Some(last), a(last as u8)), None);
+        let released: Vec<_> = std::iter::from_fn(|| r.pop()).collect();
+        assert_eq!(released, (3..=last).map(|s| a(s as u8)).collect::<Vec<_>>());
+        // 2 arrives at last: its audio is out of place now; a late mark still counts.
+        assert_eq!(r.push(Some(2), a(2)), None);
+        assert_eq!(r.dropped, 1);
+        assert_eq!(
+            r.push(Some(2), Inbound::Mark("m".into())),
+            Some(Inbound::Mark("m".into()))
+        );
+        // A duplicate of a delivered frame is dropped too.
+        assert_eq!(r.push(Some(3), a(3)), None);
+        assert_eq!(r.dropped, 2);
+    }
+
+    #[test]
+    fn stop_flushes_what_waited() {
+        let mut r = Reorder::new(Some(2));
+        let a = |n: u8| Inbound::Audio(Bytes::from(vec![n]));
+        assert_eq!(r.push(Some(3), a(3)), None);
+        assert_eq!(r.push(Some(4), Inbound::Hangup), None);
+        r.flush();
+        assert_eq!(r.pop(), Some(a(3)));
+        assert_eq!(r.pop(), Some(Inbound::Hangup));
+        assert_eq!(r.pop(), None);
+    }
+
+    #[test]
+    fn outbound_frames_have_no_stream_id() {
+        assert_eq!(
+            media_frame(&[0xFF, 0x7F]),
+            r#"{"event":"media","media":{"payload":"/38="}}"#
+        );
+        assert_eq!(
+            mark_frame("g1-\"w3"),
+            r#"{"event":"mark","mark":{"name":"g1-\"w3"}}"#
+        );
+        assert_eq!(CLEAR_FRAME, r#"{"event":"clear"}"#);
+    }
+}
