@@ -359,8 +359,8 @@ fn loadtest_runs_calls_through_a_spawned_server_and_writes_json() {
 /// `--provider` drives the same calls through another provider's fake: its signed webhook, its
 /// answer document and its stream protocol (Telnyx's JSON PCMU, Vonage's binary PCM16 16 kHz).
 #[test]
-fn loadtest_drives_calls_through_telnyx_and_vonage() {
-    for provider in ["telnyx", "vonage"] {
+fn loadtest_drives_calls_through_every_provider() {
+    for provider in ["plivo", "exotel", "telnyx", "vonage"] {
         let json =
             std::env::temp_dir().join(format!("voxbridge-loadtest-{}.json", uuid::Uuid::new_v4()));
         let (ok, out, err) = run(voxbridge(&temp_db()).args([
