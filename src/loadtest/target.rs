@@ -205,6 +205,10 @@ impl Target {
             "assistant_tts_model": tts_model,
             "assistant_tts_config": tts_config,
             "assistant_start_instruction": GREETING,
+            // A caller silent after its last turn stays on the line until the run's duration
+            // (a soak's calls last ten minutes): the agent's silence prompt and hang-up are not
+            // what a load test measures.
+            "assistant_silence_timeout_secs": 600,
         });
         if stt == SttChoice::Sarvam {
             assistant["assistant_stt_config"] = json!({"provider": "sarvam", "language": "en-IN"});
