@@ -47,6 +47,37 @@ impl Inactivity {
     }
 }
 
+/// The next message of a media socket, or `None` when it ended, broke, or stayed silent past
+/// `inactivity` (each arrival moves the deadline). One place for what every provider's source
+/// does before it reads a frame.
+pub async fn next_message(
+    stream: &mut futures_util::stream::SplitStream<axum::extract::ws::WebSocket>,
+    inactivity: &mut Inactivity,
+    provider: &'static str,
+) -> Option<axum::extract::ws::Message> {
+    use futures_util::StreamExt;
+    let next = tokio::select! {
+        biased;
+        next = stream.next() => next?,
+        () = inactivity.expired() => {
+            tracing::warn!(
+                provider,
+                after_secs = inactivity.limit().as_secs(),
+                "media stream silent; ending the call as a hang-up"
+            );
+            return None;
+        }
+    };
+    inactivity.touch();
+    match next {
+        Ok(message) => Some(message),
+        Err(e) => {
+            tracing::debug!(provider, error = %e, "media socket error");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
