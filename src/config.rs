@@ -38,6 +38,11 @@ pub struct Config {
     /// A started media stream that sends nothing for this long is a dead line: the call ends as
     /// the caller's hang-up (telephony providers send a frame every 20 ms, silence included).
     pub media_inactivity_secs: u64,
+    /// Caller audio is sent to the STT in messages of this many milliseconds (20 to 250; 20
+    /// sends each telephony frame as it comes). Fewer, larger messages cost less CPU here and
+    /// at the provider; interim words arrive up to one chunk later. The end of a turn is not
+    /// delayed: the chunk is flushed whenever the VAD hears the caller start, pause or stop.
+    pub stt_chunk_ms: u32,
     /// How long an end-of-conversation webhook waits for the conversation's analysis before it
     /// goes out without it (`analysis_status: "timeout"`).
     pub analysis_timeout_secs: u64,
@@ -249,6 +254,9 @@ pub struct HttpLimits {
     /// Connections served at once, upgraded sockets (media streams) included; further clients
     /// wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Threads that serve connections, each a single-threaded runtime: a connection, and every
+    /// task of a call on it, stays on one (`core_threads.rs`). `0`: one per core.
+    pub connection_threads: usize,
 }
 
 impl Default for HttpLimits {
@@ -257,6 +265,7 @@ impl Default for HttpLimits {
             header_timeout_secs: 10,
             idle_timeout_secs: 75,
             max_connections: 10_000,
+            connection_threads: 0,
         }
     }
 }
@@ -309,6 +318,7 @@ impl Default for Config {
             bootstrap_email: "admin@localhost".to_owned(),
             max_concurrent_calls_per_owner: 100,
             media_inactivity_secs: 20,
+            stt_chunk_ms: 80,
             analysis_timeout_secs: 30,
             chat_idle_timeout_secs: 3600,
             recordings_dir: "recordings".to_owned(),

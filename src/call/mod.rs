@@ -14,6 +14,7 @@ pub mod runner;
 pub mod session;
 pub mod setup;
 pub mod speech;
+pub mod stt_chunks;
 pub mod timing;
 pub mod transcript;
 pub mod turns;

@@ -7,10 +7,14 @@
 //! reader asks the STT for its final right away (`SttInput::Finalize`, on the same queue as the
 //! audio, so it follows the caller's last frame) and then tells the agent, which answers the
 //! turn when that final arrives instead of waiting for the provider's own endpointing.
+//!
+//! Caller audio goes to the STT in chunks of `stt_chunk_ms` (see `stt_chunks.rs`), flushed at
+//! every VAD change, so a turn's end goes out with its last frame.
 
 use tokio::sync::mpsc;
 
 use super::io::MediaEvent;
+use super::stt_chunks::SttChunker;
 use crate::audio::resample::Resampler;
 use crate::audio::vad::{CascadeVad, Vad, VadEvent};
 use crate::audio::{AudioFormat, Encoding, g711};
@@ -59,23 +63,30 @@ pub fn caller_vad(
     CascadeVad::new(config, vad_feed(format).1)
 }
 
-/// Reads the caller until the socket ends, feeding the STT, the VAD and, when the call is
-/// recorded, the recording's caller side.
+/// Reads the caller until the socket ends, feeding the STT (in chunks of `stt_chunk_ms`), the
+/// VAD and, when the call is recorded, the recording's caller side.
 pub async fn run_reader<S: MediaSource>(
     mut source: S,
     format: AudioFormat,
     stt: mpsc::Sender<SttInput>,
+    stt_chunk_ms: u32,
     mut vad: CascadeVad,
     events: mpsc::Sender<MediaEvent>,
     mut recording: Option<RecordingTap>,
 ) {
     let (mut feed, _) = vad_feed(format);
     let mut pcm: Vec<i16> = Vec::with_capacity(960);
-    let mut dropped: u64 = 0;
+    let mut stt = SttFeed {
+        input: stt,
+        chunker: SttChunker::new(format.bytes_per_ms(stt_chunk_ms)),
+        frame_bytes: format.bytes_per_ms(crate::audio::frame::FRAME_MS).max(1),
+        dropped: 0,
+    };
     // The current utterance's end was already finalized at a pause.
     let mut finalized = false;
     loop {
         let Some(inbound) = source.next().await else {
+            stt.flush();
             let _ = events.send(MediaEvent::Hangup).await;
             return;
         };
@@ -87,25 +98,24 @@ pub async fn run_reader<S: MediaSource>(
                 if let Some(tap) = &mut recording {
                     tap.record(&audio);
                 }
-                // The STT's queue is bounded: when it is full the STT link is stalled and its
-                // session is reconnecting; a frame dropped here is counted, never waited for.
-                if stt.try_send(SttInput::Audio(audio)).is_err() {
-                    dropped += 1;
-                    metrics::counter!(crate::metrics::STT_FRAMES_DROPPED).increment(1);
-                    if dropped == 1 || dropped.is_multiple_of(500) {
-                        tracing::warn!(dropped, "stt queue full; caller audio dropped");
-                    }
+                let vad_event = (!pcm.is_empty()).then(|| vad.process(&pcm)).flatten();
+                stt.push(audio);
+                if vad_event.is_some() {
+                    // A change in the caller's voice: what was gathered goes now, so the STT
+                    // hears an onset without waiting for the chunk, and a final asked for below
+                    // follows the caller's last frame.
+                    stt.flush();
                 }
-                match (!pcm.is_empty()).then(|| vad.process(&pcm)).flatten() {
+                match vad_event {
                     Some(VadEvent::Onset { .. }) => MediaEvent::Onset,
                     Some(VadEvent::OnsetWithdrawn) => MediaEvent::OnsetWithdrawn,
                     Some(VadEvent::SpeechStart { .. }) => {
                         finalized = false;
-                        speaking(&stt, true);
+                        stt.speaking(true);
                         MediaEvent::SpeechStarted
                     }
                     Some(VadEvent::Pause { .. }) => {
-                        finalized = finalize(&stt);
+                        finalized = stt.finalize();
                         MediaEvent::Paused
                     }
                     Some(VadEvent::Resume { .. }) => {
@@ -114,9 +124,9 @@ pub async fn run_reader<S: MediaSource>(
                     }
                     Some(VadEvent::SpeechEnd { .. }) => {
                         if !finalized {
-                            finalize(&stt);
+                            stt.finalize();
                         }
-                        speaking(&stt, false);
+                        stt.speaking(false);
                         MediaEvent::SpeechStopped
                     }
                     None => continue,
@@ -125,6 +135,7 @@ pub async fn run_reader<S: MediaSource>(
             Inbound::Mark(name) => MediaEvent::Mark(name),
             Inbound::Dtmf(digit) => MediaEvent::Dtmf(digit),
             Inbound::Hangup => {
+                stt.flush();
                 let _ = events.send(MediaEvent::Hangup).await;
                 // Keep reading (and dropping) until the far end closes: a socket dropped with
                 // unread data is reset, and the far end would lose the close frame that says
@@ -139,17 +150,61 @@ pub async fn run_reader<S: MediaSource>(
     }
 }
 
-/// Tells the STT session whether the caller speaks (what it keeps for a replay depends on it).
-/// Best effort: a full queue means the link is reconnecting, and the state is only a bound on
-/// memory.
-fn speaking(stt: &mpsc::Sender<SttInput>, speaking: bool) {
-    let _ = stt.try_send(SttInput::Speaking(speaking));
+/// The reader's side of the STT session's queue: audio in chunks, and the VAD's news.
+struct SttFeed {
+    input: mpsc::Sender<SttInput>,
+    chunker: SttChunker,
+    frame_bytes: usize,
+    /// Frames dropped so far because the queue was full.
+    dropped: u64,
 }
 
-/// Asks the STT for its final now. A full queue means the STT link is reconnecting: the
-/// provider's own endpointing then ends the turn. Answers whether the request was queued.
-fn finalize(stt: &mpsc::Sender<SttInput>) -> bool {
-    stt.try_send(SttInput::Finalize).is_ok()
+impl SttFeed {
+    fn push(&mut self, audio: bytes::Bytes) {
+        if let Some(chunk) = self.chunker.push(audio) {
+            self.send(chunk);
+        }
+    }
+
+    /// Sends what was gathered, however little.
+    fn flush(&mut self) {
+        if let Some(chunk) = self.chunker.take() {
+            self.send(chunk);
+        }
+    }
+
+    /// The STT's queue is bounded: when it is full the STT link is stalled and its session is
+    /// reconnecting; audio dropped here is counted, never waited for.
+    fn send(&mut self, chunk: bytes::Bytes) {
+        let frames = chunk.len().div_ceil(self.frame_bytes) as u64;
+        if self.input.try_send(SttInput::Audio(chunk)).is_err() {
+            let before = self.dropped;
+            self.dropped += frames;
+            metrics::counter!(crate::metrics::STT_FRAMES_DROPPED).increment(frames);
+            if before == 0 || before / 500 != self.dropped / 500 {
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "stt queue full; caller audio dropped"
+                );
+            }
+        }
+    }
+
+    /// Tells the STT session whether the caller speaks (what it keeps for a replay depends on
+    /// it). Best effort: a full queue means the link is reconnecting, and the state is only a
+    /// bound on memory.
+    fn speaking(&mut self, speaking: bool) {
+        self.flush();
+        let _ = self.input.try_send(SttInput::Speaking(speaking));
+    }
+
+    /// Asks the STT for its final now, behind the caller's last audio. A full queue means the
+    /// STT link is reconnecting: the provider's own endpointing then ends the turn. Answers
+    /// whether the request was queued.
+    fn finalize(&mut self) -> bool {
+        self.flush();
+        self.input.try_send(SttInput::Finalize).is_ok()
+    }
 }
 
 /// Turns one frame of caller audio into PCM for the VAD, reusing `pcm`'s allocation.

@@ -219,7 +219,16 @@ async fn connect_and_talk<S: MediaSource, K: MediaSink>(
         false => (None, None, None),
     };
     let reader = tokio::spawn(
-        run_reader(source, format, stt.input.clone(), vad, media_tx, caller_tap).in_current_span(),
+        run_reader(
+            source,
+            format,
+            stt.input.clone(),
+            services.config.stt_chunk_ms.clamp(20, 250),
+            vad,
+            media_tx,
+            caller_tap,
+        )
+        .in_current_span(),
     );
     let first_frames = Arc::new(FirstFrames::new(tokio::time::Instant::now()));
     let writer = tokio::spawn(
