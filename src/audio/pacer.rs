@@ -10,10 +10,11 @@
 //! - [`Pacer`]: a fixed ring buffer (allocated once, a few seconds long) that takes byte chunks
 //!   and hands out whole frames as `&[u8]` slices of itself. Nothing is allocated per frame.
 //!   It works for μ-law/A-law 8 kHz (160-byte frames) and PCM16 at any rate (2 bytes a sample).
-//! - [`FrameClock`]: a `tokio::time::Interval` with [`MissedTickBehavior::Burst`]: tick *n* is
-//!   due at `start + n × 20 ms` (tokio adds the period to the previous deadline in integer
-//!   nanoseconds, so nothing accumulates and there is no drift), and a tick that was missed
-//!   because the task ran late fires at once, so the stream catches up instead of slipping.
+//! - [`FrameClock`]: when frames must go. Frame *n* of a stretch of audio plays at the far end
+//!   from `start + n × 20 ms`; it is sent `lead` frames ahead of that, and frames go `batch` at
+//!   a time, so the writer wakes (and writes) once per batch, not once per frame. Deadlines are
+//!   computed from `start` in integer nanoseconds, so nothing drifts, and a writer that woke late
+//!   sends everything that fell due at once, so the stream catches up instead of slipping.
 //!
 //! The writer loop (see the tests for a complete one):
 //!
@@ -21,10 +22,13 @@
 //! loop {
 //!     tokio::select! {
 //!         // Only listen to the clock while a frame is ready: an idle call costs no wake-ups.
-//!         _ = clock.tick(), if pacer.has_frame() => send(pacer.next_frame().unwrap()).await?,
+//!         due = clock.tick(), if pacer.has_frame() => for _ in 0..due {
+//!             send(pacer.next_frame().unwrap()).await?;
+//!             clock.sent();
+//!         },
 //!         // Only take more audio while it fits: back-pressure reaches the TTS reader.
 //!         Some(chunk) = audio_rx.recv(), if pacer.free_bytes() >= chunk_limit => {
-//!             if pacer.is_empty() { clock.restart(); } // first frame goes out now
+//!             if clock.is_dry(Instant::now()) { clock.restart(Instant::now()); } // a new stretch
 //!             pacer.push(&chunk);
 //!         }
 //!         Some(Barge) = control_rx.recv() => { let dropped_ms = pacer.flush(); /* ... */ }
@@ -34,7 +38,9 @@
 
 use std::time::Duration;
 
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep};
 
 use super::frame::FRAME_MS;
 use super::g711;
@@ -187,40 +193,86 @@ fn silence_byte(encoding: Encoding) -> u8 {
     }
 }
 
-/// The 20 ms send schedule of one call. See the module docs.
+/// The send schedule of one call's frames. See the module docs.
 pub struct FrameClock {
-    interval: Interval,
+    /// When frame 0 of the current stretch plays at the far end; `None` between stretches.
+    start: Option<Instant>,
+    /// Frames of the stretch sent so far.
+    sent: u32,
+    /// Frames sent ahead of the one playing.
+    lead: u32,
+    /// Frames per wake-up.
+    batch: u32,
+    /// Reused for every wait, and only re-armed when the deadline moves.
+    sleep: Pin<Box<Sleep>>,
 }
 
-impl Default for FrameClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
 
 impl FrameClock {
-    /// A clock whose first tick is due at once.
-    pub fn new() -> Self {
-        let mut interval = tokio::time::interval(Duration::from_millis(u64::from(FRAME_MS)));
-        interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        Self { interval }
+    /// A clock keeping `lead` frames ahead of the far end's playback, waking once per `batch`
+    /// frames (at least one). `FrameClock::new(0, 1)` sends each frame as it starts playing.
+    pub fn new(lead: u32, batch: u32) -> Self {
+        Self {
+            start: None,
+            sent: 0,
+            lead,
+            batch: batch.max(1),
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+        }
     }
 
-    /// Waits for the next tick; returns its deadline (the time the frame was due).
-    pub async fn tick(&mut self) -> Instant {
-        self.interval.tick().await
+    /// A new stretch whose first frame plays from `now`: it is due at once.
+    pub fn restart(&mut self, now: Instant) {
+        self.start = Some(now);
+        self.sent = 0;
     }
 
-    /// Re-anchors the schedule at now: the next tick fires at once and the following ones
-    /// every 20 ms after it. Call when audio arrives after the pacer ran dry.
-    pub fn restart(&mut self) {
-        self.interval.reset_immediately();
+    /// The far end's buffer was dropped (a barge-in's clear): the next audio starts a stretch.
+    pub fn stop(&mut self) {
+        self.start = None;
+        self.sent = 0;
     }
 
-    /// Re-anchors the schedule at a frame just sent without waiting for a tick: the next tick
-    /// fires one frame from now.
-    pub fn restart_after_frame(&mut self) {
-        self.interval.reset();
+    /// One frame of the stretch went out.
+    pub fn sent(&mut self) {
+        self.sent += 1;
+    }
+
+    /// Whether the far end has played everything sent (or nothing was sent): audio arriving now
+    /// starts a new stretch rather than continuing this one.
+    pub fn is_dry(&self, now: Instant) -> bool {
+        self.start
+            .is_none_or(|start| now >= start + FRAME * self.sent)
+    }
+
+    /// When frame `n` of the stretch must be sent: `lead` frames before it plays, but the frames
+    /// after the first never before the second frame's time (the agent's marks for the first
+    /// audio arrive just behind it, and each mark must follow its own byte).
+    fn deadline(&self, start: Instant, n: u32) -> Instant {
+        start + FRAME * n.saturating_sub(self.lead).max(n.min(1))
+    }
+
+    /// Waits until the next frame must go, then answers how many frames are due now: that one,
+    /// everything that fell due while the task was late, and the rest of the batch.
+    pub async fn tick(&mut self) -> u32 {
+        let Some(start) = self.start else {
+            // Frames with no stretch started: one starts now.
+            self.restart(Instant::now());
+            return self.batch;
+        };
+        let deadline = self.deadline(start, self.sent);
+        if deadline > Instant::now() {
+            if self.sleep.deadline() != deadline {
+                self.sleep.as_mut().reset(deadline);
+            }
+            self.sleep.as_mut().await;
+        }
+        let ahead = Instant::now() + FRAME * (self.batch - 1);
+        // Frames whose time has come by `ahead`, counted from the stretch's start.
+        let elapsed = (ahead.saturating_duration_since(start).as_nanos() / FRAME.as_nanos()) as u32;
+        let last_due = if elapsed >= 1 { elapsed + self.lead } else { 0 };
+        (last_due + 1).saturating_sub(self.sent).max(1)
     }
 }
 
@@ -292,7 +344,7 @@ mod tests {
         sent: mpsc::UnboundedSender<(Instant, usize)>,
         stall_after: Option<(usize, Duration)>,
     ) -> Pacer {
-        let mut clock = FrameClock::new();
+        let mut clock = FrameClock::new(0, 1);
         let mut count = 0;
         let mut pending: Option<(Vec<u8>, usize)> = None;
         let mut closed = false;
@@ -301,7 +353,7 @@ mod tests {
                 let was_empty = pacer.is_empty();
                 *offset += pacer.push(&chunk[*offset..]);
                 if was_empty && !pacer.is_empty() {
-                    clock.restart();
+                    clock.restart(Instant::now());
                 }
                 if *offset == chunk.len() {
                     pending = None;
@@ -316,13 +368,16 @@ mod tests {
                     pacer.flush();
                     pending = None;
                 }
-                _ = clock.tick(), if pacer.has_frame() => {
-                    let frame = pacer.next_frame().expect("has_frame");
-                    sent.send((Instant::now(), frame.len())).expect("test receiver");
-                    count += 1;
-                    // A slow socket write.
-                    if let Some((_, stall)) = stall_after.filter(|(after, _)| *after == count) {
-                        tokio::time::sleep(stall).await;
+                due = clock.tick(), if pacer.has_frame() => {
+                    for _ in 0..due {
+                        let Some(frame) = pacer.next_frame() else { break };
+                        sent.send((Instant::now(), frame.len())).expect("test receiver");
+                        clock.sent();
+                        count += 1;
+                        // A slow socket write.
+                        if let Some((_, stall)) = stall_after.filter(|(after, _)| *after == count) {
+                            tokio::time::sleep(stall).await;
+                        }
                     }
                 }
                 chunk = audio.recv(), if pending.is_none() && !closed => match chunk {

@@ -1,11 +1,12 @@
 //! The transport writer of a call: TTS audio in (any chunk size), 20 ms frames out on a clock,
 //! with playback marks placed at exact byte positions and a clear that empties everything at once.
 //!
-//! Audio is paced at real time (a frame in flight, not seconds), so a barge-in has little to clear
-//! at the far end and marks come back when the words were really played. The writer only takes
-//! more audio while its pacer has room; otherwise the agent stops reading the TTS and
-//! backpressure reaches the TTS socket. An idle call costs no wake-ups: the clock is polled only
-//! while a frame is ready.
+//! Audio is paced at real time (a few frames ahead, not seconds), so a barge-in has little to
+//! clear at the far end and marks come back when the words were really played. Frames go
+//! [`FRAMES_PER_WRITE`] at a time in one socket write: the writer wakes, and the far end reads,
+//! once per batch instead of once per frame. The writer only takes more audio while its pacer
+//! has room; otherwise the agent stops reading the TTS and backpressure reaches the TTS socket.
+//! An idle call costs no wake-ups: the clock is polled only while a frame is ready.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,10 +24,14 @@ use crate::transport::{CallEvent, MediaSink};
 
 /// Audio the pacer holds: enough to ride out scheduling hiccups, small enough per call.
 const PACER_MS: u32 = 1000;
-/// Frames sent at once when audio starts after silence, then kept ahead of real time: the far
-/// end's jitter buffer holds this much, so a scheduling hiccup on either side of the socket is
-/// not heard as a gap. A barge-in's clear drops it with the rest.
-const LEAD_FRAMES: u8 = 3;
+/// Frames kept ahead of the one playing: the far end's jitter buffer holds at least this much,
+/// so a scheduling hiccup on either side of the socket is not heard as a gap. A barge-in's clear
+/// drops it with the rest.
+const LEAD_FRAMES: u32 = 2;
+/// Frames written per wake-up (the far end holds up to `LEAD_FRAMES + FRAMES_PER_WRITE` frames
+/// right after a write, 100 ms). One write per frame cost a wake-up and a syscall here and at
+/// the far end 50 times a second per speaking call.
+pub const FRAMES_PER_WRITE: u32 = 3;
 /// Generations whose start positions are remembered (late marks of the previous utterance).
 const REMEMBERED_GENERATIONS: usize = 4;
 
@@ -46,18 +51,18 @@ pub async fn run_writer<K: MediaSink>(
     let mut w = Writer::new(sink.format());
     w.recording = recording;
     w.first_frames = first_frames;
-    let mut clock = FrameClock::new();
+    let mut clock = FrameClock::new(LEAD_FRAMES, FRAMES_PER_WRITE);
     let mut events_open = true;
     loop {
         let wants_items = w.pending.is_none();
-        tokio::select! {
+        let sent = tokio::select! {
             biased;
             order = control.recv() => match order {
                 Some(WriterControl::Clear { generation }) => {
                     w.clear(generation);
-                    if sink.clear().await.is_err() {
-                        return;
-                    }
+                    clock.stop();
+                    w.unflushed = true;
+                    sink.clear().await
                 }
                 Some(WriterControl::Close) | None => {
                     while let Ok(event) = events.try_recv() {
@@ -69,42 +74,32 @@ pub async fn run_writer<K: MediaSink>(
             },
             event = events.recv(), if events_open => match event {
                 Some(event) => {
-                    if sink.send_event(&event).await.is_err() {
-                        return;
-                    }
+                    w.unflushed = true;
+                    sink.send_event(&event).await
                 }
-                None => events_open = false,
+                None => {
+                    events_open = false;
+                    Ok(())
+                }
             },
-            _ = clock.tick(), if w.pacer.has_frame() => {
-                if w.send_frame(&mut sink).await.is_err() {
-                    return;
-                }
-                // The lead goes out on the first ticks, not as audio arrives: the agent's marks
-                // for those bytes have arrived by then, so each still follows its exact byte.
-                while w.lead_owed > 0 && w.pacer.has_frame() {
-                    if w.send_frame(&mut sink).await.is_err() {
-                        return;
-                    }
-                    w.lead_owed -= 1;
-                }
+            due = clock.tick(), if w.pacer.has_frame() => {
+                w.send_frames(&mut sink, &mut clock, due).await
             }
             item = items.recv(), if wants_items => match item {
                 Some(item) => {
                     let was_empty = w.pacer.is_empty();
                     w.take(item);
-                    if was_empty && w.pacer.has_frame() {
+                    let now = Instant::now();
+                    if was_empty && w.pacer.has_frame() && clock.is_dry(now) {
                         // After silence the first frame goes out now, not at the old schedule,
                         // and not through the timer either: tokio's wheel rounds even a due
                         // deadline up to its next millisecond, which every reply would hear.
-                        if w.send_frame(&mut sink).await.is_err() {
-                            return;
-                        }
-                        clock.restart_after_frame();
-                        w.lead_owed = LEAD_FRAMES - 1;
-                    }
-
-                    if w.send_due_marks(&mut sink).await.is_err() {
-                        return;
+                        // The rest of the lead follows on the clock's first tick, once the
+                        // agent's marks for these bytes have arrived.
+                        clock.restart(now);
+                        w.send_frames(&mut sink, &mut clock, 1).await
+                    } else {
+                        w.send_due_marks(&mut sink).await
                     }
                 }
                 None => {
@@ -112,6 +107,13 @@ pub async fn run_writer<K: MediaSink>(
                     return;
                 }
             },
+        };
+        if sent.is_err() {
+            return;
+        }
+        // Everything this turn of the loop queued goes in one write.
+        if std::mem::take(&mut w.unflushed) && sink.flush().await.is_err() {
+            return;
         }
         if w.pending.is_some() {
             w.push_pending();
@@ -136,8 +138,8 @@ struct Writer {
     pending: Option<Bytes>,
     /// When the first audio of the current generation arrived, until its first frame goes out.
     first_audio_at: Option<Instant>,
-    /// Frames still to send ahead of the clock to build the far end's lead.
-    lead_owed: u8,
+    /// Something was queued on the sink since its last flush.
+    unflushed: bool,
     /// The agent's side of the call's recording.
     recording: Option<RecordingTap>,
     first_frames: Option<Arc<FirstFrames>>,
@@ -155,7 +157,7 @@ impl Writer {
             marks: VecDeque::new(),
             pending: None,
             first_audio_at: None,
-            lead_owed: 0,
+            unflushed: false,
             recording: None,
             first_frames: None,
         }
@@ -234,6 +236,23 @@ impl Writer {
         }
     }
 
+    /// Queues up to `count` frames, each followed by the marks it reached.
+    async fn send_frames<K: MediaSink>(
+        &mut self,
+        sink: &mut K,
+        clock: &mut FrameClock,
+        count: u32,
+    ) -> Result<(), crate::transport::TransportError> {
+        for _ in 0..count {
+            if !self.pacer.has_frame() {
+                break;
+            }
+            self.send_frame(sink).await?;
+            clock.sent();
+        }
+        Ok(())
+    }
+
     async fn send_frame<K: MediaSink>(
         &mut self,
         sink: &mut K,
@@ -243,6 +262,7 @@ impl Writer {
             return Ok(());
         };
         sink.send_audio(frame).await?;
+        self.unflushed = true;
         if let Some(tap) = &mut self.recording {
             tap.record_copy(frame);
         }
@@ -270,6 +290,7 @@ impl Writer {
                 sink.send_event(&CallEvent::AgentText(word)).await?;
             }
             sink.send_mark(&name).await?;
+            self.unflushed = true;
         }
         Ok(())
     }
@@ -282,7 +303,6 @@ impl Writer {
         self.marks.clear();
         self.pending = None;
         self.first_audio_at = None;
-        self.lead_owed = 0;
     }
 }
 
@@ -302,6 +322,7 @@ mod tests {
         Mark(String),
         Event(CallEvent),
         Clear,
+        Flush,
         Close,
     }
 
@@ -316,8 +337,26 @@ mod tests {
             let at = self.start.map(|s| s.elapsed()).unwrap_or_default();
             self.log.lock().unwrap().push((at, sent));
         }
+        /// What was sent, flushes left out.
         fn log(&self) -> Vec<(Duration, Sent)> {
-            self.log.lock().unwrap().clone()
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .filter(|(_, s)| *s != Sent::Flush)
+                .cloned()
+                .collect()
+        }
+        /// When the sink was flushed, and how many frames each flush wrote.
+        fn writes(&self) -> Vec<(Duration, usize)> {
+            let mut writes = Vec::new();
+            let mut frames = 0;
+            for (at, sent) in self.log.lock().unwrap().iter() {
+                match sent {
+                    Sent::Audio(_) => frames += 1,
+                    Sent::Flush => writes.push((*at, std::mem::take(&mut frames))),
+                    _ => {}
+                }
+            }
+            writes
         }
     }
 
@@ -335,6 +374,10 @@ mod tests {
         }
         async fn clear(&mut self) -> Result<(), TransportError> {
             self.push(Sent::Clear);
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), TransportError> {
+            self.push(Sent::Flush);
             Ok(())
         }
         async fn close(&mut self) -> Result<(), TransportError> {
@@ -392,39 +435,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn frames_go_out_every_20_ms_with_marks_at_their_bytes() {
+    async fn frames_go_out_in_batches_on_the_clock_with_marks_at_their_bytes() {
         let (sink, items, control, task) = start();
-        items.send(audio(1, 800)).await.unwrap();
+        // 12½ frames: the last one is padded when the end mark says nothing more is coming.
+        items.send(audio(1, 2000)).await.unwrap();
         items.send(mark(1, 320, "g1.2", false)).await.unwrap();
-        items.send(mark(1, 800, "g1.end", true)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        items.send(mark(1, 2000, "g1.end", true)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
         control.send(WriterControl::Close).await.unwrap();
         task.await.unwrap();
-        let log = sink.log();
-        let frames: Vec<Duration> = log
-            .iter()
-            .filter(|(_, s)| matches!(s, Sent::Audio(160)))
-            .map(|(t, _)| *t)
-            .collect();
+        let ms = |ms| Duration::from_millis(ms);
         assert_eq!(
-            frames,
-            [0, 20, 20, 20, 40].map(Duration::from_millis),
-            "the first frame at once, the far end's lead on the first tick, then paced"
-        );
-        let order: Vec<&Sent> = log.iter().map(|(_, s)| s).collect();
-        assert_eq!(
-            order,
+            sink.writes(),
             [
-                &Sent::Audio(160),
-                &Sent::Audio(160),
-                &Sent::Mark("g1.2".into()),
-                &Sent::Audio(160),
-                &Sent::Audio(160),
-                &Sent::Audio(160),
-                &Sent::Mark("g1.end".into()),
-                &Sent::Close,
-            ]
+                (ms(0), 1),
+                (ms(20), 5),
+                (ms(80), 3),
+                (ms(140), 3),
+                (ms(200), 1)
+            ],
+            "the first frame at once; on the first tick the far end's lead and a batch; \
+             then a batch of three each time the lead runs down to two frames"
         );
+        let order: Vec<Sent> = sink.log().into_iter().map(|(_, s)| s).collect();
+        let mut expected = vec![
+            Sent::Audio(160),
+            Sent::Audio(160),
+            Sent::Mark("g1.2".into()),
+        ];
+        expected.extend(std::iter::repeat_n(Sent::Audio(160), 11));
+        expected.extend([Sent::Mark("g1.end".into()), Sent::Close]);
+        assert_eq!(order, expected);
     }
 
     #[tokio::test(start_paused = true)]

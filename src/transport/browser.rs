@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -340,10 +340,7 @@ pub struct BrowserSink {
 
 impl BrowserSink {
     async fn send(&mut self, message: Message) -> Result<(), TransportError> {
-        self.sink
-            .send(message)
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        crate::transport::queue_message(&mut self.sink, message).await
     }
 
     async fn send_json(&mut self, value: serde_json::Value) -> Result<(), TransportError> {
@@ -401,6 +398,10 @@ impl MediaSink for BrowserSink {
             CallEvent::End { reason } => json!({"type": "end", "reason": reason}),
         };
         self.send_json(value).await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        crate::transport::flush_socket(&mut self.sink).await
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {

@@ -58,26 +58,32 @@ pub trait MediaSource: Send + 'static {
     fn next(&mut self) -> impl Future<Output = Option<Inbound>> + Send;
 }
 
-/// The sending half of a media stream.
+/// The sending half of a media stream. Sends only queue their message; [`flush`](Self::flush)
+/// writes everything queued, so the writer pays one write (one syscall, one wake-up of the far
+/// end) for a batch of frames and the marks between them.
 pub trait MediaSink: Send + 'static {
     /// The audio format the far end plays (and sends).
     fn format(&self) -> AudioFormat;
-    /// Sends one frame of audio in [`format`](Self::format).
+    /// Queues one frame of audio in [`format`](Self::format).
     fn send_audio(
         &mut self,
         frame: &[u8],
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// Asks to be told (an [`Inbound::Mark`]) when everything sent so far has been played.
+    /// Queues a request to be told (an [`Inbound::Mark`]) when everything sent before it has
+    /// been played.
     fn send_mark(&mut self, name: &str) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// Drops everything sent but not yet played (barge-in).
+    /// Queues a request to drop everything sent but not yet played (barge-in).
     fn clear(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// Ends the stream.
+    /// Writes everything queued.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Ends the stream, after everything queued.
     fn close(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Whether the far end shows [`CallEvent`]s; when not, the call does not make them.
     fn wants_events(&self) -> bool {
         false
     }
-    /// Tells the far end about the call. Telephony has no way to show it: the default drops it.
+    /// Queues news of the call for the far end. Telephony has no way to show it: the default
+    /// drops it.
     fn send_event(
         &mut self,
         event: &CallEvent,
@@ -85,6 +91,25 @@ pub trait MediaSink: Send + 'static {
         let _ = event;
         async { Ok(()) }
     }
+}
+
+/// Queues `message` on a media socket without writing it (see [`MediaSink`]).
+pub(crate) async fn queue_message(
+    sink: &mut SplitSink<WebSocket, Message>,
+    message: Message,
+) -> Result<(), TransportError> {
+    sink.feed(message)
+        .await
+        .map_err(|e| TransportError::Socket(e.to_string()))
+}
+
+/// Writes what was queued on a media socket.
+pub(crate) async fn flush_socket(
+    sink: &mut SplitSink<WebSocket, Message>,
+) -> Result<(), TransportError> {
+    sink.flush()
+        .await
+        .map_err(|e| TransportError::Socket(e.to_string()))
 }
 
 /// The close frame of a call that ended normally.

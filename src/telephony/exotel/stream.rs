@@ -25,8 +25,8 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
 use crate::audio::{AudioFormat, Encoding};
@@ -491,13 +491,11 @@ impl ExotelSink {
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
-        self.sink
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        crate::transport::queue_message(&mut self.sink, Message::Text(Utf8Bytes::from(text))).await
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
+    /// Queues the chunk gathered so far, however short.
+    async fn send_waiting_chunk(&mut self) -> Result<(), TransportError> {
         if let Some(chunk) = self.chunks.flush() {
             let text = media_frame(&self.stream_sid, &chunk);
             self.send_text(text).await?;
@@ -564,7 +562,7 @@ impl MediaSink for ExotelSink {
     }
 
     async fn send_mark(&mut self, name: &str) -> Result<(), TransportError> {
-        self.flush().await?;
+        self.send_waiting_chunk().await?;
         let text = mark_frame(&self.stream_sid, name);
         self.send_text(text).await
     }
@@ -575,8 +573,12 @@ impl MediaSink for ExotelSink {
         self.send_text(text).await
     }
 
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        crate::transport::flush_socket(&mut self.sink).await
+    }
+
     async fn close(&mut self) -> Result<(), TransportError> {
-        let _ = self.flush().await;
+        let _ = self.send_waiting_chunk().await;
         crate::transport::close_socket(&mut self.sink, crate::transport::call_ended_frame()).await
     }
 }

@@ -18,8 +18,8 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
 use super::headers;
@@ -393,10 +393,7 @@ impl PlivoSink {
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
-        self.sink
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        crate::transport::queue_message(&mut self.sink, Message::Text(Utf8Bytes::from(text))).await
     }
 }
 
@@ -466,6 +463,10 @@ impl MediaSink for PlivoSink {
     async fn clear(&mut self) -> Result<(), TransportError> {
         let text = clear_frame(&self.stream_id);
         self.send_text(text).await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        crate::transport::flush_socket(&mut self.sink).await
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {

@@ -25,8 +25,8 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -568,10 +568,7 @@ pub struct TelnyxSink {
 
 impl TelnyxSink {
     async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
-        self.sink
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        crate::transport::queue_message(&mut self.sink, Message::Text(Utf8Bytes::from(text))).await
     }
 }
 
@@ -624,6 +621,10 @@ impl MediaSink for TelnyxSink {
 
     async fn clear(&mut self) -> Result<(), TransportError> {
         self.send_text(CLEAR_FRAME.to_owned()).await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        crate::transport::flush_socket(&mut self.sink).await
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {

@@ -14,8 +14,8 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
 use crate::audio::AudioFormat;
@@ -351,10 +351,7 @@ impl TwilioSink {
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
-        self.sink
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        crate::transport::queue_message(&mut self.sink, Message::Text(Utf8Bytes::from(text))).await
     }
 }
 
@@ -402,6 +399,10 @@ impl MediaSink for TwilioSink {
         push_json_str(&mut text, &self.stream_sid);
         text.push_str(r#""}"#);
         self.send_text(text).await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        crate::transport::flush_socket(&mut self.sink).await
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
 use crate::audio::AudioFormat;
@@ -299,10 +299,7 @@ pub struct VonageSink {
 
 impl VonageSink {
     async fn send(&mut self, message: Message) -> Result<(), TransportError> {
-        self.sink
-            .send(message)
-            .await
-            .map_err(|e| TransportError::Socket(e.to_string()))
+        crate::transport::queue_message(&mut self.sink, message).await
     }
 }
 
@@ -343,6 +340,10 @@ impl MediaSink for VonageSink {
     async fn clear(&mut self) -> Result<(), TransportError> {
         self.send(Message::Text(Utf8Bytes::from_static(CLEAR_FRAME)))
             .await
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        crate::transport::flush_socket(&mut self.sink).await
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {
