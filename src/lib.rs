@@ -35,6 +35,7 @@ pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod conversations;
+pub mod core_threads;
 pub mod egress;
 pub mod generation;
 pub mod llm;

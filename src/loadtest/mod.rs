@@ -163,6 +163,11 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
     let progress = progress::Progress::start(options.calls, placed.clone(), sampler.latest());
     // Let the sampler see the server idle before the first call.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    // The callers run on core threads, one runtime per core, as the server's calls do: a
+    // caller's 20 ms ticks and its socket stay on one thread instead of waking a work-stealing
+    // runtime's idle workers.
+    let callers = crate::core_threads::CoreThreads::start(crate::core_threads::resolve_count(0))
+        .map_err(|e| LoadTestError::Setup(format!("caller threads: {e}")))?;
     let t0 = Instant::now();
     let mut sids = Vec::with_capacity(options.calls);
     let mut failures = std::collections::BTreeMap::new();
@@ -172,6 +177,8 @@ pub async fn run(options: &LoadTestOptions) -> Result<LoadReport, LoadTestError>
         placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Round robin over the nodes, as a load balancer would.
         let node = &target.node_urls[i % target.node_urls.len()];
+        // The fake provider starts the call's tasks (its caller among them) where it is rung.
+        let _on_core_thread = callers.next_handle().enter();
         match driver.ring(
             node,
             format!("+1444{:07}", i),

@@ -93,6 +93,9 @@ pub struct GeneratorHealth {
     pub late_ticks: u64,
     pub ticks: u64,
     pub cpu_s: f64,
+    /// The generator's CPU (callers, fakes, this report's sampling) per minute of call, on the
+    /// same clock as the server's: what the machine spends measuring rather than being measured.
+    pub cpu_s_per_call_minute: f64,
     /// More than 0.1 % of ticks were late by over 10 ms: the figures include the generator's
     /// own lag.
     pub fell_behind: bool,
@@ -210,6 +213,7 @@ pub(super) fn build(facts: RunFacts<'_>) -> LoadReport {
             late_ticks,
             ticks,
             cpu_s: generator_cpu.unwrap_or(0.0),
+            cpu_s_per_call_minute: per_call_minute(generator_cpu.unwrap_or(0.0), call_seconds),
             fell_behind,
         },
         ramp_s: facts.ramp.as_secs_f64(),
@@ -222,6 +226,15 @@ fn cpu_between(samples: &[Sample], cpu: impl Fn(&Sample) -> Option<Duration>) ->
     let first = samples.iter().find_map(&cpu)?;
     let last = samples.iter().rev().find_map(&cpu)?;
     Some(last.saturating_sub(first).as_secs_f64())
+}
+
+/// CPU seconds per minute of call.
+fn per_call_minute(cpu_s: f64, call_seconds: f64) -> f64 {
+    if call_seconds > 0.0 {
+        cpu_s / (call_seconds / 60.0)
+    } else {
+        0.0
+    }
 }
 
 fn server_usage(pids: &[u32], samples: &[Sample], call_seconds: f64) -> Option<ServerUsage> {
@@ -251,11 +264,7 @@ fn server_usage(pids: &[u32], samples: &[Sample], call_seconds: f64) -> Option<S
     Some(ServerUsage {
         pids: pids.to_vec(),
         cpu_s,
-        cpu_s_per_call_minute: if call_seconds > 0.0 {
-            cpu_s / (call_seconds / 60.0)
-        } else {
-            0.0
-        },
+        cpu_s_per_call_minute: per_call_minute(cpu_s, call_seconds),
         rss_idle_mb: idle.rss_bytes as f64 / MB,
         rss_peak_mb: peak_rss as f64 / MB,
         rss_per_call_kb,
@@ -370,8 +379,9 @@ impl LoadReport {
         let g = &self.generator;
         let _ = writeln!(
             out,
-            "generator: {:.1} CPU s; max tick lag {:.1} ms; {} of {} ticks over {} ms late — {}",
+            "generator: {:.1} CPU s ({:.3} per call-minute); max tick lag {:.1} ms; {} of {} ticks over {} ms late — {}",
             g.cpu_s,
+            g.cpu_s_per_call_minute,
             g.tick_lag_max_ms,
             g.late_ticks,
             g.ticks,

@@ -12,6 +12,9 @@
 //!   inside the socket's I/O object, so an upgraded WebSocket (a call's media stream) holds it
 //!   until the socket closes, not only until the upgrade.
 //!
+//! Each connection is served on one of the core threads (`core_threads.rs`), so a call's tasks
+//! stay together on one core.
+//!
 //! Upgraded sockets are outside these HTTP timers: a media stream has its own (the handshake's
 //! `start` deadline and the media inactivity limit).
 
@@ -32,11 +35,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::HttpLimits;
+use crate::core_threads::{CoreThreads, resolve_count};
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets every connection finish its
 /// in-flight request and waits, for at most `drain`, for all of them (upgraded sockets included)
 /// to close.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
@@ -45,6 +49,13 @@ pub async fn serve(
 ) {
     let max = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max));
+    let threads = match CoreThreads::start(resolve_count(limits.connection_threads)) {
+        Ok(threads) => Some(threads),
+        Err(e) => {
+            tracing::error!(error = %e, "connection threads not started; serving on the main runtime");
+            None
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
@@ -68,13 +79,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            permit,
-            app.clone(),
-            limits,
-            stop_rx.clone(),
-        ));
+        let (app, stop) = (app.clone(), stop_rx.clone());
+        match &threads {
+            Some(threads) => threads.spawn_connection(stream, move |stream| {
+                serve_connection(stream, permit, app, limits, stop)
+            }),
+            None => {
+                tokio::spawn(serve_connection(stream, permit, app, limits, stop));
+            }
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);

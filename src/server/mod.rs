@@ -2,7 +2,7 @@
 //! the connection limits of [`connections`] and shuts down gracefully, letting in-flight
 //! requests finish, on SIGINT or SIGTERM.
 
-mod connections;
+pub(crate) mod connections;
 mod sqlite_lock;
 
 pub use sqlite_lock::{SqliteLock, SqliteLockError};

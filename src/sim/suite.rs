@@ -4,6 +4,7 @@
 //! one base URL names them all.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use serde_json::{Value, json};
@@ -159,11 +160,15 @@ impl SimSuite {
             .merge(exotel.router())
             .merge(telnyx.router())
             .merge(vonage.router());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "sim providers stopped");
-            }
-        });
+        // Served as the server serves: each connection on one of the core threads, so the fakes
+        // cost the machine what they must, not a work-stealing runtime's wake-ups on top.
+        let task = tokio::spawn(crate::server::connections::serve(
+            listener,
+            app,
+            crate::config::HttpLimits::default(),
+            std::future::pending(),
+            Duration::ZERO,
+        ));
         Ok(Self {
             base_url,
             options,
