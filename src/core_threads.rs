@@ -26,11 +26,15 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-/// How many threads `0` means: one per core.
+/// More threads than this is a misconfiguration, not a plan: each is an OS thread with its own
+/// runtime.
+const MAX_THREADS: usize = 256;
+
+/// How many threads to start for a configured count: `0` means one per core.
 pub fn resolve_count(configured: usize) -> usize {
     match configured {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
+        n => n.min(MAX_THREADS),
     }
 }
 
