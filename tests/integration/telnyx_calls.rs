@@ -380,12 +380,13 @@ async fn telnyx_busy_and_api_hang_up_are_reported() {
         .post(&format!("/call/hangup/{call_id}"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
-    let sim = lab
-        .telnyx
+    lab.telnyx
         .wait_for_call_end(&control_id, Duration::from_secs(20))
         .await
-        .unwrap();
-    assert!(sim.hung_up_by_api);
+        .expect("the call ended");
+    // The session closing the stream and the hangup command race to the fake (the call runs
+    // on its own core thread): whichever is first ends the call, and a command that comes
+    // second is answered 422/90018, which is no error: the hang-up above answered 200 anyway.
     let again = lab
         .telnyx
         .requests()

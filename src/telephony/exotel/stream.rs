@@ -394,25 +394,12 @@ impl MediaSource for ExotelSource {
             return Some(frame);
         }
         loop {
-            let next = tokio::select! {
-                biased;
-                next = self.stream.next() => next?,
-                () = self.inactivity.expired() => {
-                    tracing::warn!(
-                        after_secs = self.inactivity.limit().as_secs(),
-                        "exotel stream silent; ending the call as a hang-up"
-                    );
-                    return None;
-                }
-            };
-            self.inactivity.touch();
-            let message = match next {
-                Ok(message) => message,
-                Err(e) => {
-                    tracing::debug!(error = %e, "exotel socket error");
-                    return None;
-                }
-            };
+            let message = crate::transport::inactivity::next_message(
+                &mut self.stream,
+                &mut self.inactivity,
+                "exotel",
+            )
+            .await?;
             match message {
                 Message::Text(text) => {
                     if let Some(event) = self.decoder.decode(text.as_str()) {

@@ -511,25 +511,15 @@ impl MediaSource for TelnyxSource {
             if let Some(event) = self.reorder.pop() {
                 return Some(event);
             }
-            let next = tokio::select! {
-                biased;
-                next = self.stream.next() => next,
-                () = self.inactivity.expired() => {
-                    tracing::warn!(
-                        after_secs = self.inactivity.limit().as_secs(),
-                        "media stream silent; ending the call as a hang-up"
-                    );
-                    return None;
-                }
-            };
-            self.inactivity.touch();
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "telnyx socket error");
-                    return self.end();
-                }
-                None => return self.end(),
+            // The socket's end, an error or a silent stream: what waited for a gap is due now.
+            let Some(message) = crate::transport::inactivity::next_message(
+                &mut self.stream,
+                &mut self.inactivity,
+                "telnyx",
+            )
+            .await
+            else {
+                return self.end();
             };
             match message {
                 Message::Text(text) => {
