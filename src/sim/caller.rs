@@ -512,7 +512,8 @@ impl Session<'_> {
 
     async fn send_dtmf(&mut self, digit: char, at: Duration) -> Result<(), tungstenite::Error> {
         if let Some(message) = self.wire.dtmf(digit) {
-            self.ws.send(message).await?;
+            // Queued: it goes out with this tick's frame.
+            self.ws.feed(message).await?;
         }
         self.report.dtmf_sent.push((at, digit));
         Ok(())
@@ -526,7 +527,8 @@ impl Session<'_> {
         mark.echoed_at = Some(at);
         mark.cleared = cleared;
         let echo = self.wire.mark_echo(&mark.name);
-        self.ws.send(echo).await
+        // Queued: it goes out with this tick's frame, or at the flush after a message.
+        self.ws.feed(echo).await
     }
 
     fn protocol_error(&mut self, detail: impl Into<String>) {
@@ -562,6 +564,7 @@ impl Session<'_> {
                 });
                 if self.playout.push_mark(record) {
                     self.echo_mark(record, false).await?;
+                    self.ws.flush().await?;
                 }
                 Ok(Flow::Continue)
             }
@@ -575,8 +578,12 @@ impl Session<'_> {
                     dropped_bytes: dropped,
                     offset: self.playout.received(),
                 });
+                let echoed = !due.is_empty();
                 for mark in due {
                     self.echo_mark(mark, true).await?;
+                }
+                if echoed {
+                    self.ws.flush().await?;
                 }
                 Ok(Flow::Continue)
             }
