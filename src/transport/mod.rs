@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod inactivity;
+pub mod wire_text;
 
 use std::future::Future;
 

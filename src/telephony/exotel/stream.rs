@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::audio::{AudioFormat, Encoding};
 use crate::transport::inactivity::Inactivity;
+use crate::transport::wire_text::{Base64Arena, push_json_str};
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse: 100 ms at 24 kHz is 4.8 KB, 6.4 KB of base64.
@@ -255,7 +256,7 @@ pub struct ExotelSource {
 /// Turns text frames into [`Inbound`] events, audio cut into 20 ms frames.
 pub struct FrameDecoder {
     stream_sid: String,
-    arena: BytesMut,
+    arena: Base64Arena,
     /// Decoded audio not yet handed out.
     pending: Bytes,
     frame_bytes: usize,
@@ -267,7 +268,7 @@ impl FrameDecoder {
     pub fn new(stream_sid: String, format: AudioFormat) -> Self {
         Self {
             stream_sid,
-            arena: BytesMut::with_capacity(ARENA_BLOCK),
+            arena: Base64Arena::new(ARENA_BLOCK),
             pending: Bytes::new(),
             frame_bytes: format.bytes_per_ms(20).max(2),
             last_sequence: 1,
@@ -364,23 +365,13 @@ impl FrameDecoder {
     }
 
     fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
-        let max_len = payload.len() / 4 * 3 + 3;
-        if self.arena.capacity() < max_len {
-            self.arena.reserve(ARENA_BLOCK.max(max_len));
-        }
-        self.arena.resize(max_len, 0);
-        match STANDARD.decode_slice(payload.as_bytes(), &mut self.arena[..]) {
-            Ok(0) => {
-                self.arena.clear();
+        match self.arena.decode(payload) {
+            Ok(Some(audio)) => Some(audio),
+            Ok(None) => {
                 self.skip("empty media payload", &"");
                 None
             }
-            Ok(n) => {
-                self.arena.truncate(n);
-                Some(self.arena.split().freeze())
-            }
             Err(e) => {
-                self.arena.clear();
                 self.skip("bad base64", &e);
                 None
             }
@@ -488,17 +479,6 @@ impl ExotelSink {
             self.send_text(text).await?;
         }
         Ok(())
-    }
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
     }
 }
 

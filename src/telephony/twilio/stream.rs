@@ -13,13 +13,14 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
 use serde::Deserialize;
 
 use crate::audio::AudioFormat;
 use crate::transport::inactivity::Inactivity;
+use crate::transport::wire_text::{Base64Arena, push_json_str};
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse; a 20 ms media frame is ~330 bytes, a `start` well under 4 KiB.
@@ -201,7 +202,7 @@ impl TwilioSource {
 /// Turns text frames into [`Inbound`] events; separate from the socket so it can be tested.
 pub struct FrameDecoder {
     stream_sid: String,
-    arena: BytesMut,
+    arena: Base64Arena,
     last_sequence: u64,
     skipped: u64,
 }
@@ -211,7 +212,7 @@ impl FrameDecoder {
     pub fn new(stream_sid: String) -> Self {
         Self {
             stream_sid,
-            arena: BytesMut::with_capacity(ARENA_BLOCK),
+            arena: Base64Arena::new(ARENA_BLOCK),
             last_sequence: 1,
             skipped: 0,
         }
@@ -292,23 +293,13 @@ impl FrameDecoder {
     }
 
     fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
-        let max_len = payload.len() / 4 * 3 + 3;
-        if self.arena.capacity() < max_len {
-            self.arena.reserve(ARENA_BLOCK.max(max_len));
-        }
-        self.arena.resize(max_len, 0);
-        match STANDARD.decode_slice(payload.as_bytes(), &mut self.arena[..]) {
-            Ok(0) => {
-                self.arena.clear();
+        match self.arena.decode(payload) {
+            Ok(Some(audio)) => Some(audio),
+            Ok(None) => {
                 self.skip("empty media payload", &"");
                 None
             }
-            Ok(n) => {
-                self.arena.truncate(n);
-                Some(self.arena.split().freeze())
-            }
             Err(e) => {
-                self.arena.clear();
                 self.skip("bad base64", &e);
                 None
             }
@@ -352,19 +343,6 @@ impl TwilioSink {
 
     async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
         crate::transport::queue_message(&mut self.sink, Message::Text(Utf8Bytes::from(text))).await
-    }
-}
-
-/// JSON-escapes a string we put between quotes. Stream SIDs and our mark names are plain ASCII;
-/// this keeps a hostile value from breaking the frame anyway.
-fn push_json_str(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
     }
 }
 
