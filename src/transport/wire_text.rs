@@ -1,6 +1,9 @@
 //! Pieces every JSON media-stream protocol needs (Twilio, Plivo, Exotel, Telnyx): base64 audio
-//! decoded into a shared arena, so an inbound frame costs no allocation of its own, and a JSON
-//! string escape for the frames we write by hand.
+//! decoded into a shared arena, so an inbound frame costs no allocation of its own; the tally of
+//! frames a decoder skipped (Vonage's binary stream keeps one too); the keypad check for DTMF
+//! events; and a JSON string escape for the frames we write by hand.
+
+use std::fmt::Display;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -46,6 +49,66 @@ impl Base64Arena {
     }
 }
 
+impl Base64Arena {
+    /// A media frame's audio, or `None` (counted in `skipped`) for an empty or broken payload:
+    /// one bad frame is skipped, never the end of the call.
+    pub fn decode_audio(&mut self, payload: &str, skipped: &mut SkippedFrames) -> Option<Bytes> {
+        match self.decode(payload) {
+            Ok(Some(audio)) => Some(audio),
+            Ok(None) => {
+                skipped.skip("empty media payload", &"");
+                None
+            }
+            Err(e) => {
+                skipped.skip("bad base64", &e);
+                None
+            }
+        }
+    }
+}
+
+/// Frames a stream's decoder skipped (malformed, oversized, out of order, unknown). The first
+/// few are worth a log line each; after that one in a thousand, so a misbehaving peer cannot
+/// flood the log.
+#[derive(Debug)]
+pub struct SkippedFrames {
+    provider: &'static str,
+    count: u64,
+}
+
+impl SkippedFrames {
+    pub fn new(provider: &'static str) -> Self {
+        Self { provider, count: 0 }
+    }
+
+    /// How many so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn skip(&mut self, why: &str, detail: &dyn Display) {
+        self.count += 1;
+        if self.count <= 5 || self.count.is_multiple_of(1000) {
+            tracing::warn!(
+                provider = self.provider,
+                skipped = self.count,
+                why,
+                %detail,
+                "media frame skipped"
+            );
+        }
+    }
+}
+
+/// The key of a DTMF event's `digit` (its first character), when it is one a phone's keypad has
+/// (`0`–`9`, `*`, `#`).
+pub fn keypad_digit(digit: &str) -> Option<char> {
+    digit
+        .chars()
+        .next()
+        .filter(|&d| d.is_ascii_digit() || d == '*' || d == '#')
+}
+
 /// JSON-escapes a string we put between quotes. Stream ids and our mark names are plain ASCII;
 /// this keeps a hostile value from breaking the frame anyway.
 pub fn push_json_str(out: &mut String, s: &str) {
@@ -74,6 +137,28 @@ mod tests {
         assert!(arena.decode("!!!not base64!!!").is_err());
         let c = arena.decode(&STANDARD.encode([3u8; 3])).unwrap().unwrap();
         assert_eq!(&c[..], [3, 3, 3], "nothing of the bad frame left behind");
+    }
+
+    #[test]
+    fn bad_payloads_are_counted_not_fatal() {
+        let mut arena = Base64Arena::new(64);
+        let mut skipped = SkippedFrames::new("test");
+        assert!(arena.decode_audio("", &mut skipped).is_none());
+        assert!(arena.decode_audio("%%%", &mut skipped).is_none());
+        assert_eq!(skipped.count(), 2);
+        let audio = arena.decode_audio(&STANDARD.encode([7u8; 5]), &mut skipped);
+        assert_eq!(audio.as_deref(), Some(&[7u8; 5][..]));
+        assert_eq!(skipped.count(), 2);
+    }
+
+    #[test]
+    fn only_keypad_keys_are_digits() {
+        for key in ["0", "9", "*", "#"] {
+            assert_eq!(keypad_digit(key), key.chars().next());
+        }
+        for bad in ["", "A", "x", "٣"] {
+            assert_eq!(keypad_digit(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use crate::audio::{AudioFormat, Encoding};
 use crate::transport::inactivity::Inactivity;
-use crate::transport::wire_text::{Base64Arena, push_json_str};
+use crate::transport::wire_text::{Base64Arena, SkippedFrames, keypad_digit, push_json_str};
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse: 100 ms at 24 kHz is 4.8 KB, 6.4 KB of base64.
@@ -261,7 +261,7 @@ pub struct FrameDecoder {
     pending: Bytes,
     frame_bytes: usize,
     last_sequence: u64,
-    skipped: u64,
+    skipped: SkippedFrames,
 }
 
 impl FrameDecoder {
@@ -272,19 +272,12 @@ impl FrameDecoder {
             pending: Bytes::new(),
             frame_bytes: format.bytes_per_ms(20).max(2),
             last_sequence: 1,
-            skipped: 0,
+            skipped: SkippedFrames::new("exotel"),
         }
     }
 
     pub fn skipped(&self) -> u64 {
-        self.skipped
-    }
-
-    fn skip(&mut self, why: &str, detail: &dyn std::fmt::Display) {
-        self.skipped += 1;
-        if self.skipped <= 5 || self.skipped.is_multiple_of(1000) {
-            tracing::warn!(skipped = self.skipped, why, %detail, "exotel frame skipped");
-        }
+        self.skipped.count()
     }
 
     /// The next 20 ms of audio already decoded, if any.
@@ -300,18 +293,18 @@ impl FrameDecoder {
     /// first 20 ms answered.
     pub fn decode(&mut self, text: &str) -> Option<Inbound> {
         if text.len() > MAX_FRAME_BYTES {
-            self.skip("oversized", &text.len());
+            self.skipped.skip("oversized", &text.len());
             return None;
         }
         let frame: WireFrame<'_> = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(e) => {
-                self.skip("malformed json", &e);
+                self.skipped.skip("malformed json", &e);
                 return None;
             }
         };
         if frame.stream_sid.is_some_and(|sid| sid != self.stream_sid) {
-            self.skip(
+            self.skipped.skip(
                 "another stream's frame",
                 &frame.stream_sid.unwrap_or_default(),
             );
@@ -319,7 +312,7 @@ impl FrameDecoder {
         }
         if let Some(seq) = frame.sequence_number.as_ref().and_then(Number::value) {
             if seq <= self.last_sequence {
-                self.skip("out of order", &seq);
+                self.skipped.skip("out of order", &seq);
                 return None;
             }
             self.last_sequence = seq;
@@ -327,12 +320,12 @@ impl FrameDecoder {
         match frame.event {
             "media" => {
                 let Some(media) = frame.media else {
-                    self.skip("media without payload", &"");
+                    self.skipped.skip("media without payload", &"");
                     return None;
                 };
-                let audio = self.decode_audio(media.payload)?;
+                let audio = self.arena.decode_audio(media.payload, &mut self.skipped)?;
                 if audio.len() % 2 != 0 {
-                    self.skip("odd-length pcm16 payload", &audio.len());
+                    self.skipped.skip("odd-length pcm16 payload", &audio.len());
                     return None;
                 }
                 self.pending = audio;
@@ -341,38 +334,21 @@ impl FrameDecoder {
             "mark" => match frame.mark {
                 Some(mark) => Some(Inbound::Mark(mark.name.to_owned())),
                 None => {
-                    self.skip("mark without name", &"");
+                    self.skipped.skip("mark without name", &"");
                     None
                 }
             },
-            "dtmf" => {
-                let digit = frame.dtmf.and_then(|d| d.digit.chars().next());
-                match digit {
-                    Some(d) if d.is_ascii_digit() || d == '*' || d == '#' => Some(Inbound::Dtmf(d)),
-                    _ => {
-                        self.skip("bad dtmf", &"");
-                        None
-                    }
+            "dtmf" => match frame.dtmf.and_then(|d| keypad_digit(d.digit)) {
+                Some(d) => Some(Inbound::Dtmf(d)),
+                None => {
+                    self.skipped.skip("bad dtmf", &"");
+                    None
                 }
-            }
+            },
             "stop" => Some(Inbound::Hangup),
             "connected" | "start" | "clear" => None,
             other => {
-                self.skip("unknown event", &other);
-                None
-            }
-        }
-    }
-
-    fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
-        match self.arena.decode(payload) {
-            Ok(Some(audio)) => Some(audio),
-            Ok(None) => {
-                self.skip("empty media payload", &"");
-                None
-            }
-            Err(e) => {
-                self.skip("bad base64", &e);
+                self.skipped.skip("unknown event", &other);
                 None
             }
         }
@@ -398,7 +374,7 @@ impl MediaSource for ExotelSource {
                     }
                 }
                 Message::Close(_) => return None,
-                Message::Binary(bytes) => self.decoder.skip("binary frame", &bytes.len()),
+                Message::Binary(bytes) => self.decoder.skipped.skip("binary frame", &bytes.len()),
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }

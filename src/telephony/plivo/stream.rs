@@ -17,7 +17,6 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
 use serde::Deserialize;
@@ -25,7 +24,7 @@ use serde::Deserialize;
 use super::headers;
 use crate::audio::{AudioFormat, Encoding};
 use crate::transport::inactivity::Inactivity;
-use crate::transport::wire_text::{Base64Arena, push_json_str};
+use crate::transport::wire_text::{Base64Arena, SkippedFrames, keypad_digit, push_json_str};
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse; a 20 ms L16 16 kHz frame is ~900 bytes of base64.
@@ -239,7 +238,7 @@ pub struct FrameDecoder {
     stream_id: String,
     arena: Base64Arena,
     last_sequence: u64,
-    skipped: u64,
+    skipped: SkippedFrames,
 }
 
 impl FrameDecoder {
@@ -249,37 +248,30 @@ impl FrameDecoder {
             stream_id,
             arena: Base64Arena::new(ARENA_BLOCK),
             last_sequence: 1,
-            skipped: 0,
+            skipped: SkippedFrames::new("plivo"),
         }
     }
 
     /// Frames skipped so far.
     pub fn skipped(&self) -> u64 {
-        self.skipped
-    }
-
-    fn skip(&mut self, why: &str, detail: &dyn std::fmt::Display) {
-        self.skipped += 1;
-        if self.skipped <= 5 || self.skipped.is_multiple_of(1000) {
-            tracing::warn!(skipped = self.skipped, why, %detail, "plivo frame skipped");
-        }
+        self.skipped.count()
     }
 
     /// Decodes one text frame; `None` for frames that carry nothing for the call.
     pub fn decode(&mut self, text: &str) -> Option<Inbound> {
         if text.len() > MAX_FRAME_BYTES {
-            self.skip("oversized", &text.len());
+            self.skipped.skip("oversized", &text.len());
             return None;
         }
         let frame: WireFrame<'_> = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(e) => {
-                self.skip("malformed json", &e);
+                self.skipped.skip("malformed json", &e);
                 return None;
             }
         };
         if frame.stream_id.is_some_and(|id| id != self.stream_id) {
-            self.skip(
+            self.skipped.skip(
                 "another stream's frame",
                 &frame.stream_id.unwrap_or_default(),
             );
@@ -287,7 +279,7 @@ impl FrameDecoder {
         }
         if let Some(seq) = frame.sequence_number.as_ref().and_then(Number::value) {
             if seq <= self.last_sequence {
-                self.skip("out of order", &seq);
+                self.skipped.skip("out of order", &seq);
                 return None;
             }
             self.last_sequence = seq;
@@ -295,49 +287,34 @@ impl FrameDecoder {
         match frame.event {
             "media" => {
                 let Some(media) = frame.media else {
-                    self.skip("media without payload", &"");
+                    self.skipped.skip("media without payload", &"");
                     return None;
                 };
                 if media.track.is_some_and(|t| t != "inbound") {
                     return None;
                 }
-                self.decode_audio(media.payload).map(Inbound::Audio)
+                self.arena
+                    .decode_audio(media.payload, &mut self.skipped)
+                    .map(Inbound::Audio)
             }
             "playedStream" | "played" => match frame.name {
                 Some(name) => Some(Inbound::Mark(name.to_owned())),
                 None => {
-                    self.skip("checkpoint echo without name", &"");
+                    self.skipped.skip("checkpoint echo without name", &"");
                     None
                 }
             },
-            "dtmf" => {
-                let digit = frame.dtmf.and_then(|d| d.digit.chars().next());
-                match digit {
-                    Some(d) if d.is_ascii_digit() || d == '*' || d == '#' => Some(Inbound::Dtmf(d)),
-                    _ => {
-                        self.skip("bad dtmf", &"");
-                        None
-                    }
+            "dtmf" => match frame.dtmf.and_then(|d| keypad_digit(d.digit)) {
+                Some(d) => Some(Inbound::Dtmf(d)),
+                None => {
+                    self.skipped.skip("bad dtmf", &"");
+                    None
                 }
-            }
+            },
             "stop" => Some(Inbound::Hangup),
             "start" | "clearedAudio" => None,
             other => {
-                self.skip("unknown event", &other);
-                None
-            }
-        }
-    }
-
-    fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
-        match self.arena.decode(payload) {
-            Ok(Some(audio)) => Some(audio),
-            Ok(None) => {
-                self.skip("empty media payload", &"");
-                None
-            }
-            Err(e) => {
-                self.skip("bad base64", &e);
+                self.skipped.skip("unknown event", &other);
                 None
             }
         }
@@ -360,7 +337,7 @@ impl MediaSource for PlivoSource {
                     }
                 }
                 Message::Close(_) => return None,
-                Message::Binary(bytes) => self.decoder.skip("binary frame", &bytes.len()),
+                Message::Binary(bytes) => self.decoder.skipped.skip("binary frame", &bytes.len()),
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }
@@ -454,6 +431,8 @@ impl MediaSink for PlivoSink {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     const SID: &str = "b7e1c0aa-0000-4000-8000-000000000001";

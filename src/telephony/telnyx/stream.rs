@@ -24,7 +24,6 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
 use serde::Deserialize;
@@ -32,7 +31,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::audio::AudioFormat;
 use crate::transport::inactivity::Inactivity;
-use crate::transport::wire_text::{Base64Arena, push_json_str};
+use crate::transport::wire_text::{Base64Arena, SkippedFrames, keypad_digit, push_json_str};
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse; a 20 ms media frame is ~300 bytes, a `start` well under 4 KiB.
@@ -379,7 +378,7 @@ pub struct TelnyxSource {
 impl TelnyxSource {
     /// Frames skipped so far (malformed, oversized, unknown) and audio dropped as late.
     pub fn skipped(&self) -> u64 {
-        self.decoder.skipped + self.reorder.dropped
+        self.decoder.skipped.count() + self.reorder.dropped
     }
 }
 
@@ -388,7 +387,7 @@ impl TelnyxSource {
 pub struct FrameDecoder {
     stream_id: String,
     arena: Base64Arena,
-    skipped: u64,
+    skipped: SkippedFrames,
 }
 
 impl FrameDecoder {
@@ -396,16 +395,7 @@ impl FrameDecoder {
         Self {
             stream_id,
             arena: Base64Arena::new(ARENA_BLOCK),
-            skipped: 0,
-        }
-    }
-
-    fn skip(&mut self, why: &str, detail: &dyn fmt::Display) {
-        self.skipped += 1;
-        // The first few are worth a line each; after that one in a thousand, so a misbehaving
-        // peer cannot flood the log.
-        if self.skipped <= 5 || self.skipped.is_multiple_of(1000) {
-            tracing::warn!(skipped = self.skipped, why, %detail, "telnyx frame skipped");
+            skipped: SkippedFrames::new("telnyx"),
         }
     }
 
@@ -413,13 +403,13 @@ impl FrameDecoder {
     /// nothing for the call.
     pub fn decode(&mut self, text: &str) -> Option<(Option<u64>, Inbound)> {
         if text.len() > MAX_FRAME_BYTES {
-            self.skip("oversized", &text.len());
+            self.skipped.skip("oversized", &text.len());
             return None;
         }
         let frame: WireFrame<'_> = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(e) => {
-                self.skip("malformed json", &e);
+                self.skipped.skip("malformed json", &e);
                 return None;
             }
         };
@@ -427,7 +417,7 @@ impl FrameDecoder {
             .stream_id
             .is_some_and(|id| !self.stream_id.is_empty() && id != self.stream_id)
         {
-            self.skip(
+            self.skipped.skip(
                 "another stream's frame",
                 &frame.stream_id.unwrap_or_default(),
             );
@@ -437,7 +427,7 @@ impl FrameDecoder {
         let event = match frame.event {
             "media" => {
                 let Some(media) = frame.media else {
-                    self.skip("media without payload", &"");
+                    self.skipped.skip("media without payload", &"");
                     return None;
                 };
                 // Only the caller's side is asked for; anything else is not for the STT.
@@ -447,25 +437,22 @@ impl FrameDecoder {
                 {
                     return None;
                 }
-                Inbound::Audio(self.decode_audio(media.payload)?)
+                Inbound::Audio(self.arena.decode_audio(media.payload, &mut self.skipped)?)
             }
             "mark" => match frame.mark {
                 Some(mark) => Inbound::Mark(mark.name.into_owned()),
                 None => {
-                    self.skip("mark without name", &"");
+                    self.skipped.skip("mark without name", &"");
                     return None;
                 }
             },
-            "dtmf" => {
-                let digit = frame.dtmf.as_ref().and_then(|d| d.digit.chars().next());
-                match digit {
-                    Some(d) if d.is_ascii_digit() || d == '*' || d == '#' => Inbound::Dtmf(d),
-                    _ => {
-                        self.skip("bad dtmf", &"");
-                        return None;
-                    }
+            "dtmf" => match frame.dtmf.as_ref().and_then(|d| keypad_digit(&d.digit)) {
+                Some(d) => Inbound::Dtmf(d),
+                None => {
+                    self.skipped.skip("bad dtmf", &"");
+                    return None;
                 }
-            }
+            },
             "stop" => Inbound::Hangup,
             "error" => {
                 // Telnyx telling us a frame of ours was wrong: worth a line, not the call.
@@ -474,25 +461,11 @@ impl FrameDecoder {
             }
             "connected" | "start" => return None,
             other => {
-                self.skip("unknown event", &other);
+                self.skipped.skip("unknown event", &other);
                 return None;
             }
         };
         Some((seq, event))
-    }
-
-    fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
-        match self.arena.decode(payload) {
-            Ok(Some(audio)) => Some(audio),
-            Ok(None) => {
-                self.skip("empty media payload", &"");
-                None
-            }
-            Err(e) => {
-                self.skip("bad base64", &e);
-                None
-            }
-        }
     }
 }
 
@@ -527,7 +500,7 @@ impl MediaSource for TelnyxSource {
                     }
                 }
                 Message::Close(_) => return self.end(),
-                Message::Binary(bytes) => self.decoder.skip("binary frame", &bytes.len()),
+                Message::Binary(bytes) => self.decoder.skipped.skip("binary frame", &bytes.len()),
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }
@@ -602,6 +575,8 @@ impl MediaSink for TelnyxSink {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     const ID: &str = "32de0dea-53cb-4b21-89a4-9e1819c043bc";
@@ -700,7 +675,7 @@ mod tests {
             r#"{{"event":"stop","sequence_number":"6","stream_id":"{ID}","stop":{{"user_id":"u","call_control_id":"v3:x"}}}}"#
         );
         assert_eq!(d.decode(&stop), Some((Some(6), Inbound::Hangup)));
-        assert_eq!(d.skipped, 0);
+        assert_eq!(d.skipped.count(), 0);
     }
 
     #[test]
@@ -724,7 +699,7 @@ mod tests {
         ] {
             assert_eq!(d.decode(&bad), None, "{bad}");
         }
-        assert_eq!(d.skipped, 9);
+        assert_eq!(d.skipped.count(), 9);
         assert_eq!(d.decode(&media(10, &good)), Some((Some(10), expected)));
         // Numbers where Telnyx writes strings are read too.
         let numeric =

@@ -13,14 +13,13 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
 use serde::Deserialize;
 
 use crate::audio::AudioFormat;
 use crate::transport::inactivity::Inactivity;
-use crate::transport::wire_text::{Base64Arena, push_json_str};
+use crate::transport::wire_text::{Base64Arena, SkippedFrames, keypad_digit, push_json_str};
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// Largest text frame we parse; a 20 ms media frame is ~330 bytes, a `start` well under 4 KiB.
@@ -195,7 +194,7 @@ pub struct TwilioSource {
 impl TwilioSource {
     /// Frames skipped so far (malformed, oversized, out of order, unknown).
     pub fn skipped(&self) -> u64 {
-        self.decoder.skipped
+        self.decoder.skipped.count()
     }
 }
 
@@ -204,7 +203,7 @@ pub struct FrameDecoder {
     stream_sid: String,
     arena: Base64Arena,
     last_sequence: u64,
-    skipped: u64,
+    skipped: SkippedFrames,
 }
 
 impl FrameDecoder {
@@ -214,34 +213,25 @@ impl FrameDecoder {
             stream_sid,
             arena: Base64Arena::new(ARENA_BLOCK),
             last_sequence: 1,
-            skipped: 0,
-        }
-    }
-
-    fn skip(&mut self, why: &str, detail: &dyn std::fmt::Display) {
-        self.skipped += 1;
-        // The first few are worth a line each; after that one in a thousand, so a misbehaving
-        // peer cannot flood the log.
-        if self.skipped <= 5 || self.skipped.is_multiple_of(1000) {
-            tracing::warn!(skipped = self.skipped, why, %detail, "twilio frame skipped");
+            skipped: SkippedFrames::new("twilio"),
         }
     }
 
     /// Decodes one text frame; `None` for frames that carry nothing for the call.
     pub fn decode(&mut self, text: &str) -> Option<Inbound> {
         if text.len() > MAX_FRAME_BYTES {
-            self.skip("oversized", &text.len());
+            self.skipped.skip("oversized", &text.len());
             return None;
         }
         let frame: WireFrame<'_> = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(e) => {
-                self.skip("malformed json", &e);
+                self.skipped.skip("malformed json", &e);
                 return None;
             }
         };
         if frame.stream_sid.is_some_and(|sid| sid != self.stream_sid) {
-            self.skip(
+            self.skipped.skip(
                 "another stream's frame",
                 &frame.stream_sid.unwrap_or_default(),
             );
@@ -250,7 +240,7 @@ impl FrameDecoder {
         // Sequence numbers rise by one per message; an old or repeated one is a replay.
         if let Some(seq) = frame.sequence_number.and_then(|s| s.parse::<u64>().ok()) {
             if seq <= self.last_sequence {
-                self.skip("out of order", &seq);
+                self.skipped.skip("out of order", &seq);
                 return None;
             }
             self.last_sequence = seq;
@@ -258,49 +248,34 @@ impl FrameDecoder {
         match frame.event {
             "media" => {
                 let Some(media) = frame.media else {
-                    self.skip("media without payload", &"");
+                    self.skipped.skip("media without payload", &"");
                     return None;
                 };
                 if media.track.is_some_and(|t| t != "inbound") {
                     return None;
                 }
-                self.decode_audio(media.payload).map(Inbound::Audio)
+                self.arena
+                    .decode_audio(media.payload, &mut self.skipped)
+                    .map(Inbound::Audio)
             }
             "mark" => match frame.mark {
                 Some(mark) => Some(Inbound::Mark(mark.name.to_owned())),
                 None => {
-                    self.skip("mark without name", &"");
+                    self.skipped.skip("mark without name", &"");
                     None
                 }
             },
-            "dtmf" => {
-                let digit = frame.dtmf.and_then(|d| d.digit.chars().next());
-                match digit {
-                    Some(d) if d.is_ascii_digit() || d == '*' || d == '#' => Some(Inbound::Dtmf(d)),
-                    _ => {
-                        self.skip("bad dtmf", &"");
-                        None
-                    }
+            "dtmf" => match frame.dtmf.and_then(|d| keypad_digit(d.digit)) {
+                Some(d) => Some(Inbound::Dtmf(d)),
+                None => {
+                    self.skipped.skip("bad dtmf", &"");
+                    None
                 }
-            }
+            },
             "stop" => Some(Inbound::Hangup),
             "connected" | "start" => None,
             other => {
-                self.skip("unknown event", &other);
-                None
-            }
-        }
-    }
-
-    fn decode_audio(&mut self, payload: &str) -> Option<Bytes> {
-        match self.arena.decode(payload) {
-            Ok(Some(audio)) => Some(audio),
-            Ok(None) => {
-                self.skip("empty media payload", &"");
-                None
-            }
-            Err(e) => {
-                self.skip("bad base64", &e);
+                self.skipped.skip("unknown event", &other);
                 None
             }
         }
@@ -323,7 +298,7 @@ impl MediaSource for TwilioSource {
                     }
                 }
                 Message::Close(_) => return None,
-                Message::Binary(bytes) => self.decoder.skip("binary frame", &bytes.len()),
+                Message::Binary(bytes) => self.decoder.skipped.skip("binary frame", &bytes.len()),
                 Message::Ping(_) | Message::Pong(_) => {}
             }
         }
@@ -390,6 +365,8 @@ impl MediaSink for TwilioSink {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     const SID: &str = "MZ22222222222222222222222222222222";
@@ -420,7 +397,7 @@ mod tests {
             r#"{{"event":"stop","sequenceNumber":"5","streamSid":"{SID}","stop":{{"accountSid":"AC1","callSid":"CA1"}}}}"#
         );
         assert_eq!(d.decode(&stop), Some(Inbound::Hangup));
-        assert_eq!(d.skipped, 0);
+        assert_eq!(d.skipped.count(), 0);
     }
 
     #[test]
@@ -444,7 +421,7 @@ mod tests {
         ] {
             assert_eq!(d.decode(&bad), None, "{bad}");
         }
-        assert_eq!(d.skipped, 9);
+        assert_eq!(d.skipped.count(), 9);
         // The stream goes on: the next good frame decodes.
         assert_eq!(
             d.decode(&media(10, &good)),

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::audio::AudioFormat;
 use crate::transport::inactivity::Inactivity;
+use crate::transport::wire_text::SkippedFrames;
 use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 
 /// The format the NCCO asks for and the socket carries both ways.
@@ -158,24 +159,27 @@ async fn read_connected(stream: &mut SplitStream<WebSocket>) -> Result<Connected
 }
 
 /// Turns frames into [`Inbound`] events; separate from the socket so it can be tested.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameDecoder {
-    skipped: u64,
+    skipped: SkippedFrames,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self {
+            skipped: SkippedFrames::new("vonage"),
+        }
+    }
 }
 
 impl FrameDecoder {
     fn skip(&mut self, why: &str, detail: &dyn std::fmt::Display) {
-        self.skipped += 1;
-        // The first few are worth a line each; after that one in a thousand, so a misbehaving
-        // peer cannot flood the log.
-        if self.skipped <= 5 || self.skipped.is_multiple_of(1000) {
-            tracing::warn!(skipped = self.skipped, why, %detail, "vonage frame skipped");
-        }
+        self.skipped.skip(why, detail);
     }
 
     /// Frames skipped so far.
     pub fn skipped(&self) -> u64 {
-        self.skipped
+        self.skipped.count()
     }
 
     /// A binary frame: caller audio, if it is whole samples.
@@ -252,7 +256,7 @@ pub struct VonageSource {
 impl VonageSource {
     /// Frames skipped so far.
     pub fn skipped(&self) -> u64 {
-        self.decoder.skipped
+        self.decoder.skipped.count()
     }
 }
 
