@@ -211,17 +211,20 @@ impl CallLab {
             "the call was rejected: {:?}",
             sim.rejected
         );
-        for _ in 0..200 {
+        self.stored_call_once_ended().await
+    }
+
+    /// The lab's one call as the store has it, once it has ended (waits up to 30 s).
+    pub async fn stored_call_once_ended(&self) -> Value {
+        for _ in 0..300 {
             let (_, list) = self.server.get("/call/list").await;
             if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first())
                 && call["ended_at"].is_string()
             {
-                {
-                    let id = call["call_id"].as_str().unwrap();
-                    let (status, details) = self.server.get(&format!("/call/details/{id}")).await;
-                    assert_eq!(status, StatusCode::OK);
-                    return details["data"].clone();
-                }
+                let id = call["call_id"].as_str().unwrap();
+                let (status, details) = self.server.get(&format!("/call/details/{id}")).await;
+                assert_eq!(status, StatusCode::OK);
+                return details["data"].clone();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -290,6 +293,15 @@ pub fn transcript(call: &Value) -> Vec<(String, String)> {
                 t["text"].as_str().unwrap().to_owned(),
             )
         })
+        .collect()
+}
+
+/// What the caller said, line by line, as a stored call's transcript has it.
+pub fn user_turns(call: &Value) -> Vec<String> {
+    transcript(call)
+        .into_iter()
+        .filter(|(role, _)| role == "user")
+        .map(|(_, text)| text)
         .collect()
 }
 

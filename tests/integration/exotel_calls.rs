@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::exotel::{DEFAULT_ACCOUNT_SID, DEFAULT_API_KEY, DEFAULT_API_TOKEN};
 
-use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
+use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript, user_turns};
 
 const EXOPHONE: &str = "+918040000000";
 const CALLER: &str = "+919876500000";
@@ -64,30 +64,6 @@ fn call_in(lab: &CallLab, script: CallerScript) -> String {
     )
 }
 
-async fn stored_call(lab: &CallLab) -> Value {
-    for _ in 0..300 {
-        let (_, list) = lab.server.get("/call/list").await;
-        if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first())
-            && call["ended_at"].is_string()
-        {
-            let id = call["call_id"].as_str().unwrap();
-            let (status, details) = lab.server.get(&format!("/call/details/{id}")).await;
-            assert_eq!(status, StatusCode::OK);
-            return details["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the call never ended in the store");
-}
-
-fn users(call: &Value) -> Vec<String> {
-    transcript(call)
-        .into_iter()
-        .filter(|(r, _)| r == "user")
-        .map(|(_, t)| t)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exotel_inbound_call_greets_and_takes_three_turns_in_pcm16() {
     let (lab, _) = exotel_lab(LabOptions::default()).await;
@@ -102,7 +78,7 @@ async fn exotel_inbound_call_greets_and_takes_three_turns_in_pcm16() {
         .wait_for_call_end(&sid, Duration::from_secs(120))
         .await
         .expect("the call ends");
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     let report = &sim.reports[0];
     // Every chunk was whole 20 ms steps, stream_sid in snake_case, marks echoed.
     assert!(
@@ -118,7 +94,7 @@ async fn exotel_inbound_call_greets_and_takes_three_turns_in_pcm16() {
         "national numbers became E.164: {call}"
     );
     assert_eq!(
-        users(&call),
+        user_turns(&call),
         [
             "Hi, I'd like to book a table for two.",
             "Yes, tomorrow at seven please.",
@@ -172,7 +148,7 @@ async fn exotel_barge_in_keeps_what_was_heard_and_keys_make_a_turn() {
         .wait_for_call_end(&sid, Duration::from_secs(120))
         .await
         .expect("the call ends");
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     let report = &sim.reports[0];
     assert!(
         report.protocol_errors.is_empty(),
@@ -190,7 +166,7 @@ async fn exotel_barge_in_keeps_what_was_heard_and_keys_make_a_turn() {
         "{call:#}"
     );
     assert!(!heard.is_empty() && heard.len() < 150, "{heard:?}");
-    let users = users(&call);
+    let users = user_turns(&call);
     assert_eq!(users[0], "Sorry, can I book a table for two?");
     assert!(
         users
@@ -254,9 +230,9 @@ async fn exotel_outbound_call_connects_to_a_per_call_stream_and_reports_status()
         "{:?}",
         sim.reports[0].protocol_errors
     );
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     assert_eq!(call["status"], "completed", "{call}");
-    assert_eq!(users(&call), ["Thank you, goodbye."]);
+    assert_eq!(user_turns(&call), ["Thank you, goodbye."]);
     let hooks = lab.exotel.webhooks();
     assert!(
         hooks.iter().all(|h| (200..300).contains(&h.status)),

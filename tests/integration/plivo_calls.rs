@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::plivo::{DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN};
@@ -17,7 +17,7 @@ use voxbridge::telephony::plivo::signature::{
     Method, NONCE_HEADER, SIGNATURE_HEADER, compute_signature,
 };
 
-use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
+use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript, user_turns};
 
 const PLIVO_NUMBER: &str = "+14155550100";
 const CALLER: &str = "+14155550111";
@@ -57,31 +57,6 @@ fn call_in(lab: &CallLab, script: CallerScript) -> String {
     )
 }
 
-/// The lab's one call, once stored as ended.
-async fn stored_call(lab: &CallLab) -> Value {
-    for _ in 0..300 {
-        let (_, list) = lab.server.get("/call/list").await;
-        if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first())
-            && call["ended_at"].is_string()
-        {
-            let id = call["call_id"].as_str().unwrap();
-            let (status, details) = lab.server.get(&format!("/call/details/{id}")).await;
-            assert_eq!(status, StatusCode::OK);
-            return details["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the call never ended in the store");
-}
-
-fn users(call: &Value) -> Vec<String> {
-    transcript(call)
-        .into_iter()
-        .filter(|(r, _)| r == "user")
-        .map(|(_, t)| t)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plivo_inbound_call_greets_takes_three_turns_and_refuses_the_second_socket() {
     let (lab, _) = plivo_lab(LabOptions::default()).await;
@@ -96,7 +71,7 @@ async fn plivo_inbound_call_greets_takes_three_turns_and_refuses_the_second_sock
         .wait_for_call_end(&uuid, Duration::from_secs(120))
         .await
         .expect("the call ends");
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     let report = &sim.reports[0];
     assert!(
         report.protocol_errors.is_empty(),
@@ -109,7 +84,7 @@ async fn plivo_inbound_call_greets_takes_three_turns_and_refuses_the_second_sock
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["end_reason"], "assistant_ended_call", "{call}");
     assert_eq!(
-        users(&call),
+        user_turns(&call),
         [
             "Hi, I'd like to book a table for two.",
             "Yes, tomorrow at seven please.",
@@ -167,7 +142,7 @@ async fn plivo_barge_in_keeps_exactly_what_was_heard_and_keys_make_a_turn() {
         .wait_for_call_end(&uuid, Duration::from_secs(120))
         .await
         .expect("the call ends");
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     let report = &sim.reports[0];
     assert!(
         report.protocol_errors.is_empty(),
@@ -186,7 +161,7 @@ async fn plivo_barge_in_keeps_exactly_what_was_heard_and_keys_make_a_turn() {
     let timing = &call["turns"][0]["interruptions"][0];
     assert_eq!(timing["heard"], heard, "{call:#}");
     assert!(!heard.is_empty() && heard.len() < 150, "{heard:?}");
-    let users = users(&call);
+    let users = user_turns(&call);
     assert_eq!(users[0], "Sorry, can I book a table for two?");
     assert!(
         users
@@ -252,10 +227,10 @@ async fn plivo_outbound_call_places_answers_reports_status_and_hangs_up() {
         .await
         .expect("the call ends");
     assert_ne!(sim.call_uuid, request_uuid);
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["direction"], "outbound");
-    assert_eq!(users(&call), ["Thank you, goodbye."]);
+    assert_eq!(user_turns(&call), ["Thank you, goodbye."]);
     // Every webhook the fake sent (ring, answer, hang-up) was accepted.
     let hooks = lab.plivo.webhooks();
     assert!(
@@ -328,7 +303,7 @@ async fn plivo_hang_up_while_ringing_uses_the_call_uuid_from_the_callback() {
         .await
         .expect("the call ended");
     assert_eq!(sim.status, "cancel");
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     assert_eq!(call["status"], "canceled", "{call}");
     lab.stop().await;
 }
@@ -351,7 +326,7 @@ async fn plivo_busy_and_refused_calls_end_with_our_statuses() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
-    let call = stored_call(&lab).await;
+    let call = lab.stored_call_once_ended().await;
     assert_eq!(call["status"], "busy", "{call}");
     // Plivo refuses a call to our own number (src and destination overlap): a 400 naming it.
     let (status, reply) = lab

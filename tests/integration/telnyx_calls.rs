@@ -13,7 +13,7 @@ use voxbridge::sim::caller::CallerScript;
 use voxbridge::sim::telnyx::{DEFAULT_API_KEY, DEFAULT_CONNECTION_ID, InboundCall, TelnyxCall};
 use voxbridge::telephony::telnyx::signature;
 
-use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
+use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript, user_turns};
 
 /// Our Telnyx number and the people calling it.
 const TELNYX_NUMBER: &str = "+15550103300";
@@ -63,26 +63,7 @@ async fn finished(lab: &CallLab, id: &str) -> (TelnyxCall, Value) {
         .wait_for_call_end(id, Duration::from_secs(90))
         .await
         .unwrap_or_else(|| panic!("the call did not end: {:#?}", lab.telnyx.call(id)));
-    for _ in 0..200 {
-        let (_, list) = lab.server.get("/call/list").await;
-        if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first())
-            && call["ended_at"].is_string()
-        {
-            let id = call["call_id"].as_str().unwrap();
-            let (_, details) = lab.server.get(&format!("/call/details/{id}")).await;
-            return (sim, details["data"].clone());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the call never ended in the store");
-}
-
-fn users(call: &Value) -> Vec<String> {
-    transcript(call)
-        .into_iter()
-        .filter(|(r, _)| r == "user")
-        .map(|(_, t)| t)
-        .collect()
+    (sim, lab.stored_call_once_ended().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +101,7 @@ async fn telnyx_three_turn_call_greets_first_and_ends_after_the_goodbye() {
     assert_eq!(call["end_reason"], "assistant_ended_call", "{call}");
     assert_eq!(call["direction"], "inbound");
     assert_eq!(
-        users(&call),
+        user_turns(&call),
         [
             "Hi, I'd like to book a table for two.",
             "Yes, tomorrow at seven please.",
@@ -193,7 +174,7 @@ async fn telnyx_barge_in_clears_and_keeps_exactly_what_was_heard() {
     // What was heard is exactly the words whose marks Telnyx echoed before the clear.
     let interruption = &call["turns"][0]["interruptions"][0];
     assert_eq!(interruption["heard"], heard, "{call:#}");
-    assert_eq!(users(&call), ["Sorry, can I book a table for two?"]);
+    assert_eq!(user_turns(&call), ["Sorry, can I book a table for two?"]);
     lab.stop().await;
 }
 
@@ -206,7 +187,7 @@ async fn telnyx_keypad_digits_make_one_turn() {
     }
     let id = call_in(&lab, after_agent(script).hang_up());
     let (sim, call) = finished(&lab, &id).await;
-    assert_eq!(users(&call), ["(the caller entered 42 on the keypad)"]);
+    assert_eq!(user_turns(&call), ["(the caller entered 42 on the keypad)"]);
     // The caller hung up: Telnyx's stop ended the call as a hang-up.
     assert!(sim.caller_report.unwrap().protocol_errors.is_empty());
     assert_eq!(call["status"], "completed");
@@ -314,7 +295,7 @@ async fn telnyx_outbound_call_dials_streams_and_maps_events() {
     assert_eq!(call["call_id"], call_id);
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["direction"], "outbound");
-    assert_eq!(users(&call), ["Thank you, goodbye."]);
+    assert_eq!(user_turns(&call), ["Thank you, goodbye."]);
     lab.stop().await;
 }
 

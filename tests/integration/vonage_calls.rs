@@ -17,7 +17,7 @@ use voxbridge::sim::vonage::{
 };
 use voxbridge::telephony::vonage::{now_unix, signature};
 
-use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript};
+use crate::call_lab::{CallLab, GREETING, LabOptions, after_agent, clip, transcript, user_turns};
 
 const VONAGE_NUMBER: &str = "+15550104400";
 const CALLER: &str = "+15550109901";
@@ -70,26 +70,7 @@ async fn finished(lab: &CallLab, uuid: &str) -> (VonageCall, Value) {
         .wait_for_call_end(uuid, Duration::from_secs(90))
         .await
         .unwrap_or_else(|| panic!("the call did not end: {:#?}", lab.vonage.call(uuid)));
-    for _ in 0..200 {
-        let (_, list) = lab.server.get("/call/list").await;
-        if let Some(call) = list["data"]["calls"].as_array().and_then(|c| c.first())
-            && call["ended_at"].is_string()
-        {
-            let id = call["call_id"].as_str().unwrap();
-            let (_, details) = lab.server.get(&format!("/call/details/{id}")).await;
-            return (sim, details["data"].clone());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the call never ended in the store");
-}
-
-fn users(call: &Value) -> Vec<String> {
-    transcript(call)
-        .into_iter()
-        .filter(|(r, _)| r == "user")
-        .map(|(_, t)| t)
-        .collect()
+    (sim, lab.stored_call_once_ended().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +102,7 @@ async fn vonage_three_turn_call_greets_first_and_ends_after_the_goodbye() {
     assert_eq!(call["end_reason"], "assistant_ended_call", "{call}");
     assert_eq!(call["from_number"], CALLER);
     assert_eq!(
-        users(&call),
+        user_turns(&call),
         [
             "Hi, I'd like to book a table for two.",
             "Yes, tomorrow at seven please.",
@@ -194,7 +175,7 @@ async fn vonage_barge_in_clears_and_keeps_exactly_what_was_heard() {
         call["turns"][0]["interruptions"][0]["heard"], heard,
         "{call:#}"
     );
-    assert_eq!(users(&call), ["Sorry, can I book a table for two?"]);
+    assert_eq!(user_turns(&call), ["Sorry, can I book a table for two?"]);
     lab.stop().await;
 }
 
@@ -207,7 +188,7 @@ async fn vonage_keypad_digits_make_one_turn() {
     }
     let uuid = call_in(&lab, after_agent(script).hang_up());
     let (_, call) = finished(&lab, &uuid).await;
-    assert_eq!(users(&call), ["(the caller entered 42 on the keypad)"]);
+    assert_eq!(user_turns(&call), ["(the caller entered 42 on the keypad)"]);
     assert_eq!(call["status"], "completed");
     lab.stop().await;
 }
@@ -301,7 +282,7 @@ async fn vonage_outbound_call_places_an_ncco_and_maps_events() {
     }
     assert_eq!(call["call_id"], call_id);
     assert_eq!(call["status"], "completed", "{call}");
-    assert_eq!(users(&call), ["Thank you, goodbye."]);
+    assert_eq!(user_turns(&call), ["Thank you, goodbye."]);
     lab.stop().await;
 }
 
