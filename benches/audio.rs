@@ -187,6 +187,40 @@ mod vad {
     }
 }
 
+/// The JSON media stream's own per-frame work, before the audio reaches the VAD.
+mod wire {
+    use super::*;
+    use base64::Engine;
+    use voxbridge::telephony::twilio::stream::FrameDecoder;
+
+    const SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
+    const FRAMES: usize = 1000;
+
+    /// One inbound Twilio `media` message (20 ms of μ-law, as Twilio sends it) parsed and its
+    /// payload decoded into the socket's arena; the figure is per message.
+    #[divan::bench]
+    fn twilio_media_decode(bencher: Bencher) {
+        let payload = base64::engine::general_purpose::STANDARD.encode(mulaw_frame());
+        let frames: Vec<String> = (0..FRAMES)
+            .map(|i| {
+                let seq = i + 2;
+                format!(
+                    r#"{{"event":"media","sequenceNumber":"{seq}","media":{{"track":"inbound","chunk":"{i}","timestamp":"{}","payload":"{payload}"}},"streamSid":"{SID}"}}"#,
+                    i * 20
+                )
+            })
+            .collect();
+        bencher
+            .counter(divan::counter::ItemsCount::new(FRAMES))
+            .with_inputs(|| FrameDecoder::new(SID.to_owned()))
+            .bench_local_values(|mut decoder| {
+                for frame in &frames {
+                    black_box(decoder.decode(frame));
+                }
+            });
+    }
+}
+
 /// What each per-call object allocates when created (see the "alloc" columns).
 mod construct {
     use super::*;
