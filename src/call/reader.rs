@@ -232,3 +232,142 @@ fn decode(feed: &mut VadFeed, audio: &[u8], pcm: &mut Vec<i16>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::audio::vad::VadConfig;
+
+    /// What the STT's queue held, each with how many caller frames the reader had been given
+    /// when it was seen.
+    type Log = Arc<Mutex<Vec<(usize, SttInput)>>>;
+
+    /// Caller frames from a queue, then the socket's end. Before it hands out each frame it
+    /// takes what the reader queued for the STT so far, so the test knows what went out before
+    /// which frame.
+    struct Frames {
+        frames: VecDeque<bytes::Bytes>,
+        given: usize,
+        stt: Arc<Mutex<mpsc::Receiver<SttInput>>>,
+        log: Log,
+    }
+
+    impl Frames {
+        fn take_queued(&self) {
+            let mut stt = self.stt.lock().unwrap();
+            while let Ok(input) = stt.try_recv() {
+                self.log.lock().unwrap().push((self.given, input));
+            }
+        }
+    }
+
+    impl MediaSource for Frames {
+        async fn next(&mut self) -> Option<Inbound> {
+            self.take_queued();
+            let frame = self.frames.pop_front()?;
+            self.given += 1;
+            Some(Inbound::Audio(frame))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_turn_end_goes_to_the_stt_with_the_last_frame_and_nothing_is_held_back() {
+        let clip = |name: &str| {
+            crate::audio::wav::read(format!(
+                "{}/audio/caller/{name}.wav",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+            .samples
+        };
+        // Two turns between silences; 200 ms chunks, so a turn's end rarely falls on a chunk's.
+        let mut pcm = vec![0i16; 8000];
+        pcm.extend_from_slice(&clip("book_table"));
+        pcm.extend(std::iter::repeat_n(0i16, 12_000));
+        pcm.extend_from_slice(&clip("tomorrow_at_seven"));
+        pcm.extend(std::iter::repeat_n(0i16, 12_000));
+        let mut mulaw = Vec::new();
+        g711::encode_mulaw_into(&pcm[..pcm.len() / 160 * 160], &mut mulaw);
+        let frames: VecDeque<bytes::Bytes> = mulaw
+            .chunks(160)
+            .map(bytes::Bytes::copy_from_slice)
+            .collect();
+        let frame_count = frames.len();
+
+        let (stt_tx, stt_rx) = mpsc::channel(4096);
+        let (events_tx, mut events_rx) = mpsc::channel(4096);
+        let log: Log = Arc::default();
+        let stt = Arc::new(Mutex::new(stt_rx));
+        let source = Frames {
+            frames,
+            given: 0,
+            stt: stt.clone(),
+            log: log.clone(),
+        };
+        let vad = caller_vad(AudioFormat::MULAW_8K, VadConfig::default()).unwrap();
+        run_reader(
+            source,
+            AudioFormat::MULAW_8K,
+            stt_tx,
+            200,
+            vad,
+            events_tx,
+            None,
+        )
+        .await;
+        // What the reader flushed when the socket ended.
+        Frames {
+            frames: VecDeque::new(),
+            given: frame_count,
+            stt,
+            log: log.clone(),
+        }
+        .take_queued();
+
+        let mut events = Vec::new();
+        while let Ok(event) = events_rx.try_recv() {
+            events.push(event);
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, MediaEvent::SpeechStarted))
+                && events
+                    .iter()
+                    .any(|e| matches!(e, MediaEvent::SpeechStopped)),
+            "the VAD heard the turn: {events:?}"
+        );
+
+        let log = log.lock().unwrap();
+        let mut sent = Vec::new();
+        let (mut finals, mut starts) = (0, 0);
+        for (given, input) in log.iter() {
+            match input {
+                SttInput::Audio(chunk) => {
+                    assert!(chunk.len() <= 1600, "chunks of at most 200 ms");
+                    sent.extend_from_slice(chunk);
+                }
+                // Everything the caller said up to the frame that ended the turn (or started
+                // it) is already on the queue, ahead of the request.
+                SttInput::Finalize => {
+                    finals += 1;
+                    assert_eq!(sent.len(), given * 160, "audio held back behind a final");
+                }
+                SttInput::Speaking(true) => {
+                    starts += 1;
+                    assert_eq!(sent.len(), given * 160, "audio held back behind an onset");
+                }
+                SttInput::Speaking(false) => {}
+            }
+        }
+        assert!(
+            finals >= 2 && starts >= 2,
+            "finals {finals}, starts {starts}"
+        );
+        assert_eq!(sent.len(), frame_count * 160, "every frame reached the STT");
+        assert_eq!(sent, mulaw, "in order, unchanged");
+    }
+}
