@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod events;
+pub mod reorder;
 pub mod rest;
 pub mod signature;
 pub mod stream;
