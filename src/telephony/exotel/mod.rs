@@ -13,6 +13,7 @@
 //! sockets) and `region` (`sg`, the default, or `in`).
 
 pub mod answer;
+pub mod chunks;
 pub mod rest;
 pub mod signature;
 pub mod stream;

@@ -24,11 +24,12 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{SplitSink, SplitStream};
 use serde::Deserialize;
 
+use super::chunks::ChunkBuffer;
 use crate::audio::{AudioFormat, Encoding};
 use crate::transport::inactivity::Inactivity;
 use crate::transport::wire_text::{Base64Arena, SkippedFrames, keypad_digit, push_json_str};
@@ -38,10 +39,6 @@ use crate::transport::{Inbound, MediaSink, MediaSource, TransportError};
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How long a new socket may take to send `start`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// The smallest chunk Exotel wants, in milliseconds.
-pub const MIN_CHUNK_MS: u32 = 100;
-/// Chunks are whole multiples of this many milliseconds.
-pub const CHUNK_STEP_MS: u32 = 20;
 const ARENA_BLOCK: usize = 16 * 1024;
 
 /// What `start` told us about the stream.
@@ -381,51 +378,6 @@ impl MediaSource for ExotelSource {
     }
 }
 
-/// What the sink batches: audio waiting to become a chunk, in Exotel's size rules. Separate
-/// from the socket so the rules can be tested.
-#[derive(Debug)]
-pub struct ChunkBuffer {
-    waiting: BytesMut,
-    min_bytes: usize,
-    step_bytes: usize,
-}
-
-impl ChunkBuffer {
-    pub fn new(format: AudioFormat) -> Self {
-        let step_bytes = format.bytes_per_ms(CHUNK_STEP_MS).max(2);
-        Self {
-            waiting: BytesMut::with_capacity(step_bytes * 10),
-            min_bytes: format.bytes_per_ms(MIN_CHUNK_MS).max(step_bytes),
-            step_bytes,
-        }
-    }
-
-    /// Adds audio; answers a chunk once at least 100 ms (whole 20 ms steps) are waiting.
-    pub fn push(&mut self, audio: &[u8]) -> Option<Bytes> {
-        self.waiting.extend_from_slice(audio);
-        if self.waiting.len() < self.min_bytes {
-            return None;
-        }
-        let whole = self.waiting.len() / self.step_bytes * self.step_bytes;
-        Some(self.waiting.split_to(whole).freeze())
-    }
-
-    /// Everything waiting, padded with silence to a whole 20 ms (before a mark or the close).
-    pub fn flush(&mut self) -> Option<Bytes> {
-        if self.waiting.is_empty() {
-            return None;
-        }
-        let padded = self.waiting.len().div_ceil(self.step_bytes) * self.step_bytes;
-        self.waiting.resize(padded, 0);
-        Some(self.waiting.split().freeze())
-    }
-
-    /// Drops what is waiting (a clear).
-    pub fn drop_waiting(&mut self) {
-        self.waiting.clear();
-    }
-}
-
 /// The sending half of an Exotel stream.
 pub struct ExotelSink {
     sink: SplitSink<WebSocket, Message>,
@@ -629,38 +581,6 @@ mod tests {
             r#"{{"event":"stop","sequence_number":"90","stream_sid":"{SID}","stop":{{"call_sid":"CAbbbb","reason":"callended"}}}}"#
         );
         assert_eq!(d.decode(&stop), Some(Inbound::Hangup));
-    }
-
-    #[test]
-    fn outbound_chunks_are_100_ms_and_whole_20_ms_steps() {
-        let mut c = ChunkBuffer::new(PCM8K);
-        let frame = [1u8; 320];
-        for _ in 0..4 {
-            assert!(c.push(&frame).is_none());
-        }
-        let chunk = c.push(&frame).unwrap();
-        assert_eq!(chunk.len(), 1600);
-        // A short frame is carried into the next chunk, never sent alone.
-        assert!(c.push(&[2u8; 100]).is_none());
-        for _ in 0..4 {
-            assert!(c.push(&frame).is_none());
-        }
-        let chunk = c.push(&frame).unwrap();
-        assert_eq!(chunk.len(), 1600, "whole 20 ms steps only");
-        // The 100-byte remainder goes out before a mark, padded to 320 bytes with silence.
-        let tail = c.flush().unwrap();
-        assert_eq!(tail.len(), 320);
-        assert!(tail[100..].iter().all(|&b| b == 0));
-        assert!(c.flush().is_none());
-        c.push(&frame);
-        c.drop_waiting();
-        assert!(c.flush().is_none());
-        // 16 kHz: 640-byte steps, 3200-byte minimum.
-        let mut c = ChunkBuffer::new(AudioFormat::PCM16_16K);
-        for _ in 0..4 {
-            assert!(c.push(&[0u8; 640]).is_none());
-        }
-        assert_eq!(c.push(&[0u8; 640]).unwrap().len(), 3200);
     }
 
     #[test]
