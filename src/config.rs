@@ -412,6 +412,7 @@ impl Config {
 
     /// Loads defaults, then `file` if it exists, then the environment.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        refuse_unreadable_escapes()?;
         Self::figment(file)
             .extract()
             .map_err(|e| ConfigError(Box::new(e)))
@@ -423,6 +424,30 @@ impl Config {
             // `VOXBRIDGE_CONFIG` names the file itself (a CLI option), not a key in it.
             .merge(Env::prefixed("VOXBRIDGE_").ignore(&["CONFIG"]).split("__"))
     }
+}
+
+/// figment 0.10 unescapes a quoted environment value by slicing it at a *character* count as if
+/// it were a *byte* offset, so a non-ASCII character before a backslash escape makes it panic
+/// (found by fuzzing `config_load`; fuzz/README.md). Such a value is refused here, before figment
+/// reads it, with an error that names the variable.
+fn refuse_unreadable_escapes() -> Result<(), ConfigError> {
+    for (key, value) in std::env::vars_os() {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+            continue;
+        };
+        if !key.starts_with("VOXBRIDGE_") || !value.contains('"') {
+            continue;
+        }
+        if let Some(last_escape) = value.rfind('\\')
+            && !value[..last_escape].is_ascii()
+        {
+            return Err(ConfigError(Box::new(figment::Error::from(format!(
+                "{key}: a quoted value with a non-ASCII character before a backslash escape \
+                 cannot be read; write it without quotes or escapes, or put it in the config file"
+            )))));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -459,6 +484,20 @@ mod tests {
                 config.deepgram.model, "nova-3",
                 "unset nested keys keep defaults"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_quoted_value_figment_cannot_unescape_is_an_error_not_a_panic() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VOXBRIDGE_LOG_LEVEL", "\"é\\n\"");
+            let err = Config::load(Path::new("absent.toml")).expect_err("refused");
+            assert!(err.to_string().contains("VOXBRIDGE_LOG_LEVEL"), "{err}");
+            // Plain non-ASCII text, and escapes in ASCII text, still load.
+            jail.set_env("VOXBRIDGE_LOG_LEVEL", "\"warn\\t\"");
+            jail.set_env("VOXBRIDGE_BOOTSTRAP_EMAIL", "é@example.com");
+            Config::load(Path::new("absent.toml")).expect("loads");
             Ok(())
         });
     }
