@@ -3,7 +3,7 @@
 //! frames a decoder skipped (Vonage's binary stream keeps one too); the keypad check for DTMF
 //! events; and a JSON string escape for the frames we write by hand.
 
-use std::fmt::Display;
+use std::fmt::{Display, Write};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -116,7 +116,10 @@ pub fn push_json_str(out: &mut String, s: &str) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                // Written in place: no temporary string, even for a hostile value.
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
